@@ -1,0 +1,41 @@
+# mispec — two commands: `make run` (the embedded default study) and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CONSTRAINTS ?= constraints/cpu.txt
+
+.PHONY: venv run test test-slow lint format bench clean
+
+venv: $(STAMP)
+
+# Re-installs only when the package metadata or the constraints change.
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) torch
+	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) -e '.[dev,plot,dask]'
+	touch $(STAMP)
+
+run: venv
+	$(BIN)/mispec run specs/induction_heads.yaml
+
+lint: venv
+	$(BIN)/ruff check mispec tests benchmarks
+	$(BIN)/ruff format --check mispec tests benchmarks
+
+format: venv
+	$(BIN)/ruff check --fix mispec tests benchmarks
+	$(BIN)/ruff format mispec tests benchmarks
+
+test: venv lint
+	$(BIN)/python -m pytest -q
+
+test-slow: venv
+	$(BIN)/python -m pytest -q -m slow
+
+bench: venv
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .mispec runs

@@ -1,0 +1,1 @@
+"""Model sources: (model, seed, step) → a TransformerLens 4 ``TransformerBridge``, fast."""

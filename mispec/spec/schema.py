@@ -1,0 +1,191 @@
+"""The spec language: strict, frozen pydantic models (``extra="forbid"``), format version 1.
+
+A spec declares models (trained by mispec, a local folder, or a pretrained family), their
+checkpoints and seeds, prompt sets, and a DAG of metrics. Structural rules live here;
+rules that need registries or cross-references live in ``mispec.spec.checks``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
+Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
+DType = Literal["float32", "float16", "bfloat16"]
+CachePolicy = Literal["store", "float16", "skip"]
+MAX_STEP = 10**9
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- checkpoints
+class StepsSelector(Strict):
+    """Explicit training steps: ``{steps: [0, 100, 1000]}``."""
+
+    steps: Annotated[list[Annotated[int, Field(ge=0, le=MAX_STEP)]], Field(min_length=1)]
+
+
+class RangeSelector(Strict):
+    """Every N steps: ``{every: 100}`` or ``{start: 0, stop: 1000, every: 50}`` (stop inclusive)."""
+
+    every: Annotated[int, Field(gt=0, le=MAX_STEP)]
+    start: Annotated[int, Field(ge=0, le=MAX_STEP)] = 0
+    stop: Annotated[int, Field(ge=0, le=MAX_STEP)] | None = None
+
+    @model_validator(mode="after")
+    def _order(self) -> RangeSelector:
+        if self.stop is not None and self.stop < self.start:
+            raise ValueError(f"stop ({self.stop}) is before start ({self.start})")
+        return self
+
+
+class ScheduleSelector(Strict):
+    """``count`` checkpoints spaced on a schedule: ``{schedule: log, count: 40}``.
+
+    ``log`` takes step 0 and log-spaced steps up to the last one (more early, where
+    training dynamics happen); ``linear`` spaces them evenly.
+    """
+
+    schedule: Literal["log", "linear"]
+    count: Annotated[int, Field(gt=0, le=100_000)]
+    start: Annotated[int, Field(ge=0, le=MAX_STEP)] = 0
+    stop: Annotated[int, Field(ge=0, le=MAX_STEP)] | None = None
+
+
+Selector = Literal["all", "last"] | StepsSelector | RangeSelector | ScheduleSelector
+
+
+# --------------------------------------------------------------------------- models
+class ArchSpec(Strict):
+    """Architecture of a toy model mispec trains (a TransformerLens-native model)."""
+
+    n_layers: Annotated[int, Field(gt=0, le=128)]
+    n_heads: Annotated[int, Field(gt=0, le=256)]
+    d_model: Annotated[int, Field(gt=0, le=65536)]
+    d_head: Annotated[int, Field(gt=0, le=4096)]
+    d_mlp: Annotated[int, Field(gt=0, le=262144)] | None = None  # default 4 * d_model
+    attn_only: bool = False
+    normalization: Literal["LN", "LNPre", "RMS", "RMSPre"] | None = "LN"
+    act_fn: Literal["relu", "gelu", "gelu_new", "silu", "solu_ln"] = "relu"
+    positional_embedding: Literal["standard", "rotary"] = "standard"
+    d_vocab: Annotated[int, Field(gt=1, le=1_000_000)] | None = None  # default: the task's
+    n_ctx: Annotated[int, Field(gt=1, le=1_000_000)] | None = None  # default: the task's
+    init_range: Annotated[float, Field(gt=0)] | None = None
+
+
+class OptimizerSpec(Strict):
+    name: Literal["adamw", "adam", "sgd"] = "adamw"
+    lr: Annotated[float, Field(gt=0, le=10)] = 1e-3
+    weight_decay: Annotated[float, Field(ge=0, le=100)] = 0.0
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (
+        0.9,
+        0.999,
+    )
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.0
+
+
+class TrainSpec(Strict):
+    """A toy model trained by mispec on an algorithmic task (see ``mispec.models.tasks``)."""
+
+    task: str
+    task_args: dict[str, Any] = Field(default_factory=dict)
+    arch: ArchSpec
+    steps: Annotated[int, Field(gt=0, le=10_000_000)]
+    batch_size: Annotated[int, Field(gt=0, le=1_000_000)] | None = 64  # None: full batch
+    optimizer: OptimizerSpec = OptimizerSpec()
+    warmup_steps: Annotated[int, Field(ge=0)] = 0
+    grad_clip: Annotated[float, Field(gt=0)] | None = None
+    dtype: DType = "float32"
+    device: str = "cpu"
+
+
+class ModelSpec(Strict):
+    """Exactly one source: ``train`` (mispec trains it), ``pretrained`` (a published family,
+    revision per step) or ``path`` (a local folder of checkpoints). ``{seed}`` in ``path``
+    or ``pretrained`` names one run per seed."""
+
+    train: TrainSpec | None = None
+    pretrained: str | None = None
+    path: str | None = None
+    seeds: Annotated[list[Annotated[int, Field(ge=0, le=2**31 - 1)]], Field(min_length=1)] = [0]
+    checkpoints: Selector | None = None  # default: log/32 for train, all otherwise
+    dtype: DType = "float32"
+    device: str = "auto"
+    tokenizer: str | None = None  # a local tokenizer folder for `path:` models without one
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSpec:
+        given = [k for k in ("train", "pretrained", "path") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "a model needs exactly one source: 'train', 'pretrained' or 'path'"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError("seeds are repeated")
+        return self
+
+    @property
+    def source_kind(self) -> Literal["train", "pretrained", "path"]:
+        if self.train is not None:
+            return "train"
+        return "pretrained" if self.pretrained is not None else "path"
+
+
+# --------------------------------------------------------------------------- prompts
+class PromptSpec(Strict):
+    """A prompt set: a registered ``generator`` with ``args`` and ``seed``, or a text ``file``
+    (``.txt``: one prompt per line; ``.jsonl``: ``{"text": ...}`` per line)."""
+
+    generator: str | None = None
+    args: dict[str, Any] = Field(default_factory=dict)
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
+    file: str | None = None
+    prepend_bos: bool = True
+    max_tokens: Annotated[int, Field(gt=1, le=1_000_000)] | None = None
+    limit: Annotated[int, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PromptSpec:
+        if (self.generator is None) == (self.file is None):
+            raise ValueError("a prompt set needs exactly one of 'generator' or 'file'")
+        if self.file is not None and self.args:
+            raise ValueError("'args' only applies to a 'generator'")
+        return self
+
+
+# --------------------------------------------------------------------------- metrics
+class MetricSpec(Strict):
+    """One node of the metric DAG: ``fn`` from the metric registry (or ``module:function``),
+    the ``prompts`` it reads, ``inputs`` wiring other metrics to its parameters, ``args``."""
+
+    fn: str
+    prompts: str | None = None
+    inputs: dict[str, str] = Field(default_factory=dict)
+    args: dict[str, Any] = Field(default_factory=dict)
+    models: list[str] | None = None  # restrict to these models (default: all)
+    cache: CachePolicy | None = None  # policy for the activations this metric reads
+
+
+class Spec(Strict):
+    mispec: Literal[1] = Field(description="spec format version; this is version 1")
+    name: Name
+    description: str = ""
+    include: list[str] = Field(default_factory=list)
+    models: Annotated[dict[Name, ModelSpec], Field(min_length=1)]
+    prompts: dict[Name, PromptSpec] = Field(default_factory=dict)
+    metrics: Annotated[dict[Name, MetricSpec], Field(min_length=1)]
+    cache: dict[str, CachePolicy] = Field(default_factory=dict)  # hook name -> policy
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) of a spec file, for editors (yaml-language-server)."""
+    schema = Spec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://mispec.dev/schema/v1.json"
+    schema["title"] = "mispec study spec (format 1)"
+    return schema
