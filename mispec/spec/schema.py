@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
@@ -56,7 +56,33 @@ class ScheduleSelector(Strict):
     stop: Annotated[int, Field(ge=0, le=MAX_STEP)] | None = None
 
 
-Selector = Literal["all", "last"] | StepsSelector | RangeSelector | ScheduleSelector
+def _selector_kind(value: Any) -> str | None:
+    if isinstance(value, BaseModel):
+        return type(value).__name__
+    if isinstance(value, str):
+        return "name"
+    if isinstance(value, dict):
+        if "steps" in value:
+            return "StepsSelector"
+        if "schedule" in value or "count" in value:
+            return "ScheduleSelector"
+        if "every" in value:
+            return "RangeSelector"
+    return None
+
+
+Selector = Annotated[
+    Annotated[Literal["all", "last"], Tag("name")]
+    | Annotated[StepsSelector, Tag("StepsSelector")]
+    | Annotated[RangeSelector, Tag("RangeSelector")]
+    | Annotated[ScheduleSelector, Tag("ScheduleSelector")],
+    Discriminator(
+        _selector_kind,
+        custom_error_type="selector",
+        custom_error_message="expected 'all', 'last', {steps: [...]}, {every: N}, "
+        "{start: A, stop: B, every: N} or {schedule: log|linear, count: N}",
+    ),
+]
 
 
 # --------------------------------------------------------------------------- models

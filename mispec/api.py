@@ -1,0 +1,198 @@
+"""The Python API — the CLI's twin: ``load_spec``, ``plan``, ``run``, ``open_results``."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from mispec.errors import ResultsError
+from mispec.spec.load import LoadedSpec, load_spec
+
+__all__ = ["load_spec", "plan", "run", "open_results", "RunResult", "PlannedSpec"]
+
+
+@dataclass
+class PlannedSpec:
+    loaded: LoadedSpec
+    plan: Any  # mispec.plan.graph.Plan
+    status: Any  # mispec.execute.status.PlanStatus
+    store_dir: Path
+
+    def to_json(self) -> dict[str, Any]:
+        from mispec.plan.graph import plan_json
+
+        out = plan_json(self.plan)
+        out["status"] = self.status.to_json()
+        out["store"] = str(self.store_dir)
+        return out
+
+
+def plan(spec: str | Path | LoadedSpec, *, store: str | Path | None = None) -> PlannedSpec:
+    """Validate, resolve and plan a spec; report what is cached in the store (read-only)."""
+    from mispec.execute.status import plan_status
+    from mispec.plan.graph import build_plan
+    from mispec.plan.resolve import resolve
+    from mispec.store.store import Store, default_store_dir
+
+    loaded = spec if isinstance(spec, LoadedSpec) else load_spec(spec)
+    store_dir = Path(store).resolve() if store else default_store_dir(loaded.path)
+    the_plan = build_plan(loaded.spec, resolve(loaded))
+    the_plan.base_dir = loaded.base_dir
+    status = plan_status(the_plan, Store(store_dir) if store_dir.exists() else None)
+    return PlannedSpec(loaded, the_plan, status, store_dir)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    results_path: Path
+    counters: dict[str, int]
+    seconds: float
+    did_work: bool
+    summary: list[str] = field(default_factory=list)
+
+    def open(self) -> Any:
+        return open_results(self.results_path)
+
+
+def run(
+    spec: str | Path | LoadedSpec,
+    *,
+    executor: str | None = None,
+    out: str | Path | None = None,
+    store: str | Path | None = None,
+    progress: bool = True,
+) -> RunResult:
+    """Run a spec: train what is missing, compute what is not cached, assemble the results
+    into ``runs/<name>/results.zarr`` beside the exact spec, plan and provenance."""
+    from mispec.execute.assemble import assemble
+    from mispec.execute.context import RunContext
+    from mispec.execute.profile import load_profile
+    from mispec.store.store import Store, project_root
+
+    t0 = time.perf_counter()
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    profile = load_profile(executor)
+    planned = plan(spec, store=store or profile.store)
+    loaded, the_plan = planned.loaded, planned.plan
+    st = Store(planned.store_dir)
+    st.ensure_writable()
+    ctx = RunContext(the_plan, loaded.base_dir, st, device=profile.device,
+                     batch_size=profile.batch_size)
+    if profile.kind == "local":
+        from mispec.execute.local import execute_local
+
+        execute_local(ctx, progress=progress)
+    else:
+        from mispec.execute.dask_executor import execute_dask
+
+        execute_dask(ctx, profile, progress=progress)
+    tree = assemble(the_plan, st)
+    run_dir = Path(out).resolve() if out else project_root(loaded.path) / "runs" / loaded.spec.name
+    run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    provenance = _provenance(ctx, profile, started, time.perf_counter() - t0, run_id, loaded)
+    _write_run(run_dir, tree, loaded, the_plan, provenance)
+    counters = asdict(ctx.counters)
+    did_work = any(counters[k] for k in ("forward_passes", "cells_computed", "reductions_computed",
+                                          "training_steps"))
+    st.record_run({"run_id": run_id, "study": loaded.spec.name, "spec": str(loaded.path),
+                   "spec_hash": loaded.spec_hash, "plan_key": the_plan.key,
+                   "run_dir": str(run_dir), "time": started})
+    from mispec.execute.summary import summarize
+
+    return RunResult(run_dir, run_dir / "results.zarr", counters, time.perf_counter() - t0,
+                     did_work, summarize(tree))
+
+
+def _write_run(run_dir: Path, tree: Any, loaded: LoadedSpec, the_plan: Any, provenance: dict) -> None:
+    """Write the new run beside, then swap it in; the previous run moves to ``history/``."""
+    from mispec.plan.graph import plan_json
+    from mispec.store.files import write_bytes_atomic
+
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = run_dir.parent / f".staging-{uuid.uuid4().hex[:8]}-{run_dir.name}"
+    staging.mkdir()
+    try:
+        tree.to_zarr(staging / "results.zarr", mode="w", consolidated=True)
+        (staging / "spec.yaml").write_text(loaded.text, encoding="utf-8")
+        (staging / "plan.json").write_text(json.dumps(plan_json(the_plan), indent=1), "utf-8")
+        (staging / "provenance.json").write_text(json.dumps(provenance, indent=2), "utf-8")
+        history = run_dir / "history"
+        if (run_dir / "provenance.json").is_file():
+            old = json.loads((run_dir / "provenance.json").read_text("utf-8")).get("run_id", "old")
+            dest = history / old
+            dest.mkdir(parents=True, exist_ok=True)
+            for name in ("results.zarr", "spec.yaml", "plan.json", "provenance.json"):
+                if (run_dir / name).exists():
+                    os.replace(run_dir / name, dest / name)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("results.zarr", "spec.yaml", "plan.json", "provenance.json"):
+            if (run_dir / name).exists():
+                shutil.rmtree(run_dir / name) if (run_dir / name).is_dir() else (run_dir / name).unlink()
+            os.replace(staging / name, run_dir / name)
+        write_bytes_atomic(run_dir / "README.txt", b"mispec run: open with mispec.open_results("
+                           b"'results.zarr') or xarray.open_datatree(..., engine='zarr')\n")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _provenance(ctx: Any, profile: Any, started: str, seconds: float, run_id: str,
+                loaded: LoadedSpec) -> dict[str, Any]:
+    import importlib.metadata as md
+    import subprocess
+
+    def version(pkg: str) -> str | None:
+        try:
+            return md.version(pkg)
+        except md.PackageNotFoundError:
+            return None
+
+    commit = None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=loaded.base_dir, capture_output=True,
+                                text=True, timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    import torch
+
+    return {
+        "run_id": run_id,
+        "study": loaded.spec.name,
+        "spec_path": str(loaded.path),
+        "spec_hash": loaded.spec_hash,
+        "plan_key": ctx.plan.key,
+        "started": started,
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(seconds, 3),
+        "versions": {p: version(p) for p in ("mispec", "torch", "transformer-lens", "transformers",
+                                              "xarray", "zarr", "numpy")},
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": {"profile": profile.device, "cuda": torch.cuda.is_available(),
+                   "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+        "executor": profile.model_dump(mode="json"),
+        "git_commit": commit,
+        "seeds": {m: list(s.seeds) for m, s in ctx.spec.models.items()},
+        "counters": asdict(ctx.counters),
+        "store": str(ctx.store.root),
+    }
+
+
+def open_results(path: str | Path) -> Any:
+    """The results ``DataTree`` of a run folder or its ``results.zarr``."""
+    import xarray as xr
+
+    p = Path(path)
+    if (p / "results.zarr").exists():
+        p = p / "results.zarr"
+    if not p.exists():
+        raise ResultsError(f"no results at {p.resolve()}: run `mispec run SPEC` first")
+    return xr.open_datatree(p, engine="zarr")

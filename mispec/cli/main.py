@@ -1,0 +1,71 @@
+"""``mispec`` command line: a thin layer over ``mispec.api``; renderers live beside each verb.
+
+Exit codes: 0 ok, 1 internal error (or differences with ``diff --exit-code``), 2 bad input.
+No traceback unless ``-v``. Heavy libraries (torch, transformer_lens, dask) load lazily.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from mispec import __version__
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mispec",
+        description="Declarative experiment specs for mechanistic interpretability over training "
+        "checkpoints: validate, plan, run, diff and plot.",
+    )
+    parser.add_argument("--version", action="version", version=f"mispec {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    from mispec.cli import commands
+
+    for register in commands.REGISTER:
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    return run_command(args.func, args)
+
+
+def run_command(func: Command, args: argparse.Namespace) -> int:
+    from mispec.errors import MispecError
+
+    try:
+        return func(args)
+    except MispecError as exc:
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc()
+        print(f"error: {exc}" if "\n" not in str(exc) else f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: finished cells are kept in the store; re-run to continue",
+              file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug in mispec or a plugin
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc()
+        print(f"internal error: {type(exc).__name__}: {exc}\n(run with -v for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

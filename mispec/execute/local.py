@@ -1,0 +1,39 @@
+"""The local executor: a loop over the work list in one process."""
+
+from __future__ import annotations
+
+from mispec.execute.context import RunContext
+from mispec.execute.group import run_group, run_reduction
+from mispec.execute.progress import progress_bars
+from mispec.execute.work import work_list
+
+
+def execute_local(ctx: RunContext, *, progress: bool = True) -> None:
+    from mispec import models as sources
+
+    series_list = work_list(ctx.plan)
+    n_groups = sum(len(s.groups) for s in series_list)
+    n_red = sum(len(s.reductions) for s in series_list)
+    with progress_bars(progress) as bars:
+        overall = bars.add_task("checkpoints", total=n_groups, status="")
+        reduce_task = bars.add_task("reductions", total=n_red, status="") if n_red else None
+        try:
+            for series in series_list:
+                mspec = ctx.spec.models[series.model]
+                if series.train is not None and mspec.train is not None:
+                    steps = list(ctx.plan.resolution.series[(series.model, series.seed)].steps)
+                    bars.update(overall, status=f"training {series.model} seed {series.seed}")
+                    report = sources.ensure_trained(series.model, mspec.train, series.seed, steps,
+                                                    ctx.store.root, progress=progress)
+                    ctx.counters.training_steps += report.steps_trained
+                for group in series.groups:
+                    bars.update(overall, status=f"{series.model} seed {series.seed} step {group.step}")
+                    run_group(ctx, group.model, group.seed, group.step, list(group.cells))
+                    bars.advance(overall)
+                for red in series.reductions:
+                    run_reduction(ctx, ctx.plan.node(red))
+                    if reduce_task is not None:
+                        bars.advance(reduce_task)
+            bars.update(overall, status="done")
+        finally:
+            ctx.close()

@@ -1,0 +1,233 @@
+"""Cross-reference checks that need registries: names of metric functions, tasks and prompt
+generators; metric inputs and their cycles; args against function signatures; checkpoint
+selectors against what a model can provide. Every problem is collected, none short-circuits.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from mispec.errors import CheckpointError, Problem, UserError
+from mispec.registry import Registry, did_you_mean
+from mispec.spec.schema import ModelSpec, Spec
+from mispec.spec.yaml_source import KeyPath, SourceMap
+
+
+def check_spec(spec: Spec, source: SourceMap, base_dir: Path) -> list[Problem]:
+    problems: list[Problem] = []
+    _check_models(spec, source, base_dir, problems)
+    _check_prompts(spec, source, problems)
+    _check_metrics(spec, source, problems)
+    return sorted(problems, key=lambda p: (p.file or "", p.line or 0, p.col or 0))
+
+
+# --------------------------------------------------------------------------- helpers
+def _lookup(registry: Registry[Any], name: str, path: KeyPath, source: SourceMap,
+            problems: list[Problem]) -> Any:
+    try:
+        item = registry.get_or_none(name)
+    except UserError as exc:  # a module:function reference that does not import
+        problems.append(source.problem(path, str(exc)))
+        return None
+    if item is None:
+        problems.append(source.problem(
+            path, f"unknown {registry.kind} '{name}'{did_you_mean(name, registry.names())}"))
+    return item
+
+
+def signature_args(fn: Callable[..., Any], skip: frozenset[str] = frozenset()) -> dict[str, inspect.Parameter]:
+    return {
+        name: p for name, p in inspect.signature(fn).parameters.items()
+        if name not in skip and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    }
+
+
+def check_args(
+    given: Mapping[str, Any],
+    params: Mapping[str, Any],  # name -> (default or inspect.Parameter.empty, annotation str)
+    globals_: Mapping[str, Any],
+    path: KeyPath,
+    source: SourceMap,
+    problems: list[Problem],
+    what: str,
+) -> None:
+    """Unknown args (did-you-mean), missing required args, and values of the wrong type."""
+    for name, value in given.items():
+        if name not in params:
+            problems.append(source.problem(
+                (*path, name), f"{what} takes no argument '{name}'{did_you_mean(name, list(params))}",
+                at_key=True))
+            continue
+        _default, annotation = params[name]
+        tp = _eval_annotation(annotation, globals_)
+        if tp is not None:
+            try:
+                TypeAdapter(tp).validate_python(value, strict=False)
+            except ValidationError as exc:
+                msg = exc.errors(include_url=False)[0]["msg"]
+                problems.append(source.problem((*path, name), f"{msg} (got {value!r})"))
+    for name, (default, _ann) in params.items():
+        if default is inspect.Parameter.empty and name not in given:
+            problems.append(source.problem(path, f"{what} needs argument '{name}'", at_key=True))
+
+
+_SIMPLE_NAMES = {"int", "float", "str", "bool", "None", "list", "dict", "tuple", "Literal",
+                 "Any", "Sequence", "Mapping", "Optional"}
+
+
+def _eval_annotation(annotation: Any, globals_: Mapping[str, Any]) -> Any:
+    if not isinstance(annotation, str):
+        return None if annotation is inspect.Parameter.empty else annotation
+    if annotation in ("", "inspect._empty", "_empty"):
+        return None
+    import re
+
+    names = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", re.sub(r"'[^']*'|\"[^\"]*\"", "", annotation)))
+    if not names <= _SIMPLE_NAMES:  # never evaluate annotations that could import torch
+        return None
+    try:
+        import typing
+
+        return eval(annotation, {**vars(typing), **dict(globals_)})  # noqa: S307 (own code's annotations)
+    except Exception:
+        return None
+
+
+def _fn_params(fn: Callable[..., Any], skip: frozenset[str] = frozenset()) -> dict[str, Any]:
+    return {n: (p.default, p.annotation if isinstance(p.annotation, str) else p.annotation)
+            for n, p in signature_args(fn, skip).items()}
+
+
+# --------------------------------------------------------------------------- models
+def _check_models(spec: Spec, source: SourceMap, base_dir: Path, problems: list[Problem]) -> None:
+    from mispec import models as model_sources
+
+    for name, model in spec.models.items():
+        path: KeyPath = ("models", name)
+        if model.train is not None:
+            task = _lookup(model_sources.TASKS, model.train.task, (*path, "train", "task"),
+                           source, problems)
+            if task is not None:
+                check_args(model.train.task_args, _fn_params(task), getattr(task, "__globals__", {}),
+                           (*path, "train", "task_args"), source, problems, f"task '{model.train.task}'")
+        if model.source_kind != "path":  # path models are checked when their folder is read
+            _check_selector(name, model, base_dir, source, problems)
+
+
+def _check_selector(name: str, model: ModelSpec, base_dir: Path, source: SourceMap,
+                    problems: list[Problem]) -> None:
+    from mispec import models as model_sources
+    from mispec.spec.selectors import resolve_selector
+
+    if model.train is not None and model.train.task not in model_sources.TASKS:
+        return
+    selector = model.checkpoints if model.checkpoints is not None else model_sources.default_selector(model)
+    try:
+        available = model_sources.available_steps(model, model.seeds[0], base_dir)
+        resolve_selector(selector, available, where=f"models.{name}.checkpoints")
+    except CheckpointError as exc:
+        message = str(exc).split(": ", 1)[-1]
+        problems.append(source.problem(("models", name, "checkpoints"), message))
+
+
+# --------------------------------------------------------------------------- prompts
+def _check_prompts(spec: Spec, source: SourceMap, problems: list[Problem]) -> None:
+    from mispec.prompts.core import GENERATORS, load_builtin_generators
+
+    load_builtin_generators()
+    for name, prompt in spec.prompts.items():
+        path: KeyPath = ("prompts", name)
+        if prompt.generator is None:
+            continue
+        gen = _lookup(GENERATORS, prompt.generator, (*path, "generator"), source, problems)
+        if gen is not None:
+            check_args(prompt.args, _fn_params(gen, frozenset({"seed"})), getattr(gen, "__globals__", {}),
+                       (*path, "args"), source, problems, f"generator '{prompt.generator}'")
+
+
+# --------------------------------------------------------------------------- metrics
+def _check_metrics(spec: Spec, source: SourceMap, problems: list[Problem]) -> None:
+    from mispec.metrics.core import METRICS, load_builtin_metrics
+
+    load_builtin_metrics()
+    defs: dict[str, Any] = {}
+    for name, m in spec.metrics.items():
+        path: KeyPath = ("metrics", name)
+        mdef = _lookup(METRICS, m.fn, (*path, "fn"), source, problems)
+        if mdef is None:
+            continue
+        defs[name] = mdef
+        params = {a.name: (a.default, a.annotation) for a in mdef.args}
+        check_args(m.args, params, getattr(mdef.fn, "__globals__", {}), (*path, "args"), source,
+                   problems, f"metric '{m.fn}'")
+        if mdef.needs_prompts and m.prompts is None and not (mdef.kind in ("derived", "reduction")):
+            problems.append(source.problem(
+                path, f"metric '{m.fn}' reads prompts: add `prompts:` naming one of "
+                      f"{sorted(spec.prompts) or 'the prompt sets (none defined)'}", at_key=True))
+        if m.prompts is not None:
+            if m.prompts not in spec.prompts:
+                problems.append(source.problem(
+                    (*path, "prompts"),
+                    f"unknown prompt set '{m.prompts}'{did_you_mean(m.prompts, list(spec.prompts))}"))
+            elif not mdef.needs_prompts:
+                problems.append(source.problem(
+                    (*path, "prompts"), f"metric '{m.fn}' ({mdef.kind}) reads no prompts; remove `prompts:`"))
+        for param, ref in m.inputs.items():
+            if param not in mdef.inputs:
+                problems.append(source.problem(
+                    (*path, "inputs", param),
+                    f"metric '{m.fn}' has no input '{param}'{did_you_mean(param, list(mdef.inputs))}",
+                    at_key=True))
+            if ref not in spec.metrics:
+                problems.append(source.problem(
+                    (*path, "inputs", param),
+                    f"unknown metric '{ref}'{did_you_mean(ref, [k for k in spec.metrics if k != name])}"))
+            elif ref == name:
+                problems.append(source.problem((*path, "inputs", param), "a metric cannot read itself"))
+        for param in mdef.inputs:
+            if param not in m.inputs:
+                problems.append(source.problem(
+                    path, f"metric '{m.fn}' needs input '{param}': add `inputs: {{{param}: <metric>}}`",
+                    at_key=True))
+        for i, model_name in enumerate(m.models or []):
+            if model_name not in spec.models:
+                problems.append(source.problem(
+                    (*path, "models", i),
+                    f"unknown model '{model_name}'{did_you_mean(model_name, list(spec.models))}"))
+    cycle = find_metric_cycle(spec)
+    if cycle:
+        problems.append(source.problem(
+            ("metrics", cycle[0], "inputs"), "metric inputs form a cycle: " + " -> ".join(cycle)))
+
+
+def find_metric_cycle(spec: Spec) -> list[str] | None:
+    """The first cycle among metric inputs, as ``[a, b, ..., a]``, or None."""
+    graph = {n: [r for r in m.inputs.values() if r in spec.metrics] for n, m in spec.metrics.items()}
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in graph[node]:
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for n in sorted(graph):
+        if n not in state:
+            found = visit(n)
+            if found:
+                return found
+    return None

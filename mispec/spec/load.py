@@ -1,0 +1,205 @@
+"""``load_spec``: YAML file → validated, frozen ``Spec`` (or one ``SpecError`` listing every
+problem, each pointing at ``file:line:col``)."""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from mispec.errors import Problem, SpecError
+from mispec.hashing import canonical_json, content_key
+from mispec.registry import did_you_mean
+from mispec.spec.schema import Spec
+from mispec.spec.yaml_source import KeyPath, SourceMap, read_yaml_file
+
+_MAX_INCLUDE_DEPTH = 8
+
+
+@dataclass(frozen=True)
+class LoadedSpec:
+    """A validated spec plus where it came from: the folder its relative paths resolve
+    against, the text that was read, and the positions of every key."""
+
+    spec: Spec
+    path: Path
+    source: SourceMap
+    text: str
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    @property
+    def spec_hash(self) -> str:
+        return content_key(self.spec.model_dump(mode="json"))
+
+
+def load_spec(path: str | Path, *, check: bool = True) -> LoadedSpec:
+    """Parse, merge ``include:``s, validate structure, then cross-check names and references."""
+    path = Path(path)
+    data, source = _read_with_includes(path, depth=0, seen=())
+    spec = validate_data(data, source)
+    if check:
+        from mispec.spec.checks import check_spec
+
+        problems = check_spec(spec, source, path.parent)
+        if problems:
+            raise SpecError(problems)
+    return LoadedSpec(spec=spec, path=path.resolve(), source=source, text=path.read_text("utf-8"))
+
+
+def load_spec_text(text: str, file: str = "<spec>", base_dir: Path | None = None) -> Spec:
+    """Validate spec text (no includes); used for specs read from git history."""
+    from mispec.spec.checks import check_spec
+    from mispec.spec.yaml_source import parse_yaml
+
+    data, source = parse_yaml(text, file)
+    spec = validate_data(data, source)
+    problems = check_spec(spec, source, base_dir or Path.cwd())
+    if problems:
+        raise SpecError(problems)
+    return spec
+
+
+def _read_with_includes(path: Path, depth: int, seen: tuple[Path, ...]) -> tuple[Any, SourceMap]:
+    data, source = read_yaml_file(path)
+    if not isinstance(data, dict):
+        raise SpecError(source.problem((), "a spec must be a mapping of keys (mispec, name, ...)"))
+    includes = data.get("include") or []
+    if not isinstance(includes, list):
+        raise SpecError(source.problem(("include",), "must be a list of spec files"))
+    merged: dict[str, Any] = {}
+    merged_source = SourceMap(root_file=str(path))
+    for i, inc in enumerate(includes):
+        inc_path = (path.parent / str(inc)).resolve()
+        if inc_path in seen or inc_path == path.resolve():
+            raise SpecError(source.problem(("include", i), f"include cycle through {inc_path}"))
+        if depth >= _MAX_INCLUDE_DEPTH:
+            raise SpecError(source.problem(("include", i), "includes nested too deeply"))
+        if not inc_path.is_file():
+            raise SpecError(source.problem(("include", i), f"included file not found: {inc_path}"))
+        inc_data, inc_source = _read_with_includes(inc_path, depth + 1, (*seen, path.resolve()))
+        _merge_into(merged, inc_data)
+        merged_source.positions.update(inc_source.positions)
+    _merge_into(merged, data)
+    merged_source.positions.update(source.positions)
+    return merged, merged_source
+
+
+def _merge_into(base: dict[str, Any], over: dict[str, Any]) -> None:
+    """Later files win per top-level entry; named sections (models, prompts, metrics, cache)
+    merge by name, so an including spec adds or replaces entries."""
+    for key, value in over.items():
+        if key == "include":
+            continue
+        if key in ("models", "prompts", "metrics", "cache") and isinstance(value, dict):
+            section = base.setdefault(key, {})
+            if isinstance(section, dict):
+                section.update(value)
+                continue
+        base[key] = value
+
+
+def validate_data(data: Any, source: SourceMap) -> Spec:
+    if isinstance(data, dict) and "mispec" not in data:
+        raise SpecError(source.problem((), "missing `mispec: 1` (the spec format version) at the top"))
+    if isinstance(data, dict) and data.get("mispec") != 1:
+        raise SpecError(
+            source.problem(("mispec",), f"unsupported spec format {data.get('mispec')!r}; "
+                           "this mispec reads format 1")
+        )
+    try:
+        return Spec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(_problems_from(exc, data, source)) from None
+
+
+def _problems_from(exc: ValidationError, data: Any, source: SourceMap, root: Any = None) -> list[Problem]:
+    problems: list[Problem] = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        path = _data_path(loc, data)
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            key = path[-1]
+            allowed = _allowed_keys(loc[:-1], root or Spec)
+            problems.append(source.problem(
+                path, f"unknown key '{key}'{did_you_mean(str(key), allowed)}", at_key=True))
+        elif kind == "missing":
+            problems.append(source.problem(path[:-1] if path[-1:] == loc[-1:] else path,
+                                           f"missing required key '{loc[-1]}'", at_key=True))
+        else:
+            msg = err["msg"]
+            if msg.startswith("Value error, "):
+                msg = msg[len("Value error, "):]
+            if kind not in ("value_error", "selector", "assertion_error") and "input" in err:
+                shown = canonical_json(err["input"])
+                msg += f" (got {shown if len(shown) < 60 else shown[:57] + '...'})"
+            problems.append(source.problem(path, msg))
+    # One message per location is enough (unions can repeat themselves).
+    unique: dict[tuple[Any, ...], Problem] = {}
+    for p in problems:
+        unique.setdefault((p.path, p.message), p)
+    return sorted(unique.values(), key=lambda p: (p.file or "", p.line or 0, p.col or 0))
+
+
+def _data_path(loc: tuple[Any, ...], data: Any) -> KeyPath:
+    """Drop union tags and model names from a pydantic ``loc``: keep what indexes the data."""
+    path: list[str | int] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            path.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            path.append(part)
+            node = node[part]
+        elif isinstance(node, dict) and isinstance(part, str) and part[:1].islower() and not part.startswith(("literal", "function")):
+            path.append(part)  # a missing key
+            node = None
+    return tuple(path)
+
+
+def _allowed_keys(loc: tuple[Any, ...], root: Any) -> list[str]:
+    model: Any = root
+    for part in loc:
+        model = _descend(model, part)
+        if model is None:
+            return []
+    return list(model.model_fields) if _is_model(model) else []
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+def _descend(tp: Any, part: Any) -> Any:
+    if _is_model(tp):
+        field = tp.model_fields.get(part)
+        return _unwrap(field.annotation, None) if field else _unwrap(tp, part)
+    return _unwrap(tp, part)
+
+
+def _unwrap(tp: Any, part: Any) -> Any:
+    """Find the model class in an annotation (through Optional/Annotated/dict/list/unions)."""
+    if _is_model(tp) and part is None:
+        return tp
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Annotated:
+        return _unwrap(args[0], part)
+    if origin in (dict,):
+        return _unwrap(args[1], None)
+    if origin in (list, tuple):
+        return _unwrap(args[0], None)
+    candidates = [a for a in args if a is not type(None)]
+    models = [m for m in (_unwrap(a, None) for a in candidates) if m is not None]
+    if part is not None:
+        for m in models:
+            if _is_model(m) and m.__name__ == part:
+                return m
+    return models[0] if len(models) == 1 else None

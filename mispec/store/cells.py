@@ -1,0 +1,84 @@
+"""Metric cells: one small labelled array per content key, as ``cells/<k[:2]>/<k>.npz``.
+
+An ``.npz`` is a zip: every member carries a CRC-32 that numpy checks on read, and the values
+also carry a blake2b checksum; no pickle is ever loaded (``allow_pickle=False``). Written
+atomically; a corrupt cell is reported, removed and recomputed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mispec.hashing import bytes_digest
+from mispec.store.files import write_bytes_atomic
+
+
+class CellStore:
+    def __init__(self, root: Path):
+        self.root = root
+
+    def path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.npz"
+
+    def has(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    def write(self, key: str, array: Any) -> None:
+        """``array``: an ``xarray.DataArray``."""
+        values = np.ascontiguousarray(np.asarray(array.values))
+        meta = {
+            "dims": list(array.dims),
+            "attrs": _jsonable(dict(array.attrs)),
+            "checksum": bytes_digest(values.tobytes()),
+            "coords": [str(c) for c in array.coords if c in array.dims],
+        }
+        payload: dict[str, np.ndarray] = {"values": values, "meta": np.array(json.dumps(meta))}
+        for c in meta["coords"]:
+            payload[f"coord__{c}"] = np.asarray(array.coords[c].values)
+        buf = io.BytesIO()
+        np.savez(buf, **payload)
+        write_bytes_atomic(self.path(key), buf.getvalue())
+
+    def read(self, key: str) -> Any | None:
+        import xarray as xr
+
+        path = self.path(key)
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                values = data["values"]
+                meta = json.loads(str(data["meta"]))
+                coords = {c: data[f"coord__{c}"] for c in meta["coords"]}
+            if bytes_digest(np.ascontiguousarray(values).tobytes()) != meta["checksum"]:
+                raise ValueError("checksum mismatch")
+        except Exception as exc:
+            warnings.warn(f"mispec: corrupt metric cell {path} ({type(exc).__name__}: {exc}); "
+                          "recomputing it", stacklevel=2)
+            path.unlink(missing_ok=True)
+            return None
+        return xr.DataArray(values, dims=meta["dims"], coords=coords, attrs=meta["attrs"])
+
+    def count(self) -> int:
+        return sum(1 for _ in self.root.glob("*/*.npz")) if self.root.exists() else 0
+
+
+def _jsonable(attrs: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in attrs.items():
+        if isinstance(v, np.ndarray):
+            v = v.tolist()
+        elif isinstance(v, np.generic):
+            v = v.item()
+        try:
+            json.dumps(v)
+        except TypeError:
+            v = str(v)
+        out[k] = v
+    return out

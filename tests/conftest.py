@@ -1,0 +1,52 @@
+"""Shared fixtures: tiny specs written into temp folders, a CLI runner."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+TOY_SPEC = """\
+mispec: 1
+name: tiny
+models:
+  toy:
+    train:
+      task: repeated_tokens
+      task_args: {vocab: 16, half_len: 6}
+      arch: {n_layers: 2, n_heads: 2, d_model: 16, d_head: 8, attn_only: true}
+      steps: 40
+      batch_size: 16
+    seeds: [0]
+    checkpoints: {steps: [0, 20, 40]}
+prompts:
+  rep:
+    generator: repeated_tokens
+    args: {n: 8, vocab: 16, half_len: 6}
+    seed: 1
+metrics:
+  loss: {fn: loss, prompts: rep}
+  per_token_loss: {fn: per_token_loss, prompts: rep}
+  induction: {fn: induction_score, prompts: rep}
+  icl: {fn: icl_score, inputs: {per_token_loss: per_token_loss}, args: {early: 1, late: 10}}
+  transition: {fn: transition_step, inputs: {series: induction}}
+"""
+
+
+@pytest.fixture
+def write_spec(tmp_path: Path):
+    """``write_spec(text, name="spec.yaml") -> Path`` inside a fresh project folder."""
+    (tmp_path / ".mispec").mkdir(exist_ok=True)
+
+    def write(text: str, name: str = "spec.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def toy_spec(write_spec) -> Path:
+    return write_spec(TOY_SPEC)
