@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -9,7 +10,7 @@ import shutil
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -79,14 +80,15 @@ def run(
     from mispec.store.store import Store, project_root
 
     t0 = time.perf_counter()
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started = datetime.now(UTC).isoformat(timespec="seconds")
     profile = load_profile(executor)
     planned = plan(spec, store=store or profile.store)
     loaded, the_plan = planned.loaded, planned.plan
     st = Store(planned.store_dir)
     st.ensure_writable()
-    ctx = RunContext(the_plan, loaded.base_dir, st, device=profile.device,
-                     batch_size=profile.batch_size)
+    ctx = RunContext(
+        the_plan, loaded.base_dir, st, device=profile.device, batch_size=profile.batch_size
+    )
     if profile.kind == "local":
         from mispec.execute.local import execute_local
 
@@ -97,22 +99,40 @@ def run(
         execute_dask(ctx, profile, progress=progress)
     tree = assemble(the_plan, st)
     run_dir = Path(out).resolve() if out else project_root(loaded.path) / "runs" / loaded.spec.name
-    run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     provenance = _provenance(ctx, profile, started, time.perf_counter() - t0, run_id, loaded)
     _write_run(run_dir, tree, loaded, the_plan, provenance)
     counters = asdict(ctx.counters)
-    did_work = any(counters[k] for k in ("forward_passes", "cells_computed", "reductions_computed",
-                                          "training_steps"))
-    st.record_run({"run_id": run_id, "study": loaded.spec.name, "spec": str(loaded.path),
-                   "spec_hash": loaded.spec_hash, "plan_key": the_plan.key,
-                   "run_dir": str(run_dir), "time": started})
+    did_work = any(
+        counters[k]
+        for k in ("forward_passes", "cells_computed", "reductions_computed", "training_steps")
+    )
+    st.record_run(
+        {
+            "run_id": run_id,
+            "study": loaded.spec.name,
+            "spec": str(loaded.path),
+            "spec_hash": loaded.spec_hash,
+            "plan_key": the_plan.key,
+            "run_dir": str(run_dir),
+            "time": started,
+        }
+    )
     from mispec.execute.summary import summarize
 
-    return RunResult(run_dir, run_dir / "results.zarr", counters, time.perf_counter() - t0,
-                     did_work, summarize(tree))
+    return RunResult(
+        run_dir,
+        run_dir / "results.zarr",
+        counters,
+        time.perf_counter() - t0,
+        did_work,
+        summarize(tree),
+    )
 
 
-def _write_run(run_dir: Path, tree: Any, loaded: LoadedSpec, the_plan: Any, provenance: dict) -> None:
+def _write_run(
+    run_dir: Path, tree: Any, loaded: LoadedSpec, the_plan: Any, provenance: dict
+) -> None:
     """Write the new run beside, then swap it in; the previous run moves to ``history/``."""
     from mispec.plan.graph import plan_json
     from mispec.store.files import write_bytes_atomic
@@ -121,7 +141,11 @@ def _write_run(run_dir: Path, tree: Any, loaded: LoadedSpec, the_plan: Any, prov
     staging = run_dir.parent / f".staging-{uuid.uuid4().hex[:8]}-{run_dir.name}"
     staging.mkdir()
     try:
-        tree.to_zarr(staging / "results.zarr", mode="w", consolidated=True)
+        import warnings
+
+        with warnings.catch_warnings():  # zarr 3 calls consolidated metadata "not in the spec"
+            warnings.simplefilter("ignore")
+            tree.to_zarr(staging / "results.zarr", mode="w", consolidated=True)
         (staging / "spec.yaml").write_text(loaded.text, encoding="utf-8")
         (staging / "plan.json").write_text(json.dumps(plan_json(the_plan), indent=1), "utf-8")
         (staging / "provenance.json").write_text(json.dumps(provenance, indent=2), "utf-8")
@@ -136,16 +160,22 @@ def _write_run(run_dir: Path, tree: Any, loaded: LoadedSpec, the_plan: Any, prov
         run_dir.mkdir(parents=True, exist_ok=True)
         for name in ("results.zarr", "spec.yaml", "plan.json", "provenance.json"):
             if (run_dir / name).exists():
-                shutil.rmtree(run_dir / name) if (run_dir / name).is_dir() else (run_dir / name).unlink()
+                shutil.rmtree(run_dir / name) if (run_dir / name).is_dir() else (
+                    run_dir / name
+                ).unlink()
             os.replace(staging / name, run_dir / name)
-        write_bytes_atomic(run_dir / "README.txt", b"mispec run: open with mispec.open_results("
-                           b"'results.zarr') or xarray.open_datatree(..., engine='zarr')\n")
+        write_bytes_atomic(
+            run_dir / "README.txt",
+            b"mispec run: open with mispec.open_results("
+            b"'results.zarr') or xarray.open_datatree(..., engine='zarr')\n",
+        )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _provenance(ctx: Any, profile: Any, started: str, seconds: float, run_id: str,
-                loaded: LoadedSpec) -> dict[str, Any]:
+def _provenance(
+    ctx: Any, profile: Any, started: str, seconds: float, run_id: str, loaded: LoadedSpec
+) -> dict[str, Any]:
     import importlib.metadata as md
     import subprocess
 
@@ -156,13 +186,21 @@ def _provenance(ctx: Any, profile: Any, started: str, seconds: float, run_id: st
             return None
 
     commit = None
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=loaded.base_dir, capture_output=True,
-                                text=True, timeout=5).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        pass
-    import torch
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                cwd=loaded.base_dir,
+                capture_output=True,
+                text=True,
+                timeout=5,
+            ).stdout.strip()
+            or None
+        )
+    import sys
 
+    torch = sys.modules.get("torch")  # a run that did no work never imported it
+    cuda = bool(torch and torch.cuda.is_available())
     return {
         "run_id": run_id,
         "study": loaded.spec.name,
@@ -170,14 +208,27 @@ def _provenance(ctx: Any, profile: Any, started: str, seconds: float, run_id: st
         "spec_hash": loaded.spec_hash,
         "plan_key": ctx.plan.key,
         "started": started,
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         "seconds": round(seconds, 3),
-        "versions": {p: version(p) for p in ("mispec", "torch", "transformer-lens", "transformers",
-                                              "xarray", "zarr", "numpy")},
+        "versions": {
+            p: version(p)
+            for p in (
+                "mispec",
+                "torch",
+                "transformer-lens",
+                "transformers",
+                "xarray",
+                "zarr",
+                "numpy",
+            )
+        },
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "device": {"profile": profile.device, "cuda": torch.cuda.is_available(),
-                   "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+        "device": {
+            "profile": profile.device,
+            "cuda": cuda,
+            "gpu": torch.cuda.get_device_name(0) if cuda else None,
+        },
         "executor": profile.model_dump(mode="json"),
         "git_commit": commit,
         "seeds": {m: list(s.seeds) for m, s in ctx.spec.models.items()},
@@ -195,4 +246,8 @@ def open_results(path: str | Path) -> Any:
         p = p / "results.zarr"
     if not p.exists():
         raise ResultsError(f"no results at {p.resolve()}: run `mispec run SPEC` first")
-    return xr.open_datatree(p, engine="zarr")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return xr.open_datatree(p, engine="zarr")

@@ -95,7 +95,9 @@ class Registry(Generic[T]):
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
-            raise UserError(f"cannot import plugin module '{module_name}' for '{ref}': {exc}") from exc
+            raise UserError(
+                f"cannot import plugin module '{module_name}' for '{ref}': {exc}"
+            ) from exc
         obj = module
         for part in attr.split("."):
             obj = getattr(obj, part, None)

@@ -50,3 +50,21 @@ def write_spec(tmp_path: Path):
 @pytest.fixture
 def toy_spec(write_spec) -> Path:
     return write_spec(TOY_SPEC)
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def default_study(tmp_path_factory):
+    """The embedded default study, run once per test session in its own project folder."""
+    import shutil
+
+    import mispec
+
+    project = tmp_path_factory.mktemp("default-study")
+    (project / ".mispec").mkdir()
+    spec = project / "induction_heads.yaml"
+    shutil.copy(REPO / "specs" / "induction_heads.yaml", spec)
+    result = mispec.run(spec, progress=False)
+    return project, spec, result

@@ -19,8 +19,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for path in args.specs:
         loaded = load_spec(path)
         spec = loaded.spec
-        _out(f"{path}: ok — {len(spec.models)} model(s), {len(spec.prompts)} prompt set(s), "
-             f"{len(spec.metrics)} metric(s)")
+        _out(
+            f"{path}: ok — {len(spec.models)} model(s), {len(spec.prompts)} prompt set(s), "
+            f"{len(spec.metrics)} metric(s)"
+        )
     return 0
 
 
@@ -73,8 +75,9 @@ def _register_plan(sub: Any) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from mispec.api import run
 
-    result = run(args.spec, executor=args.executor, out=args.out, store=args.store,
-                 progress=not args.quiet)
+    result = run(
+        args.spec, executor=args.executor, out=args.out, store=args.store, progress=not args.quiet
+    )
     from mispec.cli.render import render_run
 
     _out(render_run(result, quiet=args.quiet))
@@ -93,18 +96,17 @@ def _register_run(sub: Any) -> None:
 
 # --------------------------------------------------------------------------- ls
 def cmd_ls(args: argparse.Namespace) -> int:
+    import os
     from pathlib import Path
 
     from mispec.store.store import STORE_ENV, Store
-
-    import os
 
     root = Path(args.store or os.environ.get(STORE_ENV) or ".mispec")
     runs = Store(root).runs()
     if not runs:
         _out(f"no runs recorded in {root.resolve()}")
         return 0
-    for r in runs[-args.n:]:
+    for r in runs[-args.n :]:
         _out(f"{r['time']}  {r['run_id']}  {r['study']:<24} {r['run_dir']}")
     return 0
 
@@ -116,4 +118,100 @@ def _register_ls(sub: Any) -> None:
     p.set_defaults(func=cmd_ls)
 
 
-REGISTER = [_register_validate, _register_schema, _register_plan, _register_run, _register_ls]
+# --------------------------------------------------------------------------- diff
+def cmd_diff(args: argparse.Namespace) -> int:
+    from mispec.diff import diff
+    from mispec.diff.render import RENDERERS
+
+    result = diff(
+        args.a,
+        args.b,
+        atol=args.atol,
+        rtol=args.rtol,
+        store=args.store,
+        results=not args.no_results,
+    )
+    _out(RENDERERS[args.format](result))
+    if args.plot:
+        from mispec.plot.diff_plot import plot_diff
+
+        plot_diff(result, args.a, args.b, args.plot, store=args.store)
+    return 1 if (args.exit_code and result.has_differences) else 0
+
+
+def _register_diff(sub: Any) -> None:
+    p = sub.add_parser("diff", help="what changed between two specs / runs / spec.yaml@REV")
+    p.add_argument("a", metavar="A", help="spec file, run folder, or spec.yaml@<git-rev>")
+    p.add_argument("b", metavar="B")
+    p.add_argument("--format", choices=["text", "json", "markdown"], default="text")
+    p.add_argument("--atol", type=float, default=1e-6, help="absolute tolerance (default 1e-6)")
+    p.add_argument("--rtol", type=float, default=1e-5, help="relative tolerance (default 1e-5)")
+    p.add_argument("--exit-code", action="store_true", help="exit 1 when there are differences")
+    p.add_argument("--no-results", action="store_true", help="compare only the specs and plans")
+    p.add_argument("--plot", metavar="PNG", help="overlay the changed series of both versions")
+    p.add_argument("--store", help="store folder (default: .mispec beside the spec)")
+    p.set_defaults(func=cmd_diff)
+
+
+# --------------------------------------------------------------------------- plot / report
+def cmd_plot(args: argparse.Namespace) -> int:
+    from mispec.api import open_results
+    from mispec.plot.figures import metric_figure, save_figure
+
+    tree = open_results(args.run).load()
+    out = args.output or f"{'_'.join(args.metrics)}.png"
+    steps = [int(s) for s in args.steps.split(",")] if args.steps else None
+    figs = [
+        metric_figure(tree, m, log_x=not args.linear, heatmap_steps=steps, top_k=args.top_k)
+        for m in args.metrics
+    ]
+    if len(figs) == 1:
+        save_figure(figs[0], out)
+        _out(f"wrote {out}")
+        return 0
+    from pathlib import Path
+
+    stem = Path(out)
+    for m, fig in zip(args.metrics, figs, strict=True):
+        path = stem.with_name(f"{stem.stem}-{m}{stem.suffix or '.png'}")
+        save_figure(fig, path)
+        _out(f"wrote {path}")
+    return 0
+
+
+def _register_plot(sub: Any) -> None:
+    p = sub.add_parser("plot", help="plot metrics over training (log x-axis) and head heatmaps")
+    p.add_argument("run", metavar="RUN", help="run folder (runs/<name>) or results.zarr")
+    p.add_argument("metrics", nargs="+", metavar="METRIC")
+    p.add_argument("-o", "--output", metavar="FILE.png")
+    p.add_argument("--linear", action="store_true", help="linear step axis")
+    p.add_argument("--steps", help="comma-separated steps for the heatmaps")
+    p.add_argument("--top-k", type=int, default=3, help="heads highlighted by final value")
+    p.set_defaults(func=cmd_plot)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from mispec.plot.report import build_report
+
+    path = build_report(args.run, args.output)
+    _out(f"wrote {path}")
+    return 0
+
+
+def _register_report(sub: Any) -> None:
+    p = sub.add_parser("report", help="write a self-contained HTML report of a run")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("-o", "--output", metavar="FILE.html")
+    p.set_defaults(func=cmd_report)
+
+
+REGISTER = [
+    _register_validate,
+    _register_schema,
+    _register_plan,
+    _register_run,
+    _register_diff,
+    _register_plot,
+    _register_report,
+    _register_ls,
+]

@@ -54,16 +54,19 @@ def run_command(func: Command, args: argparse.Namespace) -> int:
         print(f"error: {exc}" if "\n" not in str(exc) else f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("interrupted: finished cells are kept in the store; re-run to continue",
-              file=sys.stderr)
+        print(
+            "interrupted: finished cells are kept in the store; re-run to continue", file=sys.stderr
+        )
         return 130
     except Exception as exc:  # a bug in mispec or a plugin
         if args.verbose:
             import traceback
 
             traceback.print_exc()
-        print(f"internal error: {type(exc).__name__}: {exc}\n(run with -v for the traceback)",
-              file=sys.stderr)
+        print(
+            f"internal error: {type(exc).__name__}: {exc}\n(run with -v for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -23,17 +23,22 @@ def render_plan(planned: Any) -> str:
     lines.append("series:")
     for (model, seed), series in sorted(plan.resolution.series.items()):
         steps = series.steps
-        shown = ", ".join(map(str, steps)) if len(steps) <= 8 else \
-            f"{', '.join(map(str, steps[:4]))}, ..., {', '.join(map(str, steps[-2:]))}"
+        shown = (
+            ", ".join(map(str, steps))
+            if len(steps) <= 8
+            else f"{', '.join(map(str, steps[:4]))}, ..., {', '.join(map(str, steps[-2:]))}"
+        )
         lines.append(f"  {model} seed {seed}: {len(steps)} checkpoints [{shown}]")
     lines.append("status:")
     lines.append(f"  results cached   {status.cells_cached}/{status.cells_total}")
     lines.append(f"  forward passes   {status.forward_passes} to run (of {status.forward_total})")
     for key, n in status.training_steps_todo.items():
         lines.append(f"  training         {key}: ~{n} steps to train")
-    lines.append(f"  activation cache +{human_bytes(status.activation_bytes_new)} "
-                 f"(full study ~{human_bytes(status.activation_bytes_total)}, uncompressed) "
-                 f"in {planned.store_dir}")
+    lines.append(
+        f"  activation cache +{human_bytes(status.activation_bytes_new)} "
+        f"(full study ~{human_bytes(status.activation_bytes_total)}, uncompressed) "
+        f"in {planned.store_dir}"
+    )
     if status.up_to_date:
         lines.append("  up to date: a run would do no work")
     return "\n".join(lines)
@@ -43,13 +48,16 @@ def render_run(result: Any, *, quiet: bool = False) -> str:
     c = result.counters
     lines = []
     if not result.did_work:
-        lines.append("nothing to do: every result was already cached "
-                     f"(0 forward passes, {c['cells_cached']} cached results)")
+        lines.append(
+            "nothing to do: every result was already cached "
+            f"(0 forward passes, {c['cells_cached']} cached results)"
+        )
     else:
         lines.append(
             f"done in {result.seconds:.1f} s: {c['training_steps']} training steps, "
             f"{c['forward_passes']} forward passes, {c['cells_computed']} results computed, "
-            f"{c['reductions_computed']} reductions, {c['cells_cached']} reused from cache")
+            f"{c['reductions_computed']} reductions, {c['cells_cached']} reused from cache"
+        )
     if not quiet:
         lines.extend(f"  {line}" for line in result.summary)
     lines.append(f"results: {result.results_path}")

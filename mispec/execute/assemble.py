@@ -12,8 +12,21 @@ from mispec.errors import ResultsError
 from mispec.plan.graph import Plan
 from mispec.store.store import Store
 
-_INDEX_DIMS = ("layer", "head", "pos", "src_layer", "src_head", "dst_layer", "dst_head",
-               "neuron", "batch", "component", "pc", "freq", "digit")
+_INDEX_DIMS = (
+    "layer",
+    "head",
+    "pos",
+    "src_layer",
+    "src_head",
+    "dst_layer",
+    "dst_head",
+    "neuron",
+    "batch",
+    "component",
+    "pc",
+    "freq",
+    "digit",
+)
 
 
 def assemble(plan: Plan, store: Store) -> Any:
@@ -35,14 +48,21 @@ def assemble(plan: Plan, store: Store) -> Any:
             first = next(iter(cells.values()))
             rows = []
             for seed in seeds:
-                rows.append(xr.concat([cells[(seed, st)] for st in steps], dim="step",
-                                      coords="minimal", join="outer").assign_coords(step=steps))
+                rows.append(
+                    xr.concat(
+                        [cells[(seed, st)] for st in steps],
+                        dim="step",
+                        coords="minimal",
+                        join="outer",
+                    ).assign_coords(step=steps)
+                )
             var = xr.concat(rows, dim="seed", join="outer").assign_coords(seed=seeds)
             var.attrs = dict(first.attrs)
         else:
             first = cells[(seeds[0], None)]
-            var = xr.concat([cells[(s, None)] for s in seeds], dim="seed", join="outer",
-                            coords="minimal").assign_coords(seed=seeds)
+            var = xr.concat(
+                [cells[(s, None)] for s in seeds], dim="seed", join="outer", coords="minimal"
+            ).assign_coords(seed=seeds)
             var.attrs = dict(first.attrs)
         var.attrs["metric_fn"] = plan.spec.metrics[metric].fn
         per_model[model][metric] = var
@@ -61,6 +81,7 @@ def assemble(plan: Plan, store: Store) -> Any:
             ds.step.attrs.update(units="training steps", long_name="training step")
         ds.attrs.update(model=model, source=plan.spec.models[model].source_kind)
         children[model] = xr.DataTree(ds, name=model)
-    tree = xr.DataTree(xr.Dataset(attrs={"study": plan.spec.name, "plan_key": plan.key}),
-                       children=children)
+    tree = xr.DataTree(
+        xr.Dataset(attrs={"study": plan.spec.name, "plan_key": plan.key}), children=children
+    )
     return tree

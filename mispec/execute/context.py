@@ -51,8 +51,15 @@ class RunContext:
             from mispec.models import ModelHandle
 
             mspec = self.spec.models[model]
-            self._handle = ModelHandle.open(model, mspec, seed, self.base_dir, self.store.root,
-                                            device=self.model_device(model), dtype=mspec.dtype)
+            self._handle = ModelHandle.open(
+                model,
+                mspec,
+                seed,
+                self.base_dir,
+                self.store.root,
+                device=self.model_device(model),
+                dtype=mspec.dtype,
+            )
             self._handle_id = (model, seed)
         return self._handle
 
@@ -75,10 +82,14 @@ class RunContext:
             from mispec import models as sources
 
             info = sources.model_info(model, self.spec.models[model], self.base_dir)
-            tokenizer = self.handle(model, self.spec.models[model].seeds[0]).tokenizer \
-                if pspec.file is not None else None
-            self._prompts[cache_key] = build_prompts(name, pspec, self.base_dir,
-                                                     tokenizer=tokenizer, d_vocab=info.d_vocab)
+            tokenizer = (
+                self.handle(model, self.spec.models[model].seeds[0]).tokenizer
+                if pspec.file is not None
+                else None
+            )
+            self._prompts[cache_key] = build_prompts(
+                name, pspec, self.base_dir, tokenizer=tokenizer, d_vocab=info.d_vocab
+            )
         return self._prompts[cache_key]
 
     def close(self) -> None:

@@ -54,10 +54,15 @@ def run_group(ctx: RunContext, model: str, seed: int, step: int, cell_ids: list[
             if inputs[param] is None:
                 inputs[param] = store.cells.read(plan.node(up).key)
         out = call_metric(
-            mdef, dict(mspec.args), node=cell.id,
+            mdef,
+            dict(mspec.args),
+            node=cell.id,
             acts=acts_by_forward.get(cell.forward) if cell.forward else None,
-            prompts=prompts, info=info,
-            bridge=bridge() if mdef.needs_bridge else None, inputs=inputs)
+            prompts=prompts,
+            info=info,
+            bridge=bridge() if mdef.needs_bridge else None,
+            inputs=inputs,
+        )
         store.cells.write(cell.key, out)
         results[cell.id] = out
         ctx.counters.cells_computed += 1
@@ -81,8 +86,11 @@ def _activations(ctx: RunContext, cells: list[Node], bridge: Any) -> dict[str, A
             if policy[hook] != "skip":
                 cached = store.activations.read(fnode.key, hook)
                 if cached is not None:
-                    acts[hook] = torch.from_numpy(cached.astype(np.float32, copy=False)
-                                                  if cached.dtype != np.float32 else cached)
+                    acts[hook] = torch.from_numpy(
+                        cached.astype(np.float32, copy=False)
+                        if cached.dtype != np.float32
+                        else cached
+                    )
                     ctx.counters.activations_read += 1
         missing = [h for h in sorted(hooks) if h not in acts]
         if missing:
@@ -90,8 +98,13 @@ def _activations(ctx: RunContext, cells: list[Node], bridge: Any) -> dict[str, A
 
             prompts = ctx.prompts(fnode.prompts, fnode.model)  # type: ignore[arg-type]
             b = bridge()
-            fresh = run_forward(b, torch.from_numpy(prompts.tokens), missing,
-                                batch_size=ctx.batch_size, device=b.cfg.device)
+            fresh = run_forward(
+                b,
+                torch.from_numpy(prompts.tokens),
+                missing,
+                batch_size=ctx.batch_size,
+                device=b.cfg.device,
+            )
             ctx.counters.forward_passes += 1
             source_dtype = ctx.spec.models[fnode.model].dtype
             for hook in missing:
@@ -99,8 +112,9 @@ def _activations(ctx: RunContext, cells: list[Node], bridge: Any) -> dict[str, A
                 if policy[hook] == "float16":  # metrics read exactly what the cache will hold
                     values = values.to(torch.float16).to(torch.float32)
                 if policy[hook] != "skip":
-                    stored = values.numpy().astype(np.float16 if policy[hook] == "float16"
-                                                   else values.numpy().dtype)
+                    stored = values.numpy().astype(
+                        np.float16 if policy[hook] == "float16" else values.numpy().dtype
+                    )
                     store.activations.write(fnode.key, hook, stored, source_dtype=source_dtype)
                     ctx.counters.activations_written += 1
                 acts[hook] = values
@@ -125,10 +139,13 @@ def run_reduction(ctx: RunContext, node: Node) -> None:
         up_nodes = [plan.node(u) for u in ups]
         if up_nodes[0].kind == "cell":
             steps = [n.step for n in up_nodes]
-            inputs[param] = xr.concat(arrays, dim="step", coords="minimal").assign_coords(step=steps)
+            inputs[param] = xr.concat(arrays, dim="step", coords="minimal").assign_coords(
+                step=steps
+            )
         else:
             inputs[param] = arrays[0]
-    out = call_metric(mdef, dict(ctx.spec.metrics[node.metric].args), node=node.id, inputs=inputs,
-                      info=None)
+    out = call_metric(
+        mdef, dict(ctx.spec.metrics[node.metric].args), node=node.id, inputs=inputs, info=None
+    )
     store.cells.write(node.key, out)
     ctx.counters.reductions_computed += 1

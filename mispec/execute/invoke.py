@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from mispec.errors import MetricError
+from mispec.errors import MetricError, UserError
 from mispec.metrics.core import DIMS, MetricDef
 
 
@@ -27,10 +27,12 @@ def call_metric(
     kwargs.update(mdef.bind_args(args))
     try:
         out = mdef.fn(**kwargs)
-    except MetricError:
-        raise
+    except (MetricError, UserError):
+        raise  # bad args or prompts for this metric stay user errors (exit 2)
     except Exception as exc:
-        raise MetricError(f"metric '{mdef.name}' raised {type(exc).__name__}: {exc}", node=node) from exc
+        raise MetricError(
+            f"metric '{mdef.name}' raised {type(exc).__name__}: {exc}", node=node
+        ) from exc
     return label(mdef, out, node)
 
 
@@ -40,16 +42,23 @@ def label(mdef: MetricDef, out: Any, node: str) -> Any:
     if isinstance(out, xr.DataArray):
         arr = out
         if mdef.dims is not None and set(arr.dims) != set(mdef.dims):
-            raise MetricError(f"'{mdef.name}' declared dims {mdef.dims} but returned {arr.dims}", node)
+            raise MetricError(
+                f"'{mdef.name}' declared dims {mdef.dims} but returned {arr.dims}", node
+            )
         if mdef.dims is not None:
             arr = arr.transpose(*mdef.dims)
     else:
         if mdef.dims is None:
-            raise MetricError(f"'{mdef.name}' declares no dims, so it must return a DataArray", node)
+            raise MetricError(
+                f"'{mdef.name}' declares no dims, so it must return a DataArray", node
+            )
         values = _to_numpy(out)
         if values.ndim != len(mdef.dims):
-            raise MetricError(f"'{mdef.name}' declared dims {mdef.dims} but returned an array of "
-                              f"shape {values.shape}", node)
+            raise MetricError(
+                f"'{mdef.name}' declared dims {mdef.dims} but returned an array of "
+                f"shape {values.shape}",
+                node,
+            )
         arr = xr.DataArray(values, dims=mdef.dims)
     bad = [d for d in arr.dims if d not in DIMS]
     if bad:

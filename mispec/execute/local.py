@@ -20,14 +20,27 @@ def execute_local(ctx: RunContext, *, progress: bool = True) -> None:
         try:
             for series in series_list:
                 mspec = ctx.spec.models[series.model]
-                if series.train is not None and mspec.train is not None:
-                    steps = list(ctx.plan.resolution.series[(series.model, series.seed)].steps)
+                steps = list(ctx.plan.resolution.series[(series.model, series.seed)].steps)
+                if (
+                    series.train is not None
+                    and mspec.train is not None
+                    and not set(steps)
+                    <= sources.saved_steps(mspec.train, series.seed, ctx.store.root)
+                ):
                     bars.update(overall, status=f"training {series.model} seed {series.seed}")
-                    report = sources.ensure_trained(series.model, mspec.train, series.seed, steps,
-                                                    ctx.store.root, progress=progress)
+                    report = sources.ensure_trained(
+                        series.model,
+                        mspec.train,
+                        series.seed,
+                        steps,
+                        ctx.store.root,
+                        progress=progress,
+                    )
                     ctx.counters.training_steps += report.steps_trained
                 for group in series.groups:
-                    bars.update(overall, status=f"{series.model} seed {series.seed} step {group.step}")
+                    bars.update(
+                        overall, status=f"{series.model} seed {series.seed} step {group.step}"
+                    )
                     run_group(ctx, group.model, group.seed, group.step, list(group.cells))
                     bars.advance(overall)
                 for red in series.reductions:

@@ -42,12 +42,20 @@ def load_profile(name_or_path: str | None) -> Profile:
         options = [Path("executors") / f"{name_or_path}.yaml", PROFILE_DIR / f"{name_or_path}.yaml"]
         path = next((p for p in options if p.is_file()), options[0])
     if not path.is_file():
-        known = sorted({p.stem for d in (Path("executors"), PROFILE_DIR) if d.is_dir()
-                        for p in d.glob("*.yaml")})
+        known = sorted(
+            {
+                p.stem
+                for d in (Path("executors"), PROFILE_DIR)
+                if d.is_dir()
+                for p in d.glob("*.yaml")
+            }
+        )
         from mispec.registry import did_you_mean
 
-        raise ExecutorError(f"unknown execution profile '{name_or_path}' (no {path})"
-                            f"{did_you_mean(name_or_path, known)}")
+        raise ExecutorError(
+            f"unknown execution profile '{name_or_path}' (no {path})"
+            f"{did_you_mean(name_or_path, known)}"
+        )
     return _read(path)
 
 

@@ -10,26 +10,41 @@ from mispec.prompts.core import GENERATORS, PromptSet, load_builtin_generators
 from mispec.spec.schema import PromptSpec
 
 
-def build_prompts(name: str, prompt: PromptSpec, base_dir: Path, *, tokenizer: Any = None,
-                  d_vocab: int | None = None) -> PromptSet:
+def build_prompts(
+    name: str,
+    prompt: PromptSpec,
+    base_dir: Path,
+    *,
+    tokenizer: Any = None,
+    d_vocab: int | None = None,
+) -> PromptSet:
     if prompt.generator is not None:
         load_builtin_generators()
         gen = GENERATORS.get(prompt.generator)
         try:
             prompts = gen(seed=prompt.seed, **prompt.args)
         except (TypeError, ValueError) as exc:
-            raise PromptError(f"prompts.{name}: generator '{prompt.generator}' failed: {exc}") from exc
+            raise PromptError(
+                f"prompts.{name}: generator '{prompt.generator}' failed: {exc}"
+            ) from exc
     else:
         from mispec.prompts.text import load_text_prompts
 
         if tokenizer is None:
-            raise PromptError(f"prompts.{name}: text prompts need a model with a tokenizer "
-                              "(set `tokenizer:` on path models without one)")
-        prompts = load_text_prompts((base_dir / prompt.file).resolve(), tokenizer,  # type: ignore[operator]
-                                    prepend_bos=prompt.prepend_bos,
-                                    max_tokens=prompt.max_tokens, limit=prompt.limit)
+            raise PromptError(
+                f"prompts.{name}: text prompts need a model with a tokenizer "
+                "(set `tokenizer:` on path models without one)"
+            )
+        prompts = load_text_prompts(
+            (base_dir / prompt.file).resolve(),
+            tokenizer,  # type: ignore[operator]
+            prepend_bos=prompt.prepend_bos,
+            max_tokens=prompt.max_tokens,
+            limit=prompt.limit,
+        )
     if d_vocab is not None and prompts.n and prompts.max_token() >= d_vocab:
         raise PromptError(
             f"prompts.{name}: token id {prompts.max_token()} is outside the model's vocabulary "
-            f"(d_vocab = {d_vocab}); lower the generator's vocab or use a bigger model")
+            f"(d_vocab = {d_vocab}); lower the generator's vocab or use a bigger model"
+        )
     return prompts

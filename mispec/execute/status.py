@@ -51,14 +51,22 @@ def plan_status(plan: Plan, store: Store | None) -> PlanStatus:
         todo = consumers.get(fnode.id, [])
         if not todo:
             continue
-        wanted = {h for c in todo for h in plan.metric_defs[c.metric].hooks_for(
-            plan.spec.metrics[c.metric].args)}
+        wanted = {
+            h
+            for c in todo
+            for h in plan.metric_defs[c.metric].hooks_for(plan.spec.metrics[c.metric].args)
+        }
         policy = dict(fnode.hooks)
-        missing = [h for h in wanted if policy[h] == "skip" or store is None
-                   or not store.activations.has(fnode.key, h)]
+        missing = [
+            h
+            for h in wanted
+            if policy[h] == "skip" or store is None or not store.activations.has(fnode.key, h)
+        ]
         if missing:
             status.forward_passes += 1
-            status.activation_bytes_new += sum(size.get(h, 0) for h in missing if policy[h] != "skip")
+            status.activation_bytes_new += sum(
+                size.get(h, 0) for h in missing if policy[h] != "skip"
+            )
     for (model, seed), series in plan.resolution.series.items():
         train = plan.spec.models[model].train
         if train is None:
@@ -67,7 +75,8 @@ def plan_status(plan: Plan, store: Store | None) -> PlanStatus:
         missing_steps = [s for s in series.steps if s not in saved]
         if missing_steps:
             status.training_steps_todo[f"{model}/s{seed}"] = max(missing_steps) - max(
-                [s for s in saved if s <= min(missing_steps)], default=0)
+                [s for s in saved if s <= min(missing_steps)], default=0
+            )
     return status
 
 
@@ -96,8 +105,9 @@ def _estimate_forward_bytes(plan: Plan, fnode: Any) -> dict[str, int]:
         elif hook == "logits":
             n = B * T * info.d_vocab
         else:
-            per_layer = next((f(B, T, info) for pat, f in _SHAPES if re.search(pat, hook)),
-                             B * T * info.d_model)
+            per_layer = next(
+                (f(B, T, info) for pat, f in _SHAPES if re.search(pat, hook)), B * T * info.d_model
+            )
             n = per_layer * (info.n_layers if "{layer}" in hook else 1)
         out[hook] = n * width
     return out

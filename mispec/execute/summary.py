@@ -20,17 +20,24 @@ def summarize(tree: Any) -> list[str]:
                     if v.size == 1:
                         lines.append(f"{model} seed {seed}: {name} = {float(v):.0f}")
                     else:
-                        lines.append(f"{model} seed {seed}: {name} median over heads = "
-                                     f"{float(np.nanmedian(v.values)):.0f}")
+                        lines.append(
+                            f"{model} seed {seed}: {name} median over heads = "
+                            f"{float(np.nanmedian(v.values)):.0f}"
+                        )
             elif {"layer", "head", "step"} <= set(var.dims):
                 last = var.isel(step=-1).mean("seed") if "seed" in var.dims else var.isel(step=-1)
                 idx = np.unravel_index(int(np.nanargmax(last.values)), last.shape)
                 where = dict(zip(last.dims, idx, strict=True))
-                lines.append(f"{model}: strongest {name} at the last step: layer {where['layer']} "
-                             f"head {where['head']} = {float(last.values[idx]):.3f}")
+                lines.append(
+                    f"{model}: strongest {name} at the last step: layer {where['layer']} "
+                    f"head {where['head']} = {float(last.values[idx]):.3f}"
+                )
             elif var.dims == ("seed", "step") or set(var.dims) == {"seed", "step"}:
                 final = var.isel(step=-1)
-                lines.append(f"{model}: {name} at step {int(var.step[-1])}: "
-                             + ", ".join(f"seed {int(s)} {float(final.sel(seed=s)):.4f}"
-                                         for s in var.seed.values))
+                lines.append(
+                    f"{model}: {name} at step {int(var.step[-1])}: "
+                    + ", ".join(
+                        f"seed {int(s)} {float(final.sel(seed=s)):.4f}" for s in var.seed.values
+                    )
+                )
     return lines

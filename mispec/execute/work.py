@@ -39,9 +39,14 @@ def work_list(plan: Plan) -> list[SeriesWork]:
     for (model, seed), series in sorted(plan.resolution.series.items()):
         train = f"train:{model}/s{seed}" if series.training_identity else None
         groups = tuple(
-            GroupWork(model, seed, step, tuple(sorted(cells[(model, seed, step)],
-                                                      key=lambda c: order[plan.node(c).metric])))
-            for step in series.steps if cells[(model, seed, step)]
+            GroupWork(
+                model,
+                seed,
+                step,
+                tuple(sorted(cells[(model, seed, step)], key=lambda c: order[plan.node(c).metric])),
+            )
+            for step in series.steps
+            if cells[(model, seed, step)]
         )
         reds = tuple(sorted(reductions[(model, seed)], key=lambda r: order[plan.node(r).metric]))
         out.append(SeriesWork(model, seed, train, groups, reds))

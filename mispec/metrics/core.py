@@ -141,7 +141,8 @@ def metric(
         args = tuple(
             ArgInfo(p.name, p.default, str(p.annotation))
             for p in params.values()
-            if p.name not in CONTEXT_PARAMS and p.name not in inputs
+            if p.name not in CONTEXT_PARAMS
+            and p.name not in inputs
             and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
         )
         kind = _infer_kind(metric_name, context, hooks, inputs, reduces)
@@ -169,7 +170,11 @@ def metric(
 
 
 def _infer_kind(
-    name: str, context: frozenset[str], hooks: HookSpec, inputs: tuple[str, ...], reduces: str | None
+    name: str,
+    context: frozenset[str],
+    hooks: HookSpec,
+    inputs: tuple[str, ...],
+    reduces: str | None,
 ) -> MetricKind:
     if reduces is not None:
         if reduces != "step":

@@ -38,8 +38,11 @@ class Plan:
         return self.graph.nodes[node_id]["node"]
 
     def nodes(self, kind: str | None = None) -> list[Node]:
-        return [d["node"] for _, d in self.graph.nodes(data=True)
-                if kind is None or d["node"].kind == kind]
+        return [
+            d["node"]
+            for _, d in self.graph.nodes(data=True)
+            if kind is None or d["node"].kind == kind
+        ]
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = defaultdict(int)
@@ -82,15 +85,25 @@ def build_plan(spec: Spec, resolution: Resolution) -> Plan:
         train_id = None
         if series.training_identity is not None:
             train_id = f"train:{series_id(model, seed)}"
-            add(Node(train_id, "train", content_key("train", series.training_identity,
-                                                    series.steps), model=model, seed=seed))
-        metrics_here = [m for m in order if spec.metrics[m].models is None
-                        or model in spec.metrics[m].models]
+            add(
+                Node(
+                    train_id,
+                    "train",
+                    content_key("train", series.training_identity, series.steps),
+                    model=model,
+                    seed=seed,
+                )
+            )
+        metrics_here = [
+            m for m in order if spec.metrics[m].models is None or model in spec.metrics[m].models
+        ]
         group_cells: dict[str, list[str]] = defaultdict(list)  # metric -> cell ids over steps
         for step, ckpt_key in zip(series.steps, series.checkpoint_ids, strict=True):
             gid = group_id(model, seed, step)
-            ckpt = add(Node(f"ckpt:{gid}", "checkpoint", ckpt_key, model=model, seed=seed,
-                            step=step), [train_id] if train_id else [])
+            ckpt = add(
+                Node(f"ckpt:{gid}", "checkpoint", ckpt_key, model=model, seed=seed, step=step),
+                [train_id] if train_id else [],
+            )
             forwards: dict[str, list[str]] = defaultdict(list)  # prompts -> metrics
             cell_keys: dict[str, str] = {}
             for name in metrics_here:
@@ -103,12 +116,26 @@ def build_plan(spec: Spec, resolution: Resolution) -> Plan:
             for pname, names in sorted(forwards.items()):
                 hooks = sorted({h for n in names for h in defs[n].hooks_for(spec.metrics[n].args)})
                 policies = tuple((h, hook_policy[h]) for h in hooks)
-                fkey = content_key("forward", ckpt_key, resolution.prompt_ids[pname],
-                                   mspec.dtype, resolution.source_ids[model])
+                fkey = content_key(
+                    "forward",
+                    ckpt_key,
+                    resolution.prompt_ids[pname],
+                    mspec.dtype,
+                    resolution.source_ids[model],
+                )
                 forward_nodes[pname] = add(
-                    Node(f"forward:{gid}/{pname}", "forward", fkey, model=model, seed=seed,
-                         step=step, prompts=pname, hooks=policies),
-                    [ckpt.id, f"prompts:{pname}"])
+                    Node(
+                        f"forward:{gid}/{pname}",
+                        "forward",
+                        fkey,
+                        model=model,
+                        seed=seed,
+                        step=step,
+                        prompts=pname,
+                        hooks=policies,
+                    ),
+                    [ckpt.id, f"prompts:{pname}"],
+                )
             for name in metrics_here:
                 if granularity[name] != "group":
                     continue
@@ -121,25 +148,46 @@ def build_plan(spec: Spec, resolution: Resolution) -> Plan:
                 if mdef.kind == "activation":
                     fnode = forward_nodes[m.prompts]  # type: ignore[index]
                     mine = {h: p for h, p in fnode.hooks if h in mdef.hooks_for(m.args)}
-                    key = content_key(*common, fnode.key, {h: p == "float16" for h, p in mine.items()})
+                    key = content_key(
+                        *common, fnode.key, {h: p == "float16" for h, p in mine.items()}
+                    )
                     after, fwd = [fnode.id], fnode.id
                 elif mdef.kind == "intervention":
-                    key = content_key(*common, ckpt_key, resolution.prompt_ids[m.prompts],  # type: ignore[index]
-                                      mspec.dtype, resolution.source_ids[model])
+                    key = content_key(
+                        *common,
+                        ckpt_key,
+                        resolution.prompt_ids[m.prompts],  # type: ignore[index]
+                        mspec.dtype,
+                        resolution.source_ids[model],
+                    )
                     after = [ckpt.id, f"prompts:{m.prompts}"]
                 elif mdef.kind == "weights":
                     key = content_key(*common, ckpt_key, mspec.dtype)
                     after = [ckpt.id]
                 else:  # derived, same group
                     ups = {p: f"cell:{name_ref}/{gid}" for p, name_ref in m.inputs.items()}
-                    key = content_key(*common, {p: cell_keys[spec.metrics[name].inputs[p]]
-                                                for p in ups})
+                    key = content_key(
+                        *common, {p: cell_keys[spec.metrics[name].inputs[p]] for p in ups}
+                    )
                     after = sorted(ups.values())
                     inputs = tuple((p, (u,)) for p, u in sorted(ups.items()))
                 cell_keys[name] = key
                 cid = f"cell:{name}/{gid}"
-                add(Node(cid, "cell", key, model=model, seed=seed, step=step, prompts=m.prompts,
-                         metric=name, inputs=inputs, forward=fwd), after)
+                add(
+                    Node(
+                        cid,
+                        "cell",
+                        key,
+                        model=model,
+                        seed=seed,
+                        step=step,
+                        prompts=m.prompts,
+                        metric=name,
+                        inputs=inputs,
+                        forward=fwd,
+                    ),
+                    after,
+                )
                 group_cells[name].append(cid)
         # series-level: reductions over step, and metrics derived from them
         series_keys: dict[str, str] = {}
@@ -157,12 +205,22 @@ def build_plan(spec: Spec, resolution: Resolution) -> Plan:
                 else:
                     ups[p] = (f"reduce:{ref}/{series_id(model, seed)}",)
                     key_parts[p] = series_keys[ref]
-            key = content_key("reduction", mdef.name, mdef.version, args, key_parts,
-                              list(series.steps))
+            key = content_key(
+                "reduction", mdef.name, mdef.version, args, key_parts, list(series.steps)
+            )
             series_keys[name] = key
-            add(Node(f"reduce:{name}/{series_id(model, seed)}", "reduction", key, model=model,
-                     seed=seed, metric=name, inputs=tuple(sorted(ups.items()))),
-                sorted({u for us in ups.values() for u in us}))
+            add(
+                Node(
+                    f"reduce:{name}/{series_id(model, seed)}",
+                    "reduction",
+                    key,
+                    model=model,
+                    seed=seed,
+                    metric=name,
+                    inputs=tuple(sorted(ups.items())),
+                ),
+                sorted({u for us in ups.values() for u in us}),
+            )
     results = [n for n, d in g.nodes(data=True) if d["node"].kind in ("cell", "reduction")]
     plan_key = content_key("assemble", spec.name, sorted(g.nodes[n]["node"].key for n in results))
     add(Node("assemble", "assemble", plan_key), sorted(results))
@@ -184,8 +242,10 @@ def _granularity(spec: Spec, defs: dict[str, MetricDef]) -> dict[str, str]:
         kinds = {out[ref] for ref in m.inputs.values()}
         if mdef.kind == "reduction":
             if "series" in kinds:
-                raise PlanError(f"metrics.{name}: '{m.fn}' reduces over step, but an input "
-                                "has no step axis (it is itself a reduction)")
+                raise PlanError(
+                    f"metrics.{name}: '{m.fn}' reduces over step, but an input "
+                    "has no step axis (it is itself a reduction)"
+                )
             out[name] = "series"
         elif mdef.kind == "derived":
             if len(kinds) > 1:

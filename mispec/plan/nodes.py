@@ -6,8 +6,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 NodeKind = Literal["train", "checkpoint", "prompts", "forward", "cell", "reduction", "assemble"]
-NODE_KINDS: tuple[str, ...] = ("train", "checkpoint", "prompts", "forward", "cell", "reduction",
-                               "assemble")
+NODE_KINDS: tuple[str, ...] = (
+    "train",
+    "checkpoint",
+    "prompts",
+    "forward",
+    "cell",
+    "reduction",
+    "assemble",
+)
 
 
 @dataclass(frozen=True)

@@ -39,17 +39,23 @@ def resolve(loaded: LoadedSpec) -> Resolution:
     source_ids: dict[str, str] = {}
     problems = []
     for name, model in spec.models.items():
-        selector = model.checkpoints if model.checkpoints is not None else sources.default_selector(model)
-        source_ids[name] = content_key(model.source_kind, model.pretrained or model.path or "train",
-                                       model.tokenizer)
+        selector = (
+            model.checkpoints if model.checkpoints is not None else sources.default_selector(model)
+        )
+        source_ids[name] = content_key(
+            model.source_kind, model.pretrained or model.path or "train", model.tokenizer
+        )
         for seed in model.seeds:
             try:
                 available = sources.available_steps(model, seed, base)
                 steps = resolve_selector(selector, available, where=f"models.{name}.checkpoints")
                 ids = tuple(sources.checkpoint_identity(model, seed, s, base) for s in steps)
             except CheckpointError as exc:
-                problems.append(loaded.source.problem(("models", name, "checkpoints"),
-                                                      str(exc).split(": ", 1)[-1]))
+                problems.append(
+                    loaded.source.problem(
+                        ("models", name, "checkpoints"), str(exc).split(": ", 1)[-1]
+                    )
+                )
                 continue
             train = model.train
             tokens = None
@@ -57,8 +63,13 @@ def resolve(loaded: LoadedSpec) -> Resolution:
                 n_ctx = sources.model_info(name, model, base).n_ctx
                 tokens = train.batch_size * n_ctx
             series[(name, seed)] = Series(
-                name, seed, tuple(steps), ids,
-                sources.training_identity(train, seed) if train is not None else None, tokens)
+                name,
+                seed,
+                tuple(steps),
+                ids,
+                sources.training_identity(train, seed) if train is not None else None,
+                tokens,
+            )
     if problems:
         raise SpecError(problems)
     prompt_ids = {name: prompt_identity(p, base) for name, p in spec.prompts.items()}
@@ -67,11 +78,14 @@ def resolve(loaded: LoadedSpec) -> Resolution:
 
 def prompt_identity(prompt: PromptSpec, base_dir: Path) -> str:
     if prompt.generator is not None:
-        return content_key("generator", prompt.generator, prompt.args, prompt.seed, prompt.prepend_bos)
+        return content_key(
+            "generator", prompt.generator, prompt.args, prompt.seed, prompt.prepend_bos
+        )
     path = (base_dir / prompt.file).resolve()  # type: ignore[operator]
     if not path.is_file():
         raise PromptError(f"prompt file not found: {path}")
     from mispec.hashing import bytes_digest
 
-    return content_key("file", bytes_digest(path.read_bytes()), prompt.prepend_bos,
-                       prompt.max_tokens, prompt.limit)
+    return content_key(
+        "file", bytes_digest(path.read_bytes()), prompt.prepend_bos, prompt.max_tokens, prompt.limit
+    )

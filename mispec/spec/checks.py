@@ -27,22 +27,29 @@ def check_spec(spec: Spec, source: SourceMap, base_dir: Path) -> list[Problem]:
 
 
 # --------------------------------------------------------------------------- helpers
-def _lookup(registry: Registry[Any], name: str, path: KeyPath, source: SourceMap,
-            problems: list[Problem]) -> Any:
+def _lookup(
+    registry: Registry[Any], name: str, path: KeyPath, source: SourceMap, problems: list[Problem]
+) -> Any:
     try:
         item = registry.get_or_none(name)
     except UserError as exc:  # a module:function reference that does not import
         problems.append(source.problem(path, str(exc)))
         return None
     if item is None:
-        problems.append(source.problem(
-            path, f"unknown {registry.kind} '{name}'{did_you_mean(name, registry.names())}"))
+        problems.append(
+            source.problem(
+                path, f"unknown {registry.kind} '{name}'{did_you_mean(name, registry.names())}"
+            )
+        )
     return item
 
 
-def signature_args(fn: Callable[..., Any], skip: frozenset[str] = frozenset()) -> dict[str, inspect.Parameter]:
+def signature_args(
+    fn: Callable[..., Any], skip: frozenset[str] = frozenset()
+) -> dict[str, inspect.Parameter]:
     return {
-        name: p for name, p in inspect.signature(fn).parameters.items()
+        name: p
+        for name, p in inspect.signature(fn).parameters.items()
         if name not in skip and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
     }
 
@@ -59,9 +66,13 @@ def check_args(
     """Unknown args (did-you-mean), missing required args, and values of the wrong type."""
     for name, value in given.items():
         if name not in params:
-            problems.append(source.problem(
-                (*path, name), f"{what} takes no argument '{name}'{did_you_mean(name, list(params))}",
-                at_key=True))
+            problems.append(
+                source.problem(
+                    (*path, name),
+                    f"{what} takes no argument '{name}'{did_you_mean(name, list(params))}",
+                    at_key=True,
+                )
+            )
             continue
         _default, annotation = params[name]
         tp = _eval_annotation(annotation, globals_)
@@ -76,8 +87,21 @@ def check_args(
             problems.append(source.problem(path, f"{what} needs argument '{name}'", at_key=True))
 
 
-_SIMPLE_NAMES = {"int", "float", "str", "bool", "None", "list", "dict", "tuple", "Literal",
-                 "Any", "Sequence", "Mapping", "Optional"}
+_SIMPLE_NAMES = {
+    "int",
+    "float",
+    "str",
+    "bool",
+    "None",
+    "list",
+    "dict",
+    "tuple",
+    "Literal",
+    "Any",
+    "Sequence",
+    "Mapping",
+    "Optional",
+}
 
 
 def _eval_annotation(annotation: Any, globals_: Mapping[str, Any]) -> Any:
@@ -87,7 +111,9 @@ def _eval_annotation(annotation: Any, globals_: Mapping[str, Any]) -> Any:
         return None
     import re
 
-    names = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", re.sub(r"'[^']*'|\"[^\"]*\"", "", annotation)))
+    names = set(
+        re.findall(r"[A-Za-z_][A-Za-z0-9_]*", re.sub(r"'[^']*'|\"[^\"]*\"", "", annotation))
+    )
     if not names <= _SIMPLE_NAMES:  # never evaluate annotations that could import torch
         return None
     try:
@@ -99,8 +125,10 @@ def _eval_annotation(annotation: Any, globals_: Mapping[str, Any]) -> Any:
 
 
 def _fn_params(fn: Callable[..., Any], skip: frozenset[str] = frozenset()) -> dict[str, Any]:
-    return {n: (p.default, p.annotation if isinstance(p.annotation, str) else p.annotation)
-            for n, p in signature_args(fn, skip).items()}
+    return {
+        n: (p.default, p.annotation if isinstance(p.annotation, str) else p.annotation)
+        for n, p in signature_args(fn, skip).items()
+    }
 
 
 # --------------------------------------------------------------------------- models
@@ -110,23 +138,36 @@ def _check_models(spec: Spec, source: SourceMap, base_dir: Path, problems: list[
     for name, model in spec.models.items():
         path: KeyPath = ("models", name)
         if model.train is not None:
-            task = _lookup(model_sources.TASKS, model.train.task, (*path, "train", "task"),
-                           source, problems)
+            task = _lookup(
+                model_sources.TASKS, model.train.task, (*path, "train", "task"), source, problems
+            )
             if task is not None:
-                check_args(model.train.task_args, _fn_params(task), getattr(task, "__globals__", {}),
-                           (*path, "train", "task_args"), source, problems, f"task '{model.train.task}'")
+                check_args(
+                    model.train.task_args,
+                    _fn_params(task),
+                    getattr(task, "__globals__", {}),
+                    (*path, "train", "task_args"),
+                    source,
+                    problems,
+                    f"task '{model.train.task}'",
+                )
         if model.source_kind != "path":  # path models are checked when their folder is read
             _check_selector(name, model, base_dir, source, problems)
 
 
-def _check_selector(name: str, model: ModelSpec, base_dir: Path, source: SourceMap,
-                    problems: list[Problem]) -> None:
+def _check_selector(
+    name: str, model: ModelSpec, base_dir: Path, source: SourceMap, problems: list[Problem]
+) -> None:
     from mispec import models as model_sources
     from mispec.spec.selectors import resolve_selector
 
     if model.train is not None and model.train.task not in model_sources.TASKS:
         return
-    selector = model.checkpoints if model.checkpoints is not None else model_sources.default_selector(model)
+    selector = (
+        model.checkpoints
+        if model.checkpoints is not None
+        else model_sources.default_selector(model)
+    )
     try:
         available = model_sources.available_steps(model, model.seeds[0], base_dir)
         resolve_selector(selector, available, where=f"models.{name}.checkpoints")
@@ -146,8 +187,15 @@ def _check_prompts(spec: Spec, source: SourceMap, problems: list[Problem]) -> No
             continue
         gen = _lookup(GENERATORS, prompt.generator, (*path, "generator"), source, problems)
         if gen is not None:
-            check_args(prompt.args, _fn_params(gen, frozenset({"seed"})), getattr(gen, "__globals__", {}),
-                       (*path, "args"), source, problems, f"generator '{prompt.generator}'")
+            check_args(
+                prompt.args,
+                _fn_params(gen, frozenset({"seed"})),
+                getattr(gen, "__globals__", {}),
+                (*path, "args"),
+                source,
+                problems,
+                f"generator '{prompt.generator}'",
+            )
 
 
 # --------------------------------------------------------------------------- metrics
@@ -163,51 +211,90 @@ def _check_metrics(spec: Spec, source: SourceMap, problems: list[Problem]) -> No
             continue
         defs[name] = mdef
         params = {a.name: (a.default, a.annotation) for a in mdef.args}
-        check_args(m.args, params, getattr(mdef.fn, "__globals__", {}), (*path, "args"), source,
-                   problems, f"metric '{m.fn}'")
-        if mdef.needs_prompts and m.prompts is None and not (mdef.kind in ("derived", "reduction")):
-            problems.append(source.problem(
-                path, f"metric '{m.fn}' reads prompts: add `prompts:` naming one of "
-                      f"{sorted(spec.prompts) or 'the prompt sets (none defined)'}", at_key=True))
+        check_args(
+            m.args,
+            params,
+            getattr(mdef.fn, "__globals__", {}),
+            (*path, "args"),
+            source,
+            problems,
+            f"metric '{m.fn}'",
+        )
+        if mdef.needs_prompts and m.prompts is None and mdef.kind not in ("derived", "reduction"):
+            problems.append(
+                source.problem(
+                    path,
+                    f"metric '{m.fn}' reads prompts: add `prompts:` naming one of "
+                    f"{sorted(spec.prompts) or 'the prompt sets (none defined)'}",
+                    at_key=True,
+                )
+            )
         if m.prompts is not None:
             if m.prompts not in spec.prompts:
-                problems.append(source.problem(
-                    (*path, "prompts"),
-                    f"unknown prompt set '{m.prompts}'{did_you_mean(m.prompts, list(spec.prompts))}"))
+                problems.append(
+                    source.problem(
+                        (*path, "prompts"),
+                        f"unknown prompt set '{m.prompts}'{did_you_mean(m.prompts, list(spec.prompts))}",
+                    )
+                )
             elif not mdef.needs_prompts:
-                problems.append(source.problem(
-                    (*path, "prompts"), f"metric '{m.fn}' ({mdef.kind}) reads no prompts; remove `prompts:`"))
+                problems.append(
+                    source.problem(
+                        (*path, "prompts"),
+                        f"metric '{m.fn}' ({mdef.kind}) reads no prompts; remove `prompts:`",
+                    )
+                )
         for param, ref in m.inputs.items():
             if param not in mdef.inputs:
-                problems.append(source.problem(
-                    (*path, "inputs", param),
-                    f"metric '{m.fn}' has no input '{param}'{did_you_mean(param, list(mdef.inputs))}",
-                    at_key=True))
+                problems.append(
+                    source.problem(
+                        (*path, "inputs", param),
+                        f"metric '{m.fn}' has no input '{param}'{did_you_mean(param, list(mdef.inputs))}",
+                        at_key=True,
+                    )
+                )
             if ref not in spec.metrics:
-                problems.append(source.problem(
-                    (*path, "inputs", param),
-                    f"unknown metric '{ref}'{did_you_mean(ref, [k for k in spec.metrics if k != name])}"))
+                problems.append(
+                    source.problem(
+                        (*path, "inputs", param),
+                        f"unknown metric '{ref}'{did_you_mean(ref, [k for k in spec.metrics if k != name])}",
+                    )
+                )
             elif ref == name:
-                problems.append(source.problem((*path, "inputs", param), "a metric cannot read itself"))
+                problems.append(
+                    source.problem((*path, "inputs", param), "a metric cannot read itself")
+                )
         for param in mdef.inputs:
             if param not in m.inputs:
-                problems.append(source.problem(
-                    path, f"metric '{m.fn}' needs input '{param}': add `inputs: {{{param}: <metric>}}`",
-                    at_key=True))
+                problems.append(
+                    source.problem(
+                        path,
+                        f"metric '{m.fn}' needs input '{param}': add `inputs: {{{param}: <metric>}}`",
+                        at_key=True,
+                    )
+                )
         for i, model_name in enumerate(m.models or []):
             if model_name not in spec.models:
-                problems.append(source.problem(
-                    (*path, "models", i),
-                    f"unknown model '{model_name}'{did_you_mean(model_name, list(spec.models))}"))
+                problems.append(
+                    source.problem(
+                        (*path, "models", i),
+                        f"unknown model '{model_name}'{did_you_mean(model_name, list(spec.models))}",
+                    )
+                )
     cycle = find_metric_cycle(spec)
     if cycle:
-        problems.append(source.problem(
-            ("metrics", cycle[0], "inputs"), "metric inputs form a cycle: " + " -> ".join(cycle)))
+        problems.append(
+            source.problem(
+                ("metrics", cycle[0], "inputs"), "metric inputs form a cycle: " + " -> ".join(cycle)
+            )
+        )
 
 
 def find_metric_cycle(spec: Spec) -> list[str] | None:
     """The first cycle among metric inputs, as ``[a, b, ..., a]``, or None."""
-    graph = {n: [r for r in m.inputs.values() if r in spec.metrics] for n, m in spec.metrics.items()}
+    graph = {
+        n: [r for r in m.inputs.values() if r in spec.metrics] for n, m in spec.metrics.items()
+    }
     state: dict[str, int] = {}
     stack: list[str] = []
 
@@ -216,7 +303,7 @@ def find_metric_cycle(spec: Spec) -> list[str] | None:
         stack.append(node)
         for nxt in graph[node]:
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state:
                 found = visit(nxt)
                 if found:

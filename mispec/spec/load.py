@@ -106,11 +106,15 @@ def _merge_into(base: dict[str, Any], over: dict[str, Any]) -> None:
 
 def validate_data(data: Any, source: SourceMap) -> Spec:
     if isinstance(data, dict) and "mispec" not in data:
-        raise SpecError(source.problem((), "missing `mispec: 1` (the spec format version) at the top"))
+        raise SpecError(
+            source.problem((), "missing `mispec: 1` (the spec format version) at the top")
+        )
     if isinstance(data, dict) and data.get("mispec") != 1:
         raise SpecError(
-            source.problem(("mispec",), f"unsupported spec format {data.get('mispec')!r}; "
-                           "this mispec reads format 1")
+            source.problem(
+                ("mispec",),
+                f"unsupported spec format {data.get('mispec')!r}; this mispec reads format 1",
+            )
         )
     try:
         return Spec.model_validate(data)
@@ -118,7 +122,9 @@ def validate_data(data: Any, source: SourceMap) -> Spec:
         raise SpecError(_problems_from(exc, data, source)) from None
 
 
-def _problems_from(exc: ValidationError, data: Any, source: SourceMap, root: Any = None) -> list[Problem]:
+def _problems_from(
+    exc: ValidationError, data: Any, source: SourceMap, root: Any = None
+) -> list[Problem]:
     problems: list[Problem] = []
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
@@ -127,15 +133,23 @@ def _problems_from(exc: ValidationError, data: Any, source: SourceMap, root: Any
         if kind == "extra_forbidden":
             key = path[-1]
             allowed = _allowed_keys(loc[:-1], root or Spec)
-            problems.append(source.problem(
-                path, f"unknown key '{key}'{did_you_mean(str(key), allowed)}", at_key=True))
+            problems.append(
+                source.problem(
+                    path, f"unknown key '{key}'{did_you_mean(str(key), allowed)}", at_key=True
+                )
+            )
         elif kind == "missing":
-            problems.append(source.problem(path[:-1] if path[-1:] == loc[-1:] else path,
-                                           f"missing required key '{loc[-1]}'", at_key=True))
+            problems.append(
+                source.problem(
+                    path[:-1] if path[-1:] == loc[-1:] else path,
+                    f"missing required key '{loc[-1]}'",
+                    at_key=True,
+                )
+            )
         else:
             msg = err["msg"]
             if msg.startswith("Value error, "):
-                msg = msg[len("Value error, "):]
+                msg = msg[len("Value error, ") :]
             if kind not in ("value_error", "selector", "assertion_error") and "input" in err:
                 shown = canonical_json(err["input"])
                 msg += f" (got {shown if len(shown) < 60 else shown[:57] + '...'})"
@@ -152,24 +166,34 @@ def _data_path(loc: tuple[Any, ...], data: Any) -> KeyPath:
     path: list[str | int] = []
     node = data
     for part in loc:
-        if isinstance(node, dict) and part in node:
+        if (
+            isinstance(node, dict)
+            and part in node
+            or isinstance(node, list)
+            and isinstance(part, int)
+            and part < len(node)
+        ):
             path.append(part)
             node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-            path.append(part)
-            node = node[part]
-        elif isinstance(node, dict) and isinstance(part, str) and part[:1].islower() and not part.startswith(("literal", "function")):
+        elif (
+            isinstance(node, dict)
+            and isinstance(part, str)
+            and part[:1].islower()
+            and not part.startswith(("literal", "function"))
+        ):
             path.append(part)  # a missing key
             node = None
     return tuple(path)
 
 
 def _allowed_keys(loc: tuple[Any, ...], root: Any) -> list[str]:
-    model: Any = root
+    """The keys the schema allows at ``loc`` (for did-you-mean on unknown keys)."""
+    tp: Any = root
     for part in loc:
-        model = _descend(model, part)
-        if model is None:
+        tp = _step(tp, part)
+        if tp is None:
             return []
+    model = _strip(tp, None)
     return list(model.model_fields) if _is_model(model) else []
 
 
@@ -177,29 +201,37 @@ def _is_model(tp: Any) -> bool:
     return isinstance(tp, type) and issubclass(tp, BaseModel)
 
 
-def _descend(tp: Any, part: Any) -> Any:
-    if _is_model(tp):
-        field = tp.model_fields.get(part)
-        return _unwrap(field.annotation, None) if field else _unwrap(tp, part)
-    return _unwrap(tp, part)
+def _strip(tp: Any, tag: Any) -> Any:
+    """Remove Annotated/Optional; in a union pick the member named ``tag`` or the only model."""
+    import types
+
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            members = [_strip(a, None) for a in typing.get_args(tp) if a is not type(None)]
+            named = [m for m in members if _is_model(m) and m.__name__ == tag]
+            containers = [
+                m for m in members if _is_model(m) or typing.get_origin(m) in (dict, list)
+            ]
+            if named:
+                return named[0]
+            return containers[0] if len(containers) == 1 else None
+        else:
+            return tp
 
 
-def _unwrap(tp: Any, part: Any) -> Any:
-    """Find the model class in an annotation (through Optional/Annotated/dict/list/unions)."""
-    if _is_model(tp) and part is None:
-        return tp
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin is typing.Annotated:
-        return _unwrap(args[0], part)
-    if origin in (dict,):
-        return _unwrap(args[1], None)
+def _step(tp: Any, part: Any) -> Any:
+    t = _strip(tp, part)
+    if _is_model(t):
+        field = t.model_fields.get(part)
+        if field is not None:
+            return field.annotation
+        return t if t.__name__ == part else None
+    origin = typing.get_origin(t)
+    if origin is dict:
+        return typing.get_args(t)[1]
     if origin in (list, tuple):
-        return _unwrap(args[0], None)
-    candidates = [a for a in args if a is not type(None)]
-    models = [m for m in (_unwrap(a, None) for a in candidates) if m is not None]
-    if part is not None:
-        for m in models:
-            if _is_model(m) and m.__name__ == part:
-                return m
-    return models[0] if len(models) == 1 else None
+        return typing.get_args(t)[0]
+    return None

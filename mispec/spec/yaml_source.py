@@ -44,7 +44,8 @@ class SourceMap:
         for i in range(len(path), -1, -1):
             pos = self.positions.get(tuple(path[:i]))
             if pos is not None:
-                if at_key or i < len(path):
+                # a block mapping or list starts on the next line: point at its key instead
+                if at_key or i < len(path) or pos.line != pos.key_line:
                     return pos.file, pos.key_line, pos.key_col
                 return pos.file, pos.line, pos.col
         return self.root_file, None, None
@@ -67,8 +68,12 @@ def parse_yaml(text: str, file: str, prefix: KeyPath = ()) -> tuple[Any, SourceM
             if exc.context:
                 msg += f" ({exc.context})"
             raise SpecError(
-                Problem(msg, file=file, line=mark.line + 1 if mark else None,
-                        col=mark.column + 1 if mark else None)
+                Problem(
+                    msg,
+                    file=file,
+                    line=mark.line + 1 if mark else None,
+                    col=mark.column + 1 if mark else None,
+                )
             ) from None
         if node is None:
             raise SpecError(Problem("the file is empty; a spec starts with `mispec: 1`", file=file))
@@ -83,8 +88,9 @@ def parse_yaml(text: str, file: str, prefix: KeyPath = ()) -> tuple[Any, SourceM
 
 
 def _pos(file: str, key_mark: Any, value_mark: Any) -> Position:
-    return Position(file, key_mark.line + 1, key_mark.column + 1, value_mark.line + 1,
-                    value_mark.column + 1)
+    return Position(
+        file, key_mark.line + 1, key_mark.column + 1, value_mark.line + 1, value_mark.column + 1
+    )
 
 
 def _build(
@@ -97,31 +103,49 @@ def _build(
 ) -> Any:
     mark = node.start_mark
     if node.tag not in _STANDARD_TAGS and not (
-        isinstance(node, yaml.ScalarNode) and node.tag.startswith("tag:yaml.org,2002:")
+        isinstance(node, yaml.ScalarNode)
+        and node.tag.startswith("tag:yaml.org,2002:")
         and node.tag.split(":")[-1] in {"str", "int", "float", "bool", "null"}
     ):
-        problems.append(Problem(
-            f"YAML tag '{node.tag.replace('tag:yaml.org,2002:', '!!')}' is not allowed "
-            "(specs are plain data; only standard YAML types are accepted)",
-            path=path, file=file, line=mark.line + 1, col=mark.column + 1,
-        ))
+        problems.append(
+            Problem(
+                f"YAML tag '{node.tag.replace('tag:yaml.org,2002:', '!!')}' is not allowed "
+                "(specs are plain data; only standard YAML types are accepted)",
+                path=path,
+                file=file,
+                line=mark.line + 1,
+                col=mark.column + 1,
+            )
+        )
         return None
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)  # YAML merge keys (<<) resolve to plain keys
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
-                problems.append(Problem("mapping keys must be plain scalars", path=path, file=file,
-                                        line=key_node.start_mark.line + 1,
-                                        col=key_node.start_mark.column + 1))
+                problems.append(
+                    Problem(
+                        "mapping keys must be plain scalars",
+                        path=path,
+                        file=file,
+                        line=key_node.start_mark.line + 1,
+                        col=key_node.start_mark.column + 1,
+                    )
+                )
                 continue
             key = loader.construct_scalar(key_node)
             if key in out:
                 first = source.positions.get((*path, key))
                 where = f" (first defined on line {first.key_line})" if first else ""
-                problems.append(Problem(f"duplicate key '{key}'{where}", path=(*path, key),
-                                        file=file, line=key_node.start_mark.line + 1,
-                                        col=key_node.start_mark.column + 1))
+                problems.append(
+                    Problem(
+                        f"duplicate key '{key}'{where}",
+                        path=(*path, key),
+                        file=file,
+                        line=key_node.start_mark.line + 1,
+                        col=key_node.start_mark.column + 1,
+                    )
+                )
                 continue
             source.positions[(*path, key)] = _pos(file, key_node.start_mark, value_node.start_mark)
             out[key] = _build(loader, value_node, (*path, key), file, source, problems)
@@ -135,8 +159,15 @@ def _build(
     try:
         return loader.construct_object(node, deep=True)
     except yaml.constructor.ConstructorError as exc:
-        problems.append(Problem(f"invalid value: {exc.problem}", path=path, file=file,
-                                line=mark.line + 1, col=mark.column + 1))
+        problems.append(
+            Problem(
+                f"invalid value: {exc.problem}",
+                path=path,
+                file=file,
+                line=mark.line + 1,
+                col=mark.column + 1,
+            )
+        )
         return None
 
 
@@ -146,8 +177,11 @@ def read_yaml_file(path: Path, prefix: KeyPath = ()) -> tuple[Any, SourceMap]:
     except FileNotFoundError:
         raise SpecError(Problem(f"spec file not found: {path.resolve()}")) from None
     except IsADirectoryError:
-        raise SpecError(Problem(f"expected a YAML file, got a directory: {path.resolve()}")) from None
+        raise SpecError(
+            Problem(f"expected a YAML file, got a directory: {path.resolve()}")
+        ) from None
     except UnicodeDecodeError as exc:
-        raise SpecError(Problem(f"not UTF-8 text ({exc.reason} at byte {exc.start})",
-                                file=str(path))) from None
+        raise SpecError(
+            Problem(f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=str(path))
+        ) from None
     return parse_yaml(text, str(path), prefix)

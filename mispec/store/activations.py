@@ -51,10 +51,16 @@ class ActivationCache:
         self._ensure_groups(forward_key)
         tmp = final.parent / f".tmp-{uuid.uuid4().hex[:12]}"
         arr = zarr.create_array(
-            store=str(tmp), shape=values.shape, dtype=values.dtype,
-            chunks=values.shape if values.ndim else (), overwrite=True,
-            attributes={"hook": hook, "source_dtype": source_dtype,
-                        "checksum": bytes_digest(values.tobytes())},
+            store=str(tmp),
+            shape=values.shape,
+            dtype=values.dtype,
+            chunks=values.shape if values.ndim else (),
+            overwrite=True,
+            attributes={
+                "hook": hook,
+                "source_dtype": source_dtype,
+                "checksum": bytes_digest(values.tobytes()),
+            },
         )
         arr[...] = values
         publish_dir(tmp, final)
@@ -76,8 +82,10 @@ class ActivationCache:
         else:
             reason = "checksum mismatch"
         if not ok:
-            warnings.warn(f"mispec: corrupt activation cache entry {path} ({reason}); "
-                          "recomputing it", stacklevel=2)
+            warnings.warn(
+                f"mispec: corrupt activation cache entry {path} ({reason}); recomputing it",
+                stacklevel=2,
+            )
             remove_tree(path)
             return None
         return values
@@ -89,7 +97,11 @@ class ActivationCache:
                 write_bytes_atomic(meta, _GROUP_JSON)
 
     def size_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file()) if self.root.exists() else 0
+        return (
+            sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
+            if self.root.exists()
+            else 0
+        )
 
     def entries(self) -> list[tuple[str, str]]:
         out = []

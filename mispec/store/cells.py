@@ -31,7 +31,7 @@ class CellStore:
 
     def write(self, key: str, array: Any) -> None:
         """``array``: an ``xarray.DataArray``."""
-        values = np.ascontiguousarray(np.asarray(array.values))
+        values = np.array(array.values, order="C")  # (ascontiguousarray makes 0-d arrays 1-d)
         meta = {
             "dims": list(array.dims),
             "attrs": _jsonable(dict(array.attrs)),
@@ -56,11 +56,13 @@ class CellStore:
                 values = data["values"]
                 meta = json.loads(str(data["meta"]))
                 coords = {c: data[f"coord__{c}"] for c in meta["coords"]}
-            if bytes_digest(np.ascontiguousarray(values).tobytes()) != meta["checksum"]:
+            if bytes_digest(np.array(values, order="C").tobytes()) != meta["checksum"]:
                 raise ValueError("checksum mismatch")
         except Exception as exc:
-            warnings.warn(f"mispec: corrupt metric cell {path} ({type(exc).__name__}: {exc}); "
-                          "recomputing it", stacklevel=2)
+            warnings.warn(
+                f"mispec: corrupt metric cell {path} ({type(exc).__name__}: {exc}); recomputing it",
+                stacklevel=2,
+            )
             path.unlink(missing_ok=True)
             return None
         return xr.DataArray(values, dims=meta["dims"], coords=coords, attrs=meta["attrs"])

@@ -25,8 +25,10 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except OSError as exc:
-        raise CacheError(f"cannot write {path}: {exc.strerror or exc}. Check that the store is "
-                         "writable and has free space (MISPEC_STORE points elsewhere).") from exc
+        raise CacheError(
+            f"cannot write {path}: {exc.strerror or exc}. Check that the store is "
+            "writable and has free space (MISPEC_STORE points elsewhere)."
+        ) from exc
 
 
 def publish_dir(tmp_dir: Path, final: Path) -> bool:

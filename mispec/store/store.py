@@ -51,8 +51,10 @@ class Store:
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as exc:
-            raise CacheError(f"the store {self.root} is not writable ({exc.strerror or exc}); "
-                             f"fix its permissions or point {STORE_ENV} at a writable folder") from exc
+            raise CacheError(
+                f"the store {self.root} is not writable ({exc.strerror or exc}); "
+                f"fix its permissions or point {STORE_ENV} at a writable folder"
+            ) from exc
 
     # ----------------------------------------------------------------- run index
     @property

@@ -1,0 +1,5 @@
+"""``mispec diff``: what changed between two spec versions — in the spec, the plan, the results."""
+
+from mispec.diff.compare import Diff, diff
+
+__all__ = ["Diff", "diff"]

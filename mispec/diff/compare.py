@@ -1,0 +1,235 @@
+"""The three layers of a diff — spec, plan, results — as one structured object."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mispec.diff.sides import Side
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class SpecChange:
+    path: str
+    change: str  # added | removed | changed
+    old: Any = None
+    new: Any = None
+
+
+@dataclass
+class PlanDiff:
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    invalidated: list[str] = field(default_factory=list)
+    forward_passes_needed: int = 0
+    training_needed: dict[str, int] = field(default_factory=dict)
+    results_to_compute: int = 0
+
+
+@dataclass
+class VariableDiff:
+    model: str
+    variable: str
+    change: str  # added | removed | changed | same
+    max_abs: float | None = None
+    max_rel: float | None = None
+    n_changed: int = 0
+    n_compared: int = 0
+    where: list[dict[str, Any]] = field(default_factory=list)  # coords + old/new, worst first
+    shifts: list[dict[str, Any]] = field(default_factory=list)  # reductions: old -> new
+    coords_added: dict[str, list[Any]] = field(default_factory=dict)
+    coords_removed: dict[str, list[Any]] = field(default_factory=dict)
+
+
+@dataclass
+class Diff:
+    a: str
+    b: str
+    spec: list[SpecChange]
+    plan: PlanDiff
+    results: list[VariableDiff] | None
+    results_note: str
+    atol: float
+    rtol: float
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def has_differences(self) -> bool:
+        changed_results = self.results is not None and any(v.change != "same" for v in self.results)
+        return bool(self.spec) or changed_results
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["has_differences"] = self.has_differences
+        return out
+
+
+# --------------------------------------------------------------------------- spec
+def spec_changes(a: Any, b: Any, prefix: str = "") -> list[SpecChange]:
+    """Semantic diff of two specs' normalized data (defaults filled, includes expanded)."""
+    out: list[SpecChange] = []
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b), key=str):
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if key not in a:
+                out.append(SpecChange(path, "added", None, b[key]))
+            elif key not in b:
+                out.append(SpecChange(path, "removed", a[key], None))
+            else:
+                out.extend(spec_changes(a[key], b[key], path))
+    elif a != b:
+        out.append(SpecChange(prefix, "changed", a, b))
+    return out
+
+
+def _spec_data(side: Side) -> dict[str, Any]:
+    data = side.loaded.spec.model_dump(mode="json")
+    data.pop("include", None)
+    return data
+
+
+# --------------------------------------------------------------------------- plan
+def plan_diff(a: Side, b: Side) -> PlanDiff:
+    from mispec.execute.status import plan_status
+    from mispec.store.store import Store
+
+    ka = {n.id: n.key for n in a.plan.nodes()}
+    kb = {n.id: n.key for n in b.plan.nodes()}
+    status = plan_status(b.plan, Store(b.store_dir) if b.store_dir.exists() else None)
+    return PlanDiff(
+        added=sorted(set(kb) - set(ka)),
+        removed=sorted(set(ka) - set(kb)),
+        invalidated=sorted(n for n in set(ka) & set(kb) if ka[n] != kb[n]),
+        forward_passes_needed=status.forward_passes,
+        training_needed=status.training_steps_todo,
+        results_to_compute=status.cells_total - status.cells_cached,
+    )
+
+
+# --------------------------------------------------------------------------- results
+def results_diff(
+    ta: Any, tb: Any, *, atol: float, rtol: float, max_where: int = 10
+) -> list[VariableDiff]:
+    out: list[VariableDiff] = []
+    models = sorted(set(ta.children) | set(tb.children))
+    for model in models:
+        da = ta[model].to_dataset() if model in ta.children else None
+        db = tb[model].to_dataset() if model in tb.children else None
+        names = sorted(
+            set(da.data_vars if da is not None else ())
+            | set(db.data_vars if db is not None else ())
+        )
+        for name in names:
+            if da is None or name not in da:
+                out.append(VariableDiff(model, name, "added"))
+            elif db is None or name not in db:
+                out.append(VariableDiff(model, name, "removed"))
+            else:
+                out.append(
+                    _compare_variable(model, name, da[name], db[name], atol, rtol, max_where)
+                )
+    return out
+
+
+def _compare_variable(
+    model: str, name: str, va: Any, vb: Any, atol: float, rtol: float, max_where: int
+) -> VariableDiff:
+    import xarray as xr
+
+    vd = VariableDiff(model, name, "same")
+    for dim in sorted(set(va.dims) | set(vb.dims)):
+        ca = set(va[dim].values.tolist()) if dim in va.coords else set()
+        cb = set(vb[dim].values.tolist()) if dim in vb.coords else set()
+        if cb - ca:
+            vd.coords_added[dim] = sorted(cb - ca)
+        if ca - cb:
+            vd.coords_removed[dim] = sorted(ca - cb)
+    if set(va.dims) != set(vb.dims):
+        vd.change = "changed"
+        vd.where.append({"note": f"dims {va.dims} -> {vb.dims}"})
+        return vd
+    a, b = xr.align(va, vb.transpose(*va.dims), join="inner")
+    x, y = np.asarray(a.values, dtype=float), np.asarray(b.values, dtype=float)
+    both_nan = np.isnan(x) & np.isnan(y)
+    delta = np.where(both_nan, 0.0, np.abs(x - y))
+    delta = np.where(np.isnan(delta), np.inf, delta)  # NaN on one side only: a change
+    rel = delta / np.maximum(np.abs(x), 1e-12)
+    exceed = delta > atol + rtol * np.abs(x)
+    vd.n_compared = int(x.size)
+    vd.n_changed = int(exceed.sum())
+    vd.max_abs = float(delta.max()) if delta.size else 0.0
+    vd.max_rel = float(np.where(both_nan, 0, rel).max()) if rel.size else 0.0
+    if vd.n_changed or vd.coords_added or vd.coords_removed:
+        vd.change = "changed"
+    order = np.argsort(-np.where(exceed, delta, -1).ravel(), kind="stable")[
+        : min(max_where, vd.n_changed)
+    ]
+    for flat in order:
+        idx = np.unravel_index(int(flat), x.shape)
+        coords = {
+            d: _py(a[d].values[i]) if d in a.coords else int(i)
+            for d, i in zip(a.dims, idx, strict=True)
+        }
+        vd.where.append({**coords, "old": _py(x[idx]), "new": _py(y[idx])})
+    is_reduction = "step" not in va.dims
+    if is_reduction and vd.n_changed:
+        for flat in np.flatnonzero(exceed.ravel())[:max_where]:
+            idx = np.unravel_index(int(flat), x.shape)
+            coords = {
+                d: _py(a[d].values[i]) if d in a.coords else int(i)
+                for d, i in zip(a.dims, idx, strict=True)
+            }
+            vd.shifts.append({**coords, "old": _py(x[idx]), "new": _py(y[idx])})
+    return vd
+
+
+def _py(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and v.is_integer() and abs(v) < 2**53:
+        return int(v)
+    return v
+
+
+# --------------------------------------------------------------------------- entry
+def diff(
+    a: str,
+    b: str,
+    *,
+    atol: float = 1e-6,
+    rtol: float = 1e-5,
+    store: str | None = None,
+    results: bool = True,
+) -> Diff:
+    """Compare two specs / run folders / ``spec.yaml@rev``: spec, plan and results layers."""
+    from mispec.diff.sides import open_side
+    from mispec.errors import DiffError
+
+    side_a, side_b = open_side(a, store=store), open_side(b, store=store)
+    if side_a.loaded.spec.name != side_b.loaded.spec.name and not _same_models(side_a, side_b):
+        raise DiffError(
+            f"{a} and {b} are different studies ('{side_a.loaded.spec.name}' vs "
+            f"'{side_b.loaded.spec.name}', no model in common)"
+        )
+    changes = spec_changes(_spec_data(side_a), _spec_data(side_b))
+    pdiff = plan_diff(side_a, side_b)
+    missing = [f"{s.label}: {s.results_note}" for s in (side_a, side_b) if s.results is None]
+    if not results:
+        return Diff(a, b, changes, pdiff, None, "results not compared (--no-results)", atol, rtol)
+    if missing:
+        raise DiffError(
+            "cannot compare results: "
+            + "; ".join(missing)
+            + " (or pass --no-results to compare only the specs and plans)"
+        )
+    rdiff = results_diff(side_a.results, side_b.results, atol=atol, rtol=rtol)
+    note = f"A: {side_a.results_note}; B: {side_b.results_note}"
+    return Diff(a, b, changes, pdiff, rdiff, note, atol, rtol)
+
+
+def _same_models(a: Side, b: Side) -> bool:
+    return bool(set(a.loaded.spec.models) & set(b.loaded.spec.models))

@@ -1,0 +1,115 @@
+"""What ``mispec diff`` compares: a spec file, a run folder, or ``spec.yaml@<git-rev>``.
+Each side resolves to a loaded spec, its plan, and (when available) its results."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mispec.errors import DiffError
+from mispec.spec.load import LoadedSpec
+
+
+@dataclass
+class Side:
+    label: str
+    loaded: LoadedSpec
+    plan: Any
+    store_dir: Path
+    results: Any | None  # xarray.DataTree
+    results_note: str  # where the results came from, or why there are none
+
+
+def open_side(arg: str, *, store: str | Path | None = None, need_results: bool = True) -> Side:
+    path = Path(arg)
+    if "@" in arg and not path.exists():
+        return _git_side(arg, store)
+    if path.is_dir():
+        return _run_folder_side(path, store)
+    if not path.exists():
+        raise DiffError(f"{arg}: no such spec file or run folder")
+    from mispec.spec.load import load_spec
+
+    return _spec_side(load_spec(path), arg, store)
+
+
+def _spec_side(loaded: LoadedSpec, label: str, store: str | Path | None) -> Side:
+    from mispec.api import plan
+
+    planned = plan(loaded, store=store)
+    results, note = _assemble_if_complete(planned)
+    return Side(label, loaded, planned.plan, planned.store_dir, results, note)
+
+
+def _assemble_if_complete(planned: Any) -> tuple[Any | None, str]:
+    from mispec.execute.assemble import assemble
+    from mispec.store.store import Store
+
+    status = planned.status
+    if status.cells_total and status.cells_cached == status.cells_total:
+        return assemble(planned.plan, Store(planned.store_dir)), f"store {planned.store_dir}"
+    return None, (
+        f"no results: {status.cells_total - status.cells_cached} of "
+        f"{status.cells_total} results are not computed (run `mispec run` on it)"
+    )
+
+
+def _run_folder_side(folder: Path, store: str | Path | None) -> Side:
+    from mispec.api import open_results, plan
+    from mispec.spec.load import load_spec
+
+    spec_file = folder / "spec.yaml"
+    if not spec_file.is_file() or not (folder / "results.zarr").exists():
+        raise DiffError(f"{folder}: not a mispec run folder (needs spec.yaml and results.zarr)")
+    import json
+
+    prov_file = folder / "provenance.json"
+    provenance = json.loads(prov_file.read_text("utf-8")) if prov_file.is_file() else {}
+    # the spec's relative paths resolve against where it originally lived
+    original = Path(provenance.get("spec_path", spec_file))
+    loaded = load_spec(spec_file, check=True)
+    if original.parent.is_dir():
+        loaded = LoadedSpec(loaded.spec, original, loaded.source, loaded.text)
+    planned = plan(loaded, store=store or provenance.get("store"))
+    return Side(
+        str(folder),
+        loaded,
+        planned.plan,
+        planned.store_dir,
+        open_results(folder).load(),
+        f"run folder {folder}",
+    )
+
+
+def _git_side(arg: str, store: str | Path | None) -> Side:
+    from mispec.spec.load import load_spec_text
+    from mispec.spec.yaml_source import parse_yaml
+
+    file_part, _, rev = arg.rpartition("@")
+    path = Path(file_part).resolve()
+    try:
+        top = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"],
+            cwd=path.parent,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        raise DiffError(f"{arg}: {path.parent} is not inside a git repository") from None
+    rel = path.relative_to(Path(top).resolve())
+    res = subprocess.run(
+        ["git", "show", f"{rev}:{rel.as_posix()}"], cwd=top, capture_output=True, text=True
+    )
+    if res.returncode != 0:
+        raise DiffError(
+            f"{arg}: cannot read {rel} at git revision '{rev}': "
+            f"{res.stderr.strip().splitlines()[-1] if res.stderr.strip() else 'unknown'}"
+        )
+    text = res.stdout
+    spec = load_spec_text(text, f"{rel}@{rev}", base_dir=path.parent)
+    _, source = parse_yaml(text, f"{rel}@{rev}")
+    loaded = LoadedSpec(spec, path, source, text)
+    return _spec_side(loaded, arg, store)

@@ -1,0 +1,105 @@
+"""Helpers shared by the builtin metrics: tensors from activations, prompt extras, masks and
+logit differences. Nothing here imports torch at module import time."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from mispec.errors import MetricError, PromptError, UserError
+from mispec.lazy import torch
+
+SPLITS = ("all", "train", "test")
+
+
+def tensor(x: Any) -> Any:
+    """A CPU float32 torch tensor from a tensor or array (the cache hands back either)."""
+    t = torch.as_tensor(np.asarray(x) if not hasattr(x, "detach") else x.detach())
+    return t.to("cpu", torch.float32)
+
+
+def act(acts: Mapping[str, Any], template: str) -> Any:
+    """One activation (by hook template) as a CPU float32 tensor."""
+    try:
+        return tensor(acts[template])
+    except KeyError:
+        raise MetricError(f"activation '{template}' was not provided to this metric") from None
+
+
+def tokens_of(prompts: Any) -> Any:
+    """The prompt tokens as an int64 torch tensor ``[batch, pos]``."""
+    return torch.as_tensor(np.asarray(prompts.tokens), dtype=torch.long)
+
+
+def extra(prompts: Any, name: str, *, why: str) -> np.ndarray:
+    """A prompt-set extra, or an error that says which metric needs it and why."""
+    extras = getattr(prompts, "extras", {}) or {}
+    if name not in extras:
+        have = ", ".join(sorted(extras)) or "none"
+        raise PromptError(f"{why} needs the prompt extra '{name}' (this prompt set has: {have})")
+    return np.asarray(extras[name])
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise UserError(f"arg '{name}' must be one of {list(choices)}, got {value!r}")
+
+
+def prediction_weights(prompts: Any, shape: tuple[int, int], mask: str | None, split: str) -> Any:
+    """Weights ``[batch, pos-1]`` (1 = this next-token prediction counts) from an optional
+    ``mask`` extra (``[batch, pos-1]``, e.g. ``loss_mask``) and a ``split`` of the rows by the
+    ``train_mask`` extra (``[batch]``: True for pairs in the training split)."""
+    check_choice("split", split, SPLITS)
+    w = torch.ones(shape, dtype=torch.float32)
+    if mask is not None:
+        m = torch.as_tensor(extra(prompts, mask, why=f"mask '{mask}'")).to(torch.float32)
+        if tuple(m.shape) != tuple(shape):
+            raise PromptError(
+                f"mask '{mask}' has shape {tuple(m.shape)}; expected {tuple(shape)} "
+                "([batch, pos-1]: one entry per next-token prediction)"
+            )
+        w = w * m
+    if split != "all":
+        train = torch.as_tensor(extra(prompts, "train_mask", why=f"split '{split}'")).bool()
+        rows = train if split == "train" else ~train
+        w = w * rows.to(torch.float32)[:, None]
+    return w
+
+
+def answer_logit_diff(logits: Any, prompts: Any, *, at: Any) -> Any:
+    """Per prompt ``logit[answer] - logit[wrong_answer]`` ``[batch]``.
+
+    ``logits``: ``[batch, vocab]`` (already at the answer position) when ``at`` is None,
+    else ``[batch, pos, vocab]`` read at positions ``at`` (``[batch]`` int).
+    """
+    why = "a logit difference"
+    answer = torch.as_tensor(extra(prompts, "answer", why=why), dtype=torch.long)
+    wrong = torch.as_tensor(extra(prompts, "wrong_answer", why=why), dtype=torch.long)
+    if at is not None:
+        rows = torch.arange(logits.shape[0])
+        logits = logits[rows, at]
+    logits = logits.float()
+    return logits.gather(-1, answer[:, None]).squeeze(-1) - logits.gather(
+        -1, wrong[:, None]
+    ).squeeze(-1)
+
+
+def answer_positions(prompts: Any) -> Any:
+    """``answer_pos`` extra ``[batch]`` when present, else the last position for every prompt."""
+    n, seq = np.asarray(prompts.tokens).shape
+    extras = getattr(prompts, "extras", {}) or {}
+    if "answer_pos" in extras:
+        pos = torch.as_tensor(np.asarray(extras["answer_pos"]), dtype=torch.long)
+        return torch.where(pos < 0, pos + seq, pos)
+    return torch.full((n,), seq - 1, dtype=torch.long)
+
+
+def next_token_loss(logits: Any, tokens: Any, weights: Any) -> Any:
+    """Weighted mean next-token cross-entropy of ``logits [batch, pos, vocab]``."""
+    logits = logits[:, :-1].float()
+    target = tokens[:, 1:].to(logits.device)
+    logp = logits.gather(-1, target[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    w = weights.to(logp.device)
+    return -(logp * w).sum() / w.sum()

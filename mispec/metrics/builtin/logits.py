@@ -1,0 +1,47 @@
+"""Logit difference between a correct and an incorrect answer token.
+
+The standard measure of an IOI-style circuit (Wang et al. 2022): on prompts such as
+"When Mary and John went to the store, John gave a drink to", the difference
+``logit[" Mary"] - logit[" John"]`` at the position that predicts the answer, averaged over
+prompts. Logits, not probabilities: a logit difference is linear in the residual stream, so
+head contributions add up. The prompt set supplies the ``answer`` and ``wrong_answer`` extras
+(``[batch]`` token ids) and optionally ``answer_pos`` (``[batch]``; default the last position).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+
+from mispec.errors import PromptError
+from mispec.metrics.builtin._common import act, answer_logit_diff, answer_positions, check_choice
+from mispec.metrics.core import metric
+
+
+def _logit_diff_hooks(position: str = "last", **_: Any) -> tuple[str, ...]:
+    return ("final_logits",) if position == "last" else ("logits",)
+
+
+@metric(dims=(), hooks=_logit_diff_hooks, units="logits")
+def logit_diff(acts: Any, prompts: Any, position: Literal["last", "answer_pos"] = "last") -> float:
+    """Mean ``logit[answer] - logit[wrong_answer]`` over prompts.
+
+    ``position="last"`` reads the cheap ``final_logits`` pseudo hook (the answer is predicted
+    at the last token of every prompt); ``position="answer_pos"`` reads the full logits at each
+    prompt's ``answer_pos`` extra (prompts of different lengths padded to one width)."""
+    check_choice("position", position, ("last", "answer_pos"))
+    if position == "last":
+        extras = getattr(prompts, "extras", {}) or {}
+        if "answer_pos" in extras:
+            seq = np.asarray(prompts.tokens).shape[1]
+            pos = np.asarray(extras["answer_pos"])
+            if not np.all((pos == seq - 1) | (pos == -1)):
+                raise PromptError(
+                    "logit_diff: this prompt set has answers before the last position "
+                    "(its 'answer_pos' extra); set args: {position: answer_pos}"
+                )
+        diff = answer_logit_diff(act(acts, "final_logits"), prompts, at=None)
+    else:
+        diff = answer_logit_diff(act(acts, "logits"), prompts, at=answer_positions(prompts))
+    return float(diff.mean())

@@ -1,0 +1,98 @@
+"""Next-token loss, accuracy, per-token loss and the in-context-learning score.
+
+All read the pseudo hooks ``next_logprob`` / ``next_correct`` (``[batch, pos-1]``, entry ``i``
+is the prediction of token ``i+1`` from tokens ``0..i``), so the full logits never enter the
+activation cache. ``loss`` is the mean next-token cross-entropy over every predicted position,
+the same number ``transformers`` returns for ``model(tokens, labels=tokens).loss``.
+
+``mask`` names a ``[batch, pos-1]`` prompt extra (e.g. ``loss_mask``: only the repeated half of
+a repeated-tokens prompt, only the answer of ``a + b =``) whose non-zero entries count;
+``split`` keeps the rows whose ``train_mask`` extra is True (``train``) or False (``test``) —
+the train / test losses of a grokking run on modular addition.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+
+from mispec.errors import UserError
+from mispec.lazy import xr
+from mispec.metrics.builtin._common import act, prediction_weights
+from mispec.metrics.core import metric
+
+
+def _weighted_mean(values: Any, weights: Any, dim: int | None = None) -> Any:
+    total = weights.sum() if dim is None else weights.sum(dim)
+    return (values * weights).sum() / total if dim is None else (values * weights).sum(dim) / total
+
+
+@metric(dims=(), hooks=("next_logprob",), units="nats")
+def loss(
+    acts: Any, prompts: Any, mask: str | None = None, split: Literal["all", "train", "test"] = "all"
+) -> float:
+    """Mean next-token cross-entropy over the predicted positions (nats).
+
+    ``-mean(next_logprob)`` over every counted prediction (all ``batch × (pos-1)`` of them by
+    default; ``mask`` / ``split`` restrict them). NaN when nothing counts."""
+    lp = act(acts, "next_logprob")  # [batch, pos-1]
+    w = prediction_weights(prompts, tuple(lp.shape), mask, split)
+    return float(-_weighted_mean(lp, w))
+
+
+@metric(dims=(), hooks=("next_correct",), units="fraction")
+def accuracy(
+    acts: Any, prompts: Any, mask: str | None = None, split: Literal["all", "train", "test"] = "all"
+) -> float:
+    """Fraction of counted next-token predictions whose argmax is the actual next token.
+
+    Phase transitions often look sharper in accuracy than in loss; with ``mask: loss_mask``
+    and ``split: test`` this is the test accuracy of a grokking run."""
+    correct = act(acts, "next_correct")  # [batch, pos-1]
+    w = prediction_weights(prompts, tuple(correct.shape), mask, split)
+    return float(_weighted_mean(correct, w))
+
+
+@metric(dims=("pos",), hooks=("next_logprob",), units="nats")
+def per_token_loss(
+    acts: Any, prompts: Any, mask: str | None = None, split: Literal["all", "train", "test"] = "all"
+) -> Any:
+    """Loss of each token in context, averaged over the batch.
+
+    The ``pos`` coordinate is the position of the PREDICTED token (1 … seq_len-1): the value at
+    ``pos=40`` is the mean loss on token 40 given tokens 0..39. Positions where ``mask`` /
+    ``split`` leave nothing are NaN."""
+    lp = act(acts, "next_logprob")  # [batch, pos-1]
+    w = prediction_weights(prompts, tuple(lp.shape), mask, split)
+    values = (-_weighted_mean(lp, w, dim=0)).numpy()  # [pos-1]; 0/0 -> NaN
+    return xr.DataArray(values, dims=("pos",), coords={"pos": np.arange(1, values.shape[0] + 1)})
+
+
+@metric(dims=None, inputs=("per_token_loss",), units="nats")
+def icl_score(per_token_loss: Any, early: int, late: int) -> Any:
+    """In-context-learning score (Olsson et al. 2022): loss on token ``late`` minus loss on
+    token ``early``.
+
+    Negative means the model predicts later tokens better than early ones — it learns in
+    context; the score drops sharply when induction heads form. ``early`` / ``late`` are token
+    positions in the ``pos`` coordinate of ``per_token_loss`` (Olsson et al. use 50 and 500 on
+    long text; 2 and 40 suit a 49-token repeated-tokens prompt). Other dims pass through."""
+    ptl = per_token_loss
+    if not isinstance(ptl, xr.DataArray):
+        values = np.asarray(ptl)
+        ptl = xr.DataArray(values, dims=("pos",), coords={"pos": np.arange(1, len(values) + 1)})
+    if "pos" not in ptl.dims:
+        raise UserError(f"icl_score needs an input with a 'pos' dim, got dims {ptl.dims}")
+    if "pos" not in ptl.coords:
+        ptl = ptl.assign_coords(pos=np.arange(1, ptl.sizes["pos"] + 1))
+    available = ptl["pos"].values
+    for name, p in (("early", early), ("late", late)):
+        if p not in available:
+            raise UserError(
+                f"icl_score: {name}={p} is not a position of per_token_loss "
+                f"(positions {int(available.min())}..{int(available.max())})"
+            )
+    out = ptl.sel(pos=late, drop=True) - ptl.sel(pos=early, drop=True)
+    out.attrs = {"early": int(early), "late": int(late)}
+    return out

@@ -1,0 +1,21 @@
+"""Derived summaries of another metric at the same checkpoint: max / mean / min over dims."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from mispec.errors import UserError
+from mispec.metrics.core import metric
+
+
+@metric(dims=None, inputs=("x",), units="")
+def reduce(x: Any, over: list[str], how: Literal["max", "mean", "min", "sum"] = "max") -> Any:
+    """``how`` of the input over the dims ``over`` (e.g. the strongest induction head:
+    ``{fn: reduce, inputs: {x: induction}, args: {over: [layer, head]}}``). Other dims pass
+    through; units follow the input."""
+    missing = [d for d in over if d not in x.dims]
+    if missing:
+        raise UserError(f"reduce: the input has no dims {missing} (its dims: {list(x.dims)})")
+    out = getattr(x, how)(over)
+    out.attrs = {"units": x.attrs.get("units", ""), "reduced": f"{how} over {', '.join(over)}"}
+    return out

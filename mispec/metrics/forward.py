@@ -1,0 +1,164 @@
+"""The shared forward pass: ONE ``run_with_cache`` per micro-batch for all the hooks that the
+activation metrics of a (checkpoint, prompt set) need.
+
+Hook *templates* name what a metric reads: ``blocks.{layer}.attn.hook_pattern`` stands for that
+hook in every layer and arrives stacked over layers FIRST (``[layer, batch, head, q, k]``); a
+template without ``{layer}`` (``hook_embed``, ``ln_final.hook_normalized``) arrives as the hook's
+own ``[batch, ...]`` tensor. Pseudo hooks (``PSEUDO_HOOKS``) are computed here from the logits,
+so that metrics such as ``loss`` never make the cache hold ``[batch, pos, vocab]`` logits:
+
+* ``next_logprob`` ``[batch, pos-1]``: ``log p(tokens[:, i+1] | tokens[:, :i+1])``, from the
+  float32 logits as ``logit[next] - logsumexp(logits)``;
+* ``next_correct`` ``[batch, pos-1]``: 1.0 where ``argmax logits[:, i] == tokens[:, i+1]``;
+* ``final_logits`` ``[batch, vocab]``: the logits at the last position;
+* ``logits`` ``[batch, pos, vocab]``: kept only when asked for.
+
+Every tensor comes back on the CPU as float32 (bf16/fp16 activations are upcast), batch
+micro-batches concatenated in order into preallocated outputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from mispec.errors import UserError
+from mispec.lazy import torch
+from mispec.metrics.core import PSEUDO_HOOKS
+from mispec.registry import did_you_mean
+
+LAYER_FIELD = "{layer}"
+
+
+def is_layer_template(template: str) -> bool:
+    return LAYER_FIELD in template
+
+
+def expand_hooks(templates: Sequence[str], n_layers: int) -> dict[str, list[str]]:
+    """Concrete hook names per template: ``blocks.{layer}.attn.hook_pattern`` → one name per
+    layer (in layer order); a template without ``{layer}`` and a pseudo hook map to themselves."""
+    out: dict[str, list[str]] = {}
+    for t in templates:
+        if t in PSEUDO_HOOKS or not is_layer_template(t):
+            out[t] = [t]
+        else:
+            out[t] = [t.replace(LAYER_FIELD, str(layer)) for layer in range(n_layers)]
+    return out
+
+
+@contextlib.contextmanager
+def eval_mode(bridge: Any) -> Iterator[None]:
+    """``bridge.eval()`` under ``torch.no_grad()`` for the duration, then the old mode back."""
+    was_training = bool(getattr(bridge, "training", False))
+    if was_training:
+        bridge.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        if was_training:
+            bridge.train()
+
+
+def check_hooks(bridge: Any, names: Sequence[str]) -> None:
+    """A readable error for a hook name this model does not have (instead of a KeyError)."""
+    available = bridge.hook_dict
+    for name in names:
+        if name not in available:
+            raise UserError(
+                f"hook '{name}' does not exist on this model{did_you_mean(name, list(available))}"
+            )
+
+
+def run_forward(
+    bridge: Any,
+    tokens: Any,
+    templates: Sequence[str],
+    *,
+    batch_size: int | None = None,
+    device: Any = None,
+) -> dict[str, Any]:
+    """Run the model once per micro-batch and return ``{template: float32 CPU tensor}``.
+
+    ``tokens``: int ``[batch, pos]``; ``batch_size``: prompts per micro-batch (None = all at
+    once); ``device``: where the tokens go (None = the bridge's ``cfg.device``).
+    Per-layer templates come back as ``[layer, batch, ...]``, the others as ``[batch, ...]``.
+    """
+    templates = list(dict.fromkeys(templates))
+    pseudo = [t for t in templates if t in PSEUDO_HOOKS]
+    real = [t for t in templates if t not in PSEUDO_HOOKS]
+    names = expand_hooks(real, int(bridge.cfg.n_layers))
+    flat = list(dict.fromkeys(n for t in real for n in names[t]))
+    if flat:
+        check_hooks(bridge, flat)
+
+    tokens = torch.as_tensor(tokens, dtype=torch.long)
+    n = int(tokens.shape[0])
+    step = int(batch_size) if batch_size else max(n, 1)
+    device = device if device is not None else getattr(bridge.cfg, "device", None)
+    out: dict[str, Any] = {}
+    with eval_mode(bridge):
+        for start in range(0, n, step):
+            chunk = tokens[start : start + step]
+            chunk_dev = chunk.to(device) if device is not None else chunk
+            if flat:
+                logits, cache = bridge.run_with_cache(
+                    chunk_dev, names_filter=flat, return_cache_object=False
+                )
+            else:
+                logits, cache = bridge(chunk_dev), {}
+            for t in real:  # copied layer by layer: no stacked copy on the device
+                if is_layer_template(t):
+                    for layer, name in enumerate(names[t]):
+                        _place(out, t, cache[name], start, n, layer=layer, n_layers=len(names[t]))
+                else:
+                    _place(out, t, cache[t], start, n)
+            for t, value in pseudo_hooks(logits, chunk_dev, pseudo).items():
+                _place(out, t, value, start, n)
+            del logits, cache
+    return out
+
+
+def pseudo_hooks(logits: Any, tokens: Any, wanted: Sequence[str]) -> dict[str, Any]:
+    """The requested pseudo hooks from ``logits [batch, pos, vocab]`` and ``tokens [batch, pos]``
+    (on the logits' device; the caller moves them)."""
+    out: dict[str, Any] = {}
+    if not wanted:
+        return out
+    if "logits" in wanted:
+        out["logits"] = logits
+    if "final_logits" in wanted:
+        out["final_logits"] = logits[:, -1]
+    if "next_logprob" in wanted:
+        pred = logits[:, :-1].float()  # [batch, pos-1, vocab]
+        target = tokens[:, 1:].to(pred.device)
+        chosen = pred.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+        out["next_logprob"] = chosen - torch.logsumexp(pred, dim=-1)
+    if "next_correct" in wanted:
+        target = tokens[:, 1:].to(logits.device)
+        out["next_correct"] = (logits[:, :-1].argmax(-1) == target).float()
+    return out
+
+
+def _place(
+    out: dict[str, Any],
+    template: str,
+    value: Any,
+    start: int,
+    n: int,
+    *,
+    layer: int | None = None,
+    n_layers: int = 1,
+) -> None:
+    """Copy one micro-batch of one hook (of one layer) into ``out[template]``: a CPU float32
+    tensor ``[n_layers, n, ...]`` (per-layer templates) or ``[n, ...]``, allocated on first use."""
+    value = value.detach()
+    if template not in out:
+        if layer is None and value.shape[0] == n:  # the whole batch at once: at most a cast
+            out[template] = value.to("cpu", torch.float32)
+            return
+        lead = (n_layers, n) if layer is not None else (n,)
+        out[template] = torch.empty((*lead, *value.shape[1:]), dtype=torch.float32)
+    target = out[template] if layer is None else out[template][layer]
+    target[start : start + value.shape[0]].copy_(value)

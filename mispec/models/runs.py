@@ -1,0 +1,104 @@
+"""Training runs in the store, without torch: identities, folders and saved steps.
+
+A run of a ``train:`` model with one seed lives in
+``<store>/checkpoints/<training_identity>/``::
+
+    config.json                  the run's config (TL-style ``tl_config``, train spec, task)
+    model_<N>.safetensors        weights after N optimizer updates (TransformerBridge keys)
+    optim_<N>.safetensors        optimizer state at step N (non-tensor state in metadata)
+
+The identity hashes the training config *without* ``steps`` (plus the seed and the
+task's full arguments, defaults included), so raising ``steps`` reuses the run and
+resumes it. The learning-rate schedule never depends on ``steps`` for the same reason.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mispec.errors import UserError
+from mispec.hashing import content_key
+from mispec.models.info import ModelInfo
+from mispec.models.tasks import Task, task_for
+from mispec.spec.schema import TrainSpec
+
+TRAINER_VERSION = 1  # bump when training numerics change: old runs stop matching
+MODEL_FILE = "model_{step}.safetensors"
+OPTIM_FILE = "optim_{step}.safetensors"
+_MODEL_RE = re.compile(r"^model_(\d+)\.safetensors$")
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    steps_trained: int = 0
+    resumed_from: int | None = None
+    saved: list[int] = field(default_factory=list)
+
+
+def training_identity(train: TrainSpec, seed: int) -> str:
+    """Hash of the training config and seed, excluding ``steps`` (so raising it resumes)."""
+    spec = train.model_dump(mode="json", exclude={"steps", "task_args"})
+    return content_key("mispec-train", TRAINER_VERSION, spec, task_for(train).describe(), seed)
+
+
+def run_dir(train: TrainSpec, seed: int, store_dir: Path) -> Path:
+    return Path(store_dir) / "checkpoints" / training_identity(train, seed)
+
+
+def saved_steps(train: TrainSpec, seed: int, store_dir: Path) -> set[int]:
+    """Steps with a weights file in the run folder (a directory listing; not verified)."""
+    d = run_dir(train, seed, store_dir)
+    if not d.is_dir():
+        return set()
+    return {int(m.group(1)) for p in d.iterdir() if (m := _MODEL_RE.match(p.name))}
+
+
+def native_config(train: TrainSpec, seed: int, task: Task | None = None) -> dict[str, Any]:
+    """TransformerBridgeConfig keyword arguments for a ``train:`` model (TL-style)."""
+    task = task or task_for(train)
+    a = train.arch
+    d_vocab = a.d_vocab or task.d_vocab
+    n_ctx = a.n_ctx or task.n_ctx
+    if d_vocab < task.d_vocab:
+        raise UserError(f"arch.d_vocab={d_vocab} is smaller than task {task.name}'s {task.d_vocab}")
+    if n_ctx < task.n_ctx:
+        raise UserError(
+            f"arch.n_ctx={n_ctx} is shorter than task {task.name}'s sequences ({task.n_ctx})"
+        )
+    cfg: dict[str, Any] = dict(
+        d_model=a.d_model,
+        d_head=a.d_head,
+        n_layers=a.n_layers,
+        n_heads=a.n_heads,
+        n_ctx=n_ctx,
+        d_vocab=d_vocab,
+        attn_only=a.attn_only,
+        normalization_type=a.normalization,
+        act_fn=a.act_fn,
+        positional_embedding_type=a.positional_embedding,
+        seed=int(seed),
+    )
+    if not a.attn_only:
+        cfg["d_mlp"] = a.d_mlp or 4 * a.d_model
+    if a.init_range is not None:
+        cfg["initializer_range"] = a.init_range
+    return cfg
+
+
+def train_info(name: str, train: TrainSpec) -> ModelInfo:
+    cfg = native_config(train, 0)
+    return ModelInfo(
+        name=name,
+        n_layers=cfg["n_layers"],
+        n_heads=cfg["n_heads"],
+        d_model=cfg["d_model"],
+        d_head=cfg["d_head"],
+        d_vocab=cfg["d_vocab"],
+        n_ctx=cfg["n_ctx"],
+        d_mlp=cfg.get("d_mlp"),
+        attn_only=cfg["attn_only"],
+        architecture="native",
+    )

@@ -1,0 +1,59 @@
+"""Algorithmic tasks that mispec trains toy models on.
+
+``TASKS`` maps a task name to a *factory*: a function whose keyword parameters (with
+defaults) are the task's ``task_args`` schema and which returns a :class:`Task`. Plugins
+add tasks through the ``mispec.tasks`` entry-point group or a ``module:function`` name.
+
+Built in: ``repeated_tokens`` (induction), ``modular_addition`` (grokking), ``sorting``,
+``toy_ioi``. Pure numpy; importing this package does not import torch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from mispec.errors import UserError
+from mispec.models.tasks.arithmetic import ModularAddition, modular_addition
+from mispec.models.tasks.base import Task, TaskBatch, rng_for
+from mispec.models.tasks.induction import RepeatedTokens, repeated_tokens
+from mispec.models.tasks.ioi import ToyIOI, toy_ioi
+from mispec.models.tasks.sorting import Sorting, sorting
+from mispec.registry import Registry
+
+if TYPE_CHECKING:
+    from mispec.spec.schema import TrainSpec
+
+TASKS: Registry[Any] = Registry("task", entry_point_group="mispec.tasks")
+for _factory in (repeated_tokens, modular_addition, sorting, toy_ioi):
+    TASKS.register(_factory.__name__, _factory)
+
+
+def make_task(name: str, args: dict[str, Any] | None = None) -> Task:
+    """Build a task from the registry, turning bad arguments into a ``UserError``."""
+    factory = TASKS.get(name)
+    try:
+        task = factory(**(args or {}))
+    except TypeError as exc:
+        raise UserError(f"task '{name}': bad task_args {args!r}: {exc}") from exc
+    if not isinstance(task, Task):
+        raise UserError(f"task '{name}' returned {type(task).__name__}, not a mispec Task")
+    return task
+
+
+def task_for(train: TrainSpec) -> Task:
+    """The :class:`Task` of a ``train:`` model (its ``task`` with its ``task_args``)."""
+    return make_task(train.task, train.task_args)
+
+
+__all__ = [
+    "TASKS",
+    "ModularAddition",
+    "RepeatedTokens",
+    "Sorting",
+    "Task",
+    "TaskBatch",
+    "ToyIOI",
+    "make_task",
+    "rng_for",
+    "task_for",
+]

@@ -1,0 +1,38 @@
+"""``mispec diff --plot``: the changed series of both versions, overlaid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def plot_diff(result: Any, a: str, b: str, out: str | Path, *, store: str | None = None) -> Path:
+    from mispec.diff.sides import open_side
+    from mispec.plot.figures import _plt, save_figure
+
+    plt = _plt()
+    changed = [v for v in (result.results or []) if v.change == "changed"]
+    sa, sb = open_side(a, store=store), open_side(b, store=store)
+    n = max(len(changed), 1)
+    fig, axes = plt.subplots(n, 1, figsize=(7, 3.2 * n), squeeze=False, constrained_layout=True)
+    for ax, v in zip(axes[:, 0], changed, strict=False):
+        for side, style, label in ((sa, "-", "A"), (sb, "--", "B")):
+            var = side.results[v.model].to_dataset()[v.variable]
+            if "step" in var.dims:
+                reduce = [d for d in var.dims if d not in ("step", "seed")]
+                series = var.max(reduce) if reduce else var
+                for seed in series.seed.values if "seed" in series.dims else [None]:
+                    s = series.sel(seed=seed) if seed is not None else series
+                    ax.plot(s.step.values + 1, s.values, style, label=f"{label} seed {seed}")
+                ax.set_xscale("log")
+                ax.set_xlabel("training step + 1")
+            else:
+                ax.plot(var.values.ravel(), style, marker="o", label=label)
+        ax.set_title(
+            f"{v.model}/{v.variable}"
+            + (" (max over heads)" if "layer" in v.where[0:1] and False else "")
+        )
+        ax.legend(fontsize=7)
+    if not changed:
+        axes[0, 0].text(0.5, 0.5, "no differences", ha="center", va="center")
+    return save_figure(fig, out)
