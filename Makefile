@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CONSTRAINTS ?= constraints/cpu.txt
+LINT_DIRS := mispec tests $(wildcard benchmarks)
 
 .PHONY: venv run test test-slow lint format bench clean
 
@@ -21,12 +22,12 @@ run: venv
 	$(BIN)/mispec run specs/induction_heads.yaml
 
 lint: venv
-	$(BIN)/ruff check mispec tests benchmarks
-	$(BIN)/ruff format --check mispec tests benchmarks
+	$(BIN)/ruff check $(LINT_DIRS)
+	$(BIN)/ruff format --check $(LINT_DIRS)
 
 format: venv
-	$(BIN)/ruff check --fix mispec tests benchmarks
-	$(BIN)/ruff format mispec tests benchmarks
+	$(BIN)/ruff check --fix $(LINT_DIRS)
+	$(BIN)/ruff format $(LINT_DIRS)
 
 test: venv lint
 	$(BIN)/python -m pytest -q

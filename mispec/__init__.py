@@ -21,7 +21,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(api, name)
     if name == "diff":
-        from mispec.diff import diff
+        from mispec.diffing import diff
 
         return diff
     if name == "metric":

@@ -120,8 +120,8 @@ def _register_ls(sub: Any) -> None:
 
 # --------------------------------------------------------------------------- diff
 def cmd_diff(args: argparse.Namespace) -> int:
-    from mispec.diff import diff
-    from mispec.diff.render import RENDERERS
+    from mispec.diffing import diff
+    from mispec.diffing.render import RENDERERS
 
     result = diff(
         args.a,

@@ -1,5 +1,5 @@
 """``mispec diff``: what changed between two spec versions — in the spec, the plan, the results."""
 
-from mispec.diff.compare import Diff, diff
+from mispec.diffing.compare import Diff, diff
 
 __all__ = ["Diff", "diff"]

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from mispec.diff.sides import Side
+from mispec.diffing.sides import Side
 
 SCHEMA_VERSION = 1
 
@@ -206,7 +206,7 @@ def diff(
     results: bool = True,
 ) -> Diff:
     """Compare two specs / run folders / ``spec.yaml@rev``: spec, plan and results layers."""
-    from mispec.diff.sides import open_side
+    from mispec.diffing.sides import open_side
     from mispec.errors import DiffError
 
     side_a, side_b = open_side(a, store=store), open_side(b, store=store)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mispec.diff.compare import Diff
+from mispec.diffing.compare import Diff
 
 
 def _short(v: Any) -> str:

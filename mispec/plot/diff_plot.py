@@ -7,7 +7,7 @@ from typing import Any
 
 
 def plot_diff(result: Any, a: str, b: str, out: str | Path, *, store: str | None = None) -> Path:
-    from mispec.diff.sides import open_side
+    from mispec.diffing.sides import open_side
     from mispec.plot.figures import _plt, save_figure
 
     plt = _plt()

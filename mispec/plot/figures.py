@@ -183,7 +183,9 @@ def metric_figure(
                 ax.bar(range(vals.size), vals)
             ax.set_title(title)
         if want_heat:
-            steps = heatmap_steps or _spread(var.step.values.tolist(), 4)
+            steps = heatmap_steps or heatmap_steps_for(
+                var.step.values.tolist(), transition_steps(tree, model)
+            )
             sub = grid[r, 1].subgridspec(1, len(steps))
             axes = [fig.add_subplot(sub[0, i]) for i in range(len(steps))]
             for ax in axes:
@@ -192,11 +194,18 @@ def metric_figure(
     return fig
 
 
-def _spread(steps: list[int], k: int) -> list[int]:
+def heatmap_steps_for(steps: list[int], transitions: dict[int, float], k: int = 4) -> list[int]:
+    """Steps worth a heatmap: the first, the checkpoints just before and after the (median)
+    transition when there is one, and the last; else ``k`` steps log-spaced in value."""
     if len(steps) <= k:
         return steps
-    idx = np.unique(np.round(np.geomspace(1, len(steps), k)).astype(int) - 1)
-    return [steps[i] for i in idx]
+    if transitions:
+        t = float(np.median(list(transitions.values())))
+        before = max((s for s in steps if s < t), default=steps[0])
+        after = min((s for s in steps if s > t), default=steps[-1])
+        return sorted({steps[0], before, after, steps[-1]})
+    targets = np.geomspace(1, steps[-1] + 1, k) - 1
+    return sorted({min(steps, key=lambda s, x=x: abs(s - x)) for x in targets})
 
 
 def save_figure(fig: Any, path: str | Path, dpi: int = 110) -> Path:

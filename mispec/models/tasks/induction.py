@@ -2,21 +2,23 @@
 
 Sequence layout (``n_ctx = 1 + 2 * half_len``), with repeat length ``L = half_len``::
 
-    position  0     1 … L          L+1 … 2L      2L+1 … 2*half_len
-    token     BOS   x_1 … x_L      x_1 … x_L     y … (fresh random filler)
+    position  0     1 … F            F+1 … F+L      F+L+1 … F+2L  (F = 2*(half_len-L))
+    token     BOS   y … (filler)     x_1 … x_L      x_1 … x_L
 
 BOS convention: ``d_vocab = vocab`` and token ``0`` is BOS; every other token is drawn
 uniformly (with replacement) from ``1 … vocab-1``.
 
 With ``min_len`` set (training only, typically), each sequence draws its own repeat length
-``L`` uniformly from ``min_len … half_len`` and fills the rest with fresh random tokens.
+``L`` uniformly from ``min_len … half_len`` and puts fresh random filler *before* the
+pattern, so the repeat always ends the sequence (the fixed-length prompts used for analysis
+are the case ``L = half_len`` of the same distribution).
 That matters: with a fixed ``L`` the repeat sits at a fixed offset and a single layer can
 copy *by position* (attend to ``q - L + 1``), no induction circuit needed; a varying
 offset leaves only content-based induction (a previous-token head feeding an induction
 head), the circuit the study is about.
 
 The model trains on every prediction (``train_mask``). The ``loss_mask`` extra marks the
-predictable ones: predictions ``L … 2L-1`` (each predicts a token of the repeat). Loss
+predictable ones: the ``L`` predictions of the second copy's tokens. Loss
 floor on those is 0 nats for the optimal model, and ``ln(vocab - 1)`` elsewhere; so the
 mean loss over a fixed-``L`` sequence has floor ``ln(vocab - 1) / 2`` (the repeat is half
 the predictions).
@@ -59,8 +61,9 @@ class RepeatedTokens(Task):
             lengths = rng.integers(self.min_len, H + 1, size=n)
         mask = np.zeros((n, 2 * H), dtype=bool)
         for i, L in enumerate(lengths):
-            body[i, L : 2 * L] = body[i, :L]
-            mask[i, L : 2 * L] = True
+            f = 2 * (H - L)  # filler first: the repeat always ends the sequence
+            body[i, f + L : f + 2 * L] = body[i, f : f + L]
+            mask[i, f + L : f + 2 * L] = True
         bos = np.full((n, 1), BOS_ID, dtype=np.int64)
         return TaskBatch(tokens=np.concatenate([bos, body], axis=1), loss_mask=mask)
 

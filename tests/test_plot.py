@@ -1,0 +1,93 @@
+"""Plots and the HTML report of the default study: right size, not blank, self-contained."""
+
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from mispec.cli.main import main
+
+matplotlib = pytest.importorskip("matplotlib")
+
+
+def _png(path):
+    import matplotlib.image as mpimg
+
+    return mpimg.imread(path)
+
+
+def test_plot_induction_shows_the_transition(default_study, tmp_path, capsys):
+    _, _, result = default_study
+    out = tmp_path / "x.png"
+    assert main(["plot", str(result.run_dir), "induction", "-o", str(out)]) == 0
+    img = _png(out)
+    h, w = img.shape[:2]
+    assert w > 900 and h > 350  # a series panel plus heatmaps at four steps
+    assert float(img[..., :3].std()) > 0.1  # not blank
+    # more than a handful of distinct colours: lines, heatmaps, colourbar
+    assert len(np.unique((img[..., :3] * 255).astype(np.uint8).reshape(-1, 3), axis=0)) > 200
+
+
+def test_plot_scalar_metric_linear_and_several(default_study, tmp_path, capsys):
+    _, _, result = default_study
+    out = tmp_path / "m.png"
+    assert main(["plot", str(result.run_dir), "loss", "icl", "--linear", "-o", str(out)]) == 0
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == ["m-icl.png", "m-loss.png"]
+    for name in written:
+        assert float(_png(tmp_path / name)[..., :3].std()) > 0.05
+
+
+def test_plot_unknown_metric_is_a_user_error(default_study, capsys):
+    _, _, result = default_study
+    assert main(["plot", str(result.run_dir), "inductoin"]) == 2
+    assert "did you mean 'induction'" in capsys.readouterr().err
+
+
+def test_report_is_self_contained(default_study, tmp_path):
+    _, _, result = default_study
+    out = tmp_path / "report.html"
+    assert main(["report", str(result.run_dir), "-o", str(out)]) == 0
+    page = out.read_text()
+    assert "name: induction-heads" in page  # the spec that ran
+    assert page.count("<tr><td>toy2l</td>") == 8  # one table row per variable
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) == 8  # one image per metric
+    assert all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
+    assert "http://" not in page and "https://" not in page  # nothing fetched from outside
+
+
+def test_report_renders_in_headless_chromium(default_study, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    _, _, result = default_study
+    page = tmp_path / "report.html"
+    assert main(["report", str(result.run_dir), "-o", str(page)]) == 0
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1200,2000",
+            f"--screenshot={shot}",
+            page.as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    img = _png(shot)
+    assert img.shape[0] >= 1000 and float(img[..., :3].std()) > 0.05
