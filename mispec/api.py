@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import platform
@@ -23,12 +24,12 @@ __all__ = ["load_spec", "plan", "run", "open_results", "RunResult", "PlannedSpec
 @dataclass
 class PlannedSpec:
     loaded: LoadedSpec
-    plan: Any  # mispec.plan.graph.Plan
+    plan: Any  # mispec.planning.graph.Plan
     status: Any  # mispec.execute.status.PlanStatus
     store_dir: Path
 
     def to_json(self) -> dict[str, Any]:
-        from mispec.plan.graph import plan_json
+        from mispec.planning.graph import plan_json
 
         out = plan_json(self.plan)
         out["status"] = self.status.to_json()
@@ -39,8 +40,8 @@ class PlannedSpec:
 def plan(spec: str | Path | LoadedSpec, *, store: str | Path | None = None) -> PlannedSpec:
     """Validate, resolve and plan a spec; report what is cached in the store (read-only)."""
     from mispec.execute.status import plan_status
-    from mispec.plan.graph import build_plan
-    from mispec.plan.resolve import resolve
+    from mispec.planning.graph import build_plan
+    from mispec.planning.resolve import resolve
     from mispec.store.store import Store, default_store_dir
 
     loaded = spec if isinstance(spec, LoadedSpec) else load_spec(spec)
@@ -74,7 +75,6 @@ def run(
 ) -> RunResult:
     """Run a spec: train what is missing, compute what is not cached, assemble the results
     into ``runs/<name>/results.zarr`` beside the exact spec, plan and provenance."""
-    from mispec.execute.assemble import assemble
     from mispec.execute.context import RunContext
     from mispec.execute.profile import load_profile
     from mispec.store.store import Store, project_root
@@ -89,34 +89,39 @@ def run(
     ctx = RunContext(
         the_plan, loaded.base_dir, st, device=profile.device, batch_size=profile.batch_size
     )
-    if profile.kind == "local":
-        from mispec.execute.local import execute_local
 
-        execute_local(ctx, progress=progress)
-    else:
-        from mispec.execute.dask_executor import execute_dask
+    def execute() -> None:
+        if profile.kind == "local":
+            from mispec.execute.local import execute_local
 
-        execute_dask(ctx, profile, progress=progress)
-    tree = assemble(the_plan, st)
+            execute_local(ctx, progress=progress, torch_threads=profile.torch_threads)
+        else:
+            from mispec.execute.dask_executor import execute_dask
+
+            execute_dask(ctx, profile, progress=progress)
+
     run_dir = Path(out).resolve() if out else project_root(loaded.path) / "runs" / loaded.spec.name
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
-    provenance = _provenance(ctx, profile, started, time.perf_counter() - t0, run_id, loaded)
-    _write_run(run_dir, tree, loaded, the_plan, provenance)
+    with _write_errors(st.root, run_dir):
+        execute()
+        tree = _assemble(the_plan, st, execute)
+        provenance = _provenance(ctx, profile, started, time.perf_counter() - t0, run_id, loaded)
+        _write_run(run_dir, tree, loaded, the_plan, provenance)
+        st.record_run(
+            {
+                "run_id": run_id,
+                "study": loaded.spec.name,
+                "spec": str(loaded.path),
+                "spec_hash": loaded.spec_hash,
+                "plan_key": the_plan.key,
+                "run_dir": str(run_dir),
+                "time": started,
+            }
+        )
     counters = asdict(ctx.counters)
     did_work = any(
         counters[k]
         for k in ("forward_passes", "cells_computed", "reductions_computed", "training_steps")
-    )
-    st.record_run(
-        {
-            "run_id": run_id,
-            "study": loaded.spec.name,
-            "spec": str(loaded.path),
-            "spec_hash": loaded.spec_hash,
-            "plan_key": the_plan.key,
-            "run_dir": str(run_dir),
-            "time": started,
-        }
     )
     from mispec.execute.summary import summarize
 
@@ -130,15 +135,116 @@ def run(
     )
 
 
+# Write failures that the user can fix (a read-only or full disk, permissions): CacheError.
+_WRITE_ERRNOS = {
+    errno.EROFS,
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EACCES,
+    errno.EPERM,
+    errno.ENOTDIR,
+    errno.EIO,
+    errno.EFBIG,
+}
+
+
+@contextlib.contextmanager
+def _write_errors(store_dir: Path, run_dir: Path) -> Any:
+    """Turn a failed write anywhere in a run into a ``CacheError`` that says what happened.
+
+    Every entry of the store is written beside and renamed into place, so what is already
+    in the store stays valid and a later run continues from it."""
+    from mispec.errors import CacheError
+
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in _WRITE_ERRNOS:
+            raise
+        where = exc.filename or store_dir
+        verb = (
+            "write"
+            if exc.errno in (errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+            else "read or write"
+        )
+        raise CacheError(
+            f"cannot {verb} {where}: {exc.strerror or exc}. The run stopped; what it finished "
+            f"is kept in the store ({store_dir}) and nothing partial was left under a valid "
+            f"name. Free space or fix permissions (or point MISPEC_STORE / --store, --out "
+            f"elsewhere; run folder: {run_dir}), then run again to continue."
+        ) from exc
+
+
+def _assemble(the_plan: Any, st: Any, execute: Any) -> Any:
+    """Assemble the results; a cell found corrupt on reading (removed with a warning by the
+    store) or missing is computed again, once, instead of failing the run."""
+    import warnings
+
+    from mispec.execute.assemble import assemble
+
+    try:
+        return assemble(the_plan, st)
+    except ResultsError:
+        lost = [
+            n
+            for n in the_plan.nodes()
+            if n.kind in ("cell", "reduction") and st.cells.read(n.key) is None
+        ]
+        if not lost:
+            raise
+        warnings.warn(
+            f"mispec: {len(lost)} result(s) were missing or corrupt in the store; "
+            "computing them again",
+            stacklevel=2,
+        )
+        execute()
+        return assemble(the_plan, st)
+
+
+@contextlib.contextmanager
+def _run_dir_lock(run_dir: Path) -> Any:
+    """An exclusive lock on a run folder while runs are swapped in (concurrent runs of one
+    spec each complete; the later one becomes the current run, the earlier moves to
+    history)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    with open(run_dir / ".lock", "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _remove_stale_staging(parent: Path, name: str) -> None:
+    """Staging folders that a killed run of this host left behind (its process is gone)."""
+    host = platform.node() or "host"
+    for d in parent.glob(f".staging-{host}-*-{name}"):
+        try:
+            pid = int(d.name[len(f".staging-{host}-") :].split("-", 1)[0])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except (ValueError, PermissionError, OSError):
+            continue
+
+
 def _write_run(
     run_dir: Path, tree: Any, loaded: LoadedSpec, the_plan: Any, provenance: dict
 ) -> None:
     """Write the new run beside, then swap it in; the previous run moves to ``history/``."""
-    from mispec.plan.graph import plan_json
+    from mispec.planning.graph import plan_json
     from mispec.store.files import write_bytes_atomic
 
     run_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = run_dir.parent / f".staging-{uuid.uuid4().hex[:8]}-{run_dir.name}"
+    host = platform.node() or "host"
+    staging = (
+        run_dir.parent / f".staging-{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}-{run_dir.name}"
+    )
     staging.mkdir()
     try:
         import warnings
@@ -149,26 +255,33 @@ def _write_run(
         (staging / "spec.yaml").write_text(loaded.text, encoding="utf-8")
         (staging / "plan.json").write_text(json.dumps(plan_json(the_plan), indent=1), "utf-8")
         (staging / "provenance.json").write_text(json.dumps(provenance, indent=2), "utf-8")
-        history = run_dir / "history"
-        if (run_dir / "provenance.json").is_file():
-            old = json.loads((run_dir / "provenance.json").read_text("utf-8")).get("run_id", "old")
-            dest = history / old
-            dest.mkdir(parents=True, exist_ok=True)
+        with _run_dir_lock(run_dir):
+            _remove_stale_staging(run_dir.parent, run_dir.name)
+            history = run_dir / "history"
+            if (run_dir / "provenance.json").is_file():
+                try:
+                    old_prov = json.loads((run_dir / "provenance.json").read_text("utf-8"))
+                    old = str(old_prov.get("run_id", "old"))
+                except (ValueError, AttributeError):
+                    old = "old-" + uuid.uuid4().hex[:6]
+                dest = history / old
+                dest.mkdir(parents=True, exist_ok=True)
+                # provenance.json last: while it is here, the move to history is unfinished
+                for name in ("results.zarr", "spec.yaml", "plan.json", "provenance.json"):
+                    if (run_dir / name).exists() and not (dest / name).exists():
+                        os.replace(run_dir / name, dest / name)
             for name in ("results.zarr", "spec.yaml", "plan.json", "provenance.json"):
-                if (run_dir / name).exists():
-                    os.replace(run_dir / name, dest / name)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        for name in ("results.zarr", "spec.yaml", "plan.json", "provenance.json"):
-            if (run_dir / name).exists():
-                shutil.rmtree(run_dir / name) if (run_dir / name).is_dir() else (
-                    run_dir / name
-                ).unlink()
-            os.replace(staging / name, run_dir / name)
-        write_bytes_atomic(
-            run_dir / "README.txt",
-            b"mispec run: open with mispec.open_results("
-            b"'results.zarr') or xarray.open_datatree(..., engine='zarr')\n",
-        )
+                if (run_dir / name).exists():  # a leftover of a run killed mid-swap
+                    if (run_dir / name).is_dir():
+                        shutil.rmtree(run_dir / name)
+                    else:
+                        (run_dir / name).unlink()
+                os.replace(staging / name, run_dir / name)
+            write_bytes_atomic(
+                run_dir / "README.txt",
+                b"mispec run: open with mispec.open_results("
+                b"'results.zarr') or xarray.open_datatree(..., engine='zarr')\n",
+            )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -246,8 +359,19 @@ def open_results(path: str | Path) -> Any:
         p = p / "results.zarr"
     if not p.exists():
         raise ResultsError(f"no results at {p.resolve()}: run `mispec run SPEC` first")
+    if not (p / "zarr.json").is_file():
+        raise ResultsError(
+            f"{p.resolve()} is not a mispec run folder or results.zarr "
+            "(expected runs/<name>/ holding results.zarr)"
+        )
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return xr.open_datatree(p, engine="zarr")
+        try:
+            return xr.open_datatree(p, engine="zarr")
+        except (OSError, ValueError, KeyError) as exc:  # zarr errors are ValueErrors
+            raise ResultsError(
+                f"cannot read the results at {p.resolve()} ({type(exc).__name__}: {exc}); "
+                "re-run `mispec run SPEC` to write them again"
+            ) from exc

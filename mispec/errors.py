@@ -27,6 +27,8 @@ class Problem:
         return out
 
     def __str__(self) -> str:
+        if self.file is None and self.line is None and not self.path:
+            return self.message  # a message that names its file itself
         where = self.file or "<spec>"
         if self.line is not None:
             where += f":{self.line}:{self.col or 1}"

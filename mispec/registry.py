@@ -77,6 +77,8 @@ class Registry(Generic[T]):
         return self.get_or_none(name) is not None
 
     def get_or_none(self, name: str) -> T | None:
+        if name in self._items:  # builtins and already-loaded plugins: no entry-point import
+            return self._items[name]
         self._load_entry_points()
         if name in self._items:
             return self._items[name]

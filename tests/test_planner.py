@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mispec.errors import PlanError
-from mispec.plan.graph import build_plan
-from mispec.plan.resolve import resolve
+from mispec.planning.graph import build_plan
+from mispec.planning.resolve import resolve
 from mispec.spec.load import load_spec
 
 from .conftest import TOY_SPEC
@@ -45,8 +45,8 @@ def test_node_counts(write_spec):
 def test_keys_are_stable_across_processes(write_spec):
     path = write_spec(TOY_SPEC)
     code = (
-        "import json,sys; from mispec.spec.load import load_spec; from mispec.plan.resolve import resolve;"
-        "from mispec.plan.graph import build_plan; l=load_spec(sys.argv[1]);"
+        "import json,sys; from mispec.spec.load import load_spec; from mispec.planning.resolve import resolve;"
+        "from mispec.planning.graph import build_plan; l=load_spec(sys.argv[1]);"
         "p=build_plan(l.spec, resolve(l)); print(json.dumps({n.id: n.key for n in p.nodes()}))"
     )
     outs = [
@@ -114,7 +114,7 @@ def test_adding_checkpoints_keeps_existing_keys(write_spec):
 
 
 def test_cycle_is_a_plan_error_naming_the_cycle(write_spec):
-    from mispec.plan.resolve import Resolution
+    from mispec.planning.resolve import Resolution
     from mispec.spec.schema import Spec
 
     spec = Spec.model_validate(
@@ -153,8 +153,8 @@ def test_planner_is_fast_and_pure(write_spec, tmp_path):
     assert elapsed < 1.0, elapsed
     assert sorted(p.name for p in tmp_path.rglob("*")) == before  # wrote nothing
     code = (
-        "import sys; from mispec.spec.load import load_spec; from mispec.plan.resolve import resolve;"
-        "from mispec.plan.graph import build_plan; l = load_spec(sys.argv[1]);"
+        "import sys; from mispec.spec.load import load_spec; from mispec.planning.resolve import resolve;"
+        "from mispec.planning.graph import build_plan; l = load_spec(sys.argv[1]);"
         "build_plan(l.spec, resolve(l));"
         "print(sorted(m for m in ('torch', 'transformer_lens', 'zarr') if m in sys.modules))"
     )

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from mispec.errors import ResultsError
-from mispec.plan.graph import Plan
+from mispec.planning.graph import Plan
 from mispec.store.store import Store
 
 _INDEX_DIMS = (

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mispec.plan.graph import Plan
+from mispec.planning.graph import Plan
 from mispec.prompts.core import PromptSet
 from mispec.store.store import Store
 

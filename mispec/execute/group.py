@@ -14,13 +14,38 @@ from typing import Any
 
 import numpy as np
 
+from mispec.errors import CacheError
 from mispec.execute.context import RunContext
 from mispec.execute.invoke import call_metric
-from mispec.plan.nodes import Node
+from mispec.planning.nodes import Node
+from mispec.store.activations import stored_hook
 
 
 def missing_cells(ctx: RunContext, cell_ids: list[str]) -> list[Node]:
     return [ctx.plan.node(c) for c in cell_ids if not ctx.store.cells.has(ctx.plan.node(c).key)]
+
+
+def _with_unreadable_inputs(
+    ctx: RunContext, todo: list[Node], results: dict[str, Any]
+) -> list[Node]:
+    """``todo`` plus the cached same-group inputs of its cells that fail to read (a corrupt
+    cell is removed with a warning by the store): they are computed again, never used."""
+    plan, store = ctx.plan, ctx.store
+    ids = {c.id for c in todo}
+    queue = list(todo)
+    while queue:
+        cell = queue.pop()
+        for _param, (up,) in cell.inputs:
+            if up in ids or up in results:
+                continue
+            value = store.cells.read(plan.node(up).key)
+            if value is None:
+                ids.add(up)
+                queue.append(plan.node(up))
+            else:
+                results[up] = value
+    order = {m: i for i, m in enumerate(plan.metric_order())}
+    return sorted((plan.node(i) for i in ids), key=lambda c: order[c.metric])  # type: ignore[index]
 
 
 def run_group(ctx: RunContext, model: str, seed: int, step: int, cell_ids: list[str]) -> None:
@@ -30,7 +55,9 @@ def run_group(ctx: RunContext, model: str, seed: int, step: int, cell_ids: list[
     if not todo:
         ctx.counters.cells_cached += len(cell_ids)
         return
-    ctx.counters.cells_cached += len(cell_ids) - len(todo)
+    results: dict[str, Any] = {}
+    todo = _with_unreadable_inputs(ctx, todo, results)
+    ctx.counters.cells_cached += max(0, len(cell_ids) - len(todo))
     bridge_holder: dict[str, Any] = {}
 
     def bridge() -> Any:
@@ -43,7 +70,6 @@ def run_group(ctx: RunContext, model: str, seed: int, step: int, cell_ids: list[
 
     info = sources.model_info(model, ctx.spec.models[model], ctx.base_dir)
     acts_by_forward = _activations(ctx, [c for c in todo if c.forward], bridge)
-    results: dict[str, Any] = {}
     for cell in todo:
         mdef = plan.metric_defs[cell.metric]  # type: ignore[index]
         mspec = ctx.spec.metrics[cell.metric]
@@ -53,6 +79,11 @@ def run_group(ctx: RunContext, model: str, seed: int, step: int, cell_ids: list[
             inputs[param] = results.get(up)
             if inputs[param] is None:
                 inputs[param] = store.cells.read(plan.node(up).key)
+            if inputs[param] is None:
+                raise CacheError(
+                    f"{cell.id}: its input {up} vanished from the store while this run was "
+                    "using it (another process removed it?); run the spec again"
+                )
         out = call_metric(
             mdef,
             dict(mspec.args),
@@ -84,7 +115,7 @@ def _activations(ctx: RunContext, cells: list[Node], bridge: Any) -> dict[str, A
         acts: dict[str, Any] = {}
         for hook in sorted(hooks):
             if policy[hook] != "skip":
-                cached = store.activations.read(fnode.key, hook)
+                cached = store.activations.read(fnode.key, stored_hook(hook, policy[hook]))
                 if cached is not None:
                     acts[hook] = torch.from_numpy(
                         cached.astype(np.float32, copy=False)
@@ -113,9 +144,15 @@ def _activations(ctx: RunContext, cells: list[Node], bridge: Any) -> dict[str, A
                     values = values.to(torch.float16).to(torch.float32)
                 if policy[hook] != "skip":
                     stored = values.numpy().astype(
-                        np.float16 if policy[hook] == "float16" else values.numpy().dtype
+                        np.float16 if policy[hook] == "float16" else values.numpy().dtype,
+                        copy=False,
                     )
-                    store.activations.write(fnode.key, hook, stored, source_dtype=source_dtype)
+                    store.activations.write(
+                        fnode.key,
+                        stored_hook(hook, policy[hook]),
+                        stored,
+                        source_dtype=source_dtype,
+                    )
                     ctx.counters.activations_written += 1
                 acts[hook] = values
         out[fid] = acts
@@ -134,8 +171,19 @@ def run_reduction(ctx: RunContext, node: Node) -> None:
     inputs = {}
     for param, ups in node.inputs:
         arrays = [store.cells.read(plan.node(u).key) for u in ups]
+        lost = [plan.node(u) for u, a in zip(ups, arrays, strict=True) if a is None]
+        for up in lost:  # missing or corrupt (removed with a warning): compute it again
+            if up.kind == "cell":
+                run_group(ctx, up.model, up.seed, up.step, [up.id])  # type: ignore[arg-type]
+            else:
+                run_reduction(ctx, up)
+        if lost:
+            arrays = [store.cells.read(plan.node(u).key) for u in ups]
         if any(a is None for a in arrays):
-            raise RuntimeError(f"{node.id}: an input cell vanished from the store; re-run")
+            raise CacheError(
+                f"{node.id}: an input cell vanished from the store while this run was using it "
+                "(another process removed it?); run the spec again"
+            )
         up_nodes = [plan.node(u) for u in ups]
         if up_nodes[0].kind == "cell":
             steps = [n.step for n in up_nodes]

@@ -5,16 +5,17 @@ from __future__ import annotations
 from mispec.execute.context import RunContext
 from mispec.execute.group import run_group, run_reduction
 from mispec.execute.progress import progress_bars
+from mispec.execute.threads import pinned_torch_threads
 from mispec.execute.work import work_list
 
 
-def execute_local(ctx: RunContext, *, progress: bool = True) -> None:
+def execute_local(ctx: RunContext, *, progress: bool = True, torch_threads: int | None = 1) -> None:
     from mispec import models as sources
 
     series_list = work_list(ctx.plan)
     n_groups = sum(len(s.groups) for s in series_list)
     n_red = sum(len(s.reductions) for s in series_list)
-    with progress_bars(progress) as bars:
+    with pinned_torch_threads(torch_threads), progress_bars(progress) as bars:
         overall = bars.add_task("checkpoints", total=n_groups, status="")
         reduce_task = bars.add_task("reductions", total=n_red, status="") if n_red else None
         try:

@@ -24,6 +24,9 @@ class Profile(BaseModel):
     slurm: dict[str, object] = Field(default_factory=dict)  # dask-slurm: SLURMCluster kwargs
     jobs: Annotated[int, Field(gt=0)] = 1
     retries: Annotated[int, Field(ge=0)] = 2
+    # torch intra-op threads per process; null: torch's default. The same count in every
+    # executor keeps results bit-identical (see mispec/execute/threads.py).
+    torch_threads: Annotated[int, Field(gt=0)] | None = 1
 
 
 PROFILE_DIR = Path(__file__).resolve().parents[2] / "executors"

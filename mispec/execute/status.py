@@ -7,7 +7,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from mispec.plan.graph import Plan
+from mispec.planning.graph import Plan
+from mispec.store.activations import stored_hook
 from mispec.store.store import Store
 
 
@@ -60,7 +61,9 @@ def plan_status(plan: Plan, store: Store | None) -> PlanStatus:
         missing = [
             h
             for h in wanted
-            if policy[h] == "skip" or store is None or not store.activations.has(fnode.key, h)
+            if policy[h] == "skip"
+            or store is None
+            or not store.activations.has(fnode.key, stored_hook(h, policy[h]))
         ]
         if missing:
             status.forward_passes += 1

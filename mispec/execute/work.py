@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from mispec.plan.graph import Plan
+from mispec.planning.graph import Plan
 
 
 @dataclass(frozen=True)

@@ -74,11 +74,7 @@ def plot_series(
         final = flat.isel(step=-1).values
         order = np.argsort(-np.nan_to_num(final, nan=-np.inf))
         for rank, u in enumerate(order):
-            coords = flat.unit.values[u]
-            label = ", ".join(
-                f"{d[0].upper()}{c}" if d in HEAD_DIMS else f"{d}={c}"
-                for d, c in zip(extra, np.atleast_1d(coords), strict=False)
-            )
+            label = unit_label(extra, np.atleast_1d(flat.unit.values[u]))
             if rank < top_k:
                 ax.plot(
                     x,
@@ -110,6 +106,33 @@ def plot_series(
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="best", ncol=2 if len(ax.get_legend_handles_labels()[0]) > 6 else 1)
+
+
+_SHORT = {
+    "layer": "L",
+    "head": "H",
+    "src_layer": "L",
+    "src_head": "H",
+    "dst_layer": "L",
+    "dst_head": "H",
+    "pos": "pos ",
+    "neuron": "N",
+    "freq": "f",
+    "component": "",
+    "pc": "PC",
+    "digit": "digit ",
+}
+
+
+def unit_label(dims: list[str], coords: Any) -> str:
+    """A compact legend label: ``L1H3``, ``L0H1→L1H3`` (composition), ``pos 12``."""
+    pairs = list(zip(dims, coords, strict=False))
+    src = "".join(f"{_SHORT[d]}{c}" for d, c in pairs if d.startswith("src_"))
+    dst = "".join(f"{_SHORT[d]}{c}" for d, c in pairs if d.startswith("dst_"))
+    rest = "".join(
+        f"{_SHORT.get(d, d + '=')}{c}" for d, c in pairs if not d.startswith(("src_", "dst_"))
+    )
+    return f"{src}→{dst}{rest}" if src or dst else rest
 
 
 def plot_heatmaps(fig: Any, axes: Any, var: Any, steps: list[int], *, title: str) -> None:

@@ -6,7 +6,8 @@ selectors against what a model can provide. Every problem is collected, none sho
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +23,36 @@ def check_spec(spec: Spec, source: SourceMap, base_dir: Path) -> list[Problem]:
     problems: list[Problem] = []
     _check_models(spec, source, base_dir, problems)
     _check_prompts(spec, source, problems)
-    _check_metrics(spec, source, problems)
+    _check_metrics(spec, source, problems, base_dir)
+    from mispec.spec import preflight  # files, sizes, prompt sets, dims along inputs
+
+    problems.extend(preflight.check_resources(spec, source, base_dir))
+    if not problems:
+        problems.extend(preflight.check_built(spec, source, base_dir))
     return sorted(problems, key=lambda p: (p.file or "", p.line or 0, p.col or 0))
 
 
 # --------------------------------------------------------------------------- helpers
 def _lookup(
-    registry: Registry[Any], name: str, path: KeyPath, source: SourceMap, problems: list[Problem]
+    registry: Registry[Any],
+    name: str,
+    path: KeyPath,
+    source: SourceMap,
+    problems: list[Problem],
+    base_dir: Path | None = None,
 ) -> Any:
     try:
-        item = registry.get_or_none(name)
+        with _plugin_path(name, base_dir):
+            item = registry.get_or_none(name)
     except UserError as exc:  # a module:function reference that does not import
         problems.append(source.problem(path, str(exc)))
+        return None
+    except Exception as exc:  # the plugin module itself raised while being imported
+        problems.append(
+            source.problem(
+                path, f"importing the plugin '{name}' failed: {type(exc).__name__}: {exc}"
+            )
+        )
         return None
     if item is None:
         problems.append(
@@ -42,6 +61,25 @@ def _lookup(
             )
         )
     return item
+
+
+@contextmanager
+def _plugin_path(name: str, base_dir: Path | None) -> Iterator[None]:
+    """A ``module:function`` reference may name a module beside the spec."""
+    if ":" not in name or base_dir is None:
+        yield
+        return
+    import sys
+
+    entry = str(base_dir.resolve())
+    added = entry not in sys.path
+    if added:
+        sys.path.insert(0, entry)
+    try:
+        yield
+    finally:
+        if added and entry in sys.path:
+            sys.path.remove(entry)
 
 
 def signature_args(
@@ -199,15 +237,26 @@ def _check_prompts(spec: Spec, source: SourceMap, problems: list[Problem]) -> No
 
 
 # --------------------------------------------------------------------------- metrics
-def _check_metrics(spec: Spec, source: SourceMap, problems: list[Problem]) -> None:
-    from mispec.metrics.core import METRICS, load_builtin_metrics
+def _check_metrics(
+    spec: Spec, source: SourceMap, problems: list[Problem], base_dir: Path | None = None
+) -> None:
+    from mispec.metrics.core import METRICS, MetricDef, load_builtin_metrics
 
     load_builtin_metrics()
     defs: dict[str, Any] = {}
     for name, m in spec.metrics.items():
         path: KeyPath = ("metrics", name)
-        mdef = _lookup(METRICS, m.fn, (*path, "fn"), source, problems)
+        mdef = _lookup(METRICS, m.fn, (*path, "fn"), source, problems, base_dir)
         if mdef is None:
+            continue
+        if not isinstance(mdef, MetricDef):  # a module:function that is not a metric
+            problems.append(
+                source.problem(
+                    (*path, "fn"),
+                    f"'{m.fn}' is not a mispec metric: decorate the function with "
+                    "@mispec.metrics.core.metric(dims=...) (see docs/adding_a_metric.md)",
+                )
+            )
             continue
         defs[name] = mdef
         params = {a.name: (a.default, a.annotation) for a in mdef.args}

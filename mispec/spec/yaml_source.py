@@ -17,6 +17,8 @@ import yaml
 from mispec.errors import Problem, SpecError
 
 KeyPath = tuple[str | int, ...]
+MAX_VALUES = 100_000  # a spec is small: more values than this is an alias bomb or a mistake
+MAX_SPEC_BYTES = 8 << 20
 _STANDARD_TAGS = {
     "tag:yaml.org,2002:" + t
     for t in ("map", "seq", "str", "int", "float", "bool", "null", "timestamp", "binary")
@@ -75,16 +77,39 @@ def parse_yaml(text: str, file: str, prefix: KeyPath = ()) -> tuple[Any, SourceM
                     col=mark.column + 1 if mark else None,
                 )
             ) from None
+        except RecursionError:
+            raise SpecError(_too_deep(file, None)) from None
         if node is None:
             raise SpecError(Problem("the file is empty; a spec starts with `mispec: 1`", file=file))
         problems: list[Problem] = []
-        data = _build(loader, node, prefix, file, source, problems)
+        try:
+            data = _build(loader, node, prefix, file, source, problems, _Budget())
+        except RecursionError:
+            raise SpecError(_too_deep(file, node.start_mark)) from None
         if problems:
             raise SpecError(problems)
         source.positions.setdefault(prefix, _pos(file, node.start_mark, node.start_mark))
         return data, source
     finally:
         loader.dispose()
+
+
+def _too_deep(file: str, mark: Any) -> Problem:
+    return Problem(
+        "the YAML is nested too deeply; a spec is a few levels of plain mappings and lists",
+        file=file,
+        line=mark.line + 1 if mark else None,
+        col=mark.column + 1 if mark else None,
+    )
+
+
+class _Budget:
+    """Counts the values built, across aliases: ``&a [*b, *b, ...]`` chains (a "billion
+    laughs") expand exponentially, so building stops at ``MAX_VALUES``."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.stack: set[int] = set()  # ids of the nodes being built (a recursive alias)
 
 
 def _pos(file: str, key_mark: Any, value_mark: Any) -> Position:
@@ -100,8 +125,32 @@ def _build(
     file: str,
     source: SourceMap,
     problems: list[Problem],
+    budget: _Budget,
 ) -> Any:
     mark = node.start_mark
+    budget.count += 1
+    if budget.count > MAX_VALUES:
+        raise SpecError(
+            Problem(
+                f"the YAML expands to more than {MAX_VALUES} values (aliases that repeat "
+                "aliases?); a spec is small, plain data",
+                path=path[:1],  # the top-level entry: the expanded path means nothing
+                file=file,
+                line=mark.line + 1,
+                col=mark.column + 1,
+            )
+        )
+    if id(node) in budget.stack:
+        problems.append(
+            Problem(
+                "this alias refers to the value that contains it (a recursive alias)",
+                path=path,
+                file=file,
+                line=mark.line + 1,
+                col=mark.column + 1,
+            )
+        )
+        return None
     if node.tag not in _STANDARD_TAGS and not (
         isinstance(node, yaml.ScalarNode)
         and node.tag.startswith("tag:yaml.org,2002:")
@@ -118,6 +167,36 @@ def _build(
             )
         )
         return None
+    if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+        budget.stack.add(id(node))
+        try:
+            return _build_collection(loader, node, path, file, source, problems, budget)
+        finally:
+            budget.stack.discard(id(node))
+    try:
+        return loader.construct_object(node, deep=True)
+    except yaml.constructor.ConstructorError as exc:
+        problems.append(
+            Problem(
+                f"invalid value: {exc.problem}",
+                path=path,
+                file=file,
+                line=mark.line + 1,
+                col=mark.column + 1,
+            )
+        )
+        return None
+
+
+def _build_collection(
+    loader: yaml.SafeLoader,
+    node: yaml.Node,
+    path: KeyPath,
+    file: str,
+    source: SourceMap,
+    problems: list[Problem],
+    budget: _Budget,
+) -> Any:
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)  # YAML merge keys (<<) resolve to plain keys
         out: dict[Any, Any] = {}
@@ -148,31 +227,27 @@ def _build(
                 )
                 continue
             source.positions[(*path, key)] = _pos(file, key_node.start_mark, value_node.start_mark)
-            out[key] = _build(loader, value_node, (*path, key), file, source, problems)
+            out[key] = _build(loader, value_node, (*path, key), file, source, problems, budget)
         return out
     if isinstance(node, yaml.SequenceNode):
         items = []
         for i, item in enumerate(node.value):
             source.positions[(*path, i)] = _pos(file, item.start_mark, item.start_mark)
-            items.append(_build(loader, item, (*path, i), file, source, problems))
+            items.append(_build(loader, item, (*path, i), file, source, problems, budget))
         return items
-    try:
-        return loader.construct_object(node, deep=True)
-    except yaml.constructor.ConstructorError as exc:
-        problems.append(
-            Problem(
-                f"invalid value: {exc.problem}",
-                path=path,
-                file=file,
-                line=mark.line + 1,
-                col=mark.column + 1,
-            )
-        )
-        return None
+    raise TypeError(f"not a collection node: {node!r}")
 
 
 def read_yaml_file(path: Path, prefix: KeyPath = ()) -> tuple[Any, SourceMap]:
     try:
+        size = path.stat().st_size if path.is_file() else 0
+        if size > MAX_SPEC_BYTES:
+            raise SpecError(
+                Problem(
+                    f"{path.resolve()} is {size} bytes; a spec is small (at most "
+                    f"{MAX_SPEC_BYTES} bytes): is this the right file?"
+                )
+            )
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError(Problem(f"spec file not found: {path.resolve()}")) from None

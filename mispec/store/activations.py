@@ -11,6 +11,7 @@ entry dropped so the caller recomputes it.
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 import warnings
 from pathlib import Path
@@ -26,6 +27,13 @@ _GROUP_JSON = json.dumps({"zarr_format": 3, "node_type": "group", "attributes": 
 
 def hook_entry_name(template: str) -> str:
     return template.replace("{layer}", "L")
+
+
+def stored_hook(hook: str, policy: str) -> str:
+    """The cache identity of a hook under a storage policy: a float16 copy is a different
+    entry from the float32 one, so a run that wants full precision never reads a rounded
+    activation (and vice versa)."""
+    return f"{hook}.f16" if policy == "float16" else hook
 
 
 class ActivationCache:
@@ -50,20 +58,25 @@ class ActivationCache:
             return
         self._ensure_groups(forward_key)
         tmp = final.parent / f".tmp-{uuid.uuid4().hex[:12]}"
-        arr = zarr.create_array(
-            store=str(tmp),
-            shape=values.shape,
-            dtype=values.dtype,
-            chunks=values.shape if values.ndim else (),
-            overwrite=True,
-            attributes={
-                "hook": hook,
-                "source_dtype": source_dtype,
-                "checksum": bytes_digest(values.tobytes()),
-            },
-        )
-        arr[...] = values
-        publish_dir(tmp, final)
+        try:
+            arr = zarr.create_array(
+                store=str(tmp),
+                shape=values.shape,
+                dtype=values.dtype,
+                chunks=values.shape if values.ndim else (),
+                overwrite=True,
+                compressors=zarr.codecs.ZstdCodec(level=1),  # ~2x faster than the default level
+                attributes={
+                    "hook": hook,
+                    "source_dtype": source_dtype,
+                    "checksum": bytes_digest(memoryview(values).cast("B")),
+                },
+            )
+            arr[...] = values
+            publish_dir(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # never leave a half-written entry behind
+            raise
 
     def read(self, forward_key: str, hook: str) -> np.ndarray | None:
         """The stored array, or None when absent or corrupt (corrupt entries are removed)."""
@@ -107,7 +120,8 @@ class ActivationCache:
         out = []
         if self.root.exists():
             for meta in self.root.glob("*/*/*/zarr.json"):
-                out.append((meta.parent.parent.name, meta.parent.name))
+                if not meta.parent.name.startswith("."):  # skip unfinished (.tmp-) writes
+                    out.append((meta.parent.parent.name, meta.parent.name))
         return out
 
     def info(self, forward_key: str, hook: str) -> dict[str, Any]:

@@ -68,7 +68,9 @@ class CellStore:
         return xr.DataArray(values, dims=meta["dims"], coords=coords, attrs=meta["attrs"])
 
     def count(self) -> int:
-        return sum(1 for _ in self.root.glob("*/*.npz")) if self.root.exists() else 0
+        if not self.root.exists():
+            return 0
+        return sum(1 for p in self.root.glob("*/*.npz") if not p.name.startswith("."))
 
 
 def _jsonable(attrs: dict[str, Any]) -> dict[str, Any]:

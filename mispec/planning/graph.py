@@ -17,8 +17,8 @@ import networkx as nx
 from mispec.errors import PlanError
 from mispec.hashing import content_key
 from mispec.metrics.core import MetricDef, get_metric
-from mispec.plan.nodes import Node, group_id, series_id
-from mispec.plan.resolve import Resolution
+from mispec.planning.nodes import Node, group_id, series_id
+from mispec.planning.resolve import Resolution
 from mispec.spec.schema import Spec
 
 _POLICY_RANK = {"store": 2, "float16": 1, "skip": 0}

@@ -1,0 +1,1 @@
+"""mispec benchmarks (``make bench`` → ``benchmarks/run_all.py``); not part of ``make test``."""
