@@ -136,3 +136,15 @@ def test_markdown_renderer(toy_pair, capsys):
     out = capsys.readouterr().out
     assert "| `metrics.icl.args.late` | 10 | 11 |" in out
     assert "| `toy/icl` | changed |" in out
+
+
+def test_plot_overlays_both_versions(toy_pair, tmp_path, capsys):
+    import matplotlib.image as mpimg
+
+    a, variant = toy_pair
+    b = variant("late: 10", "late: 11", "b.yaml")
+    out = tmp_path / "diff.png"
+    assert main(["diff", str(a), str(b), "--plot", str(out)]) == 0
+    img = mpimg.imread(out)
+    assert img.shape[0] > 200 and img.shape[1] > 500
+    assert float(img[..., :3].std()) > 0.05  # not blank

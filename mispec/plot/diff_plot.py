@@ -15,24 +15,36 @@ def plot_diff(result: Any, a: str, b: str, out: str | Path, *, store: str | None
     sa, sb = open_side(a, store=store), open_side(b, store=store)
     n = max(len(changed), 1)
     fig, axes = plt.subplots(n, 1, figsize=(7, 3.2 * n), squeeze=False, constrained_layout=True)
+    colors = plt.get_cmap("tab10")
     for ax, v in zip(axes[:, 0], changed, strict=False):
+        reduced: list[str] = []
         for side, style, label in ((sa, "-", "A"), (sb, "--", "B")):
             var = side.results[v.model].to_dataset()[v.variable]
             if "step" in var.dims:
-                reduce = [d for d in var.dims if d not in ("step", "seed")]
-                series = var.max(reduce) if reduce else var
-                for seed in series.seed.values if "seed" in series.dims else [None]:
+                reduced = [d for d in var.dims if d not in ("step", "seed")]
+                series = var.max(reduced) if reduced else var
+                seeds = series.seed.values if "seed" in series.dims else [None]
+                for i, seed in enumerate(seeds):  # one colour per seed; A solid, B dashed
                     s = series.sel(seed=seed) if seed is not None else series
-                    ax.plot(s.step.values + 1, s.values, style, label=f"{label} seed {seed}")
+                    ax.plot(
+                        s.step.values + 1,
+                        s.values,
+                        style,
+                        color=colors(i % 10),
+                        label=f"{label} seed {seed}",
+                    )
                 ax.set_xscale("log")
-                ax.set_xlabel("training step + 1")
+                ax.set_xlabel("training step + 1 (log scale)")
             else:
                 ax.plot(var.values.ravel(), style, marker="o", label=label)
+            units = var.attrs.get("units", "")
+        ax.set_ylabel(f"{v.variable} [{units}]" if units else v.variable)
         ax.set_title(
             f"{v.model}/{v.variable}"
-            + (" (max over heads)" if "layer" in v.where[0:1] and False else "")
+            + (f" (max over {', '.join(reduced)})" if reduced else "")
+            + ": A solid, B dashed"
         )
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, ncol=2)
     if not changed:
         axes[0, 0].text(0.5, 0.5, "no differences", ha="center", va="center")
     return save_figure(fig, out)
