@@ -39,6 +39,7 @@ class RunContext:
     _handle: Any = None
     _handle_id: tuple[str, int] | None = None
     _prompts: dict[tuple[str, str], PromptSet] = field(default_factory=dict)
+    _infos: dict[str, Any] = field(default_factory=dict)
 
     @property
     def spec(self) -> Any:
@@ -63,6 +64,14 @@ class RunContext:
             self._handle_id = (model, seed)
         return self._handle
 
+    def info(self, model: str) -> Any:
+        """The model's ``ModelInfo``, read once per run (a ``path:`` model reads its config)."""
+        if model not in self._infos:
+            from mispec import models as sources
+
+            self._infos[model] = sources.model_info(model, self.spec.models[model], self.base_dir)
+        return self._infos[model]
+
     def model_device(self, model: str) -> str:
         wanted = self.spec.models[model].device
         if wanted == "auto":
@@ -79,9 +88,7 @@ class RunContext:
         pspec = self.spec.prompts[name]
         cache_key = (name, model if pspec.file is not None else "")
         if cache_key not in self._prompts:
-            from mispec import models as sources
-
-            info = sources.model_info(model, self.spec.models[model], self.base_dir)
+            info = self.info(model)
             tokenizer = (
                 self.handle(model, self.spec.models[model].seeds[0]).tokenizer
                 if pspec.file is not None

@@ -66,9 +66,7 @@ def run_group(ctx: RunContext, model: str, seed: int, step: int, cell_ids: list[
             ctx.counters.checkpoints_loaded += 1
         return bridge_holder["b"]
 
-    from mispec import models as sources
-
-    info = sources.model_info(model, ctx.spec.models[model], ctx.base_dir)
+    info = ctx.info(model)
     acts_by_forward = _activations(ctx, [c for c in todo if c.forward], bridge)
     for cell in todo:
         mdef = plan.metric_defs[cell.metric]  # type: ignore[index]

@@ -45,9 +45,14 @@ def plan_status(plan: Plan, store: Store | None) -> PlanStatus:
             status.cells_cached += cached
             if node.forward and not cached:
                 consumers.setdefault(node.forward, []).append(node)
+    infos: dict[str, Any] = {}  # one config read per model, not per forward node
     for fnode in plan.nodes("forward"):
         status.forward_total += 1
-        size = _estimate_forward_bytes(plan, fnode)
+        if fnode.model not in infos:
+            infos[fnode.model] = sources.model_info(
+                fnode.model, plan.spec.models[fnode.model], _base(plan)
+            )
+        size = _estimate_forward_bytes(plan, fnode, infos[fnode.model])
         status.activation_bytes_total += sum(size.values())
         todo = consumers.get(fnode.id, [])
         if not todo:
@@ -90,11 +95,8 @@ _SHAPES = [  # hook pattern -> per-layer element count as a function of (B, T, i
 ]
 
 
-def _estimate_forward_bytes(plan: Plan, fnode: Any) -> dict[str, int]:
+def _estimate_forward_bytes(plan: Plan, fnode: Any, info: Any) -> dict[str, int]:
     """Bytes per hook of one forward entry (uncompressed), from the model's shape."""
-    from mispec import models as sources
-
-    info = sources.model_info(fnode.model, plan.spec.models[fnode.model], _base(plan))
     pspec = plan.spec.prompts[fnode.prompts]
     B = int(pspec.args.get("n", pspec.limit or 32))
     T = int(pspec.max_tokens or 2 * int(pspec.args.get("half_len", 24)) + 1)
