@@ -9,9 +9,10 @@ the targets over the query rows that have a target, averaged over prompts).
   boot a fresh ``TransformerBridge`` (``boot_native`` + ``load_state_dict`` for the toy,
   ``boot_transformers(folder)`` for HF folders), ``run_with_cache`` with EVERY hook, then each
   metric computed on its own from the cache (the loss through ``log_softmax`` of the logits).
-* ``floor_*`` is the least work: ONE bridge, weights swapped per checkpoint, ONE forward pass
-  with only the attention-pattern hooks, the metric arithmetic with the detection patterns
-  built once, nothing written anywhere. Reading each checkpoint's weights file is counted
+* ``floor_*`` is the least work: ONE bridge, weights swapped per checkpoint (one ``copy_`` per
+  tensor into the live parameters), ONE forward pass keeping only the attention-pattern
+  hooks (``run_with_hooks``), the metric arithmetic with the detection patterns built once,
+  nothing written anywhere. Reading each checkpoint's weights file is counted
   (there is no computing without the weights).
 """
 
@@ -148,15 +149,28 @@ def floor_native(files: dict[int, Path], tl_config: dict, tokens: torch.Tensor) 
 
     bridge = TransformerBridge.boot_native(TransformerBridgeConfig(**tl_config)).eval()
     metrics = FloorMetrics(tokens, bridge.cfg.n_layers)
+    live = bridge.state_dict(keep_vars=True)  # the parameters themselves, by checkpoint key
     results: Results = {}
     with torch.no_grad():
         for step, path in files.items():
-            bridge.load_state_dict(load_file(str(path)), strict=True)
-            logits, cache = bridge.run_with_cache(
-                tokens, names_filter=metrics.hooks, return_cache_object=False
-            )
+            for key, value in load_file(str(path)).items():  # the swap: one copy per tensor
+                live[key].copy_(value)
+            logits, cache = hooked_forward(bridge, tokens, metrics.hooks)
             results[step] = metrics(logits, cache)
     return results
+
+
+def hooked_forward(bridge: Any, tokens: torch.Tensor, hooks: list[str]) -> tuple[Any, dict]:
+    """One forward pass keeping only ``hooks`` (``run_with_hooks`` with caching hooks: the
+    same tensors ``run_with_cache(names_filter=hooks)`` returns, without its scan of every
+    hook point)."""
+    cache: dict[str, torch.Tensor] = {}
+
+    def keep(name: str) -> Any:
+        return lambda value, hook: cache.__setitem__(name, value.detach())
+
+    logits = bridge.run_with_hooks(tokens, fwd_hooks=[(h, keep(h)) for h in hooks])
+    return logits, cache
 
 
 class HFSwap:
@@ -202,9 +216,7 @@ def floor_hf(folders: dict[int, Path], tokens: torch.Tensor) -> Results:
     with torch.no_grad():
         for step in steps:
             bridge = swap.load(folders[step])
-            logits, cache = bridge.run_with_cache(
-                tokens, names_filter=metrics.hooks, return_cache_object=False
-            )
+            logits, cache = hooked_forward(bridge, tokens, metrics.hooks)
             results[step] = metrics(logits, cache)
             del logits, cache
     return results

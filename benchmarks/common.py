@@ -132,11 +132,17 @@ def median(values: Sequence[float]) -> float:
 
 
 def fresh_dir(path: Path) -> Path:
+    """An empty folder at ``path``. What was there is deleted and the deletion synced: on a
+    filesystem mounted with ``discard`` (this machine's ext4) the freed blocks are trimmed at
+    the next journal commit, which stalled the writes of whatever ran next by up to 2x
+    (measured: a cold run right after deleting the previous 250 MB store took 2.0-2.4 s,
+    1.3 s after ``sync``)."""
     if path.exists() or path.is_symlink():
         if path.is_symlink() or path.is_file():
             path.unlink()
         else:
             shutil.rmtree(path)
+            os.sync()
     path.mkdir(parents=True)
     return path
 

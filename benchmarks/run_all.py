@@ -66,6 +66,9 @@ def measure_scale(
     counters: dict[str, dict[str, int]] = {}
     results: dict[str, Any] = {}
     for rep in range(scale.repeats):
+        # the previous repetition's store and run: deleted (and synced) before any timing
+        fresh_dir(work / "stores" / scale.key)
+        fresh_dir(work / "runs" / scale.key)
         log(f"{scale.key} rep {rep + 1}/{scale.repeats}: naive")
         with timed() as t:
             results["naive"] = naive()

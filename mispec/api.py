@@ -74,7 +74,11 @@ def run(
     progress: bool = True,
 ) -> RunResult:
     """Run a spec: train what is missing, compute what is not cached, assemble the results
-    into ``runs/<name>/results.zarr`` beside the exact spec, plan and provenance."""
+    into ``runs/<name>/results.zarr`` beside the exact spec, plan and provenance.
+
+    A re-run that computes nothing, into a run folder that already holds this very run,
+    leaves the folder as it is (no new ``history/`` entry) and is recorded in the run index
+    as ``unchanged``."""
     from mispec.execute.context import RunContext
     from mispec.execute.profile import load_profile
     from mispec.store.store import Store, project_root
@@ -102,37 +106,86 @@ def run(
 
     run_dir = Path(out).resolve() if out else project_root(loaded.path) / "runs" / loaded.spec.name
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    entry = {
+        "run_id": run_id,
+        "study": loaded.spec.name,
+        "spec": str(loaded.path),
+        "spec_hash": loaded.spec_hash,
+        "plan_key": the_plan.key,
+        "run_dir": str(run_dir),
+        "time": started,
+    }
     with _write_errors(st.root, run_dir):
         execute()
-        tree = _assemble(the_plan, st, execute)
-        provenance = _provenance(ctx, profile, started, time.perf_counter() - t0, run_id, loaded)
-        _write_run(run_dir, tree, loaded, the_plan, provenance)
-        st.record_run(
-            {
-                "run_id": run_id,
-                "study": loaded.spec.name,
-                "spec": str(loaded.path),
-                "spec_hash": loaded.spec_hash,
-                "plan_key": the_plan.key,
-                "run_dir": str(run_dir),
-                "time": started,
-            }
-        )
-    counters = asdict(ctx.counters)
-    did_work = any(
-        counters[k]
-        for k in ("forward_passes", "cells_computed", "reductions_computed", "training_steps")
-    )
-    from mispec.execute.summary import summarize
+        # nothing computed and the run folder already holds this run: leave it untouched
+        current = None if _did_work(ctx) else _unchanged_run(run_dir, loaded, the_plan)
+        if current is not None:
+            summary = list(current["summary"])
+            _remove_stale_staging(run_dir.parent, run_dir.name)
+            st.record_run({**entry, "unchanged": True, "same_as": current.get("run_id")})
+        else:
+            from mispec.execute.summary import summarize
 
+            tree = _assemble(the_plan, st, execute, ctx.fresh)
+            summary = summarize(tree)
+            provenance = _provenance(
+                ctx, profile, started, time.perf_counter() - t0, run_id, loaded
+            )
+            provenance["summary"] = summary  # read back by a re-run that changes nothing
+            _write_run(run_dir, tree, loaded, the_plan, provenance)
+            st.record_run(entry)
     return RunResult(
         run_dir,
         run_dir / "results.zarr",
-        counters,
+        asdict(ctx.counters),
         time.perf_counter() - t0,
-        did_work,
-        summarize(tree),
+        _did_work(ctx),
+        summary,
     )
+
+
+_WORK_COUNTERS = ("forward_passes", "cells_computed", "reductions_computed", "training_steps")
+
+
+def _did_work(ctx: Any) -> bool:
+    counters = asdict(ctx.counters)
+    return any(counters[k] for k in _WORK_COUNTERS)
+
+
+def _unchanged_run(run_dir: Path, loaded: LoadedSpec, the_plan: Any) -> dict[str, Any] | None:
+    """The provenance of the complete run of this very spec and plan that ``run_dir`` holds
+    (written by this mispec version, with its summary), or None: the run folder must be
+    written again.
+
+    Read without the run-folder lock: a swap moves ``provenance.json`` out last and in last,
+    so while it is here with ``results.zarr`` the folder holds a whole run."""
+    import importlib.metadata as md
+
+    try:
+        prov = json.loads((run_dir / "provenance.json").read_text("utf-8"))
+        spec_text = (run_dir / "spec.yaml").read_text("utf-8")
+    except (OSError, ValueError):
+        return None
+    if not isinstance(prov, dict):
+        return None
+    summary = prov.get("summary")
+    try:
+        version = md.version("mispec")
+    except md.PackageNotFoundError:
+        version = None
+    same = (
+        prov.get("plan_key") == the_plan.key
+        and prov.get("spec_hash") == loaded.spec_hash
+        and spec_text == loaded.text  # spec_hash ignores comments and formatting
+        and isinstance(prov.get("versions"), dict)
+        and prov["versions"].get("mispec") == version
+        # no summary: written by an older mispec
+        and isinstance(summary, list)
+        and all(isinstance(line, str) for line in summary)
+        and (run_dir / "results.zarr" / "zarr.json").is_file()
+        and (run_dir / "plan.json").is_file()
+    )
+    return prov if same else None
 
 
 # Write failures that the user can fix (a read-only or full disk, permissions): CacheError.
@@ -175,15 +228,16 @@ def _write_errors(store_dir: Path, run_dir: Path) -> Any:
         ) from exc
 
 
-def _assemble(the_plan: Any, st: Any, execute: Any) -> Any:
-    """Assemble the results; a cell found corrupt on reading (removed with a warning by the
-    store) or missing is computed again, once, instead of failing the run."""
+def _assemble(the_plan: Any, st: Any, execute: Any, fresh: dict[str, Any]) -> Any:
+    """Assemble the results (``fresh``: the cells this run computed, kept in memory); a cell
+    found corrupt on reading (removed with a warning by the store) or missing is computed
+    again, once, instead of failing the run."""
     import warnings
 
     from mispec.execute.assemble import assemble
 
     try:
-        return assemble(the_plan, st)
+        return assemble(the_plan, st, fresh)
     except ResultsError:
         lost = [
             n
@@ -198,7 +252,7 @@ def _assemble(the_plan: Any, st: Any, execute: Any) -> Any:
             stacklevel=2,
         )
         execute()
-        return assemble(the_plan, st)
+        return assemble(the_plan, st, fresh)
 
 
 @contextlib.contextmanager

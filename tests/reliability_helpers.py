@@ -135,17 +135,30 @@ def assert_same_results(a: Path, b: Path) -> None:
     assert not different, f"results differ in {different}"
 
 
+def forget_a_result(spec: Path, node_id: str = "reduce:transition/toy/s0") -> None:
+    """Remove one cached result of ``spec`` from its project's store (by default the toy
+    spec's transition reduction, cheap to compute again, to the same bytes): a re-run then
+    has work to do and swaps its run folder in, the previous run moving to ``history/``
+    (a re-run that computes nothing leaves a run folder of the same run untouched)."""
+    import mispec
+    from mispec.store.store import Store
+
+    (node,) = [n for n in mispec.plan(spec).plan.nodes() if n.id == node_id]
+    Store(spec.parent / ".mispec").cells.path(node.key).unlink()
+
+
 # --------------------------------------------------------------------------- store audit
 def audit_store(store: Path) -> dict[str, int]:
     """Read EVERY entry of a store under its real name and verify it: cells (zip CRC +
-    checksum), activations (checksum), trained checkpoints (checksum). Raises on the first
+    checksum), activations (zarr itself decodes them, verifying their crc32c, and so does
+    mispec's reader), trained checkpoints (checksum). Raises on the first
     entry that does not verify; returns counts, and of the ``.tmp-`` leftovers of killed
     writers (never read: their names are not entry names)."""
     import numpy as np
     import zarr
 
-    from mispec.hashing import bytes_digest
     from mispec.models import checkpoints as ckpt
+    from mispec.store.activations import ActivationCache
     from mispec.store.cells import CellStore
 
     counts = {"cells": 0, "activations": 0, "checkpoints": 0, "leftovers": 0}
@@ -159,14 +172,18 @@ def audit_store(store: Path) -> dict[str, int]:
             assert cells.read(p.stem) is not None, p
         counts["cells"] += 1
     acts = store / "activations.zarr"
+    acts_cache = ActivationCache(acts)
     for meta in sorted(acts.glob("*/*/*/zarr.json")) if acts.exists() else []:
         entry = meta.parent
         if any(part.startswith(".") for part in entry.relative_to(acts).parts):
             counts["leftovers"] += 1
             continue
         arr = zarr.open_array(store=str(entry), mode="r")
-        values = np.ascontiguousarray(np.asarray(arr[...]))
-        assert bytes_digest(values.tobytes()) == arr.attrs["checksum"], entry
+        values = np.asarray(arr[...])  # raises on a crc32c mismatch
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a corrupt entry warns: make it fail here
+            ours = acts_cache.read(entry.parent.name, arr.attrs["hook"])
+        assert ours is not None and ours.tobytes() == values.tobytes(), entry
         counts["activations"] += 1
     for p in (
         sorted((store / "checkpoints").glob("*/*")) if (store / "checkpoints").exists() else []

@@ -118,15 +118,19 @@ def test_induction_score_equals_transformer_lens_head_detector(default_study, ds
 
 
 def test_rerun_does_nothing_quickly(default_study):
-    _, spec, _ = default_study
+    _, spec, result = default_study
+    prov = (result.run_dir / "provenance.json").read_text()
     t0 = time.perf_counter()
     again = mispec.run(spec, progress=False)
     elapsed = time.perf_counter() - t0
     assert not again.did_work and again.counters["forward_passes"] == 0
     assert again.counters["cells_cached"] == again.counters["cells_cached"] > 0
     assert elapsed < 5.0, elapsed
-    old = list((again.run_dir / "history").iterdir())
-    assert old, "the previous run moved to history/"
+    # the run folder already held this run: left as it was, the same headline lines
+    assert again.results_path == result.results_path
+    assert (again.run_dir / "provenance.json").read_text() == prov
+    assert not (again.run_dir / "history").exists()
+    assert again.summary == result.summary and again.summary
 
 
 def test_changing_icl_args_recomputes_only_icl(default_study, tmp_path):

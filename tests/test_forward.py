@@ -52,16 +52,16 @@ def test_matches_run_with_cache_stacked_over_layers():
     assert all(v.dtype == torch.float32 and v.device.type == "cpu" for v in out.values())
 
 
-def test_one_run_with_cache_per_micro_batch_with_exactly_the_needed_hooks(monkeypatch):
+def test_one_forward_pass_per_micro_batch_with_exactly_the_needed_hooks(monkeypatch):
     b, toks = bridge(), tokens(n=10)
     calls = []
-    real = b.run_with_cache
+    real = b.run_with_hooks
 
     def spy(*args, **kwargs):
-        calls.append((args[0].shape[0], list(kwargs["names_filter"])))
+        calls.append((args[0].shape[0], [name for name, _ in kwargs["fwd_hooks"]]))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(b, "run_with_cache", spy)
+    monkeypatch.setattr(b, "run_with_hooks", spy)
     whole = run_forward(b, toks, [PATTERN, "next_logprob"], batch_size=None)
     assert calls == [(10, ["blocks.0.attn.hook_pattern", "blocks.1.attn.hook_pattern"])]
     calls.clear()
@@ -70,6 +70,32 @@ def test_one_run_with_cache_per_micro_batch_with_exactly_the_needed_hooks(monkey
     assert set(parts) == {PATTERN, "next_logprob"}  # no logits unless asked for
     for key in whole:
         torch.testing.assert_close(parts[key], whole[key], atol=1e-6, rtol=1e-5)
+    assert not b.hook_dict["blocks.0.attn.hook_pattern"]._forward_hooks  # hooks removed
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ["blocks.0.attn.hook_pattern", "blocks.1.attn.hook_pattern"],
+        [
+            "hook_embed",
+            "blocks.1.hook_resid_post",
+            "blocks.0.attn.hook_z",
+            "ln_final.hook_normalized",
+        ],
+    ],
+)
+def test_cached_activations_equal_run_with_cache(names):
+    """The caching hooks keep exactly what TransformerLens's run_with_cache keeps."""
+    b, toks = bridge(), tokens(n=5)
+    templates = sorted({n.replace(".0.", ".{layer}.").replace(".1.", ".{layer}.") for n in names})
+    out = run_forward(b, toks, templates, batch_size=None)
+    with torch.no_grad():
+        _, cache = b.run_with_cache(toks, names_filter=names, return_cache_object=False)
+    for name in names:
+        template = name.replace(".0.", ".{layer}.").replace(".1.", ".{layer}.")
+        got = out[template][int(name.split(".")[1])] if "{layer}" in template else out[template]
+        torch.testing.assert_close(got, cache[name], rtol=0, atol=0)
 
 
 def test_pseudo_hooks_match_their_definitions():

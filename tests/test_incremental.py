@@ -117,3 +117,95 @@ def test_entry_point_plugins_register_and_broken_ones_warn(monkeypatch):
         assert reg.names() == ["good"]
     assert reg.get("good") is fn
     assert any("broken" in str(w.message) and "no pkg" in str(w.message) for w in caught)
+
+
+def test_an_unchanged_rerun_leaves_the_run_folder_untouched(write_spec, monkeypatch, capsys):
+    """A re-run that computes nothing, into a run folder holding this very run, neither
+    assembles nor writes: results.zarr, spec, plan, provenance and history/ stay as they
+    were; the result and the headline lines are the first run's; the index says unchanged."""
+    import json
+
+    import mispec.api
+    from mispec.cli.main import main
+
+    from .reliability_helpers import snapshot, snapshot_diff
+
+    spec = write_spec(TOY_SPEC)
+    first = mispec.run(spec, progress=False)
+    run_dir = first.run_dir
+    prov = json.loads((run_dir / "provenance.json").read_text())
+    assert first.summary and prov["summary"] == first.summary
+    before = snapshot(run_dir)
+
+    def forbidden(*a, **k):
+        raise AssertionError("an unchanged re-run assembled or wrote the results")
+
+    with monkeypatch.context() as m:
+        m.setattr(mispec.api, "_assemble", forbidden)
+        m.setattr(mispec.api, "_write_run", forbidden)
+        again = mispec.run(spec, progress=False)
+    assert not again.did_work
+    c = again.counters
+    assert c["forward_passes"] == c["cells_computed"] == c["training_steps"] == 0
+    assert c["reductions_computed"] == 0 and c["cells_cached"] == 13
+    assert again.run_dir == run_dir and again.results_path == run_dir / "results.zarr"
+    assert again.summary == first.summary
+    assert snapshot_diff(before, snapshot(run_dir)) == []
+    assert not (run_dir / "history").exists()
+    xr.testing.assert_identical(again.open()["toy"].to_dataset(), first.open()["toy"].to_dataset())
+
+    runs = _store(spec).runs()
+    assert len(runs) == 2 and "unchanged" not in runs[0]
+    assert runs[0]["run_id"] == prov["run_id"]
+    assert runs[1]["unchanged"] is True and runs[1]["same_as"] == prov["run_id"]
+    assert runs[1]["run_id"] != prov["run_id"]
+    assert runs[1]["plan_key"] == prov["plan_key"] and runs[1]["run_dir"] == str(run_dir)
+    capsys.readouterr()
+    assert main(["ls", "--store", str(spec.parent / ".mispec")]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == 2 and listed[0].endswith(str(run_dir))
+    assert listed[1].endswith(f"(unchanged: results of {prov['run_id']})")
+
+
+def test_a_rerun_that_computes_nothing_still_rewrites_a_stale_run_folder(write_spec, tmp_path):
+    """The skip never leaves a missing or stale run folder: a deleted results.zarr, a spec
+    whose text changed (a comment only: same spec_hash, same plan) and a provenance.json of
+    an older mispec (no summary) are each written again, with 0 forward passes."""
+    import json
+    import shutil
+
+    from .reliability_helpers import assert_same_results
+
+    spec = write_spec(TOY_SPEC)
+    first = mispec.run(spec, progress=False)
+    run_dir = first.run_dir
+    shutil.copytree(run_dir / "results.zarr", tmp_path / "first.zarr")
+
+    def rerun(n_history: int) -> dict:
+        again = mispec.run(spec, progress=False)
+        assert not again.did_work and again.counters["forward_passes"] == 0
+        assert again.summary == first.summary
+        assert_same_results(run_dir, tmp_path / "first.zarr")
+        assert len(list((run_dir / "history").iterdir())) == n_history
+        prov = json.loads((run_dir / "provenance.json").read_text())
+        assert prov["summary"] == first.summary
+        last = _store(spec).runs()[-1]
+        assert "unchanged" not in last and last["run_id"] == prov["run_id"]
+        return prov
+
+    shutil.rmtree(run_dir / "results.zarr")
+    rerun(1)
+
+    commented = "# a comment only\n" + TOY_SPEC
+    assert (
+        mispec.load_spec(spec).spec_hash
+        == mispec.load_spec(write_spec(commented, "commented.yaml")).spec_hash
+    )
+    spec.write_text(commented)
+    rerun(2)
+    assert (run_dir / "spec.yaml").read_text() == commented
+
+    prov = json.loads((run_dir / "provenance.json").read_text())
+    del prov["summary"]  # as an older mispec wrote it
+    (run_dir / "provenance.json").write_text(json.dumps(prov))
+    rerun(3)

@@ -195,3 +195,23 @@ def test_prompts_without_targets_are_skipped_not_zero():
     acts = {PATTERN: uniform.expand(1, 2, 1, n, n)}
     score = duplicate_token_score(acts, PromptSet(tokens=toks.numpy()))
     assert score[0, 0] == pytest.approx(1 / 4)  # prompt 1 only (row 3 -> key 1)
+
+
+def test_cached_targets_follow_the_prompt_tokens():
+    """The detection targets are cached per prompt set: a second prompt set of the same shape
+    must get its own targets, and every call must equal the uncached computation."""
+    _, acts = bridge_acts()
+    patterns = acts[PATTERN]
+    for seed in (1, 3, 1, 4):  # same shape, different tokens; seed 1 twice (a cache hit)
+        ps = PromptSet(tokens=repeated_tokens(6, 8, 12, seed=seed))
+        for kind, fn in SCORE.items():
+            for flags in itertools.product([False, True], repeat=2):
+                got = fn(acts, ps, exclude_bos=flags[0], exclude_current_token=flags[1])
+                det = detection_patterns(kind, torch.from_numpy(ps.tokens))
+                want = head_scores(
+                    patterns, det, exclude_bos=flags[0], exclude_current_token=flags[1]
+                ).numpy()
+                np.testing.assert_array_equal(got, want)
+    a = induction_score(acts, PromptSet(tokens=repeated_tokens(6, 8, 12, seed=1)))
+    b = induction_score(acts, PromptSet(tokens=repeated_tokens(6, 8, 12, seed=3)))
+    assert not np.array_equal(a, b)  # the patterns are the same: only the targets differ

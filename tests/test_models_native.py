@@ -11,6 +11,7 @@ from mispec.errors import CheckpointError
 from mispec.models import ModelHandle, available_steps, model_info
 from mispec.models.native import boot
 from mispec.models.runs import native_config, run_dir
+from mispec.models.swap import InPlaceSwap, swappable
 from mispec.models.training import ensure_trained
 from mispec.spec.schema import ArchSpec, ModelSpec, TrainSpec
 
@@ -79,6 +80,7 @@ def test_trained_model_swaps_weights_into_one_bridge(tmp_path):
         sd = read_tensors(folder / f"model_{step}.safetensors")[0]
         assert_same(run(bridge, tokens), run(fresh(kwargs, sd), tokens))
     assert all(b is bridges[0] for b in bridges)  # one bridge, weights swapped
+    assert isinstance(handle._swap, InPlaceSwap)  # ... by in-place copies, not load_state_dict
     assert not torch.equal(run(handle.load(0), tokens)[0], run(handle.load(40), tokens)[0])
 
     # a step that was never saved is trained on demand
@@ -87,6 +89,28 @@ def test_trained_model_swaps_weights_into_one_bridge(tmp_path):
     with pytest.raises(CheckpointError, match=r"step 41 is not available; nearest: \[38, 39, 40\]"):
         handle.load(41)
     handle.close()
+
+
+def test_in_place_swap_refuses_what_load_state_dict_would_refuse_and_custom_loading():
+    kwargs = native_config(TRAIN, 0)
+    bridge = boot(kwargs)
+    swap = InPlaceSwap.for_bridge(bridge)
+    assert swap is not None
+    donor = boot({**kwargs, "seed": 1}).state_dict()
+    assert swap.matches(donor)
+    assert any(not torch.equal(v, donor[k]) for k, v in bridge.state_dict().items())
+    swap.load(donor)
+    for key, value in bridge.state_dict().items():
+        assert torch.equal(value, donor[key]), key
+    assert not swap.matches({k: v for k, v in donor.items() if "blocks.1" not in k})
+    assert not swap.matches({**donor, "extra.weight": torch.zeros(1)})
+    wrong = dict(donor)
+    key = next(iter(wrong))
+    wrong[key] = torch.zeros(*wrong[key].shape, 2)
+    assert not swap.matches(wrong)
+    # a module that customises loading: only load_state_dict knows what it wants
+    bridge.register_load_state_dict_pre_hook(lambda *a, **k: None)
+    assert not swappable(bridge) and InPlaceSwap.for_bridge(bridge) is None
 
 
 def test_dtype_and_device_of_loaded_bridges(tmp_path):

@@ -4,7 +4,8 @@ the results of a lone run bit for bit, and the store holds only entries that ver
 Entries are content-addressed and written beside then renamed into place (the same key
 always holds the same bytes), so two writers of one entry are harmless; the run folder swap
 is serialised by a lock on the run folder, the later run becoming the current one and the
-earlier moving to ``history/``."""
+earlier moving to ``history/`` (or, where one run computed nothing because the other had
+already finished, it finds that run in place and leaves it)."""
 
 from __future__ import annotations
 
@@ -29,15 +30,25 @@ def test_two_concurrent_runs_of_one_spec(tmp_path):
         assert "done in" in out or "nothing to do" in out
     run_dir = spec.parent / "runs" / "tiny"
     assert_same_results(run_dir, reference_run())
-    (older,) = list((run_dir / "history").iterdir())  # the other run, complete, moved aside
-    assert_same_results(older, reference_run())
-    provs = [json.loads((d / "provenance.json").read_text()) for d in (run_dir, older)]
-    ids = {p["run_id"] for p in provs}
-    assert len(ids) == 2
-    a, b = provs  # the two runs overlapped in time (ISO timestamps, to the second)
-    assert a["started"] <= b["finished"] and b["started"] <= a["finished"]
-    index = (spec.parent / ".mispec" / "runs.jsonl").read_text().splitlines()
-    assert {json.loads(line)["run_id"] for line in index} == ids
+    lines = (spec.parent / ".mispec" / "runs.jsonl").read_text().splitlines()
+    index = [json.loads(line) for line in lines]
+    assert len(index) == 2
+    current = json.loads((run_dir / "provenance.json").read_text())
+    unchanged = [e for e in index if e.get("unchanged")]
+    if unchanged:  # one run computed nothing and found the other's run already in place
+        (entry,) = unchanged
+        assert entry["same_as"] == current["run_id"] != entry["run_id"]
+        assert [e["run_id"] for e in index if not e.get("unchanged")] == [current["run_id"]]
+        assert not (run_dir / "history").exists()  # the run folder was left as it was
+    else:
+        (older,) = list((run_dir / "history").iterdir())  # the other run, complete, moved aside
+        assert_same_results(older, reference_run())
+        provs = [current, json.loads((older / "provenance.json").read_text())]
+        ids = {p["run_id"] for p in provs}
+        assert len(ids) == 2
+        a, b = provs  # the two runs overlapped in time (ISO timestamps, to the second)
+        assert a["started"] <= b["finished"] and b["started"] <= a["finished"]
+        assert {e["run_id"] for e in index} == ids
     counts = audit_store(spec.parent / ".mispec")
     assert counts["cells"] == 13 and counts["checkpoints"] == 6
     assert not list(spec.parent.joinpath("runs").glob(".staging-*"))

@@ -1,6 +1,6 @@
 """A flipped byte in a cached activation, a metric cell or a trained checkpoint is detected
-(checksums: blake2b over the values, plus zip CRCs for cells and zstd framing for
-activations), reported with a warning, removed and computed again — never used silently.
+(checksums: blake2b over the values plus zip CRCs for cells, Zarr's crc32c codec over each
+activation chunk), reported with a warning, removed and computed again — never used silently.
 The re-run's results equal the clean run's bit for bit, and the store verifies afterwards.
 
 Every re-run here also records any unpickling of code objects and any ``torch.load``

@@ -22,6 +22,7 @@ from .reliability_helpers import (
     assert_same_results,
     audit_store,
     cli,
+    forget_a_result,
     new_project,
     reference_run,
     snapshot,
@@ -105,6 +106,7 @@ def test_disk_full_mid_run_leaves_the_store_consistent(case, tmp_path, monkeypat
     if previous_run:
         shutil.copytree(reference_run().parents[1], tmp_path / "project", symlinks=True)
         spec = tmp_path / "project" / "spec.yaml"
+        forget_a_result(spec)  # work to do, so the run moves the previous one to history/
     else:
         spec = new_project(tmp_path / "project")
     fault = DiskFull(when, code)

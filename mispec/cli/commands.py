@@ -107,7 +107,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
         _out(f"no runs recorded in {root.resolve()}")
         return 0
     for r in runs[-args.n :]:
-        _out(f"{r['time']}  {r['run_id']}  {r['study']:<24} {r['run_dir']}")
+        # a re-run that changed nothing left the run folder holding the run ``same_as``
+        same = f"  (unchanged: results of {r.get('same_as')})" if r.get("unchanged") else ""
+        _out(f"{r['time']}  {r['run_id']}  {r['study']:<24} {r['run_dir']}{same}")
     return 0
 
 

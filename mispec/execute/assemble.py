@@ -29,15 +29,19 @@ _INDEX_DIMS = (
 )
 
 
-def assemble(plan: Plan, store: Store) -> Any:
+def assemble(plan: Plan, store: Store, fresh: dict[str, Any] | None = None) -> Any:
+    """``fresh``: cells this run computed, by key (read from memory, not from the store)."""
     import xarray as xr
 
+    fresh = fresh or {}
     per_model: dict[str, dict[str, Any]] = defaultdict(dict)
     by_metric: dict[tuple[str, str], dict[tuple[int, int | None], Any]] = defaultdict(dict)
     for node in plan.nodes():
         if node.kind not in ("cell", "reduction"):
             continue
-        arr = store.cells.read(node.key)
+        arr = fresh.get(node.key)
+        if arr is None:
+            arr = store.cells.read(node.key)
         if arr is None:
             raise ResultsError(f"cell {node.id} is missing from the store; run the spec again")
         by_metric[(node.model, node.metric)][(node.seed, node.step)] = arr  # type: ignore[index]

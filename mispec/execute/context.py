@@ -3,6 +3,7 @@ profile, and a pool holding ONE model bridge at a time (weights swapped per chec
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from mispec.planning.graph import Plan
 from mispec.prompts.core import PromptSet
 from mispec.store.store import Store
+from mispec.store.writer import InlineWriter
 
 
 @dataclass
@@ -40,6 +42,11 @@ class RunContext:
     _handle_id: tuple[str, int] | None = None
     _prompts: dict[tuple[str, str], PromptSet] = field(default_factory=dict)
     _infos: dict[str, Any] = field(default_factory=dict)
+    # where store writes go: at once (default) or a BackgroundWriter (the local executor)
+    writer: Any = field(default_factory=InlineWriter)
+    # the cells and reductions this run computed, by content key: read back from memory (by
+    # later groups, reductions and the assembly) instead of from the store
+    fresh: dict[str, Any] = field(default_factory=dict)
 
     @property
     def spec(self) -> Any:
@@ -98,6 +105,51 @@ class RunContext:
                 name, pspec, self.base_dir, tokenizer=tokenizer, d_vocab=info.d_vocab
             )
         return self._prompts[cache_key]
+
+    def read_cell(self, key: str) -> Any | None:
+        """A cell or reduction: computed by this run, else from the store (None if absent or
+        corrupt: the store then removed it with a warning)."""
+        if key in self.fresh:
+            return self.fresh[key]
+        return self.store.cells.read(key)
+
+    def write_cell(self, key: str, array: Any) -> None:
+        """Keep a computed cell (in memory for this run) and queue its store write."""
+        self.fresh[key] = array
+        cells = self.store.cells
+        self.writer.submit(array.nbytes, lambda: cells.write_encoded(key, cells.encode(array)))
+
+    def write_activation(
+        self,
+        forward_key: str,
+        hook: str,
+        values: Any,
+        *,
+        source_dtype: str,
+        shared_with: Any = None,
+    ) -> None:
+        """Queue an activation for the cache. ``values`` (numpy) is encoded by the writer, so
+        it must not change meanwhile: when it shares memory with a tensor the metrics read,
+        ``shared_with`` is that tensor, and an entry whose tensor a metric modified in place
+        before it was encoded is dropped with a warning (the cache never holds values other
+        than the forward pass's)."""
+        acts = self.store.activations
+        version = shared_with._version if shared_with is not None else None
+
+        def encode_and_publish() -> None:
+            entry = acts.prepare(hook, values, source_dtype=source_dtype)
+            if shared_with is not None and shared_with._version != version:
+                warnings.warn(
+                    f"mispec: a metric modified the activation '{hook}' in place, so it is not "
+                    "cached (metrics must not modify their inputs: the next metric reads them "
+                    "too)",
+                    stacklevel=1,
+                )
+                return
+            acts.publish(forward_key, hook, entry)
+
+        self.writer.submit(values.nbytes, encode_and_publish)
+        self.counters.activations_written += 1
 
     def close(self) -> None:
         if self._handle is not None:

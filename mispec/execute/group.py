@@ -22,7 +22,8 @@ from mispec.store.activations import stored_hook
 
 
 def missing_cells(ctx: RunContext, cell_ids: list[str]) -> list[Node]:
-    return [ctx.plan.node(c) for c in cell_ids if not ctx.store.cells.has(ctx.plan.node(c).key)]
+    nodes = [ctx.plan.node(c) for c in cell_ids]
+    return [n for n in nodes if n.key not in ctx.fresh and not ctx.store.cells.has(n.key)]
 
 
 def _with_unreadable_inputs(
@@ -30,7 +31,7 @@ def _with_unreadable_inputs(
 ) -> list[Node]:
     """``todo`` plus the cached same-group inputs of its cells that fail to read (a corrupt
     cell is removed with a warning by the store): they are computed again, never used."""
-    plan, store = ctx.plan, ctx.store
+    plan = ctx.plan
     ids = {c.id for c in todo}
     queue = list(todo)
     while queue:
@@ -38,7 +39,7 @@ def _with_unreadable_inputs(
         for _param, (up,) in cell.inputs:
             if up in ids or up in results:
                 continue
-            value = store.cells.read(plan.node(up).key)
+            value = ctx.read_cell(plan.node(up).key)
             if value is None:
                 ids.add(up)
                 queue.append(plan.node(up))
@@ -50,7 +51,7 @@ def _with_unreadable_inputs(
 
 def run_group(ctx: RunContext, model: str, seed: int, step: int, cell_ids: list[str]) -> None:
     """Compute every missing cell of one checkpoint group (cells in metric topological order)."""
-    plan, store = ctx.plan, ctx.store
+    plan = ctx.plan
     todo = missing_cells(ctx, cell_ids)
     if not todo:
         ctx.counters.cells_cached += len(cell_ids)
@@ -76,7 +77,7 @@ def run_group(ctx: RunContext, model: str, seed: int, step: int, cell_ids: list[
         for param, (up,) in cell.inputs:
             inputs[param] = results.get(up)
             if inputs[param] is None:
-                inputs[param] = store.cells.read(plan.node(up).key)
+                inputs[param] = ctx.read_cell(plan.node(up).key)
             if inputs[param] is None:
                 raise CacheError(
                     f"{cell.id}: its input {up} vanished from the store while this run was "
@@ -92,7 +93,7 @@ def run_group(ctx: RunContext, model: str, seed: int, step: int, cell_ids: list[
             bridge=bridge() if mdef.needs_bridge else None,
             inputs=inputs,
         )
-        store.cells.write(cell.key, out)
+        ctx.write_cell(cell.key, out)
         results[cell.id] = out
         ctx.counters.cells_computed += 1
 
@@ -140,18 +141,21 @@ def _activations(ctx: RunContext, cells: list[Node], bridge: Any) -> dict[str, A
                 values = fresh[hook]
                 if policy[hook] == "float16":  # metrics read exactly what the cache will hold
                     values = values.to(torch.float16).to(torch.float32)
-                if policy[hook] != "skip":
-                    stored = values.numpy().astype(
-                        np.float16 if policy[hook] == "float16" else values.numpy().dtype,
-                        copy=False,
-                    )
-                    store.activations.write(
+                if policy[hook] == "float16":
+                    ctx.write_activation(
                         fnode.key,
                         stored_hook(hook, policy[hook]),
-                        stored,
+                        values.numpy().astype(np.float16),  # a private copy
                         source_dtype=source_dtype,
                     )
-                    ctx.counters.activations_written += 1
+                elif policy[hook] == "store":
+                    ctx.write_activation(
+                        fnode.key,
+                        hook,
+                        values.numpy(),  # the very tensor the metrics read: not copied
+                        source_dtype=source_dtype,
+                        shared_with=values,
+                    )
                 acts[hook] = values
         out[fid] = acts
     return out
@@ -161,14 +165,14 @@ def run_reduction(ctx: RunContext, node: Node) -> None:
     """A metric over a whole ``step`` axis (or over another series-level result)."""
     import xarray as xr
 
-    plan, store = ctx.plan, ctx.store
-    if store.cells.has(node.key):
+    plan = ctx.plan
+    if node.key in ctx.fresh or ctx.store.cells.has(node.key):
         ctx.counters.cells_cached += 1
         return
     mdef = plan.metric_defs[node.metric]  # type: ignore[index]
     inputs = {}
     for param, ups in node.inputs:
-        arrays = [store.cells.read(plan.node(u).key) for u in ups]
+        arrays = [ctx.read_cell(plan.node(u).key) for u in ups]
         lost = [plan.node(u) for u, a in zip(ups, arrays, strict=True) if a is None]
         for up in lost:  # missing or corrupt (removed with a warning): compute it again
             if up.kind == "cell":
@@ -176,7 +180,7 @@ def run_reduction(ctx: RunContext, node: Node) -> None:
             else:
                 run_reduction(ctx, up)
         if lost:
-            arrays = [store.cells.read(plan.node(u).key) for u in ups]
+            arrays = [ctx.read_cell(plan.node(u).key) for u in ups]
         if any(a is None for a in arrays):
             raise CacheError(
                 f"{node.id}: an input cell vanished from the store while this run was using it "
@@ -193,5 +197,5 @@ def run_reduction(ctx: RunContext, node: Node) -> None:
     out = call_metric(
         mdef, dict(ctx.spec.metrics[node.metric].args), node=node.id, inputs=inputs, info=None
     )
-    store.cells.write(node.key, out)
+    ctx.write_cell(node.key, out)
     ctx.counters.reductions_computed += 1

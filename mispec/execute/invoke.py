@@ -59,18 +59,27 @@ def label(mdef: MetricDef, out: Any, node: str) -> Any:
                 f"shape {values.shape}",
                 node,
             )
-        arr = xr.DataArray(values, dims=mdef.dims)
+        arr = xr.DataArray(_canonical(values), dims=mdef.dims)  # one DataArray, not two
     bad = [d for d in arr.dims if d not in DIMS]
     if bad:
         raise MetricError(f"'{mdef.name}' returned dims {bad} outside the vocabulary {DIMS}", node)
     values = np.asarray(arr.values)
-    if values.dtype.kind in "fc" and values.dtype != np.float64:
-        arr = arr.astype(np.float64 if values.dtype.kind == "f" else values.dtype)
-    elif values.dtype.kind in "biu":
-        arr = arr.astype(np.int64 if values.dtype.kind != "b" else bool)
+    canonical = _canonical(values)
+    if canonical.dtype != values.dtype:
+        arr = arr.astype(canonical.dtype)
     arr.attrs.setdefault("units", mdef.units)
     arr.attrs.setdefault("description", mdef.description)
     return arr
+
+
+def _canonical(values: np.ndarray) -> np.ndarray:
+    """Cells hold float64 (real), complex as computed, int64 or bool."""
+    kind = values.dtype.kind
+    if kind == "f":
+        return values.astype(np.float64, copy=False)
+    if kind in "iu":
+        return values.astype(np.int64, copy=False)
+    return values
 
 
 def _to_numpy(out: Any) -> np.ndarray:

@@ -7,6 +7,7 @@ from mispec.execute.group import run_group, run_reduction
 from mispec.execute.progress import progress_bars
 from mispec.execute.threads import pinned_torch_threads
 from mispec.execute.work import work_list
+from mispec.store.writer import BackgroundWriter, InlineWriter
 
 
 def execute_local(ctx: RunContext, *, progress: bool = True, torch_threads: int | None = 1) -> None:
@@ -15,6 +16,7 @@ def execute_local(ctx: RunContext, *, progress: bool = True, torch_threads: int 
     series_list = work_list(ctx.plan)
     n_groups = sum(len(s.groups) for s in series_list)
     n_red = sum(len(s.reductions) for s in series_list)
+    writer = ctx.writer = BackgroundWriter()  # store writes overlap the next forward pass
     with pinned_torch_threads(torch_threads), progress_bars(progress) as bars:
         overall = bars.add_task("checkpoints", total=n_groups, status="")
         reduce_task = bars.add_task("reductions", total=n_red, status="") if n_red else None
@@ -48,6 +50,9 @@ def execute_local(ctx: RunContext, *, progress: bool = True, torch_threads: int 
                     run_reduction(ctx, ctx.plan.node(red))
                     if reduce_task is not None:
                         bars.advance(reduce_task)
+            writer.flush()  # raises the first failed write
             bars.update(overall, status="done")
         finally:
+            writer.close()  # what was computed lands even when the run stops early
+            ctx.writer = InlineWriter()
             ctx.close()

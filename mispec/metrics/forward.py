@@ -1,4 +1,4 @@
-"""The shared forward pass: ONE ``run_with_cache`` per micro-batch for all the hooks that the
+"""The shared forward pass: ONE hooked forward pass (``run_with_hooks``) per micro-batch for all the hooks that the
 activation metrics of a (checkpoint, prompt set) need.
 
 Hook *templates* name what a metric reads: ``blocks.{layer}.attn.hook_pattern`` stands for that
@@ -102,12 +102,11 @@ def run_forward(
         for start in range(0, n, step):
             chunk = tokens[start : start + step]
             chunk_dev = chunk.to(device) if device is not None else chunk
+            cache: dict[str, Any] = {}
             if flat:
-                logits, cache = bridge.run_with_cache(
-                    chunk_dev, names_filter=flat, return_cache_object=False
-                )
+                logits = bridge.run_with_hooks(chunk_dev, fwd_hooks=_caching_hooks(flat, cache))
             else:
-                logits, cache = bridge(chunk_dev), {}
+                logits = bridge(chunk_dev)
             for t in real:  # copied layer by layer: no stacked copy on the device
                 if is_layer_template(t):
                     for layer, name in enumerate(names[t]):
@@ -118,6 +117,22 @@ def run_forward(
                 _place(out, t, value, start, n)
             del logits, cache
     return out
+
+
+def _caching_hooks(names: Sequence[str], cache: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Forward hooks that keep each named activation in ``cache`` (detached, not copied) —
+    what ``run_with_cache(names_filter=...)`` keeps, without its per-call scan of every hook
+    point of the model (~1 ms a forward pass for a 2-layer model, a fifth of its cost)."""
+
+    def keeper(name: str) -> Any:
+        def hook(value: Any, hook: Any) -> None:
+            if isinstance(value, tuple):  # a hook point that fires a tuple: its tensor
+                value = value[0]
+            cache[name] = value.detach()
+
+        return hook
+
+    return [(name, keeper(name)) for name in names]
 
 
 def pseudo_hooks(logits: Any, tokens: Any, wanted: Sequence[str]) -> dict[str, Any]:
@@ -131,10 +146,12 @@ def pseudo_hooks(logits: Any, tokens: Any, wanted: Sequence[str]) -> dict[str, A
     if "final_logits" in wanted:
         out["final_logits"] = logits[:, -1]
     if "next_logprob" in wanted:
-        pred = logits[:, :-1].float()  # [batch, pos-1, vocab]
-        target = tokens[:, 1:].to(pred.device)
-        chosen = pred.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-        out["next_logprob"] = chosen - torch.logsumexp(pred, dim=-1)
+        full = logits.float()  # [batch, pos, vocab]
+        target = tokens[:, 1:].to(full.device)
+        chosen = full[:, :-1].gather(-1, target.unsqueeze(-1)).squeeze(-1)
+        # logsumexp over the contiguous logits, then the slice: ~1.3x faster on CPU than over
+        # the strided logits[:, :-1] view (the last position's is one row of waste)
+        out["next_logprob"] = chosen - torch.logsumexp(full, dim=-1)[:, :-1]
     if "next_correct" in wanted:
         target = tokens[:, 1:].to(logits.device)
         out["next_correct"] = (logits[:, :-1].argmax(-1) == target).float()

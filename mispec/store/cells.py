@@ -31,6 +31,14 @@ class CellStore:
 
     def write(self, key: str, array: Any) -> None:
         """``array``: an ``xarray.DataArray``."""
+        self.write_encoded(key, self.encode(array))
+
+    def write_encoded(self, key: str, data: bytes) -> None:
+        write_bytes_atomic(self.path(key), data)
+
+    @staticmethod
+    def encode(array: Any) -> bytes:
+        """The ``.npz`` bytes of a labelled array (``xarray.DataArray``)."""
         values = np.array(array.values, order="C")  # (ascontiguousarray makes 0-d arrays 1-d)
         meta = {
             "dims": list(array.dims),
@@ -43,7 +51,7 @@ class CellStore:
             payload[f"coord__{c}"] = np.asarray(array.coords[c].values)
         buf = io.BytesIO()
         np.savez(buf, **payload)
-        write_bytes_atomic(self.path(key), buf.getvalue())
+        return buf.getvalue()
 
     def read(self, key: str) -> Any | None:
         import xarray as xr
