@@ -11,6 +11,7 @@ import pytest
 
 import mispec
 from mispec.errors import SpecError
+from mispec.store.store import Store
 
 from .conftest import TOY_SPEC
 
@@ -53,3 +54,58 @@ def test_plugin_args_are_validated(write_spec, tmp_path):
         r"did you mean 'exclude_first'",
     ):
         mispec.load_spec(spec)
+
+
+class _DeferredWriter:
+    """Runs every queued write at flush: the slowest a background writer can be."""
+
+    def __init__(self) -> None:
+        self.jobs: list = []
+
+    def submit(self, nbytes, fn, *args) -> None:
+        self.jobs.append((fn, args))
+
+    def flush(self) -> None:
+        jobs, self.jobs = self.jobs, []
+        for fn, args in jobs:
+            fn(*args)
+
+    def close(self) -> None:
+        self.flush()
+
+
+def test_an_activation_a_metric_modified_in_place_is_not_cached(write_spec, tmp_path, monkeypatch):
+    """Activation entries are encoded on the writer thread from the tensor the metrics read;
+    one that a metric modified before it was encoded must not enter the cache."""
+    import mispec.execute.local as local_executor
+
+    (tmp_path / "vandal.py").write_text(
+        "from mispec import metric\n\n"
+        "@metric(dims=(), hooks=('blocks.{layer}.attn.hook_pattern',))\n"
+        "def vandal(acts):\n"
+        "    pattern = acts['blocks.{layer}.attn.hook_pattern']\n"
+        "    total = float(pattern.sum())\n"
+        "    pattern.zero_()  # what a metric must never do\n"
+        "    return total\n"
+    )
+    monkeypatch.setattr(local_executor, "BackgroundWriter", _DeferredWriter)
+    spec = write_spec(
+        "\n".join(TOY_SPEC.splitlines()[:-2])  # loss, per_token_loss, induction
+        + '\n  vandal: {fn: "vandal:vandal", prompts: rep}\n'
+    )
+    with pytest.warns(
+        UserWarning, match="modified the activation 'blocks.{layer}.attn.hook_pattern'"
+    ):
+        first = mispec.run(spec, progress=False)
+    store = Store(first.run_dir.parent.parent / ".mispec")
+    hooks = {hook for _, hook in store.activations.entries()}
+    assert hooks == {"next_logprob"}  # the zeroed pattern was not cached
+    # every cell was computed and cached (from the forward pass's own values), so a re-run does
+    # nothing; a metric added later that reads the pattern runs the forward pass again
+    monkeypatch.undo()
+    again = mispec.run(spec, progress=False)
+    assert again.counters["forward_passes"] == 0  # every cell is cached: nothing to do
+    assert {hook for _, hook in store.activations.entries()} == {"next_logprob"}
+    ds = first.open()["toy"].to_dataset()
+    n_rows = 8 * 13  # prompts x positions: each pattern row sums to one
+    np.testing.assert_allclose(ds.vandal.values, 2 * n_rows * 2, rtol=1e-5)  # 2 layers x 2 heads

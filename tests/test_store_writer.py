@@ -1,0 +1,102 @@
+"""The background store writer: writes land in order, the first failure reaches the caller,
+nothing is written after it, and the queue is bounded in bytes."""
+
+from __future__ import annotations
+
+import errno
+import threading
+import time
+
+import pytest
+
+from mispec.store.writer import BackgroundWriter, InlineWriter
+
+
+def test_every_queued_write_lands_by_flush_in_submission_order():
+    w = BackgroundWriter()
+    done: list[int] = []
+    for i in range(50):
+        w.submit(10, done.append, i)
+    w.flush()
+    assert done == list(range(50))
+    w.close()
+
+
+def test_the_first_failure_is_raised_by_flush_and_later_writes_are_skipped():
+    w = BackgroundWriter()
+    done: list[int] = []
+    gate = threading.Event()
+
+    def fail() -> None:
+        gate.wait(5)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    w.submit(1, fail)
+    w.submit(1, done.append, 1)  # queued behind the failure: must not be written
+    gate.set()
+    with pytest.raises(OSError) as info:
+        w.flush()
+    assert info.value.errno == errno.ENOSPC
+    assert done == []
+    w.flush()  # reported once: a second flush (the executor's cleanup) does not raise again
+    w.close()
+
+
+def test_a_failure_is_raised_by_the_next_submit():
+    w = BackgroundWriter()
+
+    def fail() -> None:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    w.submit(1, fail)
+    deadline = time.monotonic() + 5
+    with pytest.raises(PermissionError):  # the failure lands asynchronously
+        while time.monotonic() < deadline:
+            w.submit(1, lambda: None)
+            time.sleep(0.01)
+    w.close()
+
+
+def test_pending_bytes_stay_under_the_bound():
+    w = BackgroundWriter(max_pending_bytes=100)
+    release = threading.Event()
+    seen: list[int] = []
+
+    def slow() -> None:
+        release.wait(5)
+
+    w.submit(60, slow)
+    started = threading.Event()
+
+    def producer() -> None:
+        started.set()
+        w.submit(60, lambda: seen.append(w._pending_bytes))  # must wait: 60 + 60 > 100
+
+    t = threading.Thread(target=producer)
+    t.start()
+    started.wait(5)
+    time.sleep(0.1)
+    assert t.is_alive()  # blocked by the bound
+    release.set()
+    t.join(5)
+    w.flush()
+    assert not t.is_alive() and seen == [60]  # the first 60 bytes were gone before it queued
+    w.close()
+
+
+def test_one_write_larger_than_the_bound_still_goes_through():
+    w = BackgroundWriter(max_pending_bytes=10)
+    done: list[int] = []
+    w.submit(1000, done.append, 1)
+    w.flush()
+    assert done == [1]
+    w.close()
+
+
+def test_inline_writer_writes_at_once_and_raises_at_once():
+    w = InlineWriter()
+    done: list[int] = []
+    w.submit(1, done.append, 7)
+    assert done == [7]
+    with pytest.raises(OSError):
+        w.submit(1, lambda: (_ for _ in ()).throw(OSError(errno.EROFS, "read-only")))
