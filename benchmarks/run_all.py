@@ -415,6 +415,10 @@ def main(argv: list[str] | None = None) -> int:
         threads = 1 if load_average()[0] > 1.0 else (os.cpu_count() or 1)
     torch.set_num_threads(threads)
     os.environ["MISPEC_BENCH_THREADS"] = str(threads)  # for the RSS child
+    # every contender runs under the malloc thresholds mispec's local executor sets for itself
+    from mispec.execute.memory import tune_malloc
+
+    tune_malloc()
     parts = set(args.only.split(","))
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)

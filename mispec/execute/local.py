@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mispec.execute.context import RunContext
 from mispec.execute.group import run_group, run_reduction
+from mispec.execute.memory import tune_malloc
 from mispec.execute.progress import progress_bars
 from mispec.execute.threads import pinned_torch_threads
 from mispec.execute.work import work_list
@@ -16,6 +17,7 @@ def execute_local(ctx: RunContext, *, progress: bool = True, torch_threads: int 
     series_list = work_list(ctx.plan)
     n_groups = sum(len(s.groups) for s in series_list)
     n_red = sum(len(s.reductions) for s in series_list)
+    tune_malloc()  # no unmap / fault-in churn of activation buffers between forward passes
     writer = ctx.writer = BackgroundWriter()  # store writes overlap the next forward pass
     with pinned_torch_threads(torch_threads), progress_bars(progress) as bars:
         overall = bars.add_task("checkpoints", total=n_groups, status="")

@@ -44,7 +44,7 @@ class InlineWriter:
 
 
 class BackgroundWriter:
-    def __init__(self, max_pending_bytes: int = 256 << 20):
+    def __init__(self, max_pending_bytes: int = 64 << 20):
         self.max_pending_bytes = max_pending_bytes
         self._pool = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="mispec-writer", initializer=_lower_priority
