@@ -134,18 +134,25 @@ def neox_spec_text(scale: Scale, root: Path, name: str, *, changed: bool = False
     )
 
 
+# The base spec without an activation cache: what mispec's cold run costs when it persists
+# only the metric cells (the cache is what makes the changed-metric run free).
+NO_CACHE = "cache:\n  blocks.{layer}.attn.hook_pattern: skip\n  next_logprob: skip\n"
+
+
 def write_specs(scale: Scale, work: Path, neox_root: Path | None = None) -> dict[str, Path]:
-    """``base`` and ``changed`` spec files for a scale."""
+    """``base``, ``changed`` and ``nocache`` spec files for a scale."""
     folder = work / "specs"
     folder.mkdir(parents=True, exist_ok=True)
     out = {}
-    for variant, changed in (("base", False), ("changed", True)):
+    for variant, changed in (("base", False), ("changed", True), ("nocache", False)):
         name = f"bench-{scale.key}-{len(scale.steps)}"
         text = (
             toy_spec_text(scale, name, changed=changed)
             if scale.key == "toy"
             else neox_spec_text(scale, neox_root, name, changed=changed)  # type: ignore[arg-type]
         )
+        if variant == "nocache":
+            text += NO_CACHE
         path = folder / f"{name}-{variant}.yaml"
         path.write_text(text, encoding="utf-8")
         out[variant] = path

@@ -39,7 +39,14 @@ from benchmarks.common import (  # noqa: E402
     timed,
 )
 
-METHODS = ("naive", "floor", "mispec cold", "mispec warm", "mispec changed")
+METHODS = (
+    "naive",
+    "floor",
+    "mispec cold",
+    "mispec warm",
+    "mispec changed",
+    "mispec cold, no act. cache",
+)
 TOL = 1e-3  # max |difference| of any metric value between contenders
 
 
@@ -67,8 +74,10 @@ def measure_scale(
     results: dict[str, Any] = {}
     for rep in range(scale.repeats):
         # the previous repetition's store and run: deleted (and synced) before any timing
-        fresh_dir(work / "stores" / scale.key)
-        fresh_dir(work / "runs" / scale.key)
+        for name in (scale.key, f"{scale.key}-nocache"):
+            fresh_dir(work / "stores" / name)
+        for name in (scale.key, f"{scale.key}-nc"):
+            fresh_dir(work / "runs" / name)
         log(f"{scale.key} rep {rep + 1}/{scale.repeats}: naive")
         with timed() as t:
             results["naive"] = naive()
@@ -90,6 +99,13 @@ def measure_scale(
             counters[method] = c
             if method == "mispec cold":
                 results["mispec"] = mispec_runs.read_results(out, scale.model)
+        # the same cold run with every activation-cache policy at skip, in its own fresh store
+        method = "mispec cold, no act. cache"
+        log(f"{scale.key}: {method}")
+        bare = fixtures.cold_store(work / "stores" / f"{scale.key}-nocache", shared_store)
+        t, c = mispec_runs.run_spec(specs["nocache"], bare, work / "runs" / f"{scale.key}-nc")
+        timings[method].append(t)
+        counters[method] = c
         _check_counters(scale, counters)
     checks = {
         "naive_vs_floor": baselines.max_difference(results["naive"], results["floor"]),
@@ -129,6 +145,11 @@ def _check_counters(scale: fixtures.Scale, c: dict[str, dict[str, int]]) -> None
     _require(warm["forward_passes"] == 0 and warm["cells_computed"] == 0, f"warm did work: {warm}")
     _require(changed["forward_passes"] == 0, f"changed-metric run did forward passes: {changed}")
     _require(changed["cells_computed"] == n, f"changed-metric run: {changed}")
+    bare = c["mispec cold, no act. cache"]
+    _require(
+        bare["forward_passes"] == n and bare["activations_written"] == 0,
+        f"the no-cache cold run: {bare}",
+    )
 
 
 def toy(work: Path, n_ckpts: int, repeats: int) -> dict[str, Any]:
@@ -238,6 +259,8 @@ def scale_rows(s: dict[str, Any]) -> list[list[str]]:
     rows = []
     for m in METHODS:
         ref = w["mispec cold"] if m in ("mispec warm", "mispec changed") else None
+        if m not in w:  # a report from before this contender existed
+            continue
         rows.append(
             [
                 m,
