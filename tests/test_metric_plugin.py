@@ -88,7 +88,7 @@ def test_an_activation_a_metric_modified_in_place_is_not_cached(write_spec, tmp_
         "    pattern.zero_()  # what a metric must never do\n"
         "    return total\n"
     )
-    monkeypatch.setattr(local_executor, "BackgroundWriter", _DeferredWriter)
+    monkeypatch.setattr(local_executor, "_writer", _DeferredWriter)
     spec = write_spec(
         "\n".join(TOY_SPEC.splitlines()[:-2])  # loss, per_token_loss, induction
         + '\n  vandal: {fn: "vandal:vandal", prompts: rep}\n'

@@ -100,3 +100,19 @@ def test_inline_writer_writes_at_once_and_raises_at_once():
     assert done == [7]
     with pytest.raises(OSError):
         w.submit(1, lambda: (_ for _ in ()).throw(OSError(errno.EROFS, "read-only")))
+
+
+def test_the_local_executor_writes_in_the_background_only_with_a_core_to_spare():
+    import os
+
+    from mispec.execute.local import _writer
+    from mispec.execute.threads import pinned_torch_threads
+
+    cores = len(os.sched_getaffinity(0))
+    with pinned_torch_threads(cores):
+        assert isinstance(_writer(), InlineWriter)  # every core runs an OpenMP thread
+    if cores > 1:
+        with pinned_torch_threads(1):
+            w = _writer()
+            assert isinstance(w, BackgroundWriter)
+            w.close()
