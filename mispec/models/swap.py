@@ -1,11 +1,11 @@
 """Swapping a checkpoint's weights into a live bridge by copying tensors in place.
 
 ``TransformerBridge.load_state_dict`` maps every key through the bridge's key translation
-and then walks the whole module tree (``nn.Module.load_state_dict``): ~3 ms per checkpoint
-for a 2-layer model, as long as that model's whole forward pass. When the state dict's keys
-are exactly the bridge's own ``state_dict()`` keys — always for mispec's native route — the
-same effect is one ``copy_`` per tensor into the tensors ``state_dict(keep_vars=True)``
-returns (the live parameters and buffers). ``nn.Module.load_state_dict`` does exactly that
+and then walks the whole module tree (``nn.Module.load_state_dict``): 2.0 ms per checkpoint
+for the 2-layer benchmark toy, ~40 % of its forward pass; the copies below take 0.05 ms.
+When the state dict's keys are exactly the bridge's own ``state_dict()`` keys — always for
+mispec's native route — the same effect is one ``copy_`` per tensor into the tensors
+``state_dict(keep_vars=True)`` returns (the live parameters and buffers). ``nn.Module.load_state_dict`` does exactly that
 copy too; it only adds hooks, which :func:`swappable` rules out.
 
 Anything the fast path cannot prove equivalent falls back to ``load_state_dict(strict=True)``
