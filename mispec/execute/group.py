@@ -139,13 +139,13 @@ def _activations(ctx: RunContext, cells: list[Node], bridge: Any) -> dict[str, A
             source_dtype = ctx.spec.models[fnode.model].dtype
             for hook in missing:
                 values = fresh[hook]
-                if policy[hook] == "float16":  # metrics read exactly what the cache will hold
-                    values = values.to(torch.float16).to(torch.float32)
                 if policy[hook] == "float16":
+                    half = values.to(torch.float16)
+                    values = half.to(torch.float32)  # metrics read exactly what the cache holds
                     ctx.write_activation(
                         fnode.key,
                         stored_hook(hook, policy[hook]),
-                        values.numpy().astype(np.float16),  # a private copy
+                        half.numpy(),  # a private copy: nothing else holds it
                         source_dtype=source_dtype,
                     )
                 elif policy[hook] == "store":
