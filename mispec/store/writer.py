@@ -44,6 +44,9 @@ class InlineWriter:
 
 
 class BackgroundWriter:
+    """One writer thread behind a queue bounded in bytes (the local executor, when a core is
+    left over from torch's threads)."""
+
     def __init__(self, max_pending_bytes: int = 64 << 20):
         self.max_pending_bytes = max_pending_bytes
         self._pool = ThreadPoolExecutor(
