@@ -62,6 +62,7 @@ from mispec.errors import (
     SpecError,
 )
 from mispec.execute.context import Counters, RunContext
+from mispec.execute.memory import tune_malloc
 from mispec.execute.progress import progress_bars
 from mispec.execute.threads import pinned_torch_threads
 from mispec.execute.work import work_list
@@ -163,31 +164,6 @@ def _blocked(deps: tuple[Any, ...]) -> dict[str, Any] | None:
     return None
 
 
-_MALLOC_TUNED = False
-
-
-def tune_malloc() -> None:
-    """Undo the cost of Dask's ``MALLOC_TRIM_THRESHOLD_`` in this worker process.
-
-    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``; setting any glibc
-    malloc threshold also freezes the mmap threshold at 128 KiB, so every activation tensor
-    larger than that is mmap'ed and unmapped again, page faults included: training the
-    default toy model ran 2.5x slower per step than in a plain process. Raising the mmap
-    threshold to 32 MiB (the ceiling of glibc's own dynamic threshold) restores the speed;
-    the trim threshold still returns freed memory. Once per process; Linux/glibc only."""
-    global _MALLOC_TUNED
-    if _MALLOC_TUNED or _worker() is None:
-        return
-    _MALLOC_TUNED = True
-    if not os.environ.get("MALLOC_TRIM_THRESHOLD_") or os.environ.get("MALLOC_MMAP_THRESHOLD_"):
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        import ctypes
-
-        m_mmap_threshold = -3
-        ctypes.CDLL("libc.so.6").mallopt(m_mmap_threshold, 32 * 1024 * 1024)
-
-
 def _sees(path: str, patience: float = 5.0) -> bool:
     """Whether this worker sees the client's marker file (a network filesystem may take a
     moment to show a new file: look again for a few seconds before saying no)."""
@@ -204,7 +180,8 @@ def _sees(path: str, patience: float = 5.0) -> bool:
 def _guarded(node: str, job: Job, body: Any) -> dict[str, Any]:
     """Run ``body()`` under pinned torch threads; deterministic mispec errors become a
     failure record (no Dask retry), anything else propagates (Dask retries it)."""
-    tune_malloc()
+    if _worker() is not None:
+        tune_malloc()  # undo the nanny's MALLOC_TRIM_THRESHOLD_ freezing the mmap threshold
     try:
         if not _sees(os.path.join(job.store_dir, job.marker)):
             raise ExecutorError(
