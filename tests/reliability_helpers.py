@@ -327,10 +327,10 @@ def main_with_kill_point() -> None:
     sys.exit(main(sys.argv[1:]))
 
 
-def cli_killed_at(point: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run the CLI with a kill point; it must die of SIGKILL there."""
-    env = cli_env(**{KILL_ENV: point, "PYTHONPATH": str(REPO)})
-    code = "from tests.reliability_helpers import main_with_kill_point; main_with_kill_point()"
+def _cli_via(entry: str, env_var: str, value: str, args: tuple[str, ...], cwd: Path) -> Any:
+    """Run the CLI through ``tests.reliability_helpers.<entry>()`` with ``env_var=value``."""
+    env = cli_env(**{env_var: value, "PYTHONPATH": str(REPO)})
+    code = f"from tests.reliability_helpers import {entry}; {entry}()"
     return subprocess.run(
         [sys.executable, "-c", code, *args],
         capture_output=True,
@@ -339,6 +339,11 @@ def cli_killed_at(point: str, *args: str, cwd: Path) -> subprocess.CompletedProc
         env=env,
         timeout=300,
     )
+
+
+def cli_killed_at(point: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run the CLI with a kill point; it must die of SIGKILL there."""
+    return _cli_via("main_with_kill_point", KILL_ENV, point, args, cwd)
 
 
 # --------------------------------------------------------------------------- load audit
@@ -386,13 +391,4 @@ def main_with_load_audit() -> None:
 
 
 def cli_audited(*args: str, cwd: Path, log: Path) -> subprocess.CompletedProcess[str]:
-    env = cli_env(**{AUDIT_ENV: str(log), "PYTHONPATH": str(REPO)})
-    code = "from tests.reliability_helpers import main_with_load_audit; main_with_load_audit()"
-    return subprocess.run(
-        [sys.executable, "-c", code, *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=300,
-    )
+    return _cli_via("main_with_load_audit", AUDIT_ENV, str(log), args, cwd)
