@@ -29,11 +29,8 @@ class CellStore:
     def has(self, key: str) -> bool:
         return self.path(key).is_file()
 
-    def write(self, key: str, array: Any) -> None:
-        """``array``: an ``xarray.DataArray``."""
-        self.write_encoded(key, self.encode(array))
-
     def write_encoded(self, key: str, data: bytes) -> None:
+        """Store ``data`` (from :meth:`encode`) under ``key``, atomically."""
         write_bytes_atomic(self.path(key), data)
 
     @staticmethod
