@@ -46,8 +46,7 @@ def plan(spec: str | Path | LoadedSpec, *, store: str | Path | None = None) -> P
 
     loaded = spec if isinstance(spec, LoadedSpec) else load_spec(spec)
     store_dir = Path(store).resolve() if store else default_store_dir(loaded.path)
-    the_plan = build_plan(loaded.spec, resolve(loaded))
-    the_plan.base_dir = loaded.base_dir
+    the_plan = build_plan(loaded.spec, resolve(loaded), loaded.base_dir)
     status = plan_status(the_plan, Store(store_dir) if store_dir.exists() else None)
     return PlannedSpec(loaded, the_plan, status, store_dir)
 
@@ -95,14 +94,9 @@ def run(
     )
 
     def execute() -> None:
-        if profile.kind == "local":
-            from mispec.execute.local import execute_local
+        from mispec.execute.executor import executor_class, walk
 
-            execute_local(ctx, progress=progress, torch_threads=profile.torch_threads)
-        else:
-            from mispec.execute.dask_executor import execute_dask
-
-            execute_dask(ctx, profile, progress=progress)
+        walk(ctx, executor_class(profile.kind)(profile), progress=progress)
 
     run_dir = Path(out).resolve() if out else project_root(loaded.path) / "runs" / loaded.spec.name
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
@@ -235,14 +229,15 @@ def _assemble(the_plan: Any, st: Any, execute: Any, fresh: dict[str, Any]) -> An
     import warnings
 
     from mispec.execute.assemble import assemble
+    from mispec.planning.nodes import CellNode, ReductionNode
 
     try:
         return assemble(the_plan, st, fresh)
     except ResultsError:
         lost = [
             n
-            for n in the_plan.nodes()
-            if n.kind in ("cell", "reduction") and st.cells.read(n.key) is None
+            for n in the_plan.nodes(CellNode) + the_plan.nodes(ReductionNode)
+            if st.cells.read(n.key) is None
         ]
         if not lost:
             raise

@@ -15,8 +15,9 @@ import pytest
 import xarray as xr
 
 import mispec
-from mispec.execute.dask_executor import Job, pinned_torch_threads, reduction_task, torch_threads
 from mispec.execute.profile import load_profile
+from mispec.execute.remote import Job, run_remote
+from mispec.execute.threads import pinned_torch_threads
 from tests.conftest import TOY_SPEC
 from tests.helpers.dask_faults import killed_pid
 
@@ -51,9 +52,9 @@ def children() -> list[int]:
 def cluster():
     """One LocalCluster for the module (worker start-up and imports cost ~10 s), started
     with Dask's default worker environment, as an existing cluster would be."""
-    from mispec.execute.dask_executor import _restore_env, _spawn_env
+    from mispec.execute.dask_executor import restore_env, spawn_env
 
-    before, env = set(children()), _spawn_env()
+    before, env = set(children()), spawn_env()
     with distributed.LocalCluster(
         n_workers=2,
         threads_per_worker=1,
@@ -63,7 +64,7 @@ def cluster():
         silence_logs=logging.ERROR,
     ) as c:
         yield c
-    _restore_env(env)
+    restore_env(env)
     assert set(children()) <= before, "worker processes left running"
 
 
@@ -89,7 +90,7 @@ def reference(tmp_path_factory):
     spec = project / "spec.yaml"
     spec.write_text(TOY_SPEC + KILL_METRIC.format(marker=marker))
     marker.write_text("0")  # present: kill_once does not kill
-    with pinned_torch_threads(torch_threads(load_profile("dask-local"))):
+    with pinned_torch_threads(load_profile("dask-local").torch_threads):
         local = run(spec, "local")
     return spec, marker, local
 
@@ -167,7 +168,7 @@ def test_dask_local_profile_matches_local_executor_bit_for_bit(reference, capsys
         assert all(a[k].numpy().tobytes() == b[k].numpy().tobytes() for k in a), f.name
     left = [psutil.Process(p).cmdline() for p in set(children()) - before]
     assert not left, left
-    assert not list((root / "store-dask-local").glob(".dask-run-*"))  # marker removed
+    assert not list((root / "store-dask-local").glob(".mispec-run-*"))  # marker removed
     # Dask's nannies set their workers' variables in the client's environment: undone
     assert {k: os.environ.get(k) for k in env} == env
 
@@ -250,15 +251,15 @@ def test_plugin_module_missing_on_the_workers_is_reported(
 
 
 def test_worker_that_cannot_see_the_store_fails_with_a_clear_error(tmp_path, monkeypatch):
-    from mispec.execute import dask_executor
+    from mispec.execute import remote
 
-    monkeypatch.setattr(dask_executor, "_sees", lambda path: False)  # (it waits 5 s)
-    job = Job(str(tmp_path), str(tmp_path), ".dask-run-missing", "cpu", None, 1)
-    out = reduction_task(None, job, "reduction:transition/toy/s0")
+    monkeypatch.setattr(remote, "sees", lambda path: False)  # (it waits 5 s)
+    job = Job(str(tmp_path), str(tmp_path), ".mispec-run-missing", "cpu", None, 1)
+    out = run_remote(None, job, "reduction:transition/toy/s0")
     assert "cannot see the store" in out["failed"]["message"]
     assert out["failed"]["node"] == "reduction:transition/toy/s0"
     # tasks downstream of a failure are skipped, not run
-    assert reduction_task(None, job, "r2", out) == {"skipped": "reduction:transition/toy/s0"}
+    assert run_remote(None, job, "r2", out) == {"skipped": "reduction:transition/toy/s0"}
 
 
 def test_a_full_or_read_only_store_is_a_failure_not_a_retry(tmp_path):
@@ -266,7 +267,7 @@ def test_a_full_or_read_only_store_is_a_failure_not_a_retry(tmp_path):
     OSError propagates, for Dask to retry (a network filesystem hiccup)."""
     import errno
 
-    from mispec.execute.dask_executor import _guarded
+    from mispec.execute.remote import guarded
 
     (tmp_path / ".m").write_text("")
     job = Job(str(tmp_path), str(tmp_path), ".m", "cpu", None, 1)
@@ -277,11 +278,11 @@ def test_a_full_or_read_only_store_is_a_failure_not_a_retry(tmp_path):
     def flaky() -> None:
         raise OSError(errno.ECONNRESET, "Connection reset by peer")
 
-    out = _guarded("group:toy/s0/step20", job, full)["failed"]
+    out = guarded("group:toy/s0/step20", job, full)["failed"]
     assert out["type"] == "mispec.errors:CacheError" and "No space left" in out["message"]
     assert out["node"] == "group:toy/s0/step20"
     with pytest.raises(ConnectionResetError):
-        _guarded("group:toy/s0/step20", job, flaky)
+        guarded("group:toy/s0/step20", job, flaky)
 
 
 def test_torch_threads_are_pinned_and_restored():
@@ -291,20 +292,19 @@ def test_torch_threads_are_pinned_and_restored():
     with pinned_torch_threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
-    assert torch_threads(load_profile("dask-local")) == 1
+    assert load_profile("dask-local").torch_threads == 1
 
 
 def test_slurm_profile_builds_a_job_script():
     """The dask-slurm profile: cores, memory, a GPU per job; no SLURM needed to check."""
     pytest.importorskip("dask_jobqueue")
-    from mispec.execute.dask_executor import slurm_cluster
+    from mispec.execute.dask_executor import DaskSlurmExecutor
 
     profile = load_profile("dask-slurm")
     local_scheduler = {"dashboard_address": ":0", "host": "127.0.0.1"}  # only to write the script
-    profile = profile.model_copy(
-        update={"slurm": {**profile.slurm, "scheduler_options": local_scheduler}}
-    )
-    cluster = slurm_cluster(profile)
+    slurm = {**profile.options.slurm, "scheduler_options": local_scheduler}
+    options = profile.options.model_copy(update={"slurm": slurm})
+    cluster = DaskSlurmExecutor(profile.model_copy(update={"options": options})).cluster()
     try:
         script = cluster.job_script()
     finally:

@@ -87,7 +87,7 @@ def test_prompt_seed_change(toy_pair):
     d = mispec.diff(str(a), str(b))
     assert [(c.path, c.old, c.new) for c in d.spec] == [("prompts.rep.seed", 1, 2)]
     kinds = {n.split(":")[0] for n in d.plan.invalidated}
-    assert {"prompts", "forward", "cell"} <= kinds and "ckpt" not in kinds and "train" not in kinds
+    assert {"prompts", "forward", "cell"} <= kinds and "group" not in kinds and "train" not in kinds
     changed = {v.variable for v in d.results if v.change == "changed"}
     assert {"loss", "induction", "per_token_loss"} <= changed
 

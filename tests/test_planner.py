@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from mispec.errors import PlanError
 from mispec.planning.graph import build_plan
+from mispec.planning.nodes import ForwardNode
 from mispec.planning.resolve import resolve
 from mispec.spec.load import load_spec
 
@@ -31,13 +32,13 @@ def test_node_counts(write_spec):
     assert counts == {
         "prompts": 1,
         "train": 1,
-        "checkpoint": 3,
+        "group": 3,
         "forward": 3,
         "cell": 12,
         "reduction": 1,
         "assemble": 1,
     }
-    fwd = plan.nodes("forward")[0]
+    fwd = plan.nodes(ForwardNode)[0]
     # one forward pass carries the union of the hooks of its three activation metrics
     assert dict(fwd.hooks) == {"blocks.{layer}.attn.hook_pattern": "store", "next_logprob": "store"}
 
@@ -87,7 +88,7 @@ def test_changing_prompt_seed_invalidates_forwards_not_checkpoints(write_spec):
     b = _keys(_plan(write_spec, TOY_SPEC.replace("seed: 1", "seed: 2")))
     changed = {n.split(":")[0] for n in a if a[n] != b[n]}
     assert changed == {"prompts", "forward", "cell", "reduce", "assemble"}
-    assert all(a[n] == b[n] for n in a if n.startswith(("ckpt:", "train:")))
+    assert all(a[n] == b[n] for n in a if n.startswith(("group:", "train:")))
 
 
 @settings(
@@ -99,10 +100,10 @@ def test_any_training_change_changes_checkpoint_keys(write_spec, lr, steps, voca
     text = TOY_SPEC.replace("batch_size: 16", f"batch_size: 16\n      optimizer: {{lr: {lr!r}}}")
     other = _keys(_plan(write_spec, text))
     if lr != 1e-3:
-        assert other["ckpt:toy/s0/step20"] != base["ckpt:toy/s0/step20"]
+        assert other["group:toy/s0/step20"] != base["group:toy/s0/step20"]
     # raising steps keeps the identity of the checkpoints already trained (resume, not retrain)
     more = _keys(_plan(write_spec, TOY_SPEC.replace("steps: 40", f"steps: {steps}")))
-    assert more["ckpt:toy/s0/step20"] == base["ckpt:toy/s0/step20"]
+    assert more["group:toy/s0/step20"] == base["group:toy/s0/step20"]
     assert more["train:toy/s0"] == base["train:toy/s0"]  # same requested steps -> same node key
 
 

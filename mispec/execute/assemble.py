@@ -10,6 +10,7 @@ import numpy as np
 
 from mispec.errors import ResultsError
 from mispec.planning.graph import Plan
+from mispec.planning.nodes import CellNode, ReductionNode
 from mispec.store.store import Store
 
 _INDEX_DIMS = (
@@ -36,15 +37,14 @@ def assemble(plan: Plan, store: Store, fresh: dict[str, Any] | None = None) -> A
     fresh = fresh or {}
     per_model: dict[str, dict[str, Any]] = defaultdict(dict)
     by_metric: dict[tuple[str, str], dict[tuple[int, int | None], Any]] = defaultdict(dict)
-    for node in plan.nodes():
-        if node.kind not in ("cell", "reduction"):
-            continue
+    for node in plan.nodes(CellNode) + plan.nodes(ReductionNode):
         arr = fresh.get(node.key)
         if arr is None:
             arr = store.cells.read(node.key)
         if arr is None:
             raise ResultsError(f"cell {node.id} is missing from the store; run the spec again")
-        by_metric[(node.model, node.metric)][(node.seed, node.step)] = arr  # type: ignore[index]
+        step = node.step if isinstance(node, CellNode) else None
+        by_metric[(node.model, node.metric)][(node.seed, step)] = arr
     for (model, metric), cells in sorted(by_metric.items()):
         seeds = sorted({s for s, _ in cells})
         steps = sorted({st for _, st in cells if st is not None})

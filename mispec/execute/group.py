@@ -17,48 +17,52 @@ import numpy as np
 from mispec.errors import CacheError
 from mispec.execute.context import RunContext
 from mispec.execute.invoke import call_metric
-from mispec.planning.nodes import Node
+from mispec.planning.nodes import CellNode, ForwardNode, GroupNode, ReductionNode
 from mispec.store.activations import stored_hook
 
 
-def missing_cells(ctx: RunContext, cell_ids: list[str]) -> list[Node]:
-    nodes = [ctx.plan.node(c) for c in cell_ids]
-    return [n for n in nodes if n.key not in ctx.fresh and not ctx.store.cells.has(n.key)]
+def missing_cells(ctx: RunContext, cells: list[CellNode]) -> list[CellNode]:
+    return [n for n in cells if n.key not in ctx.fresh and not ctx.store.cells.has(n.key)]
 
 
 def _with_unreadable_inputs(
-    ctx: RunContext, todo: list[Node], results: dict[str, Any]
-) -> list[Node]:
+    ctx: RunContext, todo: list[CellNode], results: dict[str, Any]
+) -> list[CellNode]:
     """``todo`` plus the cached same-group inputs of its cells that fail to read (a corrupt
     cell is removed with a warning by the store): they are computed again, never used."""
     plan = ctx.plan
-    ids = {c.id for c in todo}
     queue = list(todo)
+    found: dict[str, CellNode] = {c.id: c for c in todo}
     while queue:
         cell = queue.pop()
-        for _param, (up,) in cell.inputs:
-            if up in ids or up in results:
+        for _param, up in cell.inputs:
+            if up in found or up in results:
                 continue
-            value = ctx.read_cell(plan.node(up).key)
+            node = plan.node(up)
+            assert isinstance(node, CellNode)
+            value = ctx.read_cell(node.key)
             if value is None:
-                ids.add(up)
-                queue.append(plan.node(up))
+                found[up] = node
+                queue.append(node)
             else:
                 results[up] = value
-    order = {m: i for i, m in enumerate(plan.metric_order())}
-    return sorted((plan.node(i) for i in ids), key=lambda c: order[c.metric])  # type: ignore[index]
+    order = {m: i for i, m in enumerate(plan.metric_order)}
+    return sorted(found.values(), key=lambda c: order[c.metric])
 
 
-def run_group(ctx: RunContext, model: str, seed: int, step: int, cell_ids: list[str]) -> None:
-    """Compute every missing cell of one checkpoint group (cells in metric topological order)."""
+def run_group(ctx: RunContext, group: GroupNode, only: list[CellNode] | None = None) -> None:
+    """Compute every missing cell of one checkpoint group (or of ``only`` those cells), in
+    metric topological order."""
     plan = ctx.plan
-    todo = missing_cells(ctx, cell_ids)
+    cells = plan.cells(group) if only is None else only
+    model, seed, step = group.model, group.seed, group.step
+    todo = missing_cells(ctx, cells)
     if not todo:
-        ctx.counters.cells_cached += len(cell_ids)
+        ctx.counters.cells_cached += len(cells)
         return
     results: dict[str, Any] = {}
     todo = _with_unreadable_inputs(ctx, todo, results)
-    ctx.counters.cells_cached += max(0, len(cell_ids) - len(todo))
+    ctx.counters.cells_cached += max(0, len(cells) - len(todo))
     bridge_holder: dict[str, Any] = {}
 
     def bridge() -> Any:
@@ -70,11 +74,11 @@ def run_group(ctx: RunContext, model: str, seed: int, step: int, cell_ids: list[
     info = ctx.info(model)
     acts_by_forward = _activations(ctx, [c for c in todo if c.forward], bridge)
     for cell in todo:
-        mdef = plan.metric_defs[cell.metric]  # type: ignore[index]
+        mdef = plan.metric_defs[cell.metric]
         mspec = ctx.spec.metrics[cell.metric]
         prompts = ctx.prompts(cell.prompts, model) if cell.prompts else None
         inputs = {}
-        for param, (up,) in cell.inputs:
+        for param, up in cell.inputs:
             inputs[param] = results.get(up)
             if inputs[param] is None:
                 inputs[param] = ctx.read_cell(plan.node(up).key)
@@ -98,18 +102,20 @@ def run_group(ctx: RunContext, model: str, seed: int, step: int, cell_ids: list[
         ctx.counters.cells_computed += 1
 
 
-def _activations(ctx: RunContext, cells: list[Node], bridge: Any) -> dict[str, Any]:
+def _activations(ctx: RunContext, cells: list[CellNode], bridge: Any) -> dict[str, Any]:
     """Per forward node: the hooks its missing cells read, from the cache or ONE forward pass."""
     import torch
 
     plan, store = ctx.plan, ctx.store
     wanted: dict[str, set[str]] = defaultdict(set)
     for cell in cells:
-        mdef = plan.metric_defs[cell.metric]  # type: ignore[index]
-        wanted[cell.forward].update(mdef.hooks_for(ctx.spec.metrics[cell.metric].args))  # type: ignore[index]
+        mdef = plan.metric_defs[cell.metric]
+        if cell.forward is not None:
+            wanted[cell.forward].update(mdef.hooks_for(ctx.spec.metrics[cell.metric].args))
     out: dict[str, Any] = {}
     for fid, hooks in wanted.items():
         fnode = plan.node(fid)
+        assert isinstance(fnode, ForwardNode)
         policy = dict(fnode.hooks)
         acts: dict[str, Any] = {}
         for hook in sorted(hooks):
@@ -126,7 +132,7 @@ def _activations(ctx: RunContext, cells: list[Node], bridge: Any) -> dict[str, A
         if missing:
             from mispec.metrics.forward import run_forward
 
-            prompts = ctx.prompts(fnode.prompts, fnode.model)  # type: ignore[arg-type]
+            prompts = ctx.prompts(fnode.prompts, fnode.model)
             b = bridge()
             fresh = run_forward(
                 b,
@@ -161,7 +167,7 @@ def _activations(ctx: RunContext, cells: list[Node], bridge: Any) -> dict[str, A
     return out
 
 
-def run_reduction(ctx: RunContext, node: Node) -> None:
+def run_reduction(ctx: RunContext, node: ReductionNode) -> None:
     """A metric over a whole ``step`` axis (or over another series-level result)."""
     import xarray as xr
 
@@ -169,26 +175,26 @@ def run_reduction(ctx: RunContext, node: Node) -> None:
     if node.key in ctx.fresh or ctx.store.cells.has(node.key):
         ctx.counters.cells_cached += 1
         return
-    mdef = plan.metric_defs[node.metric]  # type: ignore[index]
+    mdef = plan.metric_defs[node.metric]
     inputs = {}
-    for param, ups in node.inputs:
-        arrays = [ctx.read_cell(plan.node(u).key) for u in ups]
-        lost = [plan.node(u) for u, a in zip(ups, arrays, strict=True) if a is None]
+    for param, up_nodes in plan.inputs(node).items():
+        arrays = [ctx.read_cell(u.key) for u in up_nodes]
+        lost = [u for u, a in zip(up_nodes, arrays, strict=True) if a is None]
         for up in lost:  # missing or corrupt (removed with a warning): compute it again
-            if up.kind == "cell":
-                run_group(ctx, up.model, up.seed, up.step, [up.id])  # type: ignore[arg-type]
+            if isinstance(up, CellNode):
+                run_group(ctx, plan.group_of(up), only=[up])
             else:
+                assert isinstance(up, ReductionNode)
                 run_reduction(ctx, up)
         if lost:
-            arrays = [ctx.read_cell(plan.node(u).key) for u in ups]
+            arrays = [ctx.read_cell(u.key) for u in up_nodes]
         if any(a is None for a in arrays):
             raise CacheError(
                 f"{node.id}: an input cell vanished from the store while this run was using it "
                 "(another process removed it?); run the spec again"
             )
-        up_nodes = [plan.node(u) for u in ups]
-        if up_nodes[0].kind == "cell":
-            steps = [n.step for n in up_nodes]
+        if isinstance(up_nodes[0], CellNode):
+            steps = [n.step for n in up_nodes if isinstance(n, CellNode)]
             inputs[param] = xr.concat(arrays, dim="step", coords="minimal").assign_coords(
                 step=steps
             )

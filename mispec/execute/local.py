@@ -1,63 +1,55 @@
-"""The local executor: a loop over the work list in one process."""
+"""The local executor: every work node in this process, one after the other, in the
+order the walk submits them (one (model, seed) at a time, so one model stays loaded)."""
 
 from __future__ import annotations
 
-from mispec.execute.context import RunContext
-from mispec.execute.group import run_group, run_reduction
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
+from typing import TYPE_CHECKING
+
+from mispec.execute.executor import Executor, Outcome
 from mispec.execute.memory import tune_malloc
-from mispec.execute.progress import progress_bars
+from mispec.execute.tasks import run_work_node
 from mispec.execute.threads import pinned_torch_threads
-from mispec.execute.work import work_list
 from mispec.store.writer import BackgroundWriter, InlineWriter
 
+if TYPE_CHECKING:
+    from mispec.execute.context import RunContext
+    from mispec.execute.progress import WorkProgress
+    from mispec.planning.nodes import WorkNode
 
-def execute_local(ctx: RunContext, *, progress: bool = True, torch_threads: int | None = 1) -> None:
-    from mispec import models as sources
 
-    series_list = work_list(ctx.plan)
-    n_groups = sum(len(s.groups) for s in series_list)
-    n_red = sum(len(s.reductions) for s in series_list)
-    tune_malloc()  # no unmap / fault-in churn of activation buffers between forward passes
-    with pinned_torch_threads(torch_threads), progress_bars(progress) as bars:
-        writer = ctx.writer = _writer()
-        overall = bars.add_task("checkpoints", total=n_groups, status="")
-        reduce_task = bars.add_task("reductions", total=n_red, status="") if n_red else None
+class LocalExecutor(Executor):
+    """Runs nodes lazily, as :meth:`as_completed` is iterated: the walk draws progress
+    between them. Store writes go to a background writer when a core is free."""
+
+    def init(self, ctx: RunContext, progress: WorkProgress) -> None:
+        self._ctx, self._progress = ctx, progress
+        self._queue: list[WorkNode] = []
+        self._stack = ExitStack()
+        tune_malloc()  # no unmap / fault-in churn of activation buffers between forward passes
+        self._stack.enter_context(pinned_torch_threads(self.profile.torch_threads))
+        ctx.writer = _writer()
+
+    def submit(self, node: WorkNode, upstream: Sequence[WorkNode]) -> None:
+        self._queue.append(node)  # submitted in dependency order: upstream came first
+
+    def as_completed(self) -> Iterator[tuple[WorkNode | None, Outcome]]:
+        ctx = self._ctx
+        for node in self._queue:
+            self._progress.starting(node)
+            run_work_node(ctx, node, progress=self._progress.enabled)
+            yield node, Outcome()
+        ctx.writer.flush()  # raises the first failed write
+
+    def finalize(self) -> None:
+        ctx = self._ctx
         try:
-            for series in series_list:
-                mspec = ctx.spec.models[series.model]
-                steps = list(ctx.plan.resolution.series[(series.model, series.seed)].steps)
-                if (
-                    series.train is not None
-                    and mspec.train is not None
-                    and not set(steps)
-                    <= sources.saved_steps(mspec.train, series.seed, ctx.store.root)
-                ):
-                    bars.update(overall, status=f"training {series.model} seed {series.seed}")
-                    report = sources.ensure_trained(
-                        series.model,
-                        mspec.train,
-                        series.seed,
-                        steps,
-                        ctx.store.root,
-                        progress=progress,
-                    )
-                    ctx.counters.training_steps += report.steps_trained
-                for group in series.groups:
-                    bars.update(
-                        overall, status=f"{series.model} seed {series.seed} step {group.step}"
-                    )
-                    run_group(ctx, group.model, group.seed, group.step, list(group.cells))
-                    bars.advance(overall)
-                for red in series.reductions:
-                    run_reduction(ctx, ctx.plan.node(red))
-                    if reduce_task is not None:
-                        bars.advance(reduce_task)
-            writer.flush()  # raises the first failed write
-            bars.update(overall, status="done")
+            ctx.writer.close()  # what was computed lands even when the run stops early
         finally:
-            writer.close()  # what was computed lands even when the run stops early
             ctx.writer = InlineWriter()
             ctx.close()
+            self._stack.close()
 
 
 def _writer() -> BackgroundWriter | InlineWriter:

@@ -1,32 +1,41 @@
-"""Execution profiles (``executors/*.yaml``): where and how to run, validated like specs."""
+"""Execution profiles (``executors/*.yaml``): where and how to run, validated like specs.
+
+A profile is ``kind`` (which executor: ``local``, ``dask-local``, ``dask-remote``,
+``dask-slurm``, or a plugin's) plus the keys every run has (device, micro-batch, store,
+torch threads) plus that executor's own options (its ``Executor.Options``), all at the top
+level of one YAML file.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError
 
 from mispec.errors import ExecutorError, SpecError
+from mispec.execute.executor import ExecutorOptions, executor_class
 
 
-class Profile(BaseModel):
+class RunSettings(BaseModel):
+    """The keys of every profile, whatever its executor."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = "local"
-    kind: Literal["local", "dask-local", "dask-remote", "dask-slurm"] = "local"
+    kind: str = "local"
     device: str = "auto"  # auto: CUDA when present
     batch_size: Annotated[int, Field(gt=0)] | None = 64  # prompts per forward micro-batch
-    store: str | None = None  # store folder or fsspec URL; default .mispec beside the spec
-    workers: Annotated[int, Field(gt=0)] = 2  # dask-local
-    threads_per_worker: Annotated[int, Field(gt=0)] = 1
-    address: str | None = None  # dask-remote
-    slurm: dict[str, object] = Field(default_factory=dict)  # dask-slurm: SLURMCluster kwargs
-    jobs: Annotated[int, Field(gt=0)] = 1
-    retries: Annotated[int, Field(ge=0)] = 2
+    store: str | None = None  # store folder; default .mispec beside the spec
     # torch intra-op threads per process; null: torch's default. The same count in every
     # executor keeps results bit-identical (see mispec/execute/threads.py).
     torch_threads: Annotated[int, Field(gt=0)] | None = 1
+
+
+class Profile(RunSettings):
+    """A loaded profile: the run settings plus the executor's own ``options``."""
+
+    options: SerializeAsAny[ExecutorOptions] = ExecutorOptions()
 
 
 PROFILE_DIR = Path(__file__).resolve().parents[2] / "executors"
@@ -67,7 +76,22 @@ def _read(path: Path) -> Profile:
     from mispec.spec.yaml_source import read_yaml_file
 
     data, source = read_yaml_file(path)
+    data = data or {}
+    if not isinstance(data, dict):
+        raise SpecError(source.problem((), "an execution profile is a mapping of keys"))
+    kind = data.get("kind", "local")
     try:
-        return Profile.model_validate(data or {})
+        options_cls = executor_class(str(kind)).Options
+    except ExecutorError as exc:
+        raise SpecError(source.problem(("kind",), str(exc))) from None
+    # one model of every key, so errors and did-you-mean see them all
+    combined: Any = type(f"{options_cls.__name__}Profile", (options_cls, RunSettings), {})
+    try:
+        combined.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(_problems_from(exc, data, source, Profile)) from None
+        raise SpecError(_problems_from(exc, data, source, combined)) from None
+    own = set(RunSettings.model_fields)
+    return Profile(
+        **{k: v for k, v in data.items() if k in own},
+        options=options_cls.model_validate({k: v for k, v in data.items() if k not in own}),
+    )

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mispec.planning.graph import Plan
+from mispec.planning.nodes import CellNode, ForwardNode, ReductionNode, series_label
 from mispec.store.activations import stored_hook
 from mispec.store.store import Store
 
@@ -37,20 +38,19 @@ def plan_status(plan: Plan, store: Store | None) -> PlanStatus:
     from mispec import models as sources
 
     status = PlanStatus(counts=plan.counts())
-    consumers: dict[str, list[Any]] = {}
-    for node in plan.nodes():
-        if node.kind in ("cell", "reduction"):
-            status.cells_total += 1
-            cached = store is not None and store.cells.has(node.key)
-            status.cells_cached += cached
-            if node.forward and not cached:
-                consumers.setdefault(node.forward, []).append(node)
+    consumers: dict[str, list[CellNode]] = {}
+    for node in plan.nodes(CellNode) + plan.nodes(ReductionNode):
+        status.cells_total += 1
+        cached = store is not None and store.cells.has(node.key)
+        status.cells_cached += cached
+        if isinstance(node, CellNode) and node.forward and not cached:
+            consumers.setdefault(node.forward, []).append(node)
     infos: dict[str, Any] = {}  # one config read per model, not per forward node
-    for fnode in plan.nodes("forward"):
+    for fnode in plan.nodes(ForwardNode):
         status.forward_total += 1
         if fnode.model not in infos:
             infos[fnode.model] = sources.model_info(
-                fnode.model, plan.spec.models[fnode.model], _base(plan)
+                fnode.model, plan.spec.models[fnode.model], plan.base_dir
             )
         size = _estimate_forward_bytes(plan, fnode, infos[fnode.model])
         status.activation_bytes_total += sum(size.values())
@@ -82,7 +82,7 @@ def plan_status(plan: Plan, store: Store | None) -> PlanStatus:
         saved = sources.saved_steps(train, seed, store.root) if store is not None else set()
         missing_steps = [s for s in series.steps if s not in saved]
         if missing_steps:
-            status.training_steps_todo[f"{model}/s{seed}"] = max(missing_steps) - max(
+            status.training_steps_todo[series_label(model, seed)] = max(missing_steps) - max(
                 [s for s in saved if s <= min(missing_steps)], default=0
             )
     return status
@@ -95,7 +95,7 @@ _SHAPES = [  # hook pattern -> per-layer element count as a function of (B, T, i
 ]
 
 
-def _estimate_forward_bytes(plan: Plan, fnode: Any, info: Any) -> dict[str, int]:
+def _estimate_forward_bytes(plan: Plan, fnode: ForwardNode, info: Any) -> dict[str, int]:
     """Bytes per hook of one forward entry (uncompressed), from the model's shape."""
     pspec = plan.spec.prompts[fnode.prompts]
     B = int(pspec.args.get("n", pspec.limit or 32))
@@ -116,9 +116,3 @@ def _estimate_forward_bytes(plan: Plan, fnode: Any, info: Any) -> dict[str, int]
             n = per_layer * (info.n_layers if "{layer}" in hook else 1)
         out[hook] = n * width
     return out
-
-
-def _base(plan: Plan) -> Any:
-    from pathlib import Path
-
-    return getattr(plan, "base_dir", None) or Path.cwd()

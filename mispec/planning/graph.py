@@ -4,45 +4,70 @@ Pure: it loads no model and touches no file. Node keys chain: a checkpoint's ide
 prompt set's identity make a forward key; a metric cell's key hashes its function, version and
 args with the keys it reads; a reduction's key hashes the keys of every step it consumes. So a
 changed argument invalidates exactly the nodes downstream of it.
+
+The graph is what runs: executors walk :meth:`Plan.work` (training, checkpoint groups and
+reductions, with the dependencies the graph's edges imply) and a group computes the cells
+that are its successors (see :mod:`mispec.planning.nodes` for the kinds and edges).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import networkx as nx
 
 from mispec.errors import PlanError
 from mispec.hashing import content_key
 from mispec.metrics.core import MetricDef, get_metric
-from mispec.planning.nodes import Node, group_id, series_id
+from mispec.planning.nodes import (
+    ASSEMBLE_ID,
+    AssembleNode,
+    CellNode,
+    ForwardNode,
+    GroupNode,
+    Node,
+    PromptsNode,
+    ReductionNode,
+    TrainNode,
+    WorkNode,
+    cell_id,
+    forward_id,
+    group_id,
+    prompts_id,
+    reduction_id,
+    series_label,
+    train_id,
+)
 from mispec.planning.resolve import Resolution
 from mispec.spec.schema import Spec
 
 _POLICY_RANK = {"store": 2, "float16": 1, "skip": 0}
+N = TypeVar("N", bound=Node)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Plan:
     spec: Spec
     resolution: Resolution
     graph: nx.DiGraph
     metric_defs: dict[str, MetricDef]
+    metric_order: tuple[str, ...]  # the metric DAG in topological order
     granularity: dict[str, str]  # metric -> "group" | "series"
     key: str
-    base_dir: Any = None  # where the spec's relative paths resolve (set by the API)
+    base_dir: Path  # where the spec's relative paths resolve
 
     def node(self, node_id: str) -> Node:
-        return self.graph.nodes[node_id]["node"]
+        node: Node = self.graph.nodes[node_id]["node"]
+        return node
 
-    def nodes(self, kind: str | None = None) -> list[Node]:
-        return [
-            d["node"]
-            for _, d in self.graph.nodes(data=True)
-            if kind is None or d["node"].kind == kind
-        ]
+    def nodes(self, kind: type[N] | None = None) -> list[N]:
+        """Every node, or every node of one kind (``plan.nodes(CellNode)``)."""
+        out = [d["node"] for _, d in self.graph.nodes(data=True)]
+        return out if kind is None else [n for n in out if isinstance(n, kind)]
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = defaultdict(int)
@@ -50,72 +75,119 @@ class Plan:
             out[node.kind] += 1
         return dict(out)
 
-    def metric_order(self) -> list[str]:
-        g = nx.DiGraph()
-        g.add_nodes_from(self.spec.metrics)
-        for name, m in self.spec.metrics.items():
-            for ref in m.inputs.values():
-                g.add_edge(ref, name)
-        return list(nx.lexicographical_topological_sort(g))
+    # ------------------------------------------------------------------ work
+    def work(self) -> nx.DiGraph:
+        """The work graph: training, group and reduction nodes, with an edge wherever one
+        needs what another produces (through the cells and forwards a group owns)."""
+        g = self.graph
+        work = nx.DiGraph()
+        for node in self.nodes():
+            if isinstance(node, TrainNode | GroupNode | ReductionNode):
+                work.add_node(node.id, node=node)
+        for u, v in g.edges:
+            a, b = self.owner(u), self.owner(v)
+            if a is not None and b is not None and a != b:
+                work.add_edge(a, b)
+        return work
+
+    def owner(self, node_id: str) -> str | None:
+        """The work node that computes ``node_id``: a cell's or forward's group, a work node
+        itself; None for prompt sets and the assembly."""
+        node = self.node(node_id)
+        if isinstance(node, TrainNode | GroupNode | ReductionNode):
+            return node.id
+        if isinstance(node, CellNode | ForwardNode):
+            return self.group_of(node).id
+        return None
+
+    def group_of(self, node: CellNode | ForwardNode) -> GroupNode:
+        """The checkpoint group a cell or forward pass belongs to."""
+        group = self.node(group_id(node.model, node.seed, node.step))
+        assert isinstance(group, GroupNode)
+        return group
+
+    def work_order(self) -> list[WorkNode]:
+        """Work nodes in a dependency order that finishes one (model, seed) before the next
+        (so one model stays loaded): its training, its groups by step, its reductions."""
+        rank = {m: i for i, m in enumerate(self.metric_order)}
+
+        def sort_key(node_id: str) -> tuple[Any, ...]:
+            n = self.node(node_id)
+            if isinstance(n, TrainNode):
+                return (n.model, n.seed, 0, 0)
+            if isinstance(n, GroupNode):
+                return (n.model, n.seed, 1, n.step)
+            assert isinstance(n, ReductionNode)
+            return (n.model, n.seed, 2, rank[n.metric])
+
+        work = self.work()
+        return [work.nodes[i]["node"] for i in nx.lexicographical_topological_sort(work, sort_key)]
+
+    def cells(self, group: GroupNode) -> list[CellNode]:
+        """The cells of a checkpoint group, in metric topological order."""
+        rank = {m: i for i, m in enumerate(self.metric_order)}
+        cells = [n for n in self.successors(group.id, CellNode)]
+        return sorted(cells, key=lambda c: rank[c.metric])
+
+    def successors(self, node_id: str, kind: type[N]) -> Iterable[N]:
+        for s in self.graph.successors(node_id):
+            node = self.graph.nodes[s]["node"]
+            if isinstance(node, kind):
+                yield node
+
+    def inputs(self, node: CellNode | ReductionNode) -> dict[str, list[Node]]:
+        """A cell's or reduction's metric inputs: parameter -> the nodes it reads."""
+        if isinstance(node, CellNode):
+            return {p: [self.node(u)] for p, u in node.inputs}
+        return {p: [self.node(u) for u in ups] for p, ups in node.inputs}
 
 
-def build_plan(spec: Spec, resolution: Resolution) -> Plan:
+def build_plan(spec: Spec, resolution: Resolution, base_dir: Path | None = None) -> Plan:
     from mispec.spec.checks import find_metric_cycle
 
     cycle = find_metric_cycle(spec)
     if cycle:
         raise PlanError("metric inputs form a cycle: " + " -> ".join(cycle))
     defs = {name: get_metric(m.fn) for name, m in spec.metrics.items()}
-    granularity = _granularity(spec, defs)
+    order = _topo(spec)
+    granularity = _granularity(spec, defs, order)
     g = nx.DiGraph()
 
-    def add(node: Node, after: list[str] = ()) -> Node:  # type: ignore[assignment]
+    def add(node: Node, after: Iterable[str] = ()) -> None:
         g.add_node(node.id, node=node)
         for upstream in after:
             g.add_edge(upstream, node.id)
-        return node
 
     for pname, pkey in resolution.prompt_ids.items():
-        add(Node(f"prompts:{pname}", "prompts", pkey, prompts=pname))
+        add(PromptsNode(prompts_id(pname), pkey, pname))
 
     hook_policy = _hook_policies(spec, defs)
-    order = _topo(spec)
     for (model, seed), series in sorted(resolution.series.items()):
         mspec = spec.models[model]
-        train_id = None
+        train: list[str] = []
         if series.training_identity is not None:
-            train_id = f"train:{series_id(model, seed)}"
+            tid = train_id(model, seed)
             add(
-                Node(
-                    train_id,
-                    "train",
-                    content_key("train", series.training_identity, series.steps),
-                    model=model,
-                    seed=seed,
+                TrainNode(
+                    tid, content_key("train", series.training_identity, series.steps), model, seed
                 )
             )
-        metrics_here = [
+            train = [tid]
+        here = [
             m for m in order if spec.metrics[m].models is None or model in spec.metrics[m].models
         ]
+        per_group = [m for m in here if granularity[m] == "group"]
         group_cells: dict[str, list[str]] = defaultdict(list)  # metric -> cell ids over steps
         for step, ckpt_key in zip(series.steps, series.checkpoint_ids, strict=True):
             gid = group_id(model, seed, step)
-            ckpt = add(
-                Node(f"ckpt:{gid}", "checkpoint", ckpt_key, model=model, seed=seed, step=step),
-                [train_id] if train_id else [],
-            )
-            forwards: dict[str, list[str]] = defaultdict(list)  # prompts -> metrics
-            cell_keys: dict[str, str] = {}
-            for name in metrics_here:
-                if granularity[name] != "group":
-                    continue
-                mdef, m = defs[name], spec.metrics[name]
-                if mdef.kind == "activation":
-                    forwards[m.prompts].append(name)  # type: ignore[index]
-            forward_nodes: dict[str, Node] = {}
+            add(GroupNode(gid, ckpt_key, model, seed, step), train)
+            forwards: dict[str, list[str]] = defaultdict(list)  # prompts -> activation metrics
+            for name in per_group:
+                if defs[name].kind == "activation":
+                    forwards[spec.metrics[name].prompts or ""].append(name)
+            forward_nodes: dict[str, ForwardNode] = {}
             for pname, names in sorted(forwards.items()):
                 hooks = sorted({h for n in names for h in defs[n].hooks_for(spec.metrics[n].args)})
-                policies = tuple((h, hook_policy[h]) for h in hooks)
                 fkey = content_key(
                     "forward",
                     ckpt_key,
@@ -123,108 +195,94 @@ def build_plan(spec: Spec, resolution: Resolution) -> Plan:
                     mspec.dtype,
                     resolution.source_ids[model],
                 )
-                forward_nodes[pname] = add(
-                    Node(
-                        f"forward:{gid}/{pname}",
-                        "forward",
-                        fkey,
-                        model=model,
-                        seed=seed,
-                        step=step,
-                        prompts=pname,
-                        hooks=policies,
-                    ),
-                    [ckpt.id, f"prompts:{pname}"],
+                fnode = ForwardNode(
+                    forward_id(model, seed, step, pname),
+                    fkey,
+                    model,
+                    seed,
+                    step,
+                    pname,
+                    tuple((h, hook_policy[h]) for h in hooks),
                 )
-            for name in metrics_here:
-                if granularity[name] != "group":
-                    continue
+                add(fnode, [gid, prompts_id(pname)])
+                forward_nodes[pname] = fnode
+            cell_keys: dict[str, str] = {}
+            for name in per_group:
                 mdef, m = defs[name], spec.metrics[name]
-                args = mdef.bind_args(m.args)
-                common = ("cell", mdef.name, mdef.version, args)
-                after: list[str]
-                inputs: tuple[tuple[str, tuple[str, ...]], ...] = ()
+                common = ("cell", mdef.name, mdef.version, mdef.bind_args(m.args))
+                after = [gid]
+                inputs: tuple[tuple[str, str], ...] = ()
                 fwd = None
                 if mdef.kind == "activation":
-                    fnode = forward_nodes[m.prompts]  # type: ignore[index]
+                    fnode = forward_nodes[m.prompts or ""]
                     mine = {h: p for h, p in fnode.hooks if h in mdef.hooks_for(m.args)}
                     key = content_key(
                         *common, fnode.key, {h: p == "float16" for h, p in mine.items()}
                     )
-                    after, fwd = [fnode.id], fnode.id
+                    after.append(fnode.id)
+                    fwd = fnode.id
                 elif mdef.kind == "intervention":
+                    pname = m.prompts or ""
                     key = content_key(
                         *common,
                         ckpt_key,
-                        resolution.prompt_ids[m.prompts],  # type: ignore[index]
+                        resolution.prompt_ids[pname],
                         mspec.dtype,
                         resolution.source_ids[model],
                     )
-                    after = [ckpt.id, f"prompts:{m.prompts}"]
+                    after.append(prompts_id(pname))
                 elif mdef.kind == "weights":
                     key = content_key(*common, ckpt_key, mspec.dtype)
-                    after = [ckpt.id]
                 else:  # derived, same group
-                    ups = {p: f"cell:{name_ref}/{gid}" for p, name_ref in m.inputs.items()}
-                    key = content_key(
-                        *common, {p: cell_keys[spec.metrics[name].inputs[p]] for p in ups}
-                    )
-                    after = sorted(ups.values())
-                    inputs = tuple((p, (u,)) for p, u in sorted(ups.items()))
+                    ups = {p: cell_id(ref, model, seed, step) for p, ref in m.inputs.items()}
+                    key = content_key(*common, {p: cell_keys[m.inputs[p]] for p in ups})
+                    after.extend(sorted(ups.values()))
+                    inputs = tuple(sorted(ups.items()))
                 cell_keys[name] = key
-                cid = f"cell:{name}/{gid}"
-                add(
-                    Node(
-                        cid,
-                        "cell",
-                        key,
-                        model=model,
-                        seed=seed,
-                        step=step,
-                        prompts=m.prompts,
-                        metric=name,
-                        inputs=inputs,
-                        forward=fwd,
-                    ),
-                    after,
-                )
+                cid = cell_id(name, model, seed, step)
+                add(CellNode(cid, key, model, seed, step, name, m.prompts, fwd, inputs), after)
                 group_cells[name].append(cid)
         # series-level: reductions over step, and metrics derived from them
         series_keys: dict[str, str] = {}
-        for name in metrics_here:
+        for name in here:
             if granularity[name] != "series":
                 continue
             mdef, m = defs[name], spec.metrics[name]
-            args = mdef.bind_args(m.args)
-            ups: dict[str, tuple[str, ...]] = {}
+            ups_by_param: dict[str, tuple[str, ...]] = {}
             key_parts: dict[str, Any] = {}
             for p, ref in m.inputs.items():
                 if granularity[ref] == "group":
-                    ups[p] = tuple(group_cells[ref])
-                    key_parts[p] = [g.nodes[c]["node"].key for c in ups[p]]
+                    ups_by_param[p] = tuple(group_cells[ref])
+                    key_parts[p] = [g.nodes[c]["node"].key for c in ups_by_param[p]]
                 else:
-                    ups[p] = (f"reduce:{ref}/{series_id(model, seed)}",)
+                    ups_by_param[p] = (reduction_id(ref, model, seed),)
                     key_parts[p] = series_keys[ref]
             key = content_key(
-                "reduction", mdef.name, mdef.version, args, key_parts, list(series.steps)
+                "reduction",
+                mdef.name,
+                mdef.version,
+                mdef.bind_args(m.args),
+                key_parts,
+                list(series.steps),
             )
             series_keys[name] = key
             add(
-                Node(
-                    f"reduce:{name}/{series_id(model, seed)}",
-                    "reduction",
+                ReductionNode(
+                    reduction_id(name, model, seed),
                     key,
-                    model=model,
-                    seed=seed,
-                    metric=name,
-                    inputs=tuple(sorted(ups.items())),
+                    model,
+                    seed,
+                    name,
+                    tuple(sorted(ups_by_param.items())),
                 ),
-                sorted({u for us in ups.values() for u in us}),
+                sorted({u for us in ups_by_param.values() for u in us}),
             )
-    results = [n for n, d in g.nodes(data=True) if d["node"].kind in ("cell", "reduction")]
+    results = [n for n, d in g.nodes(data=True) if isinstance(d["node"], CellNode | ReductionNode)]
     plan_key = content_key("assemble", spec.name, sorted(g.nodes[n]["node"].key for n in results))
-    add(Node("assemble", "assemble", plan_key), sorted(results))
-    return Plan(spec, resolution, g, defs, granularity, plan_key)
+    add(AssembleNode(ASSEMBLE_ID, plan_key), sorted(results))
+    return Plan(
+        spec, resolution, g, defs, tuple(order), granularity, plan_key, Path(base_dir or Path.cwd())
+    )
 
 
 def _topo(spec: Spec) -> list[str]:
@@ -234,10 +292,10 @@ def _topo(spec: Spec) -> list[str]:
     return list(nx.lexicographical_topological_sort(g))
 
 
-def _granularity(spec: Spec, defs: dict[str, MetricDef]) -> dict[str, str]:
+def _granularity(spec: Spec, defs: dict[str, MetricDef], order: list[str]) -> dict[str, str]:
     """'group' metrics have one cell per checkpoint; 'series' ones one per (model, seed)."""
     out: dict[str, str] = {}
-    for name in _topo(spec):
+    for name in order:
         mdef, m = defs[name], spec.metrics[name]
         kinds = {out[ref] for ref in m.inputs.values()}
         if mdef.kind == "reduction":
@@ -279,7 +337,10 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         "key": plan.key,
         "counts": plan.counts(),
         "series": {
-            series_id(m, s): {"steps": list(ser.steps), "checkpoint_keys": list(ser.checkpoint_ids)}
+            series_label(m, s): {
+                "steps": list(ser.steps),
+                "checkpoint_keys": list(ser.checkpoint_ids),
+            }
             for (m, s), ser in sorted(plan.resolution.series.items())
         },
         "nodes": [n.to_json() for n in plan.nodes()],

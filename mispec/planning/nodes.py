@@ -1,60 +1,141 @@
-"""Plan nodes: one frozen record per unit of work, each with a deterministic content key."""
+"""Plan nodes: one frozen record per kind of node, each with a deterministic content key.
+
+The kinds, and the edges the planner draws between them (``a → b``: b needs a):
+
+* ``PromptsNode``  one prompt set                       → forward, cell (interventions)
+* ``TrainNode``    training of one (model, seed)         → its groups
+* ``GroupNode``    one checkpoint group (model, seed, step): THE unit of work — load the
+                   weights once, run what its members need; its key is the checkpoint's
+                   identity                              → its forwards and cells (membership)
+* ``ForwardNode``  one forward pass of a group on one prompt set, with the union of the
+                   hooks its cells read                  → its cells
+* ``CellNode``     one metric at one checkpoint          → derived cells, reductions, assemble
+* ``ReductionNode`` one metric over a whole ``step`` axis of one (model, seed)
+                                                         → later reductions, assemble
+* ``AssembleNode`` the results of the whole run
+
+Executors run *work nodes* (train, group, reduction); forwards and cells run inside their
+group. Node ids are made here and only here.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
-NodeKind = Literal["train", "checkpoint", "prompts", "forward", "cell", "reduction", "assemble"]
-NODE_KINDS: tuple[str, ...] = (
-    "train",
-    "checkpoint",
-    "prompts",
-    "forward",
-    "cell",
-    "reduction",
-    "assemble",
-)
+# --------------------------------------------------------------------------- ids
 
 
-@dataclass(frozen=True)
-class Node:
-    id: str
-    kind: NodeKind
-    key: str
-    model: str | None = None
-    seed: int | None = None
-    step: int | None = None
-    prompts: str | None = None
-    metric: str | None = None
-    # forward: hook template -> storage policy ("store" | "float16" | "skip")
-    hooks: tuple[tuple[str, str], ...] = ()
-    # cell/reduction: param -> upstream node ids (one for cells, one per step for reductions)
-    inputs: tuple[tuple[str, tuple[str, ...]], ...] = ()
-    forward: str | None = None  # cell: the forward node it reads (activation metrics)
-    extra: tuple[tuple[str, Any], ...] = field(default=())
-
-    @property
-    def group(self) -> tuple[str, int, int] | None:
-        """(model, seed, step): the checkpoint group this node belongs to, if any."""
-        if self.model is None or self.seed is None or self.step is None:
-            return None
-        return (self.model, self.seed, self.step)
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "kind": self.kind, "key": self.key}
-        for name in ("model", "seed", "step", "prompts", "metric", "forward"):
-            value = getattr(self, name)
-            if value is not None:
-                out[name] = value
-        if self.hooks:
-            out["hooks"] = dict(self.hooks)
-        return out
+def prompts_id(prompts: str) -> str:
+    return f"prompts:{prompts}"
 
 
-def series_id(model: str, seed: int) -> str:
+def series_label(model: str, seed: int) -> str:
+    """``model/s<seed>``: how a (model, seed) is named in ids and messages."""
     return f"{model}/s{seed}"
 
 
+def train_id(model: str, seed: int) -> str:
+    return f"train:{series_label(model, seed)}"
+
+
+def _group_label(model: str, seed: int, step: int) -> str:
+    return f"{series_label(model, seed)}/step{step}"
+
+
 def group_id(model: str, seed: int, step: int) -> str:
-    return f"{model}/s{seed}/step{step}"
+    return f"group:{_group_label(model, seed, step)}"
+
+
+def forward_id(model: str, seed: int, step: int, prompts: str) -> str:
+    return f"forward:{_group_label(model, seed, step)}/{prompts}"
+
+
+def cell_id(metric: str, model: str, seed: int, step: int) -> str:
+    return f"cell:{metric}/{_group_label(model, seed, step)}"
+
+
+def reduction_id(metric: str, model: str, seed: int) -> str:
+    return f"reduce:{metric}/{series_label(model, seed)}"
+
+
+ASSEMBLE_ID = "assemble"
+
+
+# --------------------------------------------------------------------------- nodes
+@dataclass(frozen=True)
+class _Node:
+    kind: ClassVar[str]
+    id: str
+    key: str
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "kind": self.kind, "key": self.key}
+        for name, value in vars(self).items():
+            if name in out or name == "inputs" or value is None or value == ():
+                continue
+            out[name] = dict(value) if name == "hooks" else value
+        return out
+
+
+@dataclass(frozen=True)
+class PromptsNode(_Node):
+    kind: ClassVar[str] = "prompts"
+    prompts: str
+
+
+@dataclass(frozen=True)
+class TrainNode(_Node):
+    kind: ClassVar[str] = "train"
+    model: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class GroupNode(_Node):
+    kind: ClassVar[str] = "group"
+    model: str
+    seed: int
+    step: int
+
+
+@dataclass(frozen=True)
+class ForwardNode(_Node):
+    kind: ClassVar[str] = "forward"
+    model: str
+    seed: int
+    step: int
+    prompts: str
+    hooks: tuple[tuple[str, str], ...]  # hook template -> storage policy (store|float16|skip)
+
+
+@dataclass(frozen=True)
+class CellNode(_Node):
+    kind: ClassVar[str] = "cell"
+    model: str
+    seed: int
+    step: int
+    metric: str
+    prompts: str | None
+    forward: str | None  # the forward node it reads (activation metrics)
+    inputs: tuple[tuple[str, str], ...] = ()  # param -> same-group cell id (derived metrics)
+
+
+@dataclass(frozen=True)
+class ReductionNode(_Node):
+    kind: ClassVar[str] = "reduction"
+    model: str
+    seed: int
+    metric: str
+    # param -> the cell ids over steps (in step order), or the one reduction id it reads
+    inputs: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+
+@dataclass(frozen=True)
+class AssembleNode(_Node):
+    kind: ClassVar[str] = "assemble"
+
+
+Node = PromptsNode | TrainNode | GroupNode | ForwardNode | CellNode | ReductionNode | AssembleNode
+WorkNode = TrainNode | GroupNode | ReductionNode
+ResultNode = CellNode | ReductionNode
