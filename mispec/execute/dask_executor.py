@@ -204,7 +204,7 @@ class DaskSlurmExecutor(DaskExecutor):
             raise MissingDependencyError(
                 "the SLURM executor", "dask", "pip install dask-jobqueue"
             ) from None
-        kwargs = dict(self.options.slurm)
+        kwargs: dict[str, Any] = dict(self.options.slurm)
         if not {"cores", "memory"} <= set(kwargs):
             raise ExecutorError(
                 "profile kind dask-slurm needs `slurm: {cores: N, memory: 16GB, ...}` "

@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import networkx as nx
 
@@ -64,7 +64,11 @@ class Plan:
         node: Node = self.graph.nodes[node_id]["node"]
         return node
 
-    def nodes(self, kind: type[N] | None = None) -> list[N]:
+    @overload
+    def nodes(self) -> list[Node]: ...
+    @overload
+    def nodes(self, kind: type[N]) -> list[N]: ...
+    def nodes(self, kind: type[Any] | None = None) -> list[Any]:
         """Every node, or every node of one kind (``plan.nodes(CellNode)``)."""
         out = [d["node"] for _, d in self.graph.nodes(data=True)]
         return out if kind is None else [n for n in out if isinstance(n, kind)]
@@ -173,9 +177,7 @@ def build_plan(spec: Spec, resolution: Resolution, base_dir: Path | None = None)
                 )
             )
             train = [tid]
-        here = [
-            m for m in order if spec.metrics[m].models is None or model in spec.metrics[m].models
-        ]
+        here = [m for m in order if model in (spec.metrics[m].models or [model])]
         per_group = [m for m in here if granularity[m] == "group"]
         group_cells: dict[str, list[str]] = defaultdict(list)  # metric -> cell ids over steps
         for step, ckpt_key in zip(series.steps, series.checkpoint_ids, strict=True):
