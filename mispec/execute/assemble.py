@@ -121,7 +121,7 @@ def stack_cells(cells: dict[tuple[int, Any], Any], seeds: list[int], steps: list
                 )
             ):
                 return None
-    values = np.stack([np.stack([cell.values for cell in row]) for row in grid])
+    values = np.stack([np.stack([cell.values for cell in row if cell is not None]) for row in grid])
     coords = {"seed": seeds, "step": steps}
     coords.update({c: first.coords[c].values for c in first.coords})
     return xr.DataArray(values, dims=("seed", "step", *first.dims), coords=coords)

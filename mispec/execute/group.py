@@ -188,18 +188,19 @@ def run_reduction(ctx: RunContext, node: ReductionNode) -> None:
                 run_reduction(ctx, up)
         if lost:
             arrays = [ctx.read_cell(u.key) for u in up_nodes]
-        if any(a is None for a in arrays):
+        present = [a for a in arrays if a is not None]
+        if len(present) < len(arrays):
             raise CacheError(
                 f"{node.id}: an input cell vanished from the store while this run was using it "
                 "(another process removed it?); run the spec again"
             )
         if isinstance(up_nodes[0], CellNode):
             steps = [n.step for n in up_nodes if isinstance(n, CellNode)]
-            inputs[param] = xr.concat(arrays, dim="step", coords="minimal").assign_coords(
+            inputs[param] = xr.concat(present, dim="step", coords="minimal").assign_coords(
                 step=steps
             )
         else:
-            inputs[param] = arrays[0]
+            inputs[param] = present[0]
     out = call_metric(
         mdef, dict(ctx.spec.metrics[node.metric].args), node=node.id, inputs=inputs, info=None
     )

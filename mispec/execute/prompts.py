@@ -35,9 +35,10 @@ def build_prompts(
                 f"prompts.{name}: text prompts need a model with a tokenizer "
                 "(set `tokenizer:` on path models without one)"
             )
+        assert prompt.file is not None  # a prompt set has a generator or a file
         prompts = load_text_prompts(
             (base_dir / prompt.file).resolve(),
-            tokenizer,  # type: ignore[operator]
+            tokenizer,
             prepend_bos=prompt.prepend_bos,
             max_tokens=prompt.max_tokens,
             limit=prompt.limit,
