@@ -60,9 +60,9 @@ class Plan:
 
 
 def build_plan(spec: Spec, resolution: Resolution) -> Plan:
-    from mispec.spec.checks import find_metric_cycle
+    from mispec.metrics.dag import find_cycle
 
-    cycle = find_metric_cycle(spec)
+    cycle = find_cycle(spec.metrics)
     if cycle:
         raise PlanError("metric inputs form a cycle: " + " -> ".join(cycle))
     defs = {name: get_metric(m.fn) for name, m in spec.metrics.items()}

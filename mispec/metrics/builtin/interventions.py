@@ -64,7 +64,10 @@ def _patch_pos(index: int, clean: Any) -> Callable[..., Any]:
     return hook
 
 
-@metric(dims=None, units="fraction of logit difference restored")
+@metric(
+    dims=lambda per: ("layer", "head" if per == "head" else "pos"),
+    units="fraction of logit difference restored",
+)
 def activation_patching(
     bridge: Any, prompts: Any, per: Literal["head", "position"] = "head"
 ) -> Any:
