@@ -155,16 +155,6 @@ class MetricDef:
             return None
         return tuple(self.dims_rule(**{p: available[p] for p in wanted}))
 
-    def needed_dims(self, param: str, args: Mapping[str, Any]) -> tuple[str, ...]:
-        """The dims this metric needs in its input ``param`` with these spec args."""
-        need = self.input_dims.get(param)
-        if need is None:
-            return ()
-        if need.arg is None:
-            return need.dims
-        value = self.bind_args(args).get(need.arg) or ()
-        return (value,) if isinstance(value, str) else tuple(value)
-
 
 METRICS: Registry[MetricDef] = Registry("metric function", entry_point_group="mispec.metrics")
 

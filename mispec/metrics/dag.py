@@ -26,12 +26,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from mispec.errors import PlanError
 
 if TYPE_CHECKING:
-    from mispec.metrics.core import MetricDef
+    from mispec.metrics.core import InputDims, MetricDef
     from mispec.spec.schema import MetricSpec
 
 Granularity = Literal["group", "series"]
@@ -173,7 +173,7 @@ def _check_input_dims(
         ref, have = m.inputs.get(param), in_dims.get(param)
         if ref is None or have is None:
             continue
-        missing = [d for d in mdef.needed_dims(param, m.args) if d not in have]
+        missing = [d for d in _needed(mdef, need, m.args) if d not in have]
         if not missing:
             continue
         if need.arg is None:
@@ -192,6 +192,14 @@ def _check_input_dims(
                     f"'{ref}' has no dims {missing} {why} (its dims: {_shown(have)})",
                 )
             )
+
+
+def _needed(mdef: MetricDef, need: InputDims, args: Mapping[str, Any]) -> Dims:
+    """The dims ``need`` asks for with these spec args."""
+    if need.arg is None:
+        return need.dims
+    value = mdef.bind_args(args).get(need.arg) or ()
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def _shown(dims: Dims) -> str:
