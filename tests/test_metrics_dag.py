@@ -5,6 +5,8 @@ needs from its input is checked exactly like a built-in one."""
 
 from __future__ import annotations
 
+import pickle
+
 import networkx as nx
 import pytest
 from hypothesis import given, settings
@@ -12,7 +14,7 @@ from hypothesis import strategies as st
 
 import mispec
 from mispec.errors import PlanError, SpecError
-from mispec.metrics.core import InputDims, get_metric, metric
+from mispec.metrics.core import METRICS, InputDims, get_metric, load_builtin_metrics, metric
 from mispec.metrics.dag import MetricProblem, build_metric_graph, find_cycle
 from mispec.spec.schema import MetricSpec
 
@@ -173,7 +175,10 @@ def test_a_derived_metric_mixing_granularities():
 
 
 def test_a_dims_rule_that_fails_is_a_problem_not_a_crash():
-    @metric(dims=lambda x, k: x[:k], inputs=("x",), register=False)
+    def first_k(x, k):
+        return x[:k]
+
+    @metric(dims=first_k, inputs=("x",), register=False)
     def head_of(x, k: int = 1):
         return x
 
@@ -189,10 +194,15 @@ def test_a_dims_rule_that_fails_is_a_problem_not_a_crash():
     assert "cannot work out the dims of 'h' with these args: TypeError" in out.problems[0].message
 
 
+def other(y):
+    return y
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"dims": lambda y: y, "inputs": ("x",)}, "parameter 'y' is not an arg or input"),
+        ({"dims": other, "inputs": ("x",)}, "parameter 'y' is not an arg or input"),
+        ({"dims": lambda x: x, "inputs": ("x",)}, "must be a named function, not a lambda"),
         (
             {"dims": None, "inputs": ("x",), "input_dims": {"y": InputDims(("pos",))}},
             "not an input",
@@ -221,13 +231,26 @@ def test_declarations_are_checked_at_decoration(kwargs, message):
         metric(register=False, **kwargs)(fn)
 
 
+def test_every_builtin_definition_pickles_as_plans_do():
+    """The plan (with its metric definitions, dims functions included) is pickled for
+    distributed executors."""
+    load_builtin_metrics()
+    for name in METRICS.names():
+        mdef = METRICS.get(name)
+        assert pickle.loads(pickle.dumps(mdef)) == mdef, name
+
+
 # --------------------------------------------------------------------------- plugins
 PLUGIN = """\
 from mispec.metrics.core import InputDims, metric
 
 
+def without_pos(per_token_loss):
+    return tuple(d for d in per_token_loss if d != "pos")
+
+
 @metric(
-    dims=lambda per_token_loss: tuple(d for d in per_token_loss if d != "pos"),
+    dims=without_pos,
     inputs=("per_token_loss",),
     input_dims={
         "per_token_loss": InputDims(
@@ -240,7 +263,11 @@ def my_icl(per_token_loss, early: int, late: int):
     return per_token_loss.sel(pos=late) - per_token_loss.sel(pos=early)
 
 
-@metric(dims=lambda x: x, inputs=("x",), input_dims={"x": InputDims(("pos",))}, register=False)
+def same(x):
+    return x
+
+
+@metric(dims=same, inputs=("x",), input_dims={"x": InputDims(("pos",))}, register=False)
 def smooth(x, width: int = 3):
     return x.rolling(pos=width, min_periods=1).mean()
 """

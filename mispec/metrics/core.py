@@ -30,7 +30,6 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any, Literal
 
 from mispec.registry import Registry
@@ -117,7 +116,7 @@ class MetricDef:
     reduces: str | None
     context: frozenset[str] = field(default_factory=frozenset)
     dims_rule: DimsRule | None = None  # dims from args and input dims (``dims=`` a callable)
-    input_dims: Mapping[str, InputDims] = field(default_factory=lambda: MappingProxyType({}))
+    input_dims: dict[str, InputDims] = field(default_factory=dict, hash=False)  # by input
 
     @property
     def needs_prompts(self) -> bool:
@@ -177,9 +176,11 @@ def metric(
 
     ``dims`` is a tuple, None (the returned DataArray says), or a function whose parameters
     name args and inputs of the metric: it receives each arg's value and each input's dims
-    (a tuple) and returns the result's dims, e.g. ``dims=lambda x, over: tuple(d for d in x
-    if d not in over)``. ``input_dims`` maps an input to the ``InputDims`` it needs. Both are
-    checked here, when the function is decorated."""
+    (a tuple) and returns the result's dims (``reduce``: ``def drop_over(x, over): return
+    tuple(d for d in x if d not in over)``). Like the metric, it must be a named function
+    (the plan is pickled for distributed executors, which cannot pickle a lambda).
+    ``input_dims`` maps an input to the ``InputDims`` it needs. Both are checked here, when
+    the function is decorated."""
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         metric_name = name or fn.__name__
@@ -219,7 +220,7 @@ def metric(
             reduces=reduces,
             context=context,
             dims_rule=dims if callable(dims) else None,
-            input_dims=MappingProxyType(needs),
+            input_dims=needs,
         )
         fn.__mispec__ = definition  # type: ignore[attr-defined]
         if register:
@@ -236,7 +237,12 @@ def _check_vocabulary(name: str, what: str, dims: Sequence[str]) -> None:
 
 
 def _check_dims_rule(name: str, rule: DimsRule, allowed: set[str]) -> None:
-    """A dims function takes, by keyword, only args and inputs of the metric."""
+    """A dims function is a named function taking, by keyword, only args and inputs."""
+    if getattr(rule, "__name__", "") == "<lambda>":
+        raise TypeError(
+            f"metric {name}: dims must be a named function, not a lambda (the plan is pickled "
+            "for distributed executors, and a lambda cannot be)"
+        )
     for p in inspect.signature(rule).parameters.values():
         if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
             continue

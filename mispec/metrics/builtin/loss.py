@@ -69,8 +69,12 @@ def per_token_loss(
     return xr.DataArray(values, dims=("pos",), coords={"pos": np.arange(1, values.shape[0] + 1)})
 
 
+def _without_pos(per_token_loss: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(d for d in per_token_loss if d != "pos")
+
+
 @metric(
-    dims=lambda per_token_loss: tuple(d for d in per_token_loss if d != "pos"),
+    dims=_without_pos,
     inputs=("per_token_loss",),
     input_dims={
         "per_token_loss": InputDims(

@@ -91,7 +91,11 @@ def steepest_step(
     return float(steps[end[best]])
 
 
-@metric(dims=lambda series: series, inputs=("series",), reduces="step", units="step")
+def _per_cell_of_series(series: tuple[str, ...]) -> tuple[str, ...]:
+    return series  # one step per cell of the series
+
+
+@metric(dims=_per_cell_of_series, inputs=("series",), reduces="step", units="step")
 def transition_step(
     series: Any, smooth: float = 0.05, min_interval: float = 0.05, tolerance: float = 0.3
 ) -> Any:

@@ -8,8 +8,12 @@ from mispec.errors import UserError
 from mispec.metrics.core import InputDims, metric
 
 
+def _without_over(x: tuple[str, ...], over: list[str]) -> tuple[str, ...]:
+    return tuple(d for d in x if d not in over)
+
+
 @metric(
-    dims=lambda x, over: tuple(d for d in x if d not in over),
+    dims=_without_over,
     inputs=("x",),
     input_dims={"x": InputDims(arg="over", why="to reduce over")},
     units="",
