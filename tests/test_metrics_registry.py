@@ -32,7 +32,7 @@ EXPECTED = {
     "weight_norm": ("weights", ("component",)),
     "embed_fourier": ("weights", ("freq",)),
     "transition_step": ("reduction", None),
-    "pca_over_steps": ("reduction", None),
+    "pca_over_steps": ("reduction", ("step", "pc")),
 }
 
 

@@ -16,12 +16,19 @@ What a metric reads is told by its parameter names (Hamilton-style):
 
 The kind follows from that: ``reduces="step"`` → reduction; ``bridge`` + ``prompts`` →
 intervention; ``bridge`` alone → weights; ``hooks`` → activation; only inputs → derived.
+
+What a metric returns is told by ``dims=``: a tuple of dims, or a function of the metric's
+args and its inputs' dims when they vary (``reduce`` drops the dims in ``over``), or None when
+only the returned DataArray can tell. What it needs from an input is told by ``input_dims=``
+(``icl_score`` needs ``pos``). Validation follows both along the metric DAG
+(``mispec.metrics.dag``) and reports a spec that wires a metric to an input it cannot take
+before anything runs.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -61,6 +68,8 @@ PSEUDO_HOOKS = {
 }
 
 HookSpec = tuple[str, ...] | Callable[..., tuple[str, ...]]
+# Output dims from args and input dims, each passed by its parameter name (see ``metric``).
+DimsRule = Callable[..., Sequence[str]]
 
 
 @dataclass(frozen=True)
@@ -75,11 +84,29 @@ class ArgInfo:
 
 
 @dataclass(frozen=True)
+class InputDims:
+    """Dims a metric needs in one of its inputs: fixed ones (``dims``), or the ones that a
+    list arg names (``arg``: ``reduce`` needs the dims in ``over``), never both.
+
+    Validation checks them where the input's dims are known before running, and ``why``
+    words the error. With ``dims`` it says what they are, as in "``<fn> needs <why>, but
+    '<input>' (<its fn>) has dims (layer, head)``" (default: "the dims (pos) in its input
+    'x'"), located at the spec's ``inputs`` entry; with ``arg`` it says what the metric does
+    with them, as in "``'<input>' has no dims ['neuron'] <why> (its dims: (layer, head))``"
+    (default: "named in 'over'"), located at that arg.
+    """
+
+    dims: tuple[str, ...] = ()
+    arg: str | None = None
+    why: str = ""
+
+
+@dataclass(frozen=True)
 class MetricDef:
     name: str
     fn: Callable[..., Any]
     kind: MetricKind
-    dims: tuple[str, ...] | None  # None: the returned DataArray says (reductions, derived)
+    dims: tuple[str, ...] | None  # None: ``dims_rule`` or the returned DataArray says
     hooks: HookSpec
     inputs: tuple[str, ...]
     args: tuple[ArgInfo, ...]
@@ -88,6 +115,8 @@ class MetricDef:
     units: str
     reduces: str | None
     context: frozenset[str] = field(default_factory=frozenset)
+    dims_rule: DimsRule | None = None  # dims from args and input dims (``dims=`` a callable)
+    input_dims: dict[str, InputDims] = field(default_factory=dict, hash=False)  # by input
 
     @property
     def needs_prompts(self) -> bool:
@@ -108,15 +137,33 @@ class MetricDef:
         out.update(args)
         return out
 
+    def dims_for(
+        self, args: Mapping[str, Any], inputs: Mapping[str, tuple[str, ...] | None]
+    ) -> tuple[str, ...] | None:
+        """The dims of this metric's result (without the ``seed`` and ``step`` the executor
+        adds) with these spec args, given its inputs' dims by parameter name: the declared
+        ones, else what ``dims_rule`` makes of them; None when they are unknown before running
+        (no rule, or an input the rule reads has unknown dims)."""
+        if self.dims is not None or self.dims_rule is None:
+            return self.dims
+        available: dict[str, Any] = self.bind_args(args)
+        for param in self.inputs:
+            available[param] = inputs.get(param)
+        wanted = _named_params(self.dims_rule, available)
+        if any(p in self.inputs and available[p] is None for p in wanted):
+            return None
+        return tuple(self.dims_rule(**{p: available[p] for p in wanted}))
+
 
 METRICS: Registry[MetricDef] = Registry("metric function", entry_point_group="mispec.metrics")
 
 
 def metric(
     *,
-    dims: tuple[str, ...] | None,
+    dims: tuple[str, ...] | DimsRule | None,
     hooks: HookSpec = (),
     inputs: tuple[str, ...] = (),
+    input_dims: Mapping[str, InputDims] | None = None,
     reduces: str | None = None,
     version: int = 1,
     description: str | None = None,
@@ -125,7 +172,15 @@ def metric(
     register: bool = True,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare a metric. The function stays a plain, directly callable function; its
-    ``MetricDef`` is at ``fn.__mispec__`` and in the ``METRICS`` registry."""
+    ``MetricDef`` is at ``fn.__mispec__`` and in the ``METRICS`` registry.
+
+    ``dims`` is a tuple, None (the returned DataArray says), or a function whose parameters
+    name args and inputs of the metric: it receives each arg's value and each input's dims
+    (a tuple) and returns the result's dims (``reduce``: ``def drop_over(x, over): return
+    tuple(d for d in x if d not in over)``). Like the metric, it must be a named function
+    (the plan is pickled for distributed executors, which cannot pickle a lambda).
+    ``input_dims`` maps an input to the ``InputDims`` it needs. Both are checked here, when
+    the function is decorated."""
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         metric_name = name or fn.__name__
@@ -133,10 +188,6 @@ def metric(
         for p in inputs:
             if p not in params:
                 raise TypeError(f"metric {metric_name}: input '{p}' is not a parameter")
-        if dims is not None:
-            bad = [d for d in dims if d not in DIMS]
-            if bad:
-                raise TypeError(f"metric {metric_name}: dims {bad} not in the vocabulary {DIMS}")
         context = frozenset(p for p in params if p in CONTEXT_PARAMS)
         args = tuple(
             ArgInfo(p.name, p.default, str(p.annotation))
@@ -145,13 +196,21 @@ def metric(
             and p.name not in inputs
             and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
         )
+        arg_names = {a.name for a in args}
+        if callable(dims):
+            _check_dims_rule(metric_name, dims, arg_names | set(inputs))
+        elif dims is not None:
+            _check_vocabulary(metric_name, "dims", dims)
+        needs = dict(input_dims or {})
+        for p, need in needs.items():
+            _check_input_dims(metric_name, p, need, inputs, arg_names)
         kind = _infer_kind(metric_name, context, hooks, inputs, reduces)
         doc = inspect.getdoc(fn) or ""
         definition = MetricDef(
             name=metric_name,
             fn=fn,
             kind=kind,
-            dims=tuple(dims) if dims is not None else None,
+            dims=tuple(dims) if dims is not None and not callable(dims) else None,
             hooks=hooks if callable(hooks) else tuple(hooks),
             inputs=tuple(inputs),
             args=args,
@@ -160,6 +219,8 @@ def metric(
             units=units,
             reduces=reduces,
             context=context,
+            dims_rule=dims if callable(dims) else None,
+            input_dims=needs,
         )
         fn.__mispec__ = definition  # type: ignore[attr-defined]
         if register:
@@ -167,6 +228,54 @@ def metric(
         return fn
 
     return wrap
+
+
+def _check_vocabulary(name: str, what: str, dims: Sequence[str]) -> None:
+    bad = [d for d in dims if d not in DIMS]
+    if bad:
+        raise TypeError(f"metric {name}: {what} {bad} not in the vocabulary {DIMS}")
+
+
+def _check_dims_rule(name: str, rule: DimsRule, allowed: set[str]) -> None:
+    """A dims function is a named function taking, by keyword, only args and inputs."""
+    if getattr(rule, "__name__", "") == "<lambda>":
+        raise TypeError(
+            f"metric {name}: dims must be a named function, not a lambda (the plan is pickled "
+            "for distributed executors, and a lambda cannot be)"
+        )
+    for p in inspect.signature(rule).parameters.values():
+        if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+            continue
+        if p.kind is p.POSITIONAL_ONLY or p.name not in allowed:
+            raise TypeError(
+                f"metric {name}: the dims function's parameter '{p.name}' is not an arg or "
+                f"input of the metric (those are: {sorted(allowed)})"
+            )
+
+
+def _check_input_dims(
+    name: str, param: str, need: InputDims, inputs: tuple[str, ...], args: set[str]
+) -> None:
+    if param not in inputs:
+        raise TypeError(f"metric {name}: input_dims names '{param}', which is not an input")
+    if not isinstance(need, InputDims):
+        raise TypeError(f"metric {name}: input_dims['{param}'] must be an InputDims")
+    if bool(need.dims) == (need.arg is not None):
+        raise TypeError(f"metric {name}: input_dims['{param}'] needs either dims or an arg")
+    if need.arg is not None and need.arg not in args:
+        raise TypeError(
+            f"metric {name}: input_dims['{param}'] reads arg '{need.arg}', which is not an "
+            f"arg of the metric (those are: {sorted(args)})"
+        )
+    _check_vocabulary(name, f"input_dims['{param}']", need.dims)
+
+
+def _named_params(fn: Callable[..., Any], available: Mapping[str, Any]) -> list[str]:
+    """The names in ``available`` that ``fn`` takes (all of them if it takes ``**kwargs``)."""
+    params = inspect.signature(fn).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return list(available)
+    return [p for p in params if p in available]
 
 
 def _infer_kind(

@@ -147,14 +147,15 @@ class Plan:
 
 
 def build_plan(spec: Spec, resolution: Resolution, base_dir: Path | None = None) -> Plan:
-    from mispec.spec.checks import find_metric_cycle
+    from mispec.metrics.dag import build_metric_graph
 
-    cycle = find_metric_cycle(spec)
-    if cycle:
-        raise PlanError("metric inputs form a cycle: " + " -> ".join(cycle))
     defs = {name: get_metric(m.fn) for name, m in spec.metrics.items()}
-    order = _topo(spec)
-    granularity = _granularity(spec, defs, order)
+    metric_graph = build_metric_graph(spec.metrics, defs)  # PlanError on a cycle
+    if metric_graph.problems:
+        raise PlanError(
+            "; ".join(f"{'.'.join(map(str, p.path))}: {p.message}" for p in metric_graph.problems)
+        )
+    order, granularity = metric_graph.order, metric_graph.granularity
     g = nx.DiGraph()
 
     def add(node: Node, after: Iterable[str] = ()) -> None:
@@ -283,37 +284,8 @@ def build_plan(spec: Spec, resolution: Resolution, base_dir: Path | None = None)
     plan_key = content_key("assemble", spec.name, sorted(g.nodes[n]["node"].key for n in results))
     add(AssembleNode(ASSEMBLE_ID, plan_key), sorted(results))
     return Plan(
-        spec, resolution, g, defs, tuple(order), granularity, plan_key, Path(base_dir or Path.cwd())
+        spec, resolution, g, defs, order, dict(granularity), plan_key, Path(base_dir or Path.cwd())
     )
-
-
-def _topo(spec: Spec) -> list[str]:
-    g = nx.DiGraph()
-    g.add_nodes_from(spec.metrics)
-    g.add_edges_from((ref, name) for name, m in spec.metrics.items() for ref in m.inputs.values())
-    return list(nx.lexicographical_topological_sort(g))
-
-
-def _granularity(spec: Spec, defs: dict[str, MetricDef], order: list[str]) -> dict[str, str]:
-    """'group' metrics have one cell per checkpoint; 'series' ones one per (model, seed)."""
-    out: dict[str, str] = {}
-    for name in order:
-        mdef, m = defs[name], spec.metrics[name]
-        kinds = {out[ref] for ref in m.inputs.values()}
-        if mdef.kind == "reduction":
-            if "series" in kinds:
-                raise PlanError(
-                    f"metrics.{name}: '{m.fn}' reduces over step, but an input "
-                    "has no step axis (it is itself a reduction)"
-                )
-            out[name] = "series"
-        elif mdef.kind == "derived":
-            if len(kinds) > 1:
-                raise PlanError(f"metrics.{name}: mixes per-checkpoint and per-series inputs")
-            out[name] = kinds.pop() if kinds else "group"
-        else:
-            out[name] = "group"
-    return out
 
 
 def _hook_policies(spec: Spec, defs: dict[str, MetricDef]) -> dict[str, str]:

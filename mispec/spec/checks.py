@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from mispec.errors import CheckpointError, Problem, UserError
+from mispec.metrics.dag import find_cycle
 from mispec.registry import Registry, did_you_mean
 from mispec.spec.schema import ModelSpec, Spec
 from mispec.spec.yaml_source import KeyPath, SourceMap
@@ -330,40 +331,10 @@ def _check_metrics(
                         f"unknown model '{model_name}'{did_you_mean(model_name, list(spec.models))}",
                     )
                 )
-    cycle = find_metric_cycle(spec)
+    cycle = find_cycle(spec.metrics)
     if cycle:
         problems.append(
             source.problem(
                 ("metrics", cycle[0], "inputs"), "metric inputs form a cycle: " + " -> ".join(cycle)
             )
         )
-
-
-def find_metric_cycle(spec: Spec) -> list[str] | None:
-    """The first cycle among metric inputs, as ``[a, b, ..., a]``, or None."""
-    graph = {
-        n: [r for r in m.inputs.values() if r in spec.metrics] for n, m in spec.metrics.items()
-    }
-    state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        stack.append(node)
-        for nxt in graph[node]:
-            if state.get(nxt) == 1:
-                return stack[stack.index(nxt) :] + [nxt]
-            if nxt not in state:
-                found = visit(nxt)
-                if found:
-                    return found
-        stack.pop()
-        state[node] = 2
-        return None
-
-    for n in sorted(graph):
-        if n not in state:
-            found = visit(n)
-            if found:
-                return found
-    return None

@@ -13,9 +13,9 @@ spec before anything is written), each problem at ``file:line:col``.
   than its context are reported at the prompt set (for trained and local models; a
   pretrained model's config may need the hub, so it is checked when the run loads it).
 * data flow: a reduction over ``step`` reads per-checkpoint metrics; a derived metric does
-  not mix per-checkpoint and per-series inputs; metrics that need a dim of their input
-  (``icl_score`` needs ``pos``; ``reduce`` needs the dims in ``over``) get it, where the
-  input's dims are known before running.
+  not mix per-checkpoint and per-series inputs; an input carries the dims its metric declares
+  it needs (``@metric(input_dims=...)``), where the input's dims are known before running
+  (all worked out by ``mispec.metrics.dag.build_metric_graph``).
 """
 
 from __future__ import annotations
@@ -231,118 +231,17 @@ def _check_prompt_fit(
 
 
 # --------------------------------------------------------------------------- data flow
-def _dims_rule(mdef: Any, args: dict[str, Any], inputs: dict[str, Any]) -> Any:
-    """Output dims of a built-in metric that declares none (None: unknown before running)."""
-    builtin = getattr(mdef.fn, "__module__", "").startswith("mispec.metrics.builtin")
-    if not builtin:
-        return None
-    name = mdef.name
-    if name == "icl_score":
-        d = inputs.get("per_token_loss")
-        return None if d is None else tuple(x for x in d if x != "pos")
-    if name == "reduce":
-        d = inputs.get("x")
-        over = args.get("over") or []
-        return None if d is None else tuple(x for x in d if x not in over)
-    if name == "transition_step":
-        return inputs.get("series")  # one step per cell of the input
-    if name == "pca_over_steps":
-        return ("step", "pc")
-    if name == "activation_patching":
-        return ("layer", "head" if args.get("per", "head") == "head" else "pos")
-    return None
-
-
 def _check_dataflow(spec: Spec, source: SourceMap, problems: list[Problem]) -> None:
-    from mispec.metrics.core import METRICS
-    from mispec.spec.checks import find_metric_cycle
+    """The problems of the metric DAG (``mispec.metrics.dag``), each at its spec entry."""
+    from mispec.metrics.core import METRICS, MetricDef
+    from mispec.metrics.dag import build_metric_graph, find_cycle
 
-    if find_metric_cycle(spec):
+    if find_cycle(spec.metrics):  # reported by the cross-reference checks
         return
-    import networkx as nx
-
-    g = nx.DiGraph()
-    g.add_nodes_from(spec.metrics)
-    g.add_edges_from((ref, n) for n, m in spec.metrics.items() for ref in m.inputs.values())
-    granularity: dict[str, str] = {}
-    dims: dict[str, Any] = {}
-    for name in nx.lexicographical_topological_sort(g):
-        m = spec.metrics[name]
+    defs: dict[str, MetricDef] = {}
+    for name, m in spec.metrics.items():
         mdef = METRICS.get_or_none(m.fn)
-        if mdef is None or not hasattr(mdef, "kind"):
-            granularity[name], dims[name] = "group", None
-            continue
-        path: KeyPath = ("metrics", name)
-        kinds = {p: granularity[ref] for p, ref in m.inputs.items()}
-        if mdef.kind == "reduction":
-            granularity[name] = "series"
-            for p, ref in m.inputs.items():
-                if kinds[p] == "series":
-                    problems.append(
-                        source.problem(
-                            (*path, "inputs", p),
-                            f"'{m.fn}' reduces over the step axis, but '{ref}' has none (it is "
-                            "itself one result per model and seed); give it a per-checkpoint "
-                            "metric",
-                        )
-                    )
-        elif mdef.kind == "derived":
-            if len(set(kinds.values())) > 1:
-                problems.append(
-                    source.problem(
-                        (*path, "inputs"),
-                        "mixes per-checkpoint inputs ("
-                        + ", ".join(sorted(m.inputs[p] for p, k in kinds.items() if k == "group"))
-                        + ") with per-series ones ("
-                        + ", ".join(sorted(m.inputs[p] for p, k in kinds.items() if k != "group"))
-                        + "); a derived metric reads one kind",
-                    )
-                )
-            granularity[name] = next(iter(kinds.values()), "group")
-        else:
-            granularity[name] = "group"
-        in_dims = {p: dims[ref] for p, ref in m.inputs.items()}
-        _check_input_dims(spec, source, name, mdef, in_dims, problems)
-        declared = getattr(mdef, "dims", None)
-        dims[name] = tuple(declared) if declared is not None else _dims_rule(mdef, m.args, in_dims)
-
-
-def _check_input_dims(
-    spec: Spec,
-    source: SourceMap,
-    name: str,
-    mdef: Any,
-    in_dims: dict[str, Any],
-    problems: list[Problem],
-) -> None:
-    """Built-in metrics whose input must carry certain dims."""
-    if not getattr(mdef.fn, "__module__", "").startswith("mispec.metrics.builtin"):
-        return
-    m = spec.metrics[name]
-
-    def shown(d: tuple[str, ...]) -> str:
-        return "(" + ", ".join(d) + ")" if d else "no dims (one number per checkpoint)"
-
-    if mdef.name == "icl_score":
-        d = in_dims.get("per_token_loss")
-        if d is not None and "pos" not in d:
-            ref = m.inputs["per_token_loss"]
-            problems.append(
-                source.problem(
-                    ("metrics", name, "inputs", "per_token_loss"),
-                    f"icl_score needs per-token values (a 'pos' dim, e.g. from per_token_loss), "
-                    f"but '{ref}' ({spec.metrics[ref].fn}) has dims {shown(d)}",
-                )
-            )
-    elif mdef.name == "reduce":
-        d = in_dims.get("x")
-        over = m.args.get("over") or []
-        missing = [x for x in over if d is not None and x not in d]
-        if missing:
-            ref = m.inputs["x"]
-            problems.append(
-                source.problem(
-                    ("metrics", name, "args", "over"),
-                    f"'{ref}' has no dims {missing} to reduce over (its dims: {shown(d)})",
-                )
-            )
+        if isinstance(mdef, MetricDef):
+            defs[name] = mdef
+    graph = build_metric_graph(spec.metrics, defs)
+    problems.extend(source.problem(p.path, p.message) for p in graph.problems)

@@ -64,7 +64,11 @@ def _patch_pos(index: int, clean: Any) -> Callable[..., Any]:
     return hook
 
 
-@metric(dims=None, units="fraction of logit difference restored")
+def _patched_dims(per: str) -> tuple[str, ...]:
+    return ("layer", "head" if per == "head" else "pos")
+
+
+@metric(dims=_patched_dims, units="fraction of logit difference restored")
 def activation_patching(
     bridge: Any, prompts: Any, per: Literal["head", "position"] = "head"
 ) -> Any:

@@ -20,7 +20,7 @@ import numpy as np
 from mispec.errors import UserError
 from mispec.lazy import xr
 from mispec.metrics.builtin._common import act, prediction_weights
-from mispec.metrics.core import metric
+from mispec.metrics.core import InputDims, metric
 
 
 def _weighted_mean(values: Any, weights: Any, dim: int | None = None) -> Any:
@@ -69,7 +69,20 @@ def per_token_loss(
     return xr.DataArray(values, dims=("pos",), coords={"pos": np.arange(1, values.shape[0] + 1)})
 
 
-@metric(dims=None, inputs=("per_token_loss",), units="nats")
+def _without_pos(per_token_loss: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(d for d in per_token_loss if d != "pos")
+
+
+@metric(
+    dims=_without_pos,
+    inputs=("per_token_loss",),
+    input_dims={
+        "per_token_loss": InputDims(
+            ("pos",), why="per-token values (a 'pos' dim, e.g. from per_token_loss)"
+        )
+    },
+    units="nats",
+)
 def icl_score(per_token_loss: Any, early: int, late: int) -> Any:
     """In-context-learning score (Olsson et al. 2022): loss on token ``late`` minus loss on
     token ``early``.

@@ -91,7 +91,11 @@ def steepest_step(
     return float(steps[end[best]])
 
 
-@metric(dims=None, inputs=("series",), reduces="step", units="step")
+def _per_cell_of_series(series: tuple[str, ...]) -> tuple[str, ...]:
+    return series  # one step per cell of the series
+
+
+@metric(dims=_per_cell_of_series, inputs=("series",), reduces="step", units="step")
 def transition_step(
     series: Any, smooth: float = 0.05, min_interval: float = 0.05, tolerance: float = 0.3
 ) -> Any:
@@ -115,7 +119,7 @@ def transition_step(
     return xr.DataArray(out, dims=series.dims[:-1], coords=coords, attrs={"units": "step"})
 
 
-@metric(dims=None, inputs=("series",), reduces="step", units="projection")
+@metric(dims=("step", "pc"), inputs=("series",), reduces="step", units="projection")
 def pca_over_steps(series: Any, k: int = 2) -> Any:
     """Projections of each checkpoint onto the first ``k`` principal components of the series
     across steps (every non-step dim flattened), dims ``(step, pc)`` with ``pc = 1..k``;

@@ -5,10 +5,19 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from mispec.errors import UserError
-from mispec.metrics.core import metric
+from mispec.metrics.core import InputDims, metric
 
 
-@metric(dims=None, inputs=("x",), units="")
+def _without_over(x: tuple[str, ...], over: list[str]) -> tuple[str, ...]:
+    return tuple(d for d in x if d not in over)
+
+
+@metric(
+    dims=_without_over,
+    inputs=("x",),
+    input_dims={"x": InputDims(arg="over", why="to reduce over")},
+    units="",
+)
 def reduce(x: Any, over: list[str], how: Literal["max", "mean", "min", "sum"] = "max") -> Any:
     """``how`` of the input over the dims ``over`` (e.g. the strongest induction head:
     ``{fn: reduce, inputs: {x: induction}, args: {over: [layer, head]}}``). Other dims pass
