@@ -40,7 +40,6 @@ thread count.
 from __future__ import annotations
 
 import contextlib
-import errno
 import importlib
 import logging
 import os
@@ -66,12 +65,11 @@ from mispec.execute.memory import tune_malloc
 from mispec.execute.progress import progress_bars
 from mispec.execute.threads import pinned_torch_threads
 from mispec.execute.work import work_list
+from mispec.store.write_errors import WRITE_ERRNOS
 
 DEFAULT_TORCH_THREADS = 1
 MARKER_PREFIX = ".dask-run-"
 PRE_SPAWN = "distributed.nanny.pre-spawn-environ"
-# write failures a retry cannot fix (read-only or full store, permissions): not retried
-_WRITE_ERRNOS = {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM}
 
 
 # ----------------------------------------------------------------------------- threads
@@ -194,7 +192,7 @@ def _guarded(node: str, job: Job, body: Any) -> dict[str, Any]:
     except MispecError as exc:
         return _failure(node, exc)
     except OSError as exc:
-        if exc.errno not in _WRITE_ERRNOS:
+        if exc.errno not in WRITE_ERRNOS:  # a write failure a retry cannot fix
             raise  # maybe transient (a network filesystem): Dask retries it
         return _failure(
             node,
