@@ -5,27 +5,31 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 __version__ = "0.1.0"
 __all__ = ["load_spec", "plan", "run", "open_results", "diff", "metric", "__version__"]
 
+# each public name → the module that defines it, imported on first use (``import mispec``
+# stays light; ``dir(mispec)`` lists them all the same)
+_LAZY = {
+    "load_spec": "mispec.spec.load",
+    "plan": "mispec.api",
+    "run": "mispec.api",
+    "open_results": "mispec.api",
+    "diff": "mispec.diffing",
+    "metric": "mispec.metrics.core",
+}
+
 
 def __getattr__(name: str) -> Any:
-    if name in ("load_spec",):
-        from mispec.spec.load import load_spec
-
-        return load_spec
-    if name in ("plan", "run", "open_results"):
-        from mispec import api
-
-        return getattr(api, name)
-    if name == "diff":
-        from mispec.diffing import diff
-
-        return diff
-    if name == "metric":
-        from mispec.metrics.core import metric
-
-        return metric
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'mispec' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public API and the module's dunders (not its helper imports)."""
+    dunders = {n for n in globals() if n.startswith("__") and n.endswith("__")}
+    return sorted(dunders | set(__all__))

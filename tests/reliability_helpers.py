@@ -259,7 +259,6 @@ def _install_kill_point(point: str) -> None:
 
         setattr(owner, attr, wrapper)
 
-    import mispec.api
     import mispec.execute.tasks
     import mispec.metrics.forward
     import mispec.models.checkpoints
@@ -267,6 +266,7 @@ def _install_kill_point(point: str) -> None:
     import mispec.store.activations
     import mispec.store.cells
     import mispec.store.files
+    import mispec.store.run_folder
     import mispec.store.store
 
     if name == "train":  # inside the training loop
@@ -311,7 +311,7 @@ def _install_kill_point(point: str) -> None:
             if moving_old == (name == "history-move"):
                 hit()
 
-        mispec.api.os = _OsProxy(replace)  # type: ignore[attr-defined]
+        mispec.store.run_folder.os = _OsProxy(replace)  # type: ignore[attr-defined]
     elif name == "run-index":  # before the run is recorded in the store's index
         before(mispec.store.store.Store, "record_run")
     else:

@@ -127,6 +127,7 @@ def test_an_unchanged_rerun_leaves_the_run_folder_untouched(write_spec, monkeypa
 
     import mispec.api
     from mispec.cli.main import main
+    from mispec.store.run_folder import RunFolder
 
     from .reliability_helpers import snapshot, snapshot_diff
 
@@ -142,7 +143,7 @@ def test_an_unchanged_rerun_leaves_the_run_folder_untouched(write_spec, monkeypa
 
     with monkeypatch.context() as m:
         m.setattr(mispec.api, "_assemble", forbidden)
-        m.setattr(mispec.api, "_write_run", forbidden)
+        m.setattr(RunFolder, "write", forbidden)
         again = mispec.run(spec, progress=False)
     assert not again.did_work
     c = again.counters

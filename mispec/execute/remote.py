@@ -22,7 +22,6 @@ atomically, by content key — so a retried task rewrites identical bytes.
 from __future__ import annotations
 
 import contextlib
-import errno
 import importlib
 import os
 import threading
@@ -38,13 +37,12 @@ from mispec.execute.context import Counters, RunContext
 from mispec.execute.executor import Outcome
 from mispec.execute.memory import tune_malloc
 from mispec.execute.threads import pinned_torch_threads
+from mispec.store.write_errors import WRITE_ERRNOS
 
 if TYPE_CHECKING:
     from mispec.planning.graph import Plan
 
 MARKER_PREFIX = ".mispec-run-"
-# write failures a retry cannot fix (read-only or full store, permissions): not retried
-_WRITE_ERRNOS = {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM}
 
 
 @dataclass(frozen=True)
@@ -143,7 +141,7 @@ def guarded(node: str, job: Job, body: Callable[[], dict[str, int]]) -> dict[str
     except MispecError as exc:
         return failure(node, exc)
     except OSError as exc:
-        if exc.errno not in _WRITE_ERRNOS:
+        if exc.errno not in WRITE_ERRNOS:
             raise  # maybe transient (a network filesystem): the executor may retry it
         return failure(
             node,

@@ -44,16 +44,16 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         if (run_dir / "provenance.json").is_file()
         else {}
     )
-    metrics = sorted({v for c in tree.children.values() for v in c.to_dataset().data_vars})
+    metrics = sorted({str(v) for c in tree.children.values() for v in c.to_dataset().data_vars})
     rows, images = [], []
     for model, child in tree.children.items():
         ds = child.to_dataset()
-        for name in sorted(ds.data_vars):
+        for name in sorted(map(str, ds.data_vars)):
             var = ds[name]
             rows.append(
                 f"<tr><td>{html.escape(model)}</td><td>{html.escape(name)}</td>"
                 f"<td>{html.escape(var.attrs.get('metric_fn', ''))}</td>"
-                f"<td>{html.escape(' × '.join(var.dims))}</td>"
+                f"<td>{html.escape(' × '.join(map(str, var.dims)))}</td>"
                 f"<td>{html.escape(headline(var))}</td>"
                 f"<td>{html.escape(str(var.attrs.get('units', '')))}</td></tr>"
             )
