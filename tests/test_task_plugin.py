@@ -53,14 +53,15 @@ def spec_text(task: str = HELPER, args: str = "n: 6, length: 4, vocab: 8") -> st
 
 
 @pytest.fixture
-def registries(monkeypatch):
-    """Registries (and the modules a test imports) as they were before the test."""
+def registries(monkeypatch, tmp_path):
+    """Registries as they were before the test; plugin modules imported from ``tmp_path``
+    are forgotten after it."""
     for registry in (TASKS, GENERATORS, PROMPT_GENERATORS):
         monkeypatch.setattr(registry, "_items", dict(registry._items))
-    modules = set(sys.modules)
     yield
-    for name in set(sys.modules) - modules:
-        if not name.startswith(("mispec", "torch", "transformer")):
+    roots = (str(tmp_path), str(tmp_path.resolve()))
+    for name, module in list(sys.modules.items()):
+        if str(getattr(module, "__file__", None) or "").startswith(roots):
             del sys.modules[name]
 
 

@@ -46,6 +46,9 @@ class PromptGenerators(Registry[PromptGenerator]):
     def __init__(self) -> None:
         super().__init__("prompt generator")
 
+    def register(self, name: str, item: PromptGenerator) -> PromptGenerator:
+        raise TypeError("register a task in mispec.tasks.TASKS, a pure generator in GENERATORS")
+
     def names(self) -> list[str]:
         return sorted(set(GENERATORS.names()) | set(TASKS.names()))
 
