@@ -75,11 +75,10 @@ class Scale:
         """The prompt tokens, from mispec's own generator (identical for every contender)."""
         import torch
 
-        from mispec.prompts.generators import repeated_tokens
+        from mispec.tasks import make_task
 
-        ps = repeated_tokens(
-            seed=self.prompt_seed, n=self.n_prompts, vocab=self.vocab, half_len=self.half_len
-        )
+        task = make_task("repeated_tokens", {"vocab": self.vocab, "half_len": self.half_len})
+        ps = task.prompt_set(self.n_prompts, self.prompt_seed)
         return torch.as_tensor(ps.tokens, dtype=torch.long)
 
 

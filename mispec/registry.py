@@ -3,15 +3,25 @@
 Names are collision-checked; unknown names get a did-you-mean; third parties extend a
 registry through an entry-point group (loaded lazily, a broken plugin warns instead of
 crashing) or a spec can name ``module:function`` directly (imported only then).
+
+A ``module:function`` reference resolves *beside the spec that names it*: given the spec's
+folder (``base_dir``), the module is imported with that folder first on ``sys.path``, so a
+``my_metrics.py`` next to ``study.yaml`` works from any working directory. A reference is
+imported once per process and remembered under its name (as Python remembers the module);
+validation resolves every reference a spec names before planning, training or running it,
+so later lookups in the same process find it resolved.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import sys
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 from mispec.errors import UserError
 
@@ -74,40 +84,70 @@ class Registry(Generic[T]):
         return sorted(self._items)
 
     def __contains__(self, name: str) -> bool:
-        return self.get_or_none(name) is not None
+        """Whether ``name`` resolves. A ``module:function`` reference whose import fails is
+        not contained; the failure itself surfaces where the name is looked up (``get``,
+        or validation, which reports it at the spec key naming the plugin)."""
+        try:
+            return self.get_or_none(name) is not None
+        except Exception:
+            return False
 
-    def get_or_none(self, name: str) -> T | None:
+    def get_or_none(self, name: str, base_dir: Path | None = None) -> T | None:
+        """The item registered as ``name``, or the object a ``module:function`` reference
+        names (imported beside ``base_dir``, the spec's folder); ``None`` when unknown."""
         if name in self._items:  # builtins and already-loaded plugins: no entry-point import
             return self._items[name]
         self._load_entry_points()
         if name in self._items:
             return self._items[name]
         if ":" in name:
-            return self._import_reference(name)
+            item: T = import_reference(name, base_dir)
+            self._items[name] = item
+            return item
         return None
 
-    def get(self, name: str) -> T:
-        item = self.get_or_none(name)
+    def get(self, name: str, base_dir: Path | None = None) -> T:
+        item = self.get_or_none(name, base_dir)
         if item is None:
             raise UnknownNameError(self.kind, name, self.names())
         return item
 
-    def _import_reference(self, ref: str) -> T | None:
-        module_name, _, attr = ref.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise UserError(
-                f"cannot import plugin module '{module_name}' for '{ref}': {exc}"
-            ) from exc
-        obj = module
-        for part in attr.split("."):
-            obj = getattr(obj, part, None)
-            if obj is None:
-                raise UserError(f"plugin module '{module_name}' has no attribute '{attr}'")
-        item = getattr(obj, "__mispec__", obj)
-        self._items[ref] = item
-        return item
-
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+def import_reference(ref: str, base_dir: Path | None = None) -> Any:
+    """The object ``module:attr`` names (its ``__mispec__`` record where it has one), the
+    module imported with ``base_dir`` first on ``sys.path``. ``UserError`` when the module
+    does not import or lacks the attribute; an exception the module raises itself
+    propagates (validation reports it at the spec key that names the plugin)."""
+    module_name, _, attr = ref.partition(":")
+    try:
+        with _beside(base_dir):
+            module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UserError(f"cannot import plugin module '{module_name}' for '{ref}': {exc}") from exc
+    obj: Any = module
+    for part in attr.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise UserError(f"plugin module '{module_name}' has no attribute '{attr}'")
+    return getattr(obj, "__mispec__", obj)
+
+
+@contextmanager
+def _beside(base_dir: Path | None) -> Iterator[None]:
+    """``base_dir`` first on ``sys.path`` for the duration (nothing when ``None``)."""
+    if base_dir is None:
+        yield
+        return
+    entry = str(Path(base_dir).resolve())
+    added = entry not in sys.path
+    if added:
+        sys.path.insert(0, entry)
+        importlib.invalidate_caches()  # a plugin file written since the last import
+    try:
+        yield
+    finally:
+        if added and entry in sys.path:
+            sys.path.remove(entry)

@@ -84,12 +84,11 @@ def test_induction_score_equals_transformer_lens_head_detector(default_study, ds
     )
 
     from mispec.models import ModelHandle
-    from mispec.prompts.core import GENERATORS, load_builtin_generators
+    from mispec.tasks.generators import PROMPT_GENERATORS
 
     project, spec_path, _ = default_study
     spec = mispec.load_spec(spec_path).spec
-    load_builtin_generators()
-    prompts = GENERATORS.get("repeated_tokens")(seed=123, **spec.prompts["repeats"].args)
+    prompts = PROMPT_GENERATORS.get("repeated_tokens")(seed=123, **spec.prompts["repeats"].args)
     tokens = torch.from_numpy(prompts.tokens)
     step = int(ds.step.values[-5])
     handle = ModelHandle.open("toy2l", spec.models["toy2l"], 1, project, project / ".mispec")

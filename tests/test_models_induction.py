@@ -8,7 +8,7 @@ induction circuit; ``tests/test_default_study.py`` checks that circuit.
 Model: 2-layer attention-only, d_model 64, 4 heads of 16, LN, vocab 64, half_len 24,
 batch 64, AdamW (lr 1e-3, weight decay 0.01). Loss floor on the repeated half: 0 nats —
 each repeated token is a deterministic function of the first half (see
-``mispec.models.tasks.induction``). Measured on 2 CPU cores: ~17 ms/step; the induction
+``mispec.tasks.induction``). Measured on 2 CPU cores: ~17 ms/step; the induction
 score jumps from ~0.09 (step 75) to ~0.76 (step 125) and the repeated-half loss falls
 below 0.05 by step ~175.
 """
@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 
 from mispec.models import ModelHandle, ensure_trained
-from mispec.prompts.core import GENERATORS, load_builtin_generators
 from mispec.spec.schema import ModelSpec, TrainSpec
+from mispec.tasks.generators import PROMPT_GENERATORS
 
 HALF = 24
 TOY = TrainSpec(
@@ -49,8 +49,7 @@ def test_default_toy_forms_induction_heads(tmp_path):
     steps = [0, 100, 200, 300]
     report = ensure_trained("toy", TOY, 0, steps, tmp_path, progress=False)
     assert report.steps_trained == 300
-    load_builtin_generators()
-    ps = GENERATORS.get("repeated_tokens")(seed=123, n=64, vocab=64, half_len=HALF)
+    ps = PROMPT_GENERATORS.get("repeated_tokens")(seed=123, n=64, vocab=64, half_len=HALF)
     tokens, mask = torch.from_numpy(ps.tokens), torch.from_numpy(ps.extras["loss_mask"])
     handle = ModelHandle.open("toy", ModelSpec(train=TOY), 0, tmp_path, tmp_path)
     results = {}

@@ -166,8 +166,8 @@ def test_full_batch_modular_addition_learns(tmp_path):
         optimizer={"name": "adamw", "lr": 1e-2, "weight_decay": 1.0},
     )
     ensure_trained("m", spec, 0, [0, 60], tmp_path, progress=False)
-    from mispec.models.tasks import task_for
     from mispec.models.training import masked_loss
+    from mispec.tasks import task_for
 
     task = task_for(spec)
     b = task.batch(0, 0, None)

@@ -8,38 +8,38 @@ import numpy as np
 import pytest
 
 from mispec.errors import PromptError
-from mispec.models.tasks import make_task
-from mispec.prompts.core import GENERATORS, load_builtin_generators
 from mispec.prompts.text import load_text_prompts
+from mispec.tasks import make_task
+from mispec.tasks.generators import PROMPT_GENERATORS
 
 try:  # tests/ as a package (tests/__init__.py or `python -m pytest`)
     from tests.helpers.tiny_neox import build_tokenizer
 except ImportError:  # tests/ itself on sys.path (pytest rootdir-relative)
     from helpers.tiny_neox import build_tokenizer
 
-load_builtin_generators()
-
 
 def test_generators_registered():
-    assert {"repeated_tokens", "modular_addition", "toy_ioi", "sorting"} <= set(GENERATORS.names())
+    assert {"repeated_tokens", "modular_addition", "toy_ioi", "sorting"} <= set(
+        PROMPT_GENERATORS.names()
+    )
 
 
 def test_repeated_tokens_prompts_match_training_format():
-    ps = GENERATORS.get("repeated_tokens")(seed=123, n=10, vocab=32, half_len=7)
+    ps = PROMPT_GENERATORS.get("repeated_tokens")(seed=123, n=10, vocab=32, half_len=7)
     train = make_task("repeated_tokens", {"vocab": 32, "half_len": 7}).batch(0, 0, 10)
     assert ps.tokens.shape == train.tokens.shape == (10, 15)
     assert (ps.extras["loss_mask"] == train.loss_mask).all()
     assert (ps.tokens[:, 0] == 0).all() and (ps.tokens[:, 1:8] == ps.tokens[:, 8:]).all()
     assert ps.meta["vocab"] == 32 and ps.meta["half_len"] == 7 and ps.has_bos
-    again = GENERATORS.get("repeated_tokens")(seed=123, n=10, vocab=32, half_len=7)
+    again = PROMPT_GENERATORS.get("repeated_tokens")(seed=123, n=10, vocab=32, half_len=7)
     assert (again.tokens == ps.tokens).all()
-    other = GENERATORS.get("repeated_tokens")(seed=124, n=10, vocab=32, half_len=7)
+    other = PROMPT_GENERATORS.get("repeated_tokens")(seed=124, n=10, vocab=32, half_len=7)
     assert not (other.tokens == ps.tokens).all()
     assert ps.max_token() < 32
 
 
 def test_modular_addition_prompts_are_the_table():
-    ps = GENERATORS.get("modular_addition")(seed=0, p=5, train_frac=0.4)
+    ps = PROMPT_GENERATORS.get("modular_addition")(seed=0, p=5, train_frac=0.4)
     task = make_task("modular_addition", {"p": 5, "train_frac": 0.4})
     assert ps.n == 25 and not ps.has_bos
     assert (ps.extras["train_mask"] == task.train_mask).all()
@@ -48,10 +48,10 @@ def test_modular_addition_prompts_are_the_table():
 
 
 def test_ioi_and_sorting_prompts():
-    ps = GENERATORS.get("toy_ioi")(seed=0, n=12, n_names=6)
+    ps = PROMPT_GENERATORS.get("toy_ioi")(seed=0, n=12, n_names=6)
     assert {"corrupt_tokens", "answer", "wrong_answer", "answer_pos", "loss_mask"} <= set(ps.extras)
     assert ps.extras["corrupt_tokens"].shape == ps.tokens.shape
-    ps = GENERATORS.get("sorting")(seed=0, n=4, length=3, max_value=9)
+    ps = PROMPT_GENERATORS.get("sorting")(seed=0, n=4, length=3, max_value=9)
     assert ps.tokens.shape == (4, 8)
 
 
@@ -97,8 +97,8 @@ def test_generators_do_not_import_torch():
     import sys
 
     code = (
-        "import sys; from mispec.prompts.core import GENERATORS, load_builtin_generators;"
-        "load_builtin_generators(); GENERATORS.get('repeated_tokens')(seed=0);"
+        "import sys; from mispec.tasks.generators import PROMPT_GENERATORS;"
+        "PROMPT_GENERATORS.get('repeated_tokens')(seed=0);"
         "import mispec.models; mispec.models.available_steps; mispec.models.saved_steps;"
         "print('torch' in sys.modules)"
     )

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from mispec.errors import UserError
-from mispec.models.tasks import TASKS, make_task, task_for
 from mispec.registry import UnknownNameError
 from mispec.spec.schema import ArchSpec, TrainSpec
+from mispec.tasks import TASKS, make_task, task_for
 
 
 def test_registry_has_builtins_and_did_you_mean():

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from mispec.errors import PromptError
-from mispec.prompts.core import GENERATORS, PromptSet, load_builtin_generators
+from mispec.prompts.core import PromptSet
 from mispec.spec.schema import PromptSpec
+from mispec.tasks.generators import PROMPT_GENERATORS
 
 
 def build_prompts(
@@ -19,8 +20,7 @@ def build_prompts(
     d_vocab: int | None = None,
 ) -> PromptSet:
     if prompt.generator is not None:
-        load_builtin_generators()
-        gen = GENERATORS.get(prompt.generator)
+        gen = PROMPT_GENERATORS.get(prompt.generator, base_dir)
         try:
             prompts = gen(seed=prompt.seed, **prompt.args)
         except (TypeError, ValueError) as exc:

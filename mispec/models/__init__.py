@@ -4,7 +4,7 @@ Public API (imported lazily, so ``import mispec.models`` never imports torch):
 
 * planning, no torch: :func:`default_selector`, :func:`available_steps`,
   :func:`checkpoint_identity`, :func:`model_info`, :func:`training_identity`,
-  :func:`saved_steps`, :func:`task_for`, ``TASKS``;
+  :func:`saved_steps` (the tasks toy models train on live in :mod:`mispec.tasks`);
 * training: :func:`ensure_trained` → :class:`TrainReport`;
 * loading: :class:`ModelHandle` (``open`` / ``load(step)`` / ``close``).
 """
@@ -22,19 +22,14 @@ _EXPORTS = {
     "training_identity": "mispec.models.runs",
     "saved_steps": "mispec.models.runs",
     "TrainReport": "mispec.models.runs",
-    "task_for": "mispec.models.tasks",
-    "TASKS": "mispec.models.tasks",
-    "Task": "mispec.models.tasks",
     "ensure_trained": "mispec.models.training",
     "ModelHandle": "mispec.models.handle",
     "ModelInfo": "mispec.models.info",
 }
 
 __all__ = [
-    "TASKS",
     "ModelHandle",
     "ModelInfo",
-    "Task",
     "TrainReport",
     "available_steps",
     "checkpoint_identity",
@@ -42,7 +37,6 @@ __all__ = [
     "ensure_trained",
     "model_info",
     "saved_steps",
-    "task_for",
     "training_identity",
 ]
 
@@ -56,7 +50,6 @@ if TYPE_CHECKING:
         default_selector,
         model_info,
     )
-    from mispec.models.tasks import TASKS, Task, task_for
     from mispec.models.training import ensure_trained
 
 

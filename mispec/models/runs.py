@@ -22,8 +22,8 @@ from typing import Any
 from mispec.errors import UserError
 from mispec.hashing import content_key
 from mispec.models.info import ModelInfo
-from mispec.models.tasks import Task, task_for
 from mispec.spec.schema import TrainSpec
+from mispec.tasks import Task, task_for
 
 TRAINER_VERSION = 1  # bump when training numerics change: old runs stop matching
 MODEL_FILE = "model_{step}.safetensors"

@@ -37,8 +37,8 @@ from mispec.models.runs import (
     saved_steps,
     training_identity,
 )
-from mispec.models.tasks import Task, task_for
 from mispec.spec.schema import OptimizerSpec, TrainSpec
+from mispec.tasks import Task, task_for
 
 
 def make_optimizer(

@@ -1,4 +1,9 @@
-"""Prompt sets: token arrays plus labelled extras, built by registered generators or files."""
+"""The prompt set: token arrays plus labelled extras, what every metric that reads prompts gets.
+
+Tasks (:mod:`mispec.tasks`), pure generators (:mod:`mispec.prompts.generators`) and text
+files (:mod:`mispec.prompts.text`) all build one. This module imports nothing else of
+mispec, so each of them can import it without a cycle.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-from mispec.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -50,17 +53,3 @@ class PromptSet:
             v for k, v in self.extras.items() if k.endswith("tokens") or k.endswith("answer")
         ]
         return int(max(a.max() for a in arrays if a.size))
-
-
-# A generator is a plain function ``(n: int, seed: int, **args) -> PromptSet``; its keyword
-# parameters (defaults and annotations) are the schema of the spec's ``args:``.
-GENERATORS: Registry[Any] = Registry("prompt generator", entry_point_group="mispec.generators")
-
-_LOADED = False
-
-
-def load_builtin_generators() -> None:
-    global _LOADED
-    if not _LOADED:
-        _LOADED = True
-        import mispec.prompts.generators  # noqa: F401

@@ -1,52 +1,73 @@
-"""Built-in prompt generators, registered in ``GENERATORS``.
+"""Pure prompt generators: functions ``fn(*, seed, **args) -> PromptSet`` a spec names.
 
-Each is ``fn(*, seed, n=..., **task_args) -> PromptSet`` and reuses the training task of
-the same name (``mispec.models.tasks``), so a prompt set is *exactly* the training format
-of a model trained on that task with the same arguments: same BOS, vocabulary, layout
-and ``loss_mask``. Prompts come from their own random stream, disjoint from training
-batches. Pure numpy (no torch import).
+A prompt set's ``generator:`` names either a *task* (every task is its own generator, see
+:mod:`mispec.tasks.generators`) or a pure generator: a plain function whose keyword
+parameters other than ``seed`` (with their defaults and annotations) are the schema of the
+spec's ``args:``, like a metric's. mispec ships none; third parties register them through
+the ``mispec.generators`` entry-point group, or a spec names ``module:function``.
+
+Both kinds reach the rest of mispec as one record, :class:`PromptGenerator`: the schema
+validation checks the spec against, and ``build(seed, args)``. This module knows nothing of
+tasks (tasks depend on prompts, never the other way round).
 """
 
 from __future__ import annotations
 
-from mispec.models.tasks import make_task
-from mispec.prompts.core import GENERATORS, PromptSet
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from mispec.prompts.core import PromptSet
+from mispec.registry import Registry
+
+GENERATORS: Registry[Callable[..., PromptSet]] = Registry(
+    "prompt generator", entry_point_group="mispec.generators"
+)
+
+# An argument's (default or ``inspect.Parameter.empty``, annotation) — what validation reads.
+ArgSchema = Mapping[str, tuple[Any, Any]]
 
 
-@GENERATORS.decorator()
-def repeated_tokens(*, seed: int, n: int = 32, vocab: int = 64, half_len: int = 24) -> PromptSet:
-    """``n`` sequences ``BOS x_1…x_L x_1…x_L`` (BOS = 0, x uniform over 1…vocab-1).
+@dataclass(frozen=True)
+class PromptGenerator:
+    """What ``generator: <name>`` means: ``params``, the schema of the spec's ``args``
+    (name → (default, annotation); annotations evaluate in ``namespace``), and ``build``,
+    which turns ``(seed, args)`` into a :class:`PromptSet`."""
 
-    Extras: ``loss_mask`` [n, 2L] (the repeated half). Meta: ``vocab``, ``half_len``."""
-    return make_task("repeated_tokens", {"vocab": vocab, "half_len": half_len}).prompt_set(n, seed)
+    name: str
+    params: ArgSchema
+    build: Callable[[int, dict[str, Any]], PromptSet]
+    namespace: Mapping[str, Any] = field(default_factory=dict)
 
-
-@GENERATORS.decorator()
-def modular_addition(
-    *, seed: int = 0, p: int = 113, train_frac: float = 0.3, split_seed: int = 0
-) -> PromptSet:
-    """The full ``p × p`` table ``[a, b, =, c]`` in row-major order (``seed`` is unused).
-
-    Extras: ``loss_mask``, ``answer`` (c), ``answer_pos`` (2), ``train_mask`` (the pair
-    is in the training split of ``modular_addition`` with the same arguments)."""
-    args = {"p": p, "train_frac": train_frac, "split_seed": split_seed}
-    return make_task("modular_addition", args).prompt_set(p * p, seed)
+    def __call__(self, *, seed: int, **args: Any) -> PromptSet:
+        return self.build(seed, args)
 
 
-@GENERATORS.decorator()
-def toy_ioi(*, seed: int, n: int = 64, n_names: int = 16, abc_frac: float = 0.5) -> PromptSet:
-    """IOI-shaped prompts ``BOS X1 X2 S MID IO`` (templates ``A B A`` / ``B A A``).
+def argument_schema(fn: Callable[..., Any], skip: frozenset[str] = frozenset()) -> ArgSchema:
+    """The named parameters of ``fn`` (a class: of its ``__init__``) but ``skip``, as
+    ``{name: (default, annotation)}``; ``*args`` and ``**kwargs`` are not part of it."""
+    return {
+        name: (p.default, p.annotation)
+        for name, p in inspect.signature(fn).parameters.items()
+        if name not in skip and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    }
 
-    Extras: ``answer`` (IO), ``wrong_answer`` (S), ``answer_pos`` (4), ``corrupt_tokens``
-    (the repeated subject replaced by a third name), ``loss_mask``."""
-    args = {"n_names": n_names, "abc_frac": abc_frac}
-    return make_task("toy_ioi", args).prompt_set(n, seed)
+
+def function_generator(name: str, fn: Callable[..., PromptSet]) -> PromptGenerator:
+    """The record of a pure generator ``fn(*, seed, **args)``."""
+
+    def build(seed: int, args: dict[str, Any]) -> PromptSet:
+        return fn(seed=seed, **args)
+
+    schema = argument_schema(fn, frozenset({"seed"}))
+    return PromptGenerator(name, schema, build, getattr(fn, "__globals__", {}))
 
 
-@GENERATORS.decorator()
-def sorting(
-    *, seed: int, n: int = 64, length: int = 6, max_value: int = 32, distinct: bool = True
-) -> PromptSet:
-    """``START x_1…x_L MID s_1…s_L`` with ``s`` sorted. Extras: ``loss_mask``."""
-    args = {"length": length, "max_value": max_value, "distinct": distinct}
-    return make_task("sorting", args).prompt_set(n, seed)
+def takes_seed(obj: Any) -> bool:
+    """Whether ``obj`` is callable with a ``seed`` keyword: a pure generator's mark."""
+    try:
+        params = inspect.signature(obj).parameters
+    except (TypeError, ValueError):
+        return False
+    return "seed" in params

@@ -6,8 +6,7 @@ selectors against what a model can provide. Every problem is collected, none sho
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from mispec.spec.yaml_source import KeyPath, SourceMap
 def check_spec(spec: Spec, source: SourceMap, base_dir: Path) -> list[Problem]:
     problems: list[Problem] = []
     _check_models(spec, source, base_dir, problems)
-    _check_prompts(spec, source, problems)
+    _check_prompts(spec, source, base_dir, problems)
     _check_metrics(spec, source, problems, base_dir)
     from mispec.spec import preflight  # files, sizes, prompt sets, dims along inputs
 
@@ -43,8 +42,7 @@ def _lookup(
     base_dir: Path | None = None,
 ) -> Any:
     try:
-        with _plugin_path(name, base_dir):
-            item = registry.get_or_none(name)
+        item = registry.get_or_none(name, base_dir)
     except UserError as exc:  # a module:function reference that does not import
         problems.append(source.problem(path, str(exc)))
         return None
@@ -62,25 +60,6 @@ def _lookup(
             )
         )
     return item
-
-
-@contextmanager
-def _plugin_path(name: str, base_dir: Path | None) -> Iterator[None]:
-    """A ``module:function`` reference may name a module beside the spec."""
-    if ":" not in name or base_dir is None:
-        yield
-        return
-    import sys
-
-    entry = str(base_dir.resolve())
-    added = entry not in sys.path
-    if added:
-        sys.path.insert(0, entry)
-    try:
-        yield
-    finally:
-        if added and entry in sys.path:
-            sys.path.remove(entry)
 
 
 def signature_args(
@@ -172,13 +151,13 @@ def _fn_params(fn: Callable[..., Any], skip: frozenset[str] = frozenset()) -> di
 
 # --------------------------------------------------------------------------- models
 def _check_models(spec: Spec, source: SourceMap, base_dir: Path, problems: list[Problem]) -> None:
-    from mispec import models as model_sources
+    from mispec.tasks import TASKS
 
     for name, model in spec.models.items():
         path: KeyPath = ("models", name)
         if model.train is not None:
             task = _lookup(
-                model_sources.TASKS, model.train.task, (*path, "train", "task"), source, problems
+                TASKS, model.train.task, (*path, "train", "task"), source, problems, base_dir
             )
             if task is not None:
                 check_args(
@@ -199,8 +178,9 @@ def _check_selector(
 ) -> None:
     from mispec import models as model_sources
     from mispec.spec.selectors import resolve_selector
+    from mispec.tasks import TASKS
 
-    if model.train is not None and model.train.task not in model_sources.TASKS:
+    if model.train is not None and model.train.task not in TASKS:
         return
     selector = (
         model.checkpoints
@@ -216,20 +196,21 @@ def _check_selector(
 
 
 # --------------------------------------------------------------------------- prompts
-def _check_prompts(spec: Spec, source: SourceMap, problems: list[Problem]) -> None:
-    from mispec.prompts.core import GENERATORS, load_builtin_generators
+def _check_prompts(spec: Spec, source: SourceMap, base_dir: Path, problems: list[Problem]) -> None:
+    from mispec.tasks.generators import PROMPT_GENERATORS
 
-    load_builtin_generators()
     for name, prompt in spec.prompts.items():
         path: KeyPath = ("prompts", name)
         if prompt.generator is None:
             continue
-        gen = _lookup(GENERATORS, prompt.generator, (*path, "generator"), source, problems)
+        gen = _lookup(
+            PROMPT_GENERATORS, prompt.generator, (*path, "generator"), source, problems, base_dir
+        )
         if gen is not None:
             check_args(
                 prompt.args,
-                _fn_params(gen, frozenset({"seed"})),
-                getattr(gen, "__globals__", {}),
+                gen.params,
+                gen.namespace,
                 (*path, "args"),
                 source,
                 problems,

@@ -82,7 +82,7 @@ def check_built(spec: Spec, source: SourceMap, base_dir: Path) -> list[Problem]:
     for name, model in spec.models.items():
         if model.train is not None:
             _check_training(name, model, source, problems)
-    built = _build_prompt_sets(spec, source, problems)
+    built = _build_prompt_sets(spec, source, base_dir, problems)
     _check_prompt_fit(spec, source, base_dir, built, problems)
     _check_dataflow(spec, source, problems)
     return problems
@@ -149,11 +149,12 @@ def _check_training(
 
 
 # --------------------------------------------------------------------------- prompts
-def _build_prompt_sets(spec: Spec, source: SourceMap, problems: list[Problem]) -> dict[str, Any]:
+def _build_prompt_sets(
+    spec: Spec, source: SourceMap, base_dir: Path, problems: list[Problem]
+) -> dict[str, Any]:
     """Generated prompt sets that metrics read, built as a run would build them."""
-    from mispec.prompts.core import GENERATORS, load_builtin_generators
+    from mispec.tasks.generators import PROMPT_GENERATORS
 
-    load_builtin_generators()
     used = {m.prompts for m in spec.metrics.values() if m.prompts is not None}
     built: dict[str, Any] = {}
     for name in sorted(used):
@@ -162,7 +163,8 @@ def _build_prompt_sets(spec: Spec, source: SourceMap, problems: list[Problem]) -
             continue
         path: KeyPath = ("prompts", name, "args")
         try:
-            prompts = GENERATORS.get(prompt.generator)(seed=prompt.seed, **prompt.args)
+            generator = PROMPT_GENERATORS.get(prompt.generator, base_dir)
+            prompts = generator(seed=prompt.seed, **prompt.args)
         except (UserError, ValueError, TypeError, MemoryError, OverflowError) as exc:
             problems.append(
                 source.problem(

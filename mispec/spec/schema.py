@@ -115,7 +115,7 @@ class OptimizerSpec(Strict):
 
 
 class TrainSpec(Strict):
-    """A toy model trained by mispec on an algorithmic task (see ``mispec.models.tasks``)."""
+    """A toy model trained by mispec on an algorithmic task (see ``mispec.tasks``)."""
 
     task: str
     task_args: dict[str, Any] = Field(default_factory=dict)

@@ -1,8 +1,11 @@
 """Algorithmic tasks that mispec trains toy models on.
 
 ``TASKS`` maps a task name to a *factory*: a function whose keyword parameters (with
-defaults) are the task's ``task_args`` schema and which returns a :class:`Task`. Plugins
-add tasks through the ``mispec.tasks`` entry-point group or a ``module:function`` name.
+defaults) are the task's ``task_args`` schema and which returns a :class:`Task` (annotate
+the return type with the task's class), or a :class:`Task` subclass itself. Plugins add
+tasks through the ``mispec.tasks`` entry-point group or a ``module:function`` name (a
+module beside the spec is found). A task is both something to train on (``train.task``)
+and a prompt generator (``prompts.<name>.generator``; :mod:`mispec.tasks.generators`).
 
 Built in: ``repeated_tokens`` (induction), ``modular_addition`` (grokking), ``sorting``,
 ``toy_ioi``. Pure numpy; importing this package does not import torch.
@@ -10,27 +13,34 @@ Built in: ``repeated_tokens`` (induction), ``modular_addition`` (grokking), ``so
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from mispec.errors import UserError
-from mispec.models.tasks.arithmetic import ModularAddition, modular_addition
-from mispec.models.tasks.base import Task, TaskBatch, rng_for
-from mispec.models.tasks.induction import RepeatedTokens, repeated_tokens
-from mispec.models.tasks.ioi import ToyIOI, toy_ioi
-from mispec.models.tasks.sorting import Sorting, sorting
 from mispec.registry import Registry
+from mispec.tasks.arithmetic import ModularAddition, modular_addition
+from mispec.tasks.base import Task, TaskBatch, rng_for
+from mispec.tasks.induction import RepeatedTokens, repeated_tokens
+from mispec.tasks.ioi import ToyIOI, toy_ioi
+from mispec.tasks.sorting import Sorting, sorting
 
 if TYPE_CHECKING:
     from mispec.spec.schema import TrainSpec
 
-TASKS: Registry[Any] = Registry("task", entry_point_group="mispec.tasks")
+TaskFactory = Callable[..., Task]
+
+TASKS: Registry[TaskFactory] = Registry("task", entry_point_group="mispec.tasks")
 for _factory in (repeated_tokens, modular_addition, sorting, toy_ioi):
     TASKS.register(_factory.__name__, _factory)
 
 
 def make_task(name: str, args: dict[str, Any] | None = None) -> Task:
     """Build a task from the registry, turning bad arguments into a ``UserError``."""
-    factory = TASKS.get(name)
+    return build_task(name, TASKS.get(name), args)
+
+
+def build_task(name: str, factory: TaskFactory, args: dict[str, Any] | None = None) -> Task:
+    """``factory(**args)``, checked to be a :class:`Task`; bad arguments are a ``UserError``."""
     try:
         task = factory(**(args or {}))
     except TypeError as exc:
@@ -52,7 +62,9 @@ __all__ = [
     "Sorting",
     "Task",
     "TaskBatch",
+    "TaskFactory",
     "ToyIOI",
+    "build_task",
     "make_task",
     "rng_for",
     "task_for",

@@ -19,13 +19,15 @@ from functools import cached_property
 import numpy as np
 
 from mispec.errors import UserError
-from mispec.models.tasks.base import TRAIN_STREAM, Task, TaskBatch, positive, rng_for
+from mispec.prompts.core import PromptSet
+from mispec.tasks.base import TRAIN_STREAM, Task, TaskBatch, positive, rng_for
 
 
 class ModularAddition(Task):
     name = "modular_addition"
     has_bos = False
     full_batch = True
+    prompt_count = None  # the prompt set is the full table
 
     def __init__(self, p: int = 113, train_frac: float = 0.3, split_seed: int = 0):
         if not 0.0 < float(train_frac) <= 1.0:
@@ -93,7 +95,7 @@ class ModularAddition(Task):
         """The full table (train and test pairs; see ``extras['train_mask']``)."""
         return self.table
 
-    def prompt_set(self, n: int, seed: int):
+    def prompt_set(self, n: int | None, seed: int) -> PromptSet:
         """The full table, whatever ``n`` and ``seed``."""
         return self.to_prompt_set(self.table)
 

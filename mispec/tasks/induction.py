@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from mispec.errors import UserError
-from mispec.models.tasks.base import Task, TaskBatch, positive
+from mispec.tasks.base import Task, TaskBatch, positive
 
 BOS_ID = 0
 
@@ -37,6 +37,7 @@ BOS_ID = 0
 class RepeatedTokens(Task):
     name = "repeated_tokens"
     has_bos = True
+    prompt_count = 32
 
     def __init__(self, vocab: int = 64, half_len: int = 24, min_len: int | None = None):
         args = {"vocab": positive("vocab", vocab, 3), "half_len": positive("half_len", half_len)}

@@ -9,12 +9,18 @@ sets from them never imports torch.
 Every sequence is scored by next-token prediction: prediction ``i`` (the logits at
 position ``i``) is scored against token ``i + 1`` wherever ``loss_mask[:, i]`` is true, so
 a mask has shape ``[batch, n_ctx - 1]`` — the ``PromptSet`` ``loss_mask`` convention.
+
+A task owns its prompts: :meth:`Task.prompt_set` draws prompts in exactly the training
+format, and every task is a prompt generator a spec can name (``generator: <task>``, with
+``args: {n: ..., <task args>}``; see :mod:`mispec.tasks.generators`). A task class states
+how many prompts that generator draws by default (``prompt_count``), or ``None`` when the
+task is finite and its prompt set is always its whole table (the generator takes no ``n``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -57,6 +63,9 @@ class Task:
     n_ctx: int
     has_bos: bool = True
     full_batch: bool = False
+    # Prompts the task's generator draws when the spec gives no ``n``; ``None``: a finite
+    # task whose prompt set is always its whole table (its generator then takes no ``n``).
+    prompt_count: ClassVar[int | None] = 64
 
     def __init__(self, **args: Any):
         self.args = dict(args)
@@ -87,10 +96,18 @@ class Task:
     def meta(self) -> dict[str, Any]:
         return {"task": self.name, "d_vocab": self.d_vocab, "n_ctx": self.n_ctx, **self.args}
 
-    def prompt_set(self, n: int, seed: int) -> PromptSet:
-        """``n`` prompts in exactly the training format (``loss_mask`` as an extra)."""
-        b = self.sample(rng_for(PROMPT_STREAM, seed, 0), n)
+    def prompt_set(self, n: int | None, seed: int) -> PromptSet:
+        """``n`` prompts (``None``: ``prompt_count``) in exactly the training format
+        (``loss_mask`` as an extra), from a random stream disjoint from training batches."""
+        b = self.sample(rng_for(PROMPT_STREAM, seed, 0), self.prompt_n(n))
         return self.to_prompt_set(b)
+
+    def prompt_n(self, n: int | None) -> int:
+        """How many prompts to draw: ``n``, else the task's ``prompt_count``."""
+        count = self.prompt_count if n is None else n
+        if count is None:  # a finite task overrides prompt_set and never asks
+            raise TypeError(f"task '{self.name}' builds its whole table as prompts: give no n")
+        return count
 
     def to_prompt_set(self, b: TaskBatch) -> PromptSet:
         extras = {"loss_mask": b.loss_mask, **b.extras}

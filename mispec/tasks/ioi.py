@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mispec.models.tasks.base import PROMPT_STREAM, Task, TaskBatch, positive, rng_for
+from mispec.prompts.core import PromptSet
+from mispec.tasks.base import PROMPT_STREAM, Task, TaskBatch, positive, rng_for
 
 ANSWER_POS = 4
 
@@ -28,6 +29,7 @@ ANSWER_POS = 4
 class ToyIOI(Task):
     name = "toy_ioi"
     has_bos = True
+    prompt_count = 64
 
     def __init__(self, n_names: int = 16, abc_frac: float = 0.5):
         super().__init__(n_names=positive("n_names", n_names, 3), abc_frac=float(abc_frac))
@@ -75,7 +77,10 @@ class ToyIOI(Task):
         answer = np.where(is_abc, names3[:, 2], io)
         return TaskBatch(tokens=self._assemble(x, answer), loss_mask=self._mask(n))
 
-    def prompt_set(self, n: int, seed: int):
+    def prompt_set(self, n: int | None, seed: int) -> PromptSet:
+        """IOI-shaped prompts with their ABC corruption, ``answer`` (IO) and
+        ``wrong_answer`` (S): the pairs a logit difference and patching read."""
+        n = self.prompt_n(n)
         clean, io, s, corrupt, c = self._ioi(rng_for(PROMPT_STREAM, seed, 0), n)
         extras = {
             "corrupt_tokens": self._assemble(corrupt, c),

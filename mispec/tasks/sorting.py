@@ -11,12 +11,13 @@ from __future__ import annotations
 import numpy as np
 
 from mispec.errors import UserError
-from mispec.models.tasks.base import Task, TaskBatch, positive
+from mispec.tasks.base import Task, TaskBatch, positive
 
 
 class Sorting(Task):
     name = "sorting"
     has_bos = True
+    prompt_count = 64
 
     def __init__(self, length: int = 6, max_value: int = 32, distinct: bool = True):
         super().__init__(

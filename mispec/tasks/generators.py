@@ -1,0 +1,126 @@
+"""Every prompt generator a spec can name: the pure ones, and one derived from every task.
+
+A task owns its prompts. ``generator: toy_ioi`` with ``args: {n: 16, n_names: 8}`` and
+``seed: 3`` builds ``make_task("toy_ioi", {"n_names": 8}).prompt_set(16, 3)``: the prompts
+are exactly the training format of a model trained on that task with those arguments, from
+a random stream disjoint from training batches. Nothing is written twice: the generator's
+argument schema is the task factory's signature plus ``n``, whose default is the task
+class's ``prompt_count``; a finite task (``prompt_count = None``, e.g. modular addition)
+always gives its whole table and takes no ``n``. Plugin tasks (the ``mispec.tasks``
+entry-point group, or ``module:function``) are generators the same way.
+
+A name is looked up among the pure generators first (``GENERATORS``: registered names and
+the ``mispec.generators`` entry points), then among the tasks (``TASKS``); an unknown name
+gets a did-you-mean over both. A ``module:function`` reference (imported beside the spec's
+folder) names a pure generator when its callable takes ``seed``, else a task (a
+:class:`~mispec.tasks.base.Task` subclass, or a factory of task arguments).
+
+This module is where :mod:`mispec.prompts` and :mod:`mispec.tasks` meet: it imports both,
+and :mod:`mispec.prompts` imports nothing of the tasks.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+from mispec.errors import UserError
+from mispec.prompts.core import PromptSet
+from mispec.prompts.generators import (
+    GENERATORS,
+    PromptGenerator,
+    argument_schema,
+    function_generator,
+    takes_seed,
+)
+from mispec.registry import Registry, import_reference
+from mispec.tasks import TASKS, TaskFactory, build_task
+from mispec.tasks.base import Task
+
+
+class PromptGenerators(Registry[PromptGenerator]):
+    """The generator namespace of a spec: ``GENERATORS`` and ``TASKS`` seen as one registry
+    of :class:`PromptGenerator` records (read-only; register into either of those)."""
+
+    def __init__(self) -> None:
+        super().__init__("prompt generator")
+
+    def register(self, name: str, item: PromptGenerator) -> PromptGenerator:
+        raise TypeError("register a task in mispec.tasks.TASKS, a pure generator in GENERATORS")
+
+    def names(self) -> list[str]:
+        return sorted(set(GENERATORS.names()) | set(TASKS.names()))
+
+    def get_or_none(self, name: str, base_dir: Path | None = None) -> PromptGenerator | None:
+        if name not in self._items:
+            generator = _find(name, base_dir)
+            if generator is None:
+                return None
+            self._items[name] = generator
+        return self._items[name]
+
+
+PROMPT_GENERATORS = PromptGenerators()
+
+
+def _find(name: str, base_dir: Path | None) -> PromptGenerator | None:
+    if ":" not in name:
+        fn = GENERATORS.get_or_none(name)
+        if fn is not None:
+            return function_generator(name, fn)
+        factory = TASKS.get_or_none(name)
+        return None if factory is None else task_generator(name, factory)
+    obj = import_reference(name, base_dir)
+    if isinstance(obj, type) and issubclass(obj, Task):
+        return task_generator(name, TASKS.register(name, obj))
+    if not callable(obj):
+        raise UserError(f"'{name}' is neither a prompt generator nor a task (not callable)")
+    if takes_seed(obj):
+        return function_generator(name, GENERATORS.register(name, obj))
+    return task_generator(name, TASKS.register(name, obj))
+
+
+def task_generator(name: str, factory: TaskFactory) -> PromptGenerator:
+    """The prompt generator of the task ``factory`` builds (see the module doc)."""
+    params = argument_schema(factory)
+    count = task_class(factory).prompt_count
+    if count is not None:
+        if "n" in params:
+            raise UserError(
+                f"task '{name}' has a task argument 'n', the name its prompt generator "
+                "gives the prompt count: rename that argument"
+            )
+        params = {"n": (count, "int"), **params}
+
+    def build(seed: int, args: dict[str, Any]) -> PromptSet:
+        task_args = dict(args)
+        n = task_args.pop("n", None) if count is not None else None
+        return build_task(name, factory, task_args).prompt_set(n, seed)
+
+    return PromptGenerator(name, params, build, getattr(factory, "__globals__", {}))
+
+
+def task_class(factory: TaskFactory) -> type[Task]:
+    """The :class:`Task` subclass ``factory`` builds: the factory itself when it is one,
+    else the class its return annotation names; ``Task`` when neither says."""
+    if isinstance(factory, type) and issubclass(factory, Task):
+        return factory
+    try:
+        annotation: Any = inspect.signature(factory).return_annotation
+    except (TypeError, ValueError):
+        return Task
+    if isinstance(annotation, str):  # ``from __future__ import annotations``: a name
+        annotation = _lookup_name(annotation, getattr(factory, "__globals__", {}))
+    if isinstance(annotation, type) and issubclass(annotation, Task):
+        return annotation
+    return Task
+
+
+def _lookup_name(text: str, namespace: dict[str, Any]) -> Any:
+    """``a.b.C`` looked up in ``namespace`` (never evaluated: no code runs)."""
+    head, *rest = text.strip().split(".")
+    obj = namespace.get(head) if head.isidentifier() else None
+    for part in rest:
+        obj = getattr(obj, part, None)
+    return obj
