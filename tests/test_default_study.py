@@ -83,8 +83,8 @@ def test_induction_score_equals_transformer_lens_head_detector(default_study, ds
         get_induction_head_detection_pattern,
     )
 
-    from mispec.models import ModelHandle
     from mispec.prompts.core import GENERATORS, load_builtin_generators
+    from mispec.sources import source_for
 
     project, spec_path, _ = default_study
     spec = mispec.load_spec(spec_path).spec
@@ -92,7 +92,7 @@ def test_induction_score_equals_transformer_lens_head_detector(default_study, ds
     prompts = GENERATORS.get("repeated_tokens")(seed=123, **spec.prompts["repeats"].args)
     tokens = torch.from_numpy(prompts.tokens)
     step = int(ds.step.values[-5])
-    handle = ModelHandle.open("toy2l", spec.models["toy2l"], 1, project, project / ".mispec")
+    handle = source_for("toy2l", spec.models["toy2l"], project).open(1, project / ".mispec")
     with torch.no_grad():
         _, cache = handle.load(step).run_with_cache(
             tokens, names_filter=lambda n: "hook_pattern" in n

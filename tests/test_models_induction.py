@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import torch
 
-from mispec.models import ModelHandle, ensure_trained
+from mispec.models import ensure_trained
 from mispec.prompts.core import GENERATORS, load_builtin_generators
-from mispec.spec.schema import ModelSpec, TrainSpec
+from mispec.sources import source_for
+from mispec.spec.schema import TrainedModelSpec, TrainSpec
 
 HALF = 24
 TOY = TrainSpec(
@@ -52,7 +53,7 @@ def test_default_toy_forms_induction_heads(tmp_path):
     load_builtin_generators()
     ps = GENERATORS.get("repeated_tokens")(seed=123, n=64, vocab=64, half_len=HALF)
     tokens, mask = torch.from_numpy(ps.tokens), torch.from_numpy(ps.extras["loss_mask"])
-    handle = ModelHandle.open("toy", ModelSpec(train=TOY), 0, tmp_path, tmp_path)
+    handle = source_for("toy", TrainedModelSpec(train=TOY), tmp_path).open(0, tmp_path)
     results = {}
     for step in steps:
         with torch.no_grad():

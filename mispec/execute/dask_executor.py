@@ -212,15 +212,12 @@ def load_plan_task(blob: bytes) -> Any:
 
 def train_task(plan: Any, job: Job, model: str, seed: int) -> dict[str, Any]:
     def body() -> dict[str, int]:
-        from mispec import models as sources
-
-        mspec = plan.spec.models[model]
+        source = plan.resolution.sources[model]
         steps = list(plan.resolution.series[(model, seed)].steps)
         store = Path(job.store_dir)
-        if set(steps) <= sources.saved_steps(mspec.train, seed, store):
+        if not source.pending_training(seed, steps, store):
             return {}  # as the local executor: saved steps are trusted (checksums on load)
-        report = sources.ensure_trained(model, mspec.train, seed, steps, store, progress=False)
-        return {"training_steps": report.steps_trained}
+        return {"training_steps": source.prepare(seed, steps, store, progress=False)}
 
     return _guarded(f"train:{model}/s{seed}", job, body)
 

@@ -12,8 +12,6 @@ from mispec.store.writer import BackgroundWriter, InlineWriter
 
 
 def execute_local(ctx: RunContext, *, progress: bool = True, torch_threads: int | None = 1) -> None:
-    from mispec import models as sources
-
     series_list = work_list(ctx.plan)
     n_groups = sum(len(s.groups) for s in series_list)
     n_red = sum(len(s.reductions) for s in series_list)
@@ -24,24 +22,15 @@ def execute_local(ctx: RunContext, *, progress: bool = True, torch_threads: int 
         reduce_task = bars.add_task("reductions", total=n_red, status="") if n_red else None
         try:
             for series in series_list:
-                mspec = ctx.spec.models[series.model]
+                source = ctx.plan.resolution.sources[series.model]
                 steps = list(ctx.plan.resolution.series[(series.model, series.seed)].steps)
-                if (
-                    series.train is not None
-                    and mspec.train is not None
-                    and not set(steps)
-                    <= sources.saved_steps(mspec.train, series.seed, ctx.store.root)
+                if series.train is not None and source.pending_training(
+                    series.seed, steps, ctx.store.root
                 ):
                     bars.update(overall, status=f"training {series.model} seed {series.seed}")
-                    report = sources.ensure_trained(
-                        series.model,
-                        mspec.train,
-                        series.seed,
-                        steps,
-                        ctx.store.root,
-                        progress=progress,
+                    ctx.counters.training_steps += source.prepare(
+                        series.seed, steps, ctx.store.root, progress=progress
                     )
-                    ctx.counters.training_steps += report.steps_trained
                 for group in series.groups:
                     bars.update(
                         overall, status=f"{series.model} seed {series.seed} step {group.step}"

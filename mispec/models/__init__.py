@@ -1,12 +1,15 @@
-"""Model sources: (model, seed, step) → a TransformerLens 4 ``TransformerBridge``, fast.
+"""The machinery model sources share: (model, seed, step) → a TransformerLens 4
+``TransformerBridge``, fast. Which source a spec model has, and what it answers, lives in
+``mispec.sources``; this package holds what those sources are built from: hub and local
+layouts, schedules, configs, state dicts, training runs, the trainer and the loading routes.
 
 Public API (imported lazily, so ``import mispec.models`` never imports torch):
 
-* planning, no torch: :func:`default_selector`, :func:`available_steps`,
-  :func:`checkpoint_identity`, :func:`model_info`, :func:`training_identity`,
-  :func:`saved_steps`, :func:`task_for`, ``TASKS``;
+* no torch: :class:`ModelInfo`, :func:`training_identity`, :func:`saved_steps`,
+  :func:`task_for`, ``TASKS``;
 * training: :func:`ensure_trained` → :class:`TrainReport`;
-* loading: :class:`ModelHandle` (``open`` / ``load(step)`` / ``close``).
+* loading: :class:`ModelHandle` (``load(step)`` / ``close``) over a :class:`NativeSwap` or
+  :class:`HFBoot` route.
 """
 
 from __future__ import annotations
@@ -15,10 +18,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "default_selector": "mispec.models.sources",
-    "available_steps": "mispec.models.sources",
-    "checkpoint_identity": "mispec.models.sources",
-    "model_info": "mispec.models.sources",
     "training_identity": "mispec.models.runs",
     "saved_steps": "mispec.models.runs",
     "TrainReport": "mispec.models.runs",
@@ -27,35 +26,29 @@ _EXPORTS = {
     "Task": "mispec.models.tasks",
     "ensure_trained": "mispec.models.training",
     "ModelHandle": "mispec.models.handle",
+    "NativeSwap": "mispec.models.handle",
+    "HFBoot": "mispec.models.handle",
     "ModelInfo": "mispec.models.info",
 }
 
 __all__ = [
     "TASKS",
+    "HFBoot",
     "ModelHandle",
     "ModelInfo",
+    "NativeSwap",
     "Task",
     "TrainReport",
-    "available_steps",
-    "checkpoint_identity",
-    "default_selector",
     "ensure_trained",
-    "model_info",
     "saved_steps",
     "task_for",
     "training_identity",
 ]
 
 if TYPE_CHECKING:
-    from mispec.models.handle import ModelHandle
+    from mispec.models.handle import HFBoot, ModelHandle, NativeSwap
     from mispec.models.info import ModelInfo
     from mispec.models.runs import TrainReport, saved_steps, training_identity
-    from mispec.models.sources import (
-        available_steps,
-        checkpoint_identity,
-        default_selector,
-        model_info,
-    )
     from mispec.models.tasks import TASKS, Task, task_for
     from mispec.models.training import ensure_trained
 
