@@ -83,7 +83,7 @@ def test_induction_score_equals_transformer_lens_head_detector(default_study, ds
         get_induction_head_detection_pattern,
     )
 
-    from mispec.models import ModelHandle
+    from mispec.sources import source_for
     from mispec.tasks.generators import PROMPT_GENERATORS
 
     project, spec_path, _ = default_study
@@ -91,7 +91,7 @@ def test_induction_score_equals_transformer_lens_head_detector(default_study, ds
     prompts = PROMPT_GENERATORS.get("repeated_tokens")(seed=123, **spec.prompts["repeats"].args)
     tokens = torch.from_numpy(prompts.tokens)
     step = int(ds.step.values[-5])
-    handle = ModelHandle.open("toy2l", spec.models["toy2l"], 1, project, project / ".mispec")
+    handle = source_for("toy2l", spec.models["toy2l"], project).open(1, project / ".mispec")
     with torch.no_grad():
         _, cache = handle.load(step).run_with_cache(
             tokens, names_filter=lambda n: "hook_pattern" in n

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from mispec.errors import CheckpointError
-from mispec.models import ModelHandle, available_steps, model_info
 from mispec.models.schedules import PYTHIA_STEPS
 from mispec.prompts.text import load_text_prompts
-from mispec.spec.schema import ModelSpec
+from mispec.sources import source_for
+from mispec.spec.schema import LocalFolderModelSpec, PretrainedModelSpec
 
 try:  # tests/ as a package (tests/__init__.py or `python -m pytest`)
     from tests.helpers.tiny_neox import build_checkpoint_folder, build_hf_cache
@@ -50,11 +50,11 @@ def bridge_outputs(bridge, tokens):
 def test_path_hf_folders_match_transformers_and_fresh_boot(neox_root, tmp_path):
     from transformer_lens.model_bridge import TransformerBridge
 
-    spec = ModelSpec(path=str(neox_root))
-    assert available_steps(spec, 0, tmp_path) == list(STEPS)
-    info = model_info("neox", spec, tmp_path)
+    spec = LocalFolderModelSpec(path=str(neox_root))
+    assert source_for("m", spec, tmp_path).available_steps(0) == list(STEPS)
+    info = source_for("neox", spec, tmp_path).info()
     assert (info.architecture, info.n_layers, info.d_model, info.d_vocab) == ("GPTNeoX", 2, 32, 64)
-    handle = ModelHandle.open("neox", spec, 0, tmp_path, tmp_path / "store")
+    handle = source_for("neox", spec, tmp_path).open(0, tmp_path / "store")
     tokens = torch.randint(0, 64, (3, 17))
     for step in (100, 10, 0):
         bridge = handle.load(step)
@@ -77,7 +77,9 @@ def test_path_hf_folders_match_transformers_and_fresh_boot(neox_root, tmp_path):
 def test_text_prompt_loss_equals_transformers_labels_loss(neox_root, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    handle = ModelHandle.open("neox", ModelSpec(path=str(neox_root)), 0, tmp_path, tmp_path)
+    handle = source_for("neox", LocalFolderModelSpec(path=str(neox_root)), tmp_path).open(
+        0, tmp_path
+    )
     (tmp_path / "p.txt").write_text("w1 w2 w3 w4 w5\nw7 w8\nw9 w1 w2\n")
     ps = load_text_prompts(tmp_path / "p.txt", handle.tokenizer)
     tokens = torch.from_numpy(ps.tokens)
@@ -98,9 +100,9 @@ def test_checkpoint_folder_names_and_no_tokenizer(tmp_path):
     root = build_checkpoint_folder(
         tmp_path / "ck", (5, 20), folder="checkpoint-{step}", with_tokenizer=False
     )
-    spec = ModelSpec(path=str(root))
-    assert available_steps(spec, 0, tmp_path) == [5, 20]
-    handle = ModelHandle.open("ck", spec, 0, tmp_path, tmp_path)
+    spec = LocalFolderModelSpec(path=str(root))
+    assert source_for("m", spec, tmp_path).available_steps(0) == [5, 20]
+    handle = source_for("ck", spec, tmp_path).open(0, tmp_path)
     assert handle.tokenizer is None  # bridge built without boot_transformers' tokenizer load
     tokens = torch.randint(0, 64, (2, 9))
     logits, patterns = bridge_outputs(handle.load(20), tokens)
@@ -109,18 +111,18 @@ def test_checkpoint_folder_names_and_no_tokenizer(tmp_path):
     torch.testing.assert_close(patterns[1], ref_attn[1], rtol=0, atol=1e-4)
     # a tokenizer folder given in the spec is used
     tok_dir = build_checkpoint_folder(tmp_path / "tok", (0,)) / "step0"
-    spec = ModelSpec(path=str(root), tokenizer=str(tok_dir))
-    assert ModelHandle.open("ck", spec, 0, tmp_path, tmp_path).tokenizer.bos_token_id == 0
+    spec = LocalFolderModelSpec(path=str(root), tokenizer=str(tok_dir))
+    assert source_for("ck", spec, tmp_path).open(0, tmp_path).tokenizer.bos_token_id == 0
 
 
 def test_pretrained_code_path_from_the_hub_cache(tmp_path, monkeypatch):
     cache = build_hf_cache(tmp_path / "hub", REPO, (0, 1, 2))
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    spec = ModelSpec(pretrained=REPO)
-    assert available_steps(spec, 0, tmp_path) == list(PYTHIA_STEPS)
-    assert model_info("p", spec, tmp_path).d_model == 32  # cached config wins over tables
-    handle = ModelHandle.open("p", spec, 0, tmp_path, tmp_path / "store")
+    spec = PretrainedModelSpec(pretrained=REPO)
+    assert source_for("m", spec, tmp_path).available_steps(0) == list(PYTHIA_STEPS)
+    assert source_for("p", spec, tmp_path).info().d_model == 32  # cached config wins over tables
+    handle = source_for("p", spec, tmp_path).open(0, tmp_path / "store")
     assert handle.tokenizer is not None
     tokens = torch.randint(0, 64, (2, 13))
     snapshots = cache / f"models--{REPO.replace('/', '--')}" / "snapshots"
@@ -142,10 +144,14 @@ def test_pretrained_code_path_from_the_hub_cache(tmp_path, monkeypatch):
 def test_pretrained_model_info_without_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    info = model_info("p", ModelSpec(pretrained="EleutherAI/pythia-70m-deduped"), tmp_path)
+    info = source_for(
+        "p", PretrainedModelSpec(pretrained="EleutherAI/pythia-70m-deduped"), tmp_path
+    ).info()
     assert (info.n_layers, info.d_model, info.n_heads, info.d_vocab) == (6, 512, 8, 50304)
-    info = model_info("g", ModelSpec(pretrained="stanford-crfm/alias-gpt2-small-x21"), tmp_path)
+    info = source_for(
+        "g", PretrainedModelSpec(pretrained="stanford-crfm/alias-gpt2-small-x21"), tmp_path
+    ).info()
     assert (info.n_layers, info.d_model, info.architecture) == (12, 768, "GPT2")
     with pytest.raises(CheckpointError, match="huggingface-cli download some/model"):
-        model_info("x", ModelSpec(pretrained="some/model"), tmp_path)
+        source_for("x", PretrainedModelSpec(pretrained="some/model"), tmp_path).info()
     shutil.rmtree(tmp_path / "empty", ignore_errors=True)

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import torch
 
-from mispec.models import ModelHandle, ensure_trained
-from mispec.spec.schema import ModelSpec, TrainSpec
+from mispec.models import ensure_trained
+from mispec.sources import source_for
+from mispec.spec.schema import TrainedModelSpec, TrainSpec
 from mispec.tasks.generators import PROMPT_GENERATORS
 
 HALF = 24
@@ -51,7 +52,7 @@ def test_default_toy_forms_induction_heads(tmp_path):
     assert report.steps_trained == 300
     ps = PROMPT_GENERATORS.get("repeated_tokens")(seed=123, n=64, vocab=64, half_len=HALF)
     tokens, mask = torch.from_numpy(ps.tokens), torch.from_numpy(ps.extras["loss_mask"])
-    handle = ModelHandle.open("toy", ModelSpec(train=TOY), 0, tmp_path, tmp_path)
+    handle = source_for("toy", TrainedModelSpec(train=TOY), tmp_path).open(0, tmp_path)
     results = {}
     for step in steps:
         with torch.no_grad():

@@ -8,12 +8,18 @@ import pytest
 import torch
 
 from mispec.errors import CheckpointError
-from mispec.models import ModelHandle, available_steps, model_info
 from mispec.models.native import boot
 from mispec.models.runs import native_config, run_dir
 from mispec.models.swap import InPlaceSwap, swappable
 from mispec.models.training import ensure_trained
-from mispec.spec.schema import ArchSpec, ModelSpec, TrainSpec
+from mispec.sources import source_for
+from mispec.spec.schema import (
+    ArchSpec,
+    LocalFolderModelSpec,
+    PretrainedModelSpec,
+    TrainedModelSpec,
+    TrainSpec,
+)
 
 try:  # tests/ as a package (tests/__init__.py or `python -m pytest`)
     from tests.helpers.tl_legacy import (
@@ -63,9 +69,9 @@ def fresh(kwargs, sd):
 
 
 def test_trained_model_swaps_weights_into_one_bridge(tmp_path):
-    spec = ModelSpec(train=TRAIN, seeds=[3])
+    spec = TrainedModelSpec(train=TRAIN, seeds=[3])
     ensure_trained("toy", TRAIN, 3, [0, 20, 40], tmp_path, progress=False)
-    handle = ModelHandle.open("toy", spec, 3, tmp_path, tmp_path)
+    handle = source_for("toy", spec, tmp_path).open(3, tmp_path)
     assert handle.tokenizer is None and handle.info.n_layers == 2
     tokens = torch.randint(0, 16, (3, 11))
     kwargs = native_config(TRAIN, 3)
@@ -115,10 +121,10 @@ def test_in_place_swap_refuses_what_load_state_dict_would_refuse_and_custom_load
 
 def test_dtype_and_device_of_loaded_bridges(tmp_path):
     ensure_trained("toy", TRAIN, 0, [40], tmp_path, progress=False)
-    spec = ModelSpec(train=TRAIN)
+    spec = TrainedModelSpec(train=TRAIN)
     tokens = torch.randint(0, 16, (2, 11))
-    full = ModelHandle.open("toy", spec, 0, tmp_path, tmp_path, device="auto")
-    half = ModelHandle.open("toy", spec, 0, tmp_path, tmp_path, dtype="bfloat16")
+    full = source_for("toy", spec, tmp_path).open(0, tmp_path, device="auto")
+    half = source_for("toy", spec, tmp_path).open(0, tmp_path, dtype="bfloat16")
     assert full.device == ("cuda" if torch.cuda.is_available() else "cpu")
     b16 = half.load(40)
     assert {p.dtype for p in b16.parameters()} == {torch.bfloat16}
@@ -130,21 +136,21 @@ def test_dtype_and_device_of_loaded_bridges(tmp_path):
 def test_path_to_a_mispec_run_folder(tmp_path):
     ensure_trained("toy", TRAIN, 0, [0, 40], tmp_path, progress=False)
     folder = run_dir(TRAIN, 0, tmp_path)
-    spec = ModelSpec(path=str(folder))
-    assert available_steps(spec, 0, tmp_path) == [0, 40]  # optimizer files ignored
-    info = model_info("p", spec, tmp_path)
+    spec = LocalFolderModelSpec(path=str(folder))
+    assert source_for("m", spec, tmp_path).available_steps(0) == [0, 40]  # optimizer files ignored
+    info = source_for("p", spec, tmp_path).info()
     assert (info.d_model, info.d_vocab, info.n_ctx, info.attn_only) == (16, 16, 11, True)
-    trained = ModelHandle.open("toy", ModelSpec(train=TRAIN), 0, tmp_path, tmp_path)
-    local = ModelHandle.open("p", spec, 0, tmp_path, tmp_path / "store")
+    trained = source_for("toy", TrainedModelSpec(train=TRAIN), tmp_path).open(0, tmp_path)
+    local = source_for("p", spec, tmp_path).open(0, tmp_path / "store")
     tokens = torch.randint(0, 16, (2, 11))
     assert_same(run(local.load(40), tokens), run(trained.load(40), tokens))
 
 
 def test_path_legacy_hooked_transformer_state_dicts(tmp_path):
     root = build_tl_legacy_folder(tmp_path / "legacy", steps=(0, 5, 50))
-    spec = ModelSpec(path="legacy")
-    assert available_steps(spec, 0, tmp_path) == [0, 5, 50]
-    handle = ModelHandle.open("legacy", spec, 0, tmp_path, tmp_path / "store")
+    spec = LocalFolderModelSpec(path="legacy")
+    assert source_for("m", spec, tmp_path).available_steps(0) == [0, 5, 50]
+    handle = source_for("legacy", spec, tmp_path).open(0, tmp_path / "store")
     tokens = torch.randint(0, TOY["d_vocab"], (2, 12))
     for step in (50, 0, 5):
         expected = run(fresh(TOY, checkpoint_state(TOY, step)), tokens)
@@ -158,10 +164,10 @@ def test_pretrained_legacy_tl_repo_from_the_hub_cache(tmp_path, monkeypatch):
     cache = build_tl_legacy_cache(tmp_path / "hub", "NeelNanda/attn-only-toy", steps=(0, 5, 50))
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    spec = ModelSpec(pretrained="NeelNanda/attn-only-toy")
-    assert available_steps(spec, 0, tmp_path) == [0, 5, 50]
-    assert model_info("n", spec, tmp_path).d_vocab == TOY["d_vocab"]
-    handle = ModelHandle.open("n", spec, 0, tmp_path, tmp_path / "store")
+    spec = PretrainedModelSpec(pretrained="NeelNanda/attn-only-toy")
+    assert source_for("m", spec, tmp_path).available_steps(0) == [0, 5, 50]
+    assert source_for("n", spec, tmp_path).info().d_vocab == TOY["d_vocab"]
+    handle = source_for("n", spec, tmp_path).open(0, tmp_path / "store")
     tokens = torch.randint(0, TOY["d_vocab"], (2, 12))
     first = handle.load(5)
     for step in (5, 50):
@@ -172,7 +178,7 @@ def test_pretrained_legacy_tl_repo_from_the_hub_cache(tmp_path, monkeypatch):
 
 def test_missing_local_folder_errors(tmp_path):
     with pytest.raises(CheckpointError, match="checkpoint folder not found"):
-        available_steps(ModelSpec(path="nope"), 0, tmp_path)
+        source_for("m", LocalFolderModelSpec(path="nope"), tmp_path).available_steps(0)
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="no checkpoints in"):
-        available_steps(ModelSpec(path="empty"), 0, tmp_path)
+        source_for("m", LocalFolderModelSpec(path="empty"), tmp_path).available_steps(0)

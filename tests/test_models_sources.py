@@ -1,18 +1,33 @@
-"""Planning-side model facts: schedules, selectors against them, identities, infos."""
+"""Model sources, planning side: schedules, selectors against them, identities, infos,
+training left to do, and how a spec's model entry finds its source."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
-from mispec.errors import CheckpointError
+from mispec.errors import CheckpointError, UserError
 from mispec.hashing import content_key
-from mispec.models import available_steps, checkpoint_identity, default_selector, model_info
 from mispec.models.local import PROBE_BYTES
 from mispec.models.runs import training_identity
 from mispec.models.schedules import CRFM_STEPS, PYTHIA_STEPS, revision_for
-from mispec.spec.schema import ModelSpec, ScheduleSelector, StepsSelector
+from mispec.sources import (
+    SOURCES,
+    LocalFolderSource,
+    PretrainedSource,
+    TrainedSource,
+    source_for,
+)
+from mispec.spec.schema import (
+    LocalFolderModelSpec,
+    PluginModelSpec,
+    PretrainedModelSpec,
+    ScheduleSelector,
+    StepsSelector,
+    TrainedModelSpec,
+)
 from mispec.spec.selectors import DEFAULT_TRAIN_SELECTOR, resolve_selector
 
 TRAIN = {
@@ -20,7 +35,21 @@ TRAIN = {
     "arch": {"n_layers": 2, "n_heads": 4, "d_model": 64, "d_head": 16, "attn_only": True},
     "steps": 1500,
 }
-PYTHIA = ModelSpec(pretrained="EleutherAI/pythia-70m")
+
+
+def pretrained(name: str, **entry) -> PretrainedSource:
+    return PretrainedSource("m", PretrainedModelSpec(pretrained=name, **entry), Path("."))
+
+
+def local(path: str, base: Path, **entry) -> LocalFolderSource:
+    return LocalFolderSource("m", LocalFolderModelSpec(path=path, **entry), base)
+
+
+def trained(train: dict = TRAIN, **entry) -> TrainedSource:
+    return TrainedSource("toy", TrainedModelSpec(train=train, **entry), Path("."))
+
+
+PYTHIA = pretrained("EleutherAI/pythia-70m")
 
 
 def test_published_schedules():
@@ -40,27 +69,27 @@ def test_published_schedules():
     )
     assert PYTHIA_STEPS[-1] == 143000
     assert len(CRFM_STEPS) == 609 and CRFM_STEPS[-1] == 400000 and 1950 in CRFM_STEPS
-    assert available_steps(PYTHIA, 0, ".") == list(PYTHIA_STEPS)
-    v0 = ModelSpec(pretrained="EleutherAI/pythia-160m-v0")
-    assert available_steps(v0, 0, ".")[0] == 1000
-    crfm = ModelSpec(pretrained="stanford-crfm/battlestar-gpt2-small-x49")
-    assert available_steps(crfm, 0, ".") == list(CRFM_STEPS)
+    assert PYTHIA.available_steps(0) == list(PYTHIA_STEPS)
+    v0 = pretrained("EleutherAI/pythia-160m-v0")
+    assert v0.available_steps(0)[0] == 1000
+    crfm = pretrained("stanford-crfm/battlestar-gpt2-small-x49")
+    assert crfm.available_steps(0) == list(CRFM_STEPS)
     assert revision_for("EleutherAI/pythia-70m", 512) == "step512"
     assert revision_for("stanford-crfm/alias-gpt2-small-x21", 100) == "checkpoint-100"
-    assert available_steps(ModelSpec(pretrained="gpt2"), 0, ".") == [0]  # one published checkpoint
+    assert pretrained("gpt2").available_steps(0) == [0]  # one published checkpoint
 
 
 def test_default_selectors():
-    assert default_selector(ModelSpec(train=TRAIN)) == DEFAULT_TRAIN_SELECTOR
-    assert default_selector(PYTHIA) == "all"
-    steps = available_steps(ModelSpec(train=TRAIN), 0, ".")
+    assert trained().default_selector() == DEFAULT_TRAIN_SELECTOR
+    assert PYTHIA.default_selector() == "all"
+    steps = trained().available_steps(0)
     assert steps == list(range(1501))
     picked = resolve_selector(DEFAULT_TRAIN_SELECTOR, steps)
     assert len(picked) == 32 and picked[0] == 0 and picked[-1] == 1500
 
 
 def test_selectors_against_the_pythia_schedule():
-    steps = available_steps(PYTHIA, 0, ".")
+    steps = PYTHIA.available_steps(0)
     assert resolve_selector("last", steps) == [143000]
     log = resolve_selector(ScheduleSelector(schedule="log", count=20), steps)
     assert len(log) == 20 and set(log) <= set(steps) and log[0] == 0 and log[-1] == 143000
@@ -76,31 +105,31 @@ def test_selectors_against_the_pythia_schedule():
     ):
         resolve_selector(StepsSelector(steps=[1500]), steps)
     with pytest.raises(CheckpointError, match="nearest"):
-        checkpoint_identity(PYTHIA, 0, 1500, ".")
+        PYTHIA.checkpoint_identity(0, 1500)
 
 
 def test_seed_formatting(tmp_path):
-    spec = ModelSpec(pretrained="EleutherAI/pythia-70m-seed{seed}", seeds=[1, 2])
-    assert checkpoint_identity(spec, 1, 1000, tmp_path) == content_key(
+    source = pretrained("EleutherAI/pythia-70m-seed{seed}", seeds=[1, 2])
+    assert source.checkpoint_identity(1, 1000) == content_key(
         "EleutherAI/pythia-70m-seed1", "step1000"
     )
     (tmp_path / "run1" / "step5").mkdir(parents=True)
     (tmp_path / "run1" / "step5" / "config.json").write_text('{"model_type": "gpt_neox"}')
-    assert available_steps(ModelSpec(path="run{seed}"), 1, tmp_path) == [5]
+    assert local("run{seed}", tmp_path).available_steps(1) == [5]
     with pytest.raises(CheckpointError, match="run2"):
-        available_steps(ModelSpec(path="run{seed}"), 2, tmp_path)
+        local("run{seed}", tmp_path).available_steps(2)
 
 
 def test_trained_identity_and_info():
-    spec = ModelSpec(train=TRAIN)
-    ident = checkpoint_identity(spec, 0, 100, ".")
-    assert ident == content_key(training_identity(spec.train, 0), 100)
-    assert ident != checkpoint_identity(spec, 1, 100, ".")
-    assert ident != checkpoint_identity(spec, 0, 101, ".")
-    info = model_info("toy", spec, ".")
+    source = trained()
+    ident = source.checkpoint_identity(0, 100)
+    assert ident == content_key(training_identity(source.train, 0), 100)
+    assert ident != source.checkpoint_identity(1, 100)
+    assert ident != source.checkpoint_identity(0, 101)
+    info = source.info()
     assert (info.d_vocab, info.n_ctx, info.d_mlp, info.attn_only) == (64, 49, None, True)
-    mlp = ModelSpec(train={**TRAIN, "arch": {**TRAIN["arch"], "attn_only": False}})
-    assert model_info("m", mlp, ".").d_mlp == 256
+    mlp = trained({**TRAIN, "arch": {**TRAIN["arch"], "attn_only": False}})
+    assert mlp.info().d_mlp == 256
 
 
 def test_local_identity_is_cheap_and_tracks_changes(tmp_path):
@@ -112,9 +141,9 @@ def test_local_identity_is_cheap_and_tracks_changes(tmp_path):
     (folder / "config.json").write_text('{"model_type": "gpt_neox"}')
     weights = folder / "model.safetensors"
     weights.write_bytes(bytes(3 * PROBE_BYTES))
-    spec = ModelSpec(path="ckpt")
-    first = checkpoint_identity(spec, 0, 3, tmp_path)
-    assert first == checkpoint_identity(spec, 0, 3, tmp_path)
+    source = local("ckpt", tmp_path)
+    first = source.checkpoint_identity(0, 3)
+    assert first == source.checkpoint_identity(0, 3)
     st = weights.stat()
 
     def rewrite(offset: int) -> str:
@@ -122,18 +151,18 @@ def test_local_identity_is_cheap_and_tracks_changes(tmp_path):
         data[offset] ^= 1
         weights.write_bytes(bytes(data))
         os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns))
-        return checkpoint_identity(spec, 0, 3, tmp_path)
+        return source.checkpoint_identity(0, 3)
 
     assert rewrite(PROBE_BYTES + 10) == first  # the middle is never read
     assert rewrite(5) != first  # head probe
     rewrite(5)
     assert rewrite(3 * PROBE_BYTES - 1) != first  # tail probe
     rewrite(3 * PROBE_BYTES - 1)
-    assert checkpoint_identity(spec, 0, 3, tmp_path) == first
+    assert source.checkpoint_identity(0, 3) == first
     os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    assert checkpoint_identity(spec, 0, 3, tmp_path) != first
+    assert source.checkpoint_identity(0, 3) != first
     with pytest.raises(CheckpointError, match=r"step 4 is not available; nearest: \[3\]"):
-        checkpoint_identity(spec, 0, 4, tmp_path)
+        source.checkpoint_identity(0, 4)
 
 
 def test_state_dict_folder_needs_a_config(tmp_path):
@@ -142,9 +171,56 @@ def test_state_dict_folder_needs_a_config(tmp_path):
     (tmp_path / "sd" / "model_20.safetensors").write_bytes(b"")
     (tmp_path / "sd" / "optim_20.safetensors").write_bytes(b"")
     with pytest.raises(CheckpointError, match="config.json"):
-        available_steps(ModelSpec(path="sd"), 0, tmp_path)
+        local("sd", tmp_path).available_steps(0)
     (tmp_path / "sd" / "config.json").write_text("{}")
-    assert available_steps(ModelSpec(path="sd"), 0, tmp_path) == [10, 20]
+    assert local("sd", tmp_path).available_steps(0) == [10, 20]
     (tmp_path / "sd" / "other_5.pth").write_bytes(b"")
     with pytest.raises(CheckpointError, match="several prefixes"):
-        available_steps(ModelSpec(path="sd"), 0, tmp_path)
+        local("sd", tmp_path).available_steps(0)
+
+
+def test_source_identities_keep_their_bytes(tmp_path):
+    """Prompt sets read from files hash these: the bytes of the single-class spec era."""
+    assert trained().source_identity() == content_key("train", "train", None)
+    assert pretrained("gpt2").source_identity() == content_key("pretrained", "gpt2", None)
+    tok = local("run{seed}", tmp_path, tokenizer="tok").source_identity()
+    assert tok == content_key("path", "run{seed}", "tok")
+    assert [s.kind for s in (trained(), pretrained("gpt2"), local("x", tmp_path))] == [
+        "train",
+        "pretrained",
+        "path",
+    ]
+
+
+def test_training_left_to_do(tmp_path):
+    source = trained({**TRAIN, "steps": 40})
+    assert source.training_identity(0) == training_identity(source.train, 0)
+    assert source.training_steps_left(0, [0, 20, 40], None) == 40
+    assert source.pending_training(0, [0, 20, 40], tmp_path)
+    run = tmp_path / "checkpoints" / source.training_identity(0)
+    run.mkdir(parents=True)
+    for step in (0, 20):
+        (run / f"model_{step}.safetensors").write_bytes(b"")
+    assert source.training_steps_left(0, [0, 20, 40], tmp_path) == 20  # resumes from 20
+    assert not source.pending_training(0, [0, 20], tmp_path)
+    other = pretrained("gpt2")
+    assert other.training_identity(0) is None and not other.pending_training(0, [0], tmp_path)
+    assert other.prepare(0, [0], tmp_path) == 0
+
+
+def test_source_for_picks_the_class_of_the_entry(tmp_path):
+    assert isinstance(source_for("a", TrainedModelSpec(train=TRAIN), tmp_path), TrainedSource)
+    assert isinstance(source_for("b", LocalFolderModelSpec(path="x"), tmp_path), LocalFolderSource)
+    assert sorted(SOURCES.names()) >= ["path", "pretrained", "train"]
+    with pytest.raises(UserError, match="write `path: ...`"):
+        source_for("c", PluginModelSpec(source="path"), tmp_path)
+    with pytest.raises(UserError, match="unknown model source 'pretrianed'"):
+        source_for("d", PluginModelSpec(source="pretrianed"), tmp_path)
+
+
+def test_entries_dump_as_the_single_model_class_did():
+    """``spec_hash`` (run provenance) hashes the dump: absent built-in sources are null."""
+    dump = TrainedModelSpec(train=TRAIN).model_dump(mode="json")
+    assert dump["pretrained"] is None and dump["path"] is None and dump["seeds"] == [0]
+    again = TrainedModelSpec.model_validate({k: v for k, v in dump.items() if v is not None})
+    assert again == TrainedModelSpec(train=TRAIN)

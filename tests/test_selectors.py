@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mispec.errors import CheckpointError
-from mispec.spec.schema import ModelSpec
+from mispec.spec.schema import TrainedModelSpec
 from mispec.spec.selectors import linear_schedule, log_schedule, resolve_selector
 
 TRAIN = {
@@ -29,9 +29,9 @@ TRAIN = {
     ],
 )
 def test_selector_round_trip(selector, expected):
-    model = ModelSpec.model_validate({"train": TRAIN, "checkpoints": selector})
+    model = TrainedModelSpec.model_validate({"train": TRAIN, "checkpoints": selector})
     dumped = model.model_dump(mode="json")["checkpoints"]
-    again = ModelSpec.model_validate({"train": TRAIN, "checkpoints": dumped})
+    again = TrainedModelSpec.model_validate({"train": TRAIN, "checkpoints": dumped})
     assert again == model
     assert resolve_selector(model.checkpoints, range(1001)) == expected
 

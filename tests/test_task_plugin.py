@@ -70,10 +70,10 @@ def hand_losses(spec: Path, prompts: PromptSet) -> dict[int, tuple[float, float]
     each checkpoint, computed here from its logits."""
     import torch
 
-    from mispec.models import ModelHandle
+    from mispec.sources import source_for
 
     model = mispec.load_spec(spec).spec.models["toy"]
-    handle = ModelHandle.open("toy", model, 0, spec.parent, spec.parent / ".mispec")
+    handle = source_for("toy", model, spec.parent).open(0, spec.parent / ".mispec")
     tokens = torch.from_numpy(prompts.tokens)
     mask = torch.from_numpy(prompts.extras["loss_mask"])
     out = {}

@@ -75,7 +75,7 @@ def assemble(plan: Plan, store: Store, fresh: dict[str, Any] | None = None) -> A
             if tps:
                 ds = ds.assign_coords(tokens_seen=("step", np.asarray(ds.step.values) * tps))
             ds.step.attrs.update(units="training steps", long_name="training step")
-        ds.attrs.update(model=model, source=plan.spec.models[model].source_kind)
+        ds.attrs.update(model=model, source=plan.resolution.sources[model].kind)
         children[model] = xr.DataTree(ds, name=model)
     tree = xr.DataTree(
         xr.Dataset(attrs={"study": plan.spec.name, "plan_key": plan.key}), children=children

@@ -53,20 +53,15 @@ class RunContext:
         return self.plan.spec
 
     def handle(self, model: str, seed: int) -> Any:
-        """The ``ModelHandle`` of (model, seed); the previous one is closed (bounded memory)."""
+        """The opened (model, seed) (its source's handle); the previous one is closed
+        (bounded memory)."""
         if self._handle_id != (model, seed):
             self.close()
-            from mispec.models import ModelHandle
-
-            mspec = self.spec.models[model]
-            self._handle = ModelHandle.open(
-                model,
-                mspec,
+            self._handle = self.plan.resolution.sources[model].open(
                 seed,
-                self.base_dir,
                 self.store.root,
                 device=self.model_device(model),
-                dtype=mspec.dtype,
+                dtype=self.spec.models[model].dtype,
             )
             self._handle_id = (model, seed)
         return self._handle
@@ -74,9 +69,7 @@ class RunContext:
     def info(self, model: str) -> Any:
         """The model's ``ModelInfo``, read once per run (a ``path:`` model reads its config)."""
         if model not in self._infos:
-            from mispec import models as sources
-
-            self._infos[model] = sources.model_info(model, self.spec.models[model], self.base_dir)
+            self._infos[model] = self.plan.resolution.sources[model].info()
         return self._infos[model]
 
     def model_device(self, model: str) -> str:

@@ -35,8 +35,6 @@ class PlanStatus:
 
 
 def plan_status(plan: Plan, store: Store | None) -> PlanStatus:
-    from mispec import models as sources
-
     status = PlanStatus(counts=plan.counts())
     consumers: dict[str, list[CellNode]] = {}
     for node in plan.nodes(CellNode) + plan.nodes(ReductionNode):
@@ -49,9 +47,7 @@ def plan_status(plan: Plan, store: Store | None) -> PlanStatus:
     for fnode in plan.nodes(ForwardNode):
         status.forward_total += 1
         if fnode.model not in infos:
-            infos[fnode.model] = sources.model_info(
-                fnode.model, plan.spec.models[fnode.model], plan.base_dir
-            )
+            infos[fnode.model] = plan.resolution.sources[fnode.model].info()
         size = _estimate_forward_bytes(plan, fnode, infos[fnode.model])
         status.activation_bytes_total += sum(size.values())
         todo = consumers.get(fnode.id, [])
@@ -76,15 +72,11 @@ def plan_status(plan: Plan, store: Store | None) -> PlanStatus:
                 size.get(h, 0) for h in missing if policy[h] != "skip"
             )
     for (model, seed), series in plan.resolution.series.items():
-        train = plan.spec.models[model].train
-        if train is None:
-            continue
-        saved = sources.saved_steps(train, seed, store.root) if store is not None else set()
-        missing_steps = [s for s in series.steps if s not in saved]
-        if missing_steps:
-            status.training_steps_todo[series_label(model, seed)] = max(missing_steps) - max(
-                [s for s in saved if s <= min(missing_steps)], default=0
-            )
+        left = plan.resolution.sources[model].training_steps_left(
+            seed, list(series.steps), store.root if store is not None else None
+        )
+        if left is not None:
+            status.training_steps_todo[series_label(model, seed)] = left
     return status
 
 

@@ -22,14 +22,9 @@ def run_work_node(ctx: RunContext, node: WorkNode, *, progress: bool = False) ->
 def train_series(ctx: RunContext, node: TrainNode, *, progress: bool = False) -> None:
     """Train the (model, seed) up to every step the plan reads, unless saved already
     (saved steps are trusted here: their checksums are verified when they are loaded)."""
-    from mispec import models as sources
-
-    mspec = ctx.spec.models[node.model]
-    assert mspec.train is not None
+    source = ctx.plan.resolution.sources[node.model]
     steps = list(ctx.plan.resolution.series[(node.model, node.seed)].steps)
-    if set(steps) <= sources.saved_steps(mspec.train, node.seed, ctx.store.root):
-        return
-    report = sources.ensure_trained(
-        node.model, mspec.train, node.seed, steps, ctx.store.root, progress=progress
-    )
-    ctx.counters.training_steps += report.steps_trained
+    if source.pending_training(node.seed, steps, ctx.store.root):
+        ctx.counters.training_steps += source.prepare(
+            node.seed, steps, ctx.store.root, progress=progress
+        )

@@ -1,12 +1,16 @@
-"""Model sources: (model, seed, step) → a TransformerLens 4 ``TransformerBridge``, fast.
+"""The machinery model sources share: (model, seed, step) → a TransformerLens 4
+``TransformerBridge``, fast. Which source a spec model has, and what it answers, lives in
+``mispec.sources``; this package holds what those sources are built from: hub and local
+layouts, schedules, configs, state dicts, training runs, the trainer and the loading routes.
 
 Public API (imported lazily, so ``import mispec.models`` never imports torch):
 
-* planning, no torch: :func:`default_selector`, :func:`available_steps`,
-  :func:`checkpoint_identity`, :func:`model_info`, :func:`training_identity`,
-  :func:`saved_steps` (the tasks toy models train on live in :mod:`mispec.tasks`);
+* no torch: :class:`ModelInfo`, :func:`training_identity`, :func:`saved_steps`
+  (the tasks toy models train on live in :mod:`mispec.tasks`, the sources in
+  :mod:`mispec.sources`);
 * training: :func:`ensure_trained` → :class:`TrainReport`;
-* loading: :class:`ModelHandle` (``open`` / ``load(step)`` / ``close``).
+* loading: :class:`ModelHandle` (``load(step)`` / ``close``) over a :class:`NativeSwap` or
+  :class:`HFBoot` route.
 """
 
 from __future__ import annotations
@@ -15,41 +19,31 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "default_selector": "mispec.models.sources",
-    "available_steps": "mispec.models.sources",
-    "checkpoint_identity": "mispec.models.sources",
-    "model_info": "mispec.models.sources",
     "training_identity": "mispec.models.runs",
     "saved_steps": "mispec.models.runs",
     "TrainReport": "mispec.models.runs",
     "ensure_trained": "mispec.models.training",
     "ModelHandle": "mispec.models.handle",
+    "NativeSwap": "mispec.models.handle",
+    "HFBoot": "mispec.models.handle",
     "ModelInfo": "mispec.models.info",
 }
 
 __all__ = [
+    "HFBoot",
     "ModelHandle",
     "ModelInfo",
+    "NativeSwap",
     "TrainReport",
-    "available_steps",
-    "checkpoint_identity",
-    "default_selector",
     "ensure_trained",
-    "model_info",
     "saved_steps",
     "training_identity",
 ]
 
 if TYPE_CHECKING:
-    from mispec.models.handle import ModelHandle
+    from mispec.models.handle import HFBoot, ModelHandle, NativeSwap
     from mispec.models.info import ModelInfo
     from mispec.models.runs import TrainReport, saved_steps, training_identity
-    from mispec.models.sources import (
-        available_steps,
-        checkpoint_identity,
-        default_selector,
-        model_info,
-    )
     from mispec.models.training import ensure_trained
 
 

@@ -1,16 +1,21 @@
 """Resolution: the facts the pure planner needs from outside the spec — which steps each
-(model, seed) has, the content identity of each checkpoint and prompt set. Reads folder
-listings and file fingerprints, never weights."""
+(model, seed) has, the content identity of each checkpoint and prompt set — asked of each
+model's source (``mispec.sources``). Reads folder listings and file fingerprints, never
+weights."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mispec.errors import CheckpointError, PromptError, SpecError
 from mispec.hashing import content_key
 from mispec.spec.load import LoadedSpec
 from mispec.spec.schema import PromptSpec
+
+if TYPE_CHECKING:
+    from mispec.sources import ModelSource
 
 
 @dataclass(frozen=True)
@@ -19,7 +24,7 @@ class Series:
     seed: int
     steps: tuple[int, ...]
     checkpoint_ids: tuple[str, ...]  # aligned with steps
-    training_identity: str | None  # train: models only
+    training_identity: str | None  # the run to train first (train: models only)
     tokens_per_step: int | None  # tokens seen per training step, where known
 
 
@@ -28,28 +33,27 @@ class Resolution:
     series: dict[tuple[str, int], Series]
     prompt_ids: dict[str, str]
     source_ids: dict[str, str]  # model name -> tokenizer/source identity
+    # model name -> its source: what executors ask to train, open and describe a model
+    sources: dict[str, ModelSource] = field(default_factory=dict)
 
 
 def resolve(loaded: LoadedSpec) -> Resolution:
-    from mispec import models as sources
+    """Ask each model's source for its steps, checkpoint identities and training facts;
+    fingerprint the prompt sets. Every unavailable checkpoint is one located problem."""
+    from mispec.sources import source_for
     from mispec.spec.selectors import resolve_selector
 
     spec, base = loaded.spec, loaded.base_dir
     series: dict[tuple[str, int], Series] = {}
-    source_ids: dict[str, str] = {}
+    sources = {name: source_for(name, model, base) for name, model in spec.models.items()}
     problems = []
-    for name, model in spec.models.items():
-        selector = (
-            model.checkpoints if model.checkpoints is not None else sources.default_selector(model)
-        )
-        source_ids[name] = content_key(
-            model.source_kind, model.pretrained or model.path or "train", model.tokenizer
-        )
-        for seed in model.seeds:
+    for name, source in sources.items():
+        for seed in source.entry.seeds:
             try:
-                available = sources.available_steps(model, seed, base)
-                steps = resolve_selector(selector, available, where=f"models.{name}.checkpoints")
-                ids = tuple(sources.checkpoint_identity(model, seed, s, base) for s in steps)
+                available = source.available_steps(seed)
+                where = f"models.{name}.checkpoints"
+                steps = resolve_selector(source.selector(), available, where=where)
+                ids = tuple(source.checkpoint_identity(seed, s) for s in steps)
             except CheckpointError as exc:
                 problems.append(
                     loaded.source.problem(
@@ -57,23 +61,19 @@ def resolve(loaded: LoadedSpec) -> Resolution:
                     )
                 )
                 continue
-            train = model.train
-            tokens = None
-            if train is not None and train.batch_size is not None:
-                n_ctx = sources.model_info(name, model, base).n_ctx
-                tokens = train.batch_size * n_ctx
             series[(name, seed)] = Series(
                 name,
                 seed,
                 tuple(steps),
                 ids,
-                sources.training_identity(train, seed) if train is not None else None,
-                tokens,
+                source.training_identity(seed),
+                source.tokens_per_step(),
             )
     if problems:
         raise SpecError(problems)
     prompt_ids = {name: prompt_identity(p, base) for name, p in spec.prompts.items()}
-    return Resolution(series, prompt_ids, source_ids)
+    source_ids = {name: source.source_identity() for name, source in sources.items()}
+    return Resolution(series, prompt_ids, source_ids, sources)
 
 
 def prompt_identity(prompt: PromptSpec, base_dir: Path) -> str:

@@ -1,6 +1,7 @@
-"""Cross-reference checks that need registries: names of metric functions, tasks and prompt
-generators; metric inputs and their cycles; args against function signatures; checkpoint
-selectors against what a model can provide. Every problem is collected, none short-circuits.
+"""Cross-reference checks that need registries: names of metric functions, model sources and
+prompt generators; metric inputs and their cycles; args against function signatures; each
+model entry as its source checks it (``ModelSource.check``: task, selector, folders). Every
+problem is collected, none short-circuits.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from mispec.errors import CheckpointError, Problem, UserError
+from mispec.errors import Problem, UserError
 from mispec.metrics.dag import find_cycle
 from mispec.registry import Registry, did_you_mean
-from mispec.spec.schema import ModelSpec, Spec
+from mispec.spec.schema import PluginModelSpec, Spec
 from mispec.spec.yaml_source import KeyPath, SourceMap
 
 
@@ -151,48 +152,21 @@ def _fn_params(fn: Callable[..., Any], skip: frozenset[str] = frozenset()) -> di
 
 # --------------------------------------------------------------------------- models
 def _check_models(spec: Spec, source: SourceMap, base_dir: Path, problems: list[Problem]) -> None:
-    from mispec.tasks import TASKS
+    """Each model's source (a plugin's name must resolve), then what the source checks."""
+    from mispec.sources import SOURCES, source_for
 
     for name, model in spec.models.items():
-        path: KeyPath = ("models", name)
-        if model.train is not None:
-            task = _lookup(
-                TASKS, model.train.task, (*path, "train", "task"), source, problems, base_dir
-            )
-            if task is not None:
-                check_args(
-                    model.train.task_args,
-                    _fn_params(task),
-                    getattr(task, "__globals__", {}),
-                    (*path, "train", "task_args"),
-                    source,
-                    problems,
-                    f"task '{model.train.task}'",
-                )
-        if model.source_kind != "path":  # path models are checked when their folder is read
-            _check_selector(name, model, base_dir, source, problems)
-
-
-def _check_selector(
-    name: str, model: ModelSpec, base_dir: Path, source: SourceMap, problems: list[Problem]
-) -> None:
-    from mispec import models as model_sources
-    from mispec.spec.selectors import resolve_selector
-    from mispec.tasks import TASKS
-
-    if model.train is not None and model.train.task not in TASKS:
-        return
-    selector = (
-        model.checkpoints
-        if model.checkpoints is not None
-        else model_sources.default_selector(model)
-    )
-    try:
-        available = model_sources.available_steps(model, model.seeds[0], base_dir)
-        resolve_selector(selector, available, where=f"models.{name}.checkpoints")
-    except CheckpointError as exc:
-        message = str(exc).split(": ", 1)[-1]
-        problems.append(source.problem(("models", name, "checkpoints"), message))
+        ref = model.source_name()
+        if isinstance(model, PluginModelSpec):  # a plugin: its name or module:Class resolves
+            where: KeyPath = ("models", name, "source")
+            if _lookup(SOURCES, ref, where, source, problems, base_dir) is None:
+                continue
+        try:
+            model_source = source_for(name, model, base_dir)
+        except UserError as exc:
+            problems.append(source.problem(("models", name, "source"), str(exc)))
+            continue
+        problems.extend(model_source.check(source))
 
 
 # --------------------------------------------------------------------------- prompts

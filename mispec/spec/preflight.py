@@ -3,15 +3,17 @@ what it asks for, the prompt sets it builds, and the shape of the data flowing a
 ``inputs``. They run in ``load_spec`` (so ``validate``, ``plan`` and ``run`` all refuse a bad
 spec before anything is written), each problem at ``file:line:col``.
 
-* files and folders: a ``path:`` model's folder (per seed) holds checkpoints and its
-  selector picks existing steps; a ``tokenizer:`` folder and a prompt ``file:`` exist.
-  Relative paths resolve against the spec's folder and messages show the resolved path.
-* sizes: a toy model to train has at most ``MAX_TRAIN_PARAMS`` parameters; a generated
-  prompt set has between 1 and ``MAX_PROMPTS`` prompts.
+* files and folders: a prompt ``file:`` exists (a model's folders are its source's to check:
+  ``ModelSource.check``, run with the registry checks). Relative paths resolve against the
+  spec's folder and messages show the resolved path.
+* sizes: a generated prompt set has between 1 and ``MAX_PROMPTS`` prompts; each model's
+  source checks what it would build (``ModelSource.check_built``: a toy model to train has
+  at most ``MAX_TRAIN_PARAMS`` parameters).
 * prompt sets: generated ones are built (cheap, numpy only); a generator that refuses its
   arguments, tokens outside the vocabulary of a model that reads them and prompts longer
-  than its context are reported at the prompt set (for trained and local models; a
-  pretrained model's config may need the hub, so it is checked when the run loads it).
+  than its context are reported at the prompt set (for models whose source knows their
+  shape from local files, ``ModelSource.validation_info``; a pretrained model's config may
+  need the hub, so it is checked when the run loads it).
 * data flow: a reduction over ``step`` reads per-checkpoint metrics; a derived metric does
   not mix per-checkpoint and per-series inputs; an input carries the dims its metric declares
   it needs (``@metric(input_dims=...)``), where the input's dims are known before running
@@ -21,14 +23,15 @@ spec before anything is written), each problem at ``file:line:col``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mispec.errors import CheckpointError, Problem, UserError
-from mispec.spec.schema import ModelSpec, Spec
+from mispec.errors import Problem, UserError
+from mispec.spec.schema import Spec
 from mispec.spec.yaml_source import KeyPath, SourceMap
 
-# A toy trainer: a model above this many parameters is a typo (or the wrong tool).
-MAX_TRAIN_PARAMS = 1_000_000_000
+if TYPE_CHECKING:
+    from mispec.sources import ModelSource
+
 # Prompts per generated set: every cached activation holds one row per prompt.
 MAX_PROMPTS = 1_000_000
 
@@ -36,17 +39,6 @@ MAX_PROMPTS = 1_000_000
 def check_resources(spec: Spec, source: SourceMap, base_dir: Path) -> list[Problem]:
     """Files, folders and sizes (independent of the registry checks)."""
     problems: list[Problem] = []
-    for name, model in spec.models.items():
-        if model.source_kind == "path":
-            _check_folder(name, model, base_dir, source, problems)
-        if model.tokenizer is not None:
-            folder = _resolve(model.tokenizer, base_dir)
-            if not folder.is_dir():
-                problems.append(
-                    source.problem(
-                        ("models", name, "tokenizer"), f"tokenizer folder not found: {folder}"
-                    )
-                )
     for name, prompt in spec.prompts.items():
         if prompt.file is not None:
             path = _resolve(prompt.file, base_dir)
@@ -78,74 +70,22 @@ def check_built(spec: Spec, source: SourceMap, base_dir: Path) -> list[Problem]:
     """Checks that build things: the training config, generated prompt sets against the
     models that read them, and the dims along metric inputs. Names and args must be valid
     (``check_spec`` runs this only when every other check passed)."""
+    from mispec.sources import source_for
+
     problems: list[Problem] = []
-    for name, model in spec.models.items():
-        if model.train is not None:
-            _check_training(name, model, source, problems)
+    sources = {name: source_for(name, model, base_dir) for name, model in spec.models.items()}
+    for model_source in sources.values():
+        problems.extend(model_source.check_built(source))  # e.g. a training config's size
     built = _build_prompt_sets(spec, source, base_dir, problems)
-    _check_prompt_fit(spec, source, base_dir, built, problems)
+    _check_prompt_fit(spec, source, sources, built, problems)
     _check_dataflow(spec, source, problems)
     return problems
 
 
-# --------------------------------------------------------------------------- models
+# --------------------------------------------------------------------------- files
 def _resolve(path: str, base_dir: Path) -> Path:
     p = Path(path).expanduser()
     return (p if p.is_absolute() else Path(base_dir) / p).resolve()
-
-
-def _check_folder(
-    name: str, model: ModelSpec, base_dir: Path, source: SourceMap, problems: list[Problem]
-) -> None:
-    """A ``path:`` model's folder (per seed) holds checkpoints, and its selector picks steps
-    that exist there."""
-    from mispec.models.sources import local_layout, local_root
-    from mispec.spec.checks import _check_selector
-
-    for seed in model.seeds:
-        root = local_root(model, seed, base_dir)
-        try:
-            local_layout(model, seed, base_dir)
-        except CheckpointError as exc:
-            message = str(exc)
-            if str(root) not in message:
-                message += f" (in {root})"
-            problems.append(source.problem(("models", name, "path"), message))
-            return
-        except (OSError, ValueError) as exc:  # an unreadable folder or config.json
-            problems.append(source.problem(("models", name, "path"), f"cannot read {root}: {exc}"))
-            return
-    _check_selector(name, model, base_dir, source, problems)
-
-
-def _check_training(
-    name: str, model: ModelSpec, source: SourceMap, problems: list[Problem]
-) -> None:
-    """The task's argument values, the architecture against the task, the model's size."""
-    from mispec.models.runs import native_config
-
-    train = model.train
-    assert train is not None
-    path: KeyPath = ("models", name, "train")
-    try:
-        cfg = native_config(train, model.seeds[0])
-    except UserError as exc:
-        where = "arch" if str(exc).startswith("arch.") else "task_args"
-        problems.append(source.problem((*path, where), str(exc)))
-        return
-    d, layers = cfg["d_model"], cfg["n_layers"]
-    attn = 4 * cfg["n_heads"] * cfg["d_head"] * d
-    mlp = 0 if cfg["attn_only"] else 2 * d * cfg.get("d_mlp", 4 * d)
-    params = 2 * cfg["d_vocab"] * d + cfg["n_ctx"] * d + layers * (attn + mlp)
-    if params > MAX_TRAIN_PARAMS:
-        problems.append(
-            source.problem(
-                (*path, "arch"),
-                f"this model would have about {params:.1e} parameters (~{params * 16 / 2**30:.0f}"
-                f" GiB to train with Adam); mispec trains toy models of at most "
-                f"{MAX_TRAIN_PARAMS:.0e}: check d_model, d_head, n_heads, n_layers and d_mlp",
-            )
-        )
 
 
 # --------------------------------------------------------------------------- prompts
@@ -184,12 +124,14 @@ def _build_prompt_sets(
 
 
 def _check_prompt_fit(
-    spec: Spec, source: SourceMap, base_dir: Path, built: dict[str, Any], problems: list[Problem]
+    spec: Spec,
+    source: SourceMap,
+    sources: dict[str, ModelSource],
+    built: dict[str, Any],
+    problems: list[Problem],
 ) -> None:
     """Every model that reads a generated prompt set has its tokens in its vocabulary and
-    its length in its context."""
-    from mispec.models.sources import model_info
-
+    its length in its context (where its source knows its info before the run)."""
     infos: dict[str, Any] = {}
     seen: set[tuple[str, str]] = set()
     for m in spec.metrics.values():
@@ -201,13 +143,7 @@ def _check_prompt_fit(
                 continue
             seen.add((m.prompts, model_name))
             if model_name not in infos:
-                model = spec.models[model_name]
-                infos[model_name] = None  # pretrained: known at run time (no hub calls here)
-                if model.source_kind != "pretrained":
-                    try:
-                        infos[model_name] = model_info(model_name, model, base_dir)
-                    except Exception:  # an unreadable config: the run reports it
-                        infos[model_name] = None
+                infos[model_name] = sources[model_name].validation_info()
             info = infos[model_name]
             if info is None:
                 continue

@@ -1,7 +1,7 @@
 """The spec language: strict, frozen pydantic models (``extra="forbid"``), format version 1.
 
-A spec declares models (trained by mispec, a local folder, or a pretrained family), their
-checkpoints and seeds, prompt sets, and a DAG of metrics. Structural rules live here;
+A spec declares models (trained by mispec, a local folder, a pretrained family, or a
+plugin's source; one entry class per source), their checkpoints and seeds, prompt sets, and a DAG of metrics. Structural rules live here;
 rules that need registries or cross-references live in ``mispec.spec.checks``.
 """
 
@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SerializerFunctionWrapHandler,
+    Tag,
+    model_serializer,
+    model_validator,
+)
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
@@ -129,37 +139,118 @@ class TrainSpec(Strict):
     device: str = "cpu"
 
 
-class ModelSpec(Strict):
-    """Exactly one source: ``train`` (mispec trains it), ``pretrained`` (a published family,
-    revision per step) or ``path`` (a local folder of checkpoints). ``{seed}`` in ``path``
-    or ``pretrained`` names one run per seed."""
+class ModelSpecBase(Strict):
+    """What every model entry has, whatever its source: the ``seeds`` (one run each), the
+    ``checkpoints`` to read (default: the source's), and how to load them."""
 
-    train: TrainSpec | None = None
-    pretrained: str | None = None
-    path: str | None = None
     seeds: Annotated[list[Annotated[int, Field(ge=0, le=2**31 - 1)]], Field(min_length=1)] = [0]
-    checkpoints: Selector | None = None  # default: log/32 for train, all otherwise
+    checkpoints: Selector | None = None  # default: the source's (log/32 for train, else all)
     dtype: DType = "float32"
     device: str = "auto"
-    tokenizer: str | None = None  # a local tokenizer folder for `path:` models without one
+    tokenizer: str | None = None  # a local tokenizer folder for models without one
 
     @model_validator(mode="after")
-    def _one_source(self) -> ModelSpec:
-        given = [k for k in ("train", "pretrained", "path") if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError(
-                "a model needs exactly one source: 'train', 'pretrained' or 'path'"
-                + (f" (got {', '.join(given)})" if given else "")
-            )
+    def _distinct_seeds(self) -> ModelSpecBase:
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError("seeds are repeated")
         return self
 
-    @property
-    def source_kind(self) -> Literal["train", "pretrained", "path"]:
-        if self.train is not None:
-            return "train"
-        return "pretrained" if self.pretrained is not None else "path"
+    def source_name(self) -> str:
+        """The name of this entry's source in ``mispec.sources.SOURCES``."""
+        raise NotImplementedError
+
+
+class _BuiltinSourceSpec(ModelSpecBase):
+    """A built-in source's entry. It dumps the other built-in source keys as ``None``, as
+    the single model class before it did, so ``spec_hash`` (run provenance) is unchanged."""
+
+    @model_serializer(mode="wrap")
+    def _with_absent_sources(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        return {**dict.fromkeys(BUILTIN_SOURCE_KEYS), **data}
+
+
+class TrainedModelSpec(_BuiltinSourceSpec):
+    """``train:`` a toy model that mispec trains (every step exists)."""
+
+    train: TrainSpec
+
+    def source_name(self) -> str:
+        return "train"
+
+
+class PretrainedModelSpec(_BuiltinSourceSpec):
+    """``pretrained:`` a published family, one revision per step; ``{seed}`` names one run
+    per seed (``EleutherAI/pythia-70m-seed{seed}``)."""
+
+    pretrained: str
+
+    def source_name(self) -> str:
+        return "pretrained"
+
+
+class LocalFolderModelSpec(_BuiltinSourceSpec):
+    """``path:`` a local folder of checkpoints (relative to the spec); ``{seed}`` names one
+    folder per seed."""
+
+    path: str
+
+    def source_name(self) -> str:
+        return "path"
+
+
+class PluginModelSpec(ModelSpecBase):
+    """``source:`` a model source from a plugin (a registered name or ``module:Class``) with
+    its own ``options``, which the source itself checks."""
+
+    source: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    def source_name(self) -> str:
+        return self.source
+
+
+BUILTIN_SOURCE_KEYS = ("train", "pretrained", "path")
+SOURCE_KEYS = (*BUILTIN_SOURCE_KEYS, "source")
+_ENTRY_TAGS = {
+    "train": "TrainedModelSpec",
+    "pretrained": "PretrainedModelSpec",
+    "path": "LocalFolderModelSpec",
+    "source": "PluginModelSpec",
+}
+
+
+def _one_source(value: Any) -> Any:
+    """Exactly one source key per model entry (a source key set to null counts as absent)."""
+    if not isinstance(value, dict):
+        return value
+    value = {k: v for k, v in value.items() if not (k in SOURCE_KEYS and v is None)}
+    given = [k for k in SOURCE_KEYS if k in value]
+    if len(given) != 1:
+        raise ValueError(
+            "a model needs exactly one source: 'train', 'pretrained' or 'path', or 'source' "
+            "naming a plugin's model source" + (f" (got {', '.join(given)})" if given else "")
+        )
+    return value
+
+
+def _source_tag(value: Any) -> str | None:
+    if isinstance(value, BaseModel):
+        return type(value).__name__
+    if isinstance(value, dict):
+        return next((_ENTRY_TAGS[k] for k in SOURCE_KEYS if k in value), None)
+    return None
+
+
+ModelSpec = Annotated[
+    Annotated[TrainedModelSpec, Tag("TrainedModelSpec")]
+    | Annotated[PretrainedModelSpec, Tag("PretrainedModelSpec")]
+    | Annotated[LocalFolderModelSpec, Tag("LocalFolderModelSpec")]
+    | Annotated[PluginModelSpec, Tag("PluginModelSpec")],
+    Discriminator(_source_tag),
+    BeforeValidator(_one_source),
+]
+"""A spec's model entry: one class per source, told apart by the source key it has."""
 
 
 # --------------------------------------------------------------------------- prompts

@@ -57,6 +57,14 @@ def nearest(step: int, available: Sequence[int], k: int = 3) -> list[int]:
     return sorted(sorted(available, key=lambda s: (abs(s - step), s))[:k])
 
 
+def check_step(step: int, available: Sequence[int], what: str) -> None:
+    """``CheckpointError`` naming the nearest available steps when ``step`` is not one."""
+    if step not in set(available):
+        raise CheckpointError(
+            f"{what}: step {step} is not available; nearest: {nearest(step, available)}"
+        )
+
+
 def resolve_selector(
     selector: Selector, available: Sequence[int], *, where: str = "checkpoints"
 ) -> list[int]:

@@ -1,0 +1,59 @@
+"""Model sources: one class per place a model's checkpoints come from (see ``base``).
+
+Built in: ``train`` (:class:`TrainedSource`, mispec trains it), ``pretrained``
+(:class:`PretrainedSource`, a published family) and ``path`` (:class:`LocalFolderSource`, a
+local folder). Adding one is one module with a :class:`ModelSource` subclass plus its
+registration: ``SOURCES.register("name", MySource)``, an entry point in the
+``mispec.sources`` group, or ``source: my_module:MySource`` in a spec's model entry.
+
+Nothing here imports torch: sources import it only when they open a checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mispec.errors import UserError
+from mispec.sources.base import SOURCES, CheckpointHandle, ModelSource, resolve_path
+from mispec.sources.local_folder import LocalFolderSource
+from mispec.sources.pretrained import PretrainedSource
+from mispec.sources.trained import TrainedSource
+from mispec.spec.schema import ModelSpecBase
+
+for _cls in (TrainedSource, PretrainedSource, LocalFolderSource):
+    SOURCES.register(_cls.kind, _cls)
+
+
+def source_class(ref: str) -> type[ModelSource]:
+    """The class registered as ``ref`` (or imported from ``module:Class``)."""
+    cls = SOURCES.get(ref)
+    if not (isinstance(cls, type) and issubclass(cls, ModelSource)):
+        raise UserError(
+            f"'{ref}' is not a mispec model source: subclass mispec.sources.ModelSource"
+        )
+    return cls
+
+
+def source_for(name: str, entry: ModelSpecBase, base_dir: Path) -> ModelSource:
+    """The source of the spec's model ``name`` (its ``entry``; ``base_dir``: the spec's folder)."""
+    ref = entry.source_name()
+    cls = source_class(ref)
+    if not isinstance(entry, cls.entry_type):
+        raise UserError(
+            f"model '{name}': '{ref}' is a built-in source: write `{ref}: ...` in the model "
+            f"entry instead of `source: {ref}`"
+        )
+    return cls(name, entry, base_dir)
+
+
+__all__ = [
+    "SOURCES",
+    "CheckpointHandle",
+    "LocalFolderSource",
+    "ModelSource",
+    "PretrainedSource",
+    "TrainedSource",
+    "resolve_path",
+    "source_class",
+    "source_for",
+]
