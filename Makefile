@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 CONSTRAINTS ?= constraints/cpu.txt
 LINT_DIRS := mispec tests $(wildcard benchmarks)
 
-.PHONY: venv run test test-slow lint format bench clean
+.PHONY: venv run test test-slow lint typecheck format bench clean
 
 venv: $(STAMP)
 
@@ -25,11 +25,14 @@ lint: venv
 	$(BIN)/ruff check $(LINT_DIRS)
 	$(BIN)/ruff format --check $(LINT_DIRS)
 
+typecheck: venv
+	$(BIN)/mypy mispec
+
 format: venv
 	$(BIN)/ruff check --fix $(LINT_DIRS)
 	$(BIN)/ruff format $(LINT_DIRS)
 
-test: venv lint
+test: venv lint typecheck
 	$(BIN)/python -m pytest -q
 
 test-slow: venv

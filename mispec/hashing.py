@@ -32,5 +32,5 @@ def content_key(*parts: Any) -> str:
     return digest.hexdigest()[:KEY_LENGTH]
 
 
-def bytes_digest(data: bytes) -> str:
+def bytes_digest(data: bytes | memoryview) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()

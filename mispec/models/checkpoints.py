@@ -33,7 +33,7 @@ def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
     for name in sorted(tensors):
         t = tensors[name].detach().to("cpu").contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy())  # the buffer itself, no copy
+        h.update(t.reshape(-1).view(torch.uint8).numpy().data)  # the buffer itself, no copy
     return h.hexdigest()
 
 

@@ -79,8 +79,9 @@ def load_hf_model(
     source: str | Path, *, revision: str | None = None, dtype: str = "float32", device: str = "cpu"
 ) -> Any:
     """``AutoModelForCausalLM`` from a local folder or a hub repo (cache first)."""
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM as _Auto
 
+    AutoModelForCausalLM: Any = _Auto  # its decorated from_pretrained confuses type checkers
     _quiet()
     kw = dict(attn_implementation="eager", dtype=torch_dtype(dtype))
     if isinstance(source, Path):

@@ -40,7 +40,7 @@ def boot(
     kwargs: dict[str, Any], *, device: str = "cpu", dtype: str = "float32", tokenizer: Any = None
 ) -> TransformerBridge:
     """A native bridge in eval mode with gradients off."""
-    bridge = TransformerBridge.boot_native(
+    bridge = TransformerBridge.boot_native(  # type: ignore[attr-defined]  # attached at import
         bridge_config(kwargs), tokenizer=tokenizer, device=device, dtype=torch_dtype(dtype)
     )
     return freeze(bridge)

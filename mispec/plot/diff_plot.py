@@ -19,6 +19,7 @@ def plot_diff(result: Any, a: str, b: str, out: str | Path, *, store: str | None
     for ax, v in zip(axes[:, 0], changed, strict=False):
         reduced: list[str] = []
         for side, style, label in ((sa, "-", "A"), (sb, "--", "B")):
+            assert side.results is not None  # open_side(need_results=True) made sure
             var = side.results[v.model].to_dataset()[v.variable]
             if "step" in var.dims:
                 reduced = [d for d in var.dims if d not in ("step", "seed")]

@@ -228,7 +228,11 @@ def heatmap_steps_for(steps: list[int], transitions: dict[int, float], k: int = 
         after = min((s for s in steps if s > t), default=steps[-1])
         return sorted({steps[0], before, after, steps[-1]})
     targets = np.geomspace(1, steps[-1] + 1, k) - 1
-    return sorted({min(steps, key=lambda s, x=x: abs(s - x)) for x in targets})
+    return sorted({_nearest(steps, float(x)) for x in targets})
+
+
+def _nearest(steps: list[int], x: float) -> int:
+    return min(steps, key=lambda s: abs(s - x))
 
 
 def save_figure(fig: Any, path: str | Path, dpi: int = 110) -> Path:

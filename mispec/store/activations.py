@@ -205,6 +205,7 @@ class ActivationCache:
     @staticmethod
     def _write_with_zarr(tmp: Path, values: np.ndarray, attributes: dict[str, Any]) -> None:
         import zarr
+        from zarr.codecs import ZstdCodec
 
         arr = zarr.create_array(
             store=str(tmp),
@@ -212,8 +213,11 @@ class ActivationCache:
             dtype=values.dtype,
             chunks=values.shape if values.ndim else (),
             overwrite=True,
-            compressors=zarr.codecs.ZstdCodec(level=1),
-            attributes={**attributes, "checksum": bytes_digest(memoryview(values).cast("B"))},
+            compressors=ZstdCodec(level=1),
+            attributes={
+                **attributes,
+                "checksum": bytes_digest(np.ascontiguousarray(values).data.cast("B")),
+            },
         )
         arr[...] = values
 

@@ -45,9 +45,9 @@ class CellStore:
         }
         payload: dict[str, np.ndarray] = {"values": values, "meta": np.array(json.dumps(meta))}
         for c in meta["coords"]:
-            payload[f"coord__{c}"] = np.asarray(array.coords[c].values)
+            payload[f"coord__{c}"] = _plain(np.asarray(array.coords[c].values))
         buf = io.BytesIO()
-        np.savez(buf, **payload)
+        np.savez(buf, allow_pickle=False, **payload)
         return buf.getvalue()
 
     def read(self, key: str) -> Any | None:
@@ -76,6 +76,16 @@ class CellStore:
         if not self.root.exists():
             return 0
         return sum(1 for p in self.root.glob("*/*.npz") if not p.name.startswith("."))
+
+
+def _plain(values: np.ndarray) -> np.ndarray:
+    """Labels as a plain numpy dtype: an object array of strings (what xarray makes of
+    ``coords={"component": ["total"]}``) becomes unicode, so no cell ever needs a pickle."""
+    if values.dtype == object:
+        if all(isinstance(v, str) for v in values.ravel()):
+            return values.astype(str)
+        raise ValueError(f"labels of mixed Python objects cannot be stored: {values.tolist()!r}")
+    return values
 
 
 def _jsonable(attrs: dict[str, Any]) -> dict[str, Any]:
