@@ -90,7 +90,7 @@ def load_text_prompts(
     pad = _special_id(tokenizer, "pad_token_id", "eos_token_id", "bos_token_id") or 0
     rows: list[list[int]] = []
     for i, text in enumerate(texts):
-        ids = ([bos] if prepend_bos else []) + _encode(tokenizer, text)
+        ids = ([bos] if prepend_bos and bos is not None else []) + _encode(tokenizer, text)
         if max_tokens is not None:
             ids = ids[:max_tokens]
         if not ids:
