@@ -138,6 +138,7 @@ class ModelHandle:
         return h
 
     def _open_trained(self, store_dir: Path) -> None:
+        from mispec.models.divergence import read_finite
         from mispec.models.training import ensure_trained
 
         train = self.model.train
@@ -148,13 +149,15 @@ class ModelHandle:
         def state_for(step: int) -> dict[str, torch.Tensor]:
             path = folder / MODEL_FILE.format(step=step)
             if path.is_file():
-                try:
-                    return ckpt.read_tensors(path)[0]
+                try:  # a NaN/inf checkpoint raises TrainingDivergedError
+                    return read_finite(
+                        path, name=self.name, train=train, seed=self.seed, step=step
+                    )[0]
                 except ckpt.CorruptCheckpoint as exc:
                     warnings.warn(f"{exc}; training step {step} again", stacklevel=3)
                     path.unlink(missing_ok=True)
             ensure_trained(self.name, train, self.seed, [step], store_dir, progress=True)
-            return ckpt.read_tensors(path)[0]
+            return read_finite(path, name=self.name, train=train, seed=self.seed, step=step)[0]
 
         self._state_for = state_for
         self._steps = list(range(train.steps + 1))
