@@ -70,6 +70,27 @@ class CheckpointError(UserError):
     """A checkpoint is missing, unreadable or does not match its model."""
 
 
+class TrainingDivergedError(UserError):
+    """Training a ``train:`` model produced a NaN or an infinity (loss, gradient, weights or
+    optimizer state). Nothing non-finite is saved; the message names the model, the seed,
+    the step and which settings to change."""
+
+    model: str | None = None  # also None on a copy rebuilt from a worker's failure record
+    seed: int | None = None
+    step: int | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: str | None = None,
+        seed: int | None = None,
+        step: int | None = None,
+    ):
+        self.model, self.seed, self.step = model, seed, step
+        super().__init__(message)
+
+
 class PromptError(UserError):
     """A prompt set cannot be built (missing file, tokens outside the vocabulary...)."""
 

@@ -108,6 +108,39 @@ def test_git_revision_form(tmp_path):
     assert {v.variable for v in d.results if v.change == "changed"} == {"icl"}
     with pytest.raises(DiffError, match="cannot read study.yaml at git revision 'nope'"):
         mispec.diff(f"{spec}@nope", str(spec))
+    # a revision relative to another: commit the edit, then compare HEAD~1 with HEAD
+    subprocess.run([*git, "commit", "-qam", "v2"], cwd=tmp_path, check=True)
+    d = mispec.diff(f"{spec}@HEAD~1", f"{spec}@HEAD")
+    assert [(c.path, c.old, c.new) for c in d.spec] == [("metrics.icl.args.late", 10, 9)]
+    assert {v.variable for v in d.results if v.change == "changed"} == {"icl"}
+
+
+@pytest.mark.parametrize(
+    "rev",
+    ["--output=pwned.txt", "--output=../pwned.txt", "-opwned.txt", "--", "", "HEAD:study.yaml"],
+)
+def test_a_git_revision_is_never_an_option(tmp_path, monkeypatch, capsys, rev):
+    """`spec.yaml@--output=FILE` once reached `git show` as an option and wrote FILE: a
+    revision that is not a commit exits 2 naming it, and no file appears anywhere."""
+    from .reliability_helpers import snapshot, snapshot_diff
+
+    project, cwd = tmp_path / "project", tmp_path / "cwd"
+    project.mkdir()
+    cwd.mkdir()
+    spec = project / "study.yaml"
+    spec.write_text(TOY_SPEC)
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], cwd=project, check=True)
+    subprocess.run([*git, "add", "study.yaml"], cwd=project, check=True)
+    subprocess.run([*git, "commit", "-qm", "v1"], cwd=project, check=True)
+    monkeypatch.chdir(cwd)
+    before = snapshot(tmp_path)
+    assert main(["diff", f"{spec}@{rev}", str(spec), "--no-results"]) == 2
+    err = capsys.readouterr().err
+    assert f"{spec}@{rev}: " in err and "Traceback" not in err, err
+    assert "is not a git revision" in err or f"at git revision '{rev}': not a commit" in err, err
+    assert snapshot_diff(before, snapshot(tmp_path)) == []
+    assert main(["diff", f"{spec}@HEAD", str(spec), "--no-results"]) == 0  # still works
 
 
 def test_bad_input_exits_2(toy_pair, write_spec, capsys):

@@ -179,3 +179,142 @@ def test_full_batch_modular_addition_learns(tmp_path):
         with torch.no_grad():
             losses.append(masked_loss(bridge(tokens), tokens, mask).item())
     assert losses[1] < 0.5 * losses[0]
+
+
+# --------------------------------------------------------------------------- divergence
+DIVERGING = {"name": "adamw", "lr": 10, "weight_decay": 100}
+
+
+def first_nonfinite_update(train: TrainSpec, seed: int, updates: int) -> int | None:
+    """The reference: a hand-written training loop (torch's AdamW, cross-entropy, the task's
+    batches), independent of mispec's loop; the first update whose loss (or gradient norm,
+    with ``grad_clip``) is not finite."""
+    import torch.nn.functional as F
+
+    from mispec.models.tasks import task_for
+
+    task = task_for(train)
+    model = plain_model(native_config(train, seed, task)).train()
+    o = train.optimizer
+    opt = torch.optim.AdamW(model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+    for t in range(updates):
+        b = task.batch(seed, t, train.batch_size)
+        tokens = torch.from_numpy(b.tokens)
+        mask = torch.from_numpy(task.training_loss_mask(b))
+        loss = F.cross_entropy(model(tokens)[:, :-1][mask].float(), tokens[:, 1:][mask])
+        opt.zero_grad()
+        loss.backward()
+        norm = torch.tensor(0.0)
+        if train.grad_clip is not None:
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
+        if not (torch.isfinite(loss) and torch.isfinite(norm)):
+            return t
+        opt.step()
+    return None
+
+
+def every_tensor_finite(folder) -> list[str]:
+    """Every safetensors file under ``folder`` (read back, checksum verified) is finite;
+    the files' names."""
+    files = sorted(folder.rglob("*.safetensors"))
+    for path in files:
+        for name, t in ckpt.read_tensors(path)[0].items():
+            assert torch.isfinite(t).all(), f"{path.name}: {name} is not finite"
+    return [p.name for p in files]
+
+
+@pytest.mark.parametrize("clip", [None, 1.0])
+def test_diverged_training_stops_before_saving_anything_non_finite(tmp_path, clip):
+    from mispec.errors import TrainingDivergedError, UserError
+
+    spec = small(40, optimizer=DIVERGING, grad_clip=clip)
+    expected = first_nonfinite_update(spec, 0, 40)
+    assert expected == 3  # the reference diverges early: the loss overflows to NaN
+    with pytest.raises(TrainingDivergedError) as info:
+        ensure_trained("toy", spec, 0, [0, 2, 20, 40], tmp_path, progress=False)
+    e = info.value
+    assert isinstance(e, UserError) and e.exit_code == 2
+    assert (e.model, e.seed, e.step) == ("toy", 0, expected)
+    msg = str(e)
+    assert f"model 'toy' seed 0: training diverged at step {expected}: the loss is nan" in msg
+    assert "models.toy.train.optimizer.lr (now 10)" in msg and "weight_decay" in msg
+    assert ("set models.toy.train.grad_clip" if clip is None else "grad_clip (now 1)") in msg
+    # the steps before the divergence are kept (and finite); nothing after it is saved
+    assert saved_steps(spec, 0, tmp_path) == {0, 2}
+    assert every_tensor_finite(tmp_path) == [
+        "model_0.safetensors",
+        "model_2.safetensors",
+        "optim_0.safetensors",
+        "optim_2.safetensors",
+    ]
+    # a re-run fails the same way, resuming from the last finite step
+    with pytest.raises(TrainingDivergedError, match=f"at step {expected}:"):
+        ensure_trained("toy", spec, 0, [40], tmp_path, progress=False)
+
+
+def test_non_finite_weights_or_optimizer_state_are_never_written():
+    from mispec.errors import TrainingDivergedError
+    from mispec.models.divergence import check_state, nonfinite_names
+
+    tensors = {
+        "a": torch.ones(3),
+        "b": torch.tensor([1.0, float("inf")]),
+        "c": torch.tensor([float("nan")], dtype=torch.bfloat16),
+        "d": torch.tensor([1, 2]),  # integers are always finite
+    }
+    assert nonfinite_names(tensors) == ["b", "c"]
+    assert nonfinite_names({"a": torch.ones(2)}) == [] and nonfinite_names({}) == []
+    with pytest.raises(TrainingDivergedError, match=r"at step 7: non-finite values in b, c\."):
+        check_state("toy", small(), 3, 7, tensors)
+
+
+def test_a_non_finite_checkpoint_of_an_older_store_is_refused_and_removed(tmp_path):
+    """An older mispec saved diverged runs: loading one (to resume training, or to analyse
+    it) refuses it with the model, seed and step, and removes the run's non-finite files."""
+    from mispec.errors import TrainingDivergedError
+    from mispec.models.handle import ModelHandle
+    from mispec.spec.schema import ModelSpec
+
+    spec = small(40)
+    ensure_trained("toy", spec, 0, [0, 20, 40], tmp_path, progress=False)
+    folder = run_dir(spec, 0, tmp_path)
+    for name in ("model_20", "optim_20", "model_40"):  # what the old code saved, checksummed
+        path = folder / f"{name}.safetensors"
+        tensors, meta = ckpt.read_tensors(path)
+        poisoned = {k: torch.full_like(v, float("nan")) for k, v in tensors.items()}
+        ckpt.write_tensors(
+            path, poisoned, {k: v for k, v in meta.items() if k != "mispec_checksum"}
+        )
+    kept = ckpt.read_tensors(folder / "model_0.safetensors")[0]
+
+    handle = ModelHandle.open(
+        "toy", ModelSpec(train=spec, seeds=[0]), 0, tmp_path, tmp_path, device="cpu"
+    )
+    with pytest.raises(TrainingDivergedError) as info:
+        handle.load(40)
+    assert (info.value.model, info.value.seed, info.value.step) == ("toy", 0, 40)
+    msg = str(info.value)
+    assert "model 'toy' seed 0: the saved checkpoint of step 40" in msg
+    assert "non-finite" in msg and "Removed 3 non-finite file(s)" in msg
+    assert "optimizer.lr" in msg and "grad_clip" in msg
+    assert every_tensor_finite(tmp_path) == [
+        "model_0.safetensors",
+        "optim_0.safetensors",
+        "optim_40.safetensors",
+    ]
+    assert_bitwise_equal(kept, weights(spec, 0, 0, tmp_path))
+
+    # training that resumes from a poisoned step refuses it too
+    ensure_trained("toy", spec, 0, [20], tmp_path, progress=False)
+    path = folder / "optim_20.safetensors"
+    tensors, meta = ckpt.read_tensors(path)
+    tensors = {k: torch.full_like(v, float("inf")) for k, v in tensors.items()}
+    ckpt.write_tensors(path, tensors, {k: v for k, v in meta.items() if k != "mispec_checksum"})
+    with pytest.raises(TrainingDivergedError, match="checkpoint of step 20"):
+        ensure_trained("toy", spec, 0, [40], tmp_path, progress=False)
+    assert every_tensor_finite(tmp_path) == [
+        "model_0.safetensors",
+        "model_20.safetensors",
+        "optim_0.safetensors",
+        "optim_40.safetensors",
+    ]

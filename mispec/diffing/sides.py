@@ -84,32 +84,49 @@ def _run_folder_side(folder: Path, store: str | Path | None) -> Side:
 
 
 def _git_side(arg: str, store: str | Path | None) -> Side:
+    """``spec.yaml@REV``: the spec as committed at ``REV``. The revision is user text: it is
+    checked to be a revision (never an option: ``--output=FILE`` would make ``git show``
+    write a file) and resolved to a commit before anything is read from it."""
     from mispec.spec.load import load_spec_text
     from mispec.spec.yaml_source import parse_yaml
 
     file_part, _, rev = arg.rpartition("@")
     path = Path(file_part).resolve()
-    try:
-        top = subprocess.run(
-            ["git", "rev-parse", "--show-toplevel"],
-            cwd=path.parent,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        raise DiffError(f"{arg}: {path.parent} is not inside a git repository") from None
-    rel = path.relative_to(Path(top).resolve())
-    res = subprocess.run(
-        ["git", "show", f"{rev}:{rel.as_posix()}"], cwd=top, capture_output=True, text=True
-    )
-    if res.returncode != 0:
+    if not rev or rev.startswith("-") or not rev.isprintable():
         raise DiffError(
-            f"{arg}: cannot read {rel} at git revision '{rev}': "
-            f"{res.stderr.strip().splitlines()[-1] if res.stderr.strip() else 'unknown'}"
+            f"{arg}: {rev!r} is not a git revision (a revision is a commit, branch or tag "
+            f"name and never starts with '-'), e.g. {file_part}@HEAD~1"
         )
-    text = res.stdout
+    try:
+        top = _git("rev-parse", "--show-toplevel", cwd=path.parent).decode().strip()
+        rel = path.relative_to(Path(top).resolve())
+    except (OSError, ValueError, subprocess.CalledProcessError):
+        raise DiffError(f"{arg}: {path.parent} is not inside a git repository") from None
+    try:  # --end-of-options: whatever ``rev`` holds, git reads it as a revision
+        commit = _git("rev-parse", "--verify", "--end-of-options", f"{rev}^{{commit}}", cwd=top)
+    except subprocess.CalledProcessError:
+        raise DiffError(
+            f"{arg}: cannot read {rel} at git revision '{rev}': not a commit of {top}"
+        ) from None
+    try:  # ``<40 hex digits>:<path>`` cannot be read as an option
+        blob = _git("cat-file", "blob", f"{commit.decode().strip()}:{rel.as_posix()}", cwd=top)
+        text = blob.decode("utf-8")
+    except subprocess.CalledProcessError as exc:
+        why = exc.stderr.decode(errors="replace").strip().splitlines()
+        raise DiffError(
+            f"{arg}: cannot read {rel} at git revision '{rev}': {why[-1] if why else 'unknown'}"
+        ) from None
+    except UnicodeDecodeError:
+        raise DiffError(f"{arg}: {rel} at git revision '{rev}' is not UTF-8 text") from None
     spec = load_spec_text(text, f"{rel}@{rev}", base_dir=path.parent)
     _, source = parse_yaml(text, f"{rel}@{rev}")
     loaded = LoadedSpec(spec, path, source, text)
     return _spec_side(loaded, arg, store)
+
+
+def _git(*args: str, cwd: Path | str) -> bytes:
+    """``git ARGS`` in ``cwd``: its stdout, or ``CalledProcessError`` (stderr captured).
+    Callers pass user text only after ``--end-of-options`` or behind a fixed prefix."""
+    return subprocess.run(
+        ["git", *args], cwd=cwd, capture_output=True, check=True, timeout=60
+    ).stdout

@@ -10,6 +10,10 @@ runs with one seed are bitwise identical.
 
 Step ``N`` means "after ``N`` optimizer updates"; step 0 is the initialisation. The loss
 is the mean next-token cross-entropy over the task's ``loss_mask``.
+
+A run that diverges (a NaN or an inf in the loss, a gradient, the weights or the optimizer
+state) stops with :class:`~mispec.errors.TrainingDivergedError` before anything non-finite
+is saved, and a non-finite checkpoint is never loaded (``mispec.models.divergence``).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import torch.nn.functional as F
 
 from mispec.errors import UserError
 from mispec.models import checkpoints as ckpt
+from mispec.models.divergence import FiniteWatch, check_state, read_finite
 from mispec.models.native import KeyMap, key_map, load_bridge_state, plain_model, to_bridge_state
 from mispec.models.runs import (
     MODEL_FILE,
@@ -75,8 +80,8 @@ def masked_loss(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) 
 class _Run:
     """One (train spec, seed) run folder: load/save steps, verify files."""
 
-    def __init__(self, train: TrainSpec, seed: int, store_dir: Path):
-        self.train, self.seed = train, seed
+    def __init__(self, name: str, train: TrainSpec, seed: int, store_dir: Path):
+        self.name, self.train, self.seed = name, train, seed
         self.dir = run_dir(train, seed, store_dir)
         self.identity = training_identity(train, seed)
 
@@ -91,13 +96,24 @@ class _Run:
         for p in (self.model_path(step), self.optim_path(step)):
             p.unlink(missing_ok=True)
 
+    def load(self, step: int) -> dict[str, torch.Tensor]:
+        """The weights of ``step``: checksum verified, refused when non-finite."""
+        return self.read(self.model_path(step), step)[0]
+
+    def read(self, path: Path, step: int) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        """A checkpoint file of this run: checksum verified, refused when non-finite."""
+        return read_finite(path, name=self.name, train=self.train, seed=self.seed, step=step)
+
     def save(
         self, step: int, model: torch.nn.Module, opt: torch.optim.Optimizer, keys: KeyMap
     ) -> None:
+        """Write the weights and optimizer state of ``step``, refusing non-finite ones."""
         meta = {"step": str(step), "training_identity": self.identity, "format": "mispec-native/1"}
         tensors, ometa = ckpt.optimizer_to_tensors(opt.state_dict())
+        weights = to_bridge_state(model, keys)
+        check_state(self.name, self.train, self.seed, step, {**tensors, **weights})
         ckpt.write_tensors(self.optim_path(step), tensors, {**meta, **ometa})
-        ckpt.write_tensors(self.model_path(step), to_bridge_state(model, keys), meta)
+        ckpt.write_tensors(self.model_path(step), weights, meta)
 
     def write_config(self, kwargs: dict[str, Any], task: Task) -> None:
         path = self.dir / "config.json"
@@ -125,11 +141,12 @@ class _Run:
 
 
 def _verified(run: _Run, steps: Iterable[int]) -> set[int]:
-    """The ``steps`` whose weights pass their checksum; corrupt ones are discarded."""
+    """The ``steps`` whose weights pass their checksum; corrupt ones are discarded (a
+    non-finite one raises :class:`~mispec.errors.TrainingDivergedError`)."""
     good = set()
     for step in steps:
         try:
-            ckpt.read_tensors(run.model_path(step))
+            run.load(step)
             good.add(step)
         except ckpt.CorruptCheckpoint as exc:
             run.discard(step, exc)
@@ -140,8 +157,8 @@ def _resume_point(run: _Run, saved: set[int], first_missing: int):
     """(step, weights, optimizer state) of the latest loadable saved step <= first_missing."""
     for step in sorted((s for s in saved if s <= first_missing), reverse=True):
         try:
-            weights, _ = ckpt.read_tensors(run.model_path(step))
-            otensors, ometa = ckpt.read_tensors(run.optim_path(step))
+            weights = run.load(step)
+            otensors, ometa = run.read(run.optim_path(step), step)
             return step, weights, ckpt.optimizer_from_tensors(otensors, ometa)
         except (ckpt.CorruptCheckpoint, KeyError) as exc:
             run.discard(step, exc)
@@ -161,7 +178,7 @@ def ensure_trained(
     wanted = sorted({int(s) for s in steps})
     if wanted and wanted[0] < 0:
         raise UserError(f"model '{name}': negative training step {wanted[0]}")
-    run = _Run(train, seed, store_dir)
+    run = _Run(name, train, seed, store_dir)
     saved = saved_steps(train, seed, store_dir)
     valid = _verified(run, [s for s in wanted if s in saved])
     missing = [s for s in wanted if s not in valid]
@@ -191,6 +208,7 @@ def ensure_trained(
         run.save(start, model, opt, keys)
         saved_now.append(start)
     last = missing[-1]
+    watch = FiniteWatch(name, train, seed)
     bar = _progress(name, seed, start, last) if progress else nullcontext(None)
     with bar as bar_state:
         for t in range(start, last):
@@ -202,9 +220,13 @@ def ensure_trained(
             loss = masked_loss(model(tokens), tokens, mask)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            norm = None
             if train.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
+                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
             opt.step()
+            watch.record(t, loss, norm)
+            if t + 1 in todo or (t + 1) % _CHECK_EVERY == 0:
+                watch.check()  # one sync: raises at the first non-finite update
             if t + 1 in todo:
                 run.save(t + 1, model, opt, keys)
                 saved_now.append(t + 1)
@@ -217,6 +239,9 @@ def ensure_trained(
         resumed_from=start if resume is not None else None,
         saved=saved_now,
     )
+
+
+_CHECK_EVERY = 10  # updates between finiteness checks that are not before a save
 
 
 class _progress:

@@ -105,20 +105,22 @@ class TrainedSource(ModelSource):
 
     def _state_for(self, seed: int, store_dir: Path) -> Callable[[int], dict[str, torch.Tensor]]:
         from mispec.models import checkpoints as ckpt
+        from mispec.models.divergence import read_finite
         from mispec.models.training import ensure_trained
 
         folder = runs.run_dir(self.train, seed, store_dir)
+        train, name = self.train, self.name
 
         def state_for(step: int) -> dict[str, torch.Tensor]:
             path = folder / runs.MODEL_FILE.format(step=step)
             if path.is_file():
-                try:
-                    return ckpt.read_tensors(path)[0]
+                try:  # a NaN/inf checkpoint raises TrainingDivergedError
+                    return read_finite(path, name=name, train=train, seed=seed, step=step)[0]
                 except ckpt.CorruptCheckpoint as exc:
                     warnings.warn(f"{exc}; training step {step} again", stacklevel=4)
                     path.unlink(missing_ok=True)
-            ensure_trained(self.name, self.train, seed, [step], store_dir, progress=True)
-            return ckpt.read_tensors(path)[0]
+            ensure_trained(name, train, seed, [step], store_dir, progress=True)
+            return read_finite(path, name=name, train=train, seed=seed, step=step)[0]
 
         return state_for
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,20 +63,54 @@ class Store:
         return self.root / "runs.jsonl"
 
     def record_run(self, entry: dict[str, Any]) -> None:
-        line = json.dumps(entry, sort_keys=True) + "\n"
+        """Append ``entry`` to the run index as one whole line: a single ``os.write`` with
+        ``O_APPEND``, atomic against other appenders. A torn last line (a writer killed
+        mid-line) is closed with a newline first, so it never swallows this record: it stays
+        one bad line, which :meth:`runs` reports and skips."""
+        line = (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8")
         try:
-            with open(self.index_path, "a", encoding="utf-8") as fh:
-                fh.write(line)  # one small O_APPEND write: atomic for concurrent writers
+            fd = os.open(self.index_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+            try:
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    line = b"\n" + line
+                while line:  # a regular file takes it in one write; a short one goes on
+                    line = line[os.write(fd, line) :]
+            finally:
+                os.close(fd)
         except OSError as exc:
             raise CacheError(f"cannot update the run index {self.index_path}: {exc}") from exc
 
     def runs(self) -> list[dict[str, Any]]:
+        """The run index's records, oldest first. A line that is not a record (not UTF-8,
+        not JSON, not an object with the fields ``record_run`` writes: a killed writer, a
+        hand edit, a damaged disk) is skipped, with one warning naming the line numbers."""
         if not self.index_path.is_file():
             return []
-        out = []
-        for line in self.index_path.read_text(encoding="utf-8").splitlines():
+        try:
+            data = self.index_path.read_bytes()
+        except OSError as exc:
+            raise CacheError(f"cannot read the run index {self.index_path}: {exc}") from exc
+        out, bad = [], []
+        for number, raw in enumerate(data.split(b"\n"), start=1):
+            if not raw.strip():
+                continue
             try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a torn last line from a killed writer
+                entry = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError, RecursionError):
+                entry = None
+            if isinstance(entry, dict) and all(isinstance(entry.get(k), str) for k in _FIELDS):
+                out.append(entry)
+            else:
+                bad.append(number)
+        if bad:
+            shown = ", ".join(map(str, bad[:10])) + (", …" if len(bad) > 10 else "")
+            warnings.warn(
+                f"{self.index_path}: skipped {len(bad)} unreadable line(s) (line {shown}): "
+                "not a run record (a run killed while writing it, or a damaged file)",
+                stacklevel=2,
+            )
         return out
+
+
+_FIELDS = ("run_id", "study", "run_dir", "time")  # what every record of the index holds
