@@ -244,8 +244,8 @@ def _dims_rule(mdef: Any, args: dict[str, Any], inputs: dict[str, Any]) -> Any:
         d = inputs.get("x")
         over = args.get("over") or []
         return None if d is None else tuple(x for x in d if x not in over)
-    if name == "transition_step":
-        return inputs.get("series")  # one step per cell of the input
+    if name in ("transition_step", "transition_size"):
+        return inputs.get("series")  # one step (size) per cell of the input
     if name == "pca_over_steps":
         return ("step", "pc")
     if name == "activation_patching":
