@@ -239,3 +239,26 @@ def test_pca_drops_nan_features_and_pads_missing_components():
     assert np.all(np.isnan(out.values[:, 4]))  # only min(steps, features) = 2 components exist
     # a turn in the trajectory: first component follows the (monotone) direction of change
     assert np.all(np.diff(out.values[:, 0]) > 0) or np.all(np.diff(out.values[:, 0]) < 0)
+
+
+def test_the_run_summary_says_when_there_is_no_transition():
+    from mispec.execute.summary import summarize
+
+    def var(values, fn):
+        return xr.DataArray(
+            values, dims=("seed",), coords={"seed": [0, 1]}, attrs={"metric_fn": fn}
+        )
+
+    ds = xr.Dataset(
+        {
+            "transition": var([534.0, np.nan], "transition_step"),
+            "transition_size": var([13603.2, 2.5], "transition_size"),
+        }
+    )
+    tree = xr.DataTree(children={"toy": xr.DataTree(ds)})
+    assert summarize(tree) == [
+        "toy seed 0: transition = 534",
+        "toy seed 1: transition = none (no transition)",
+        "toy seed 0: transition_size = 1.36e+04",
+        "toy seed 1: transition_size = 2.5",
+    ]
