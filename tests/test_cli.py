@@ -29,7 +29,7 @@ def mispec(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[s
 def test_validate_default_spec_exits_0():
     res = mispec("validate", "specs/induction_heads.yaml")
     assert res.returncode == 0, res.stderr
-    assert "ok" in res.stdout and "8 metric(s)" in res.stdout
+    assert "ok" in res.stdout and "9 metric(s)" in res.stdout  # transition_size since issue 14
 
 
 def test_typo_gives_position_did_you_mean_exit_2_no_traceback(write_spec):

@@ -61,6 +61,8 @@ def test_the_induction_transition(ds):
         first_05 = steps[np.argmax(series.values > 0.5)]
         t = float(ds.transition.sel(seed=seed))
         assert first_01 <= t <= first_05, (first_01, t, first_05)
+        # a real transition: its jump stands far out of the series' noise (min_size 8)
+        assert float(ds.transition_size.sel(seed=seed)) > 100
 
 
 def test_a_real_two_layer_circuit_forms(ds):

@@ -11,8 +11,12 @@ import torch
 import torch.nn.functional as F
 from transformer_lens import patching
 
-from mispec.errors import PromptError
-from mispec.metrics.builtin.interventions import activation_patching, head_ablation
+from mispec.errors import PromptError, UserError
+from mispec.metrics.builtin.interventions import (
+    activation_patching,
+    head_ablation,
+    patching_gap_z,
+)
 from mispec.metrics.builtin.logits import logit_diff
 from mispec.prompts.core import PromptSet
 
@@ -139,6 +143,69 @@ def test_patching_per_position_equals_transformer_lens_and_known_answers():
     assert float(ours.sel(layer=0, pos=CORRUPT_POS)) == pytest.approx(1.0, abs=1e-5)
     # Layer 0, any position before it: clean and corrupted streams are identical there.
     np.testing.assert_allclose(ours.sel(layer=0, pos=slice(0, CORRUPT_POS - 1)), 0.0, atol=1e-5)
+
+
+def per_prompt_ld(logits: torch.Tensor, ps: PromptSet, at: np.ndarray) -> np.ndarray:
+    a, w = torch.from_numpy(ps.extras["answer"]), torch.from_numpy(ps.extras["wrong_answer"])
+    rows = logits[torch.arange(logits.shape[0]), torch.from_numpy(at)]
+    return (rows.gather(-1, a[:, None]) - rows.gather(-1, w[:, None]))[:, 0].double().numpy()
+
+
+def hand_gap_z(clean: np.ndarray, corrupt: np.ndarray) -> float:
+    g = clean - corrupt
+    eps = 1e-6 * np.sqrt(np.mean(np.r_[clean, corrupt] ** 2))
+    return g.mean() / (g.std(ddof=1) / np.sqrt(g.size) + eps)
+
+
+def test_a_normal_case_keeps_its_values_and_reports_a_large_gap():
+    b, ps = bridge(), ioi_like()
+    with torch.no_grad():
+        at = np.full(BATCH, SEQ - 1)
+        c = per_prompt_ld(b(torch.from_numpy(ps.tokens)), ps, at)
+        x = per_prompt_ld(b(torch.from_numpy(ps.extras["corrupt_tokens"])), ps, at)
+    z = patching_gap_z(b, ps)
+    assert z == pytest.approx(hand_gap_z(c, x), rel=1e-5) and z > 3
+    np.testing.assert_array_equal(
+        activation_patching(b, ps).values, activation_patching(b, ps, min_gap_z=0).values
+    )
+
+
+def test_clean_and_corrupt_that_do_not_differ_give_nan_not_noise():
+    """An untrained model on IOI-shaped prompts: the clean and corrupted logit differences
+    agree within their noise over the prompts, so every ratio would be noise (the old answer:
+    values of either sign and any size). Masked: NaN everywhere, and the gap in standard
+    errors says why; corrupting only a token AFTER the answer position gives exactly 0."""
+    from transformer_lens.config import TransformerBridgeConfig
+    from transformer_lens.model_bridge import TransformerBridge
+
+    from mispec.prompts.generators import toy_ioi
+
+    ps = toy_ioi(seed=0, n=64)
+    cfg = TransformerBridgeConfig(
+        d_model=64, d_head=16, n_layers=2, n_ctx=16, n_heads=4, d_vocab=ps.max_token() + 1,
+        attn_only=True, normalization_type="LN", seed=0,
+    )  # fmt: skip
+    b = TransformerBridge.boot_native(cfg)
+    b.eval()
+    at = ps.extras["answer_pos"]
+    with torch.no_grad():
+        c = per_prompt_ld(b(torch.from_numpy(ps.tokens)), ps, at)
+        x = per_prompt_ld(b(torch.from_numpy(ps.extras["corrupt_tokens"])), ps, at)
+    z = patching_gap_z(b, ps)
+    assert z == pytest.approx(hand_gap_z(c, x), rel=1e-5) and abs(z) < 3
+    masked = activation_patching(b, ps, per="head")
+    assert masked.dims == ("layer", "head") and np.isnan(masked.values).all()
+    raw = activation_patching(b, ps, per="head", min_gap_z=0)  # the ratio, unmasked
+    assert np.isfinite(raw.values).all() and np.abs(raw.values).max() > 0.5
+    assert np.isnan(activation_patching(b, ps, per="position").values).all()
+    # corrupted only after the answer position: identical logit differences, exactly 0 gap
+    later = ps.tokens.copy()
+    later[:, -1] = (later[:, -1] + 1) % 4
+    same = PromptSet(tokens=ps.tokens, extras={**ps.extras, "corrupt_tokens": later})
+    assert patching_gap_z(b, same) == 0.0
+    assert np.isnan(activation_patching(b, same, min_gap_z=0).values).all()
+    with pytest.raises(UserError, match="min_gap_z"):
+        activation_patching(b, ps, min_gap_z=-1)
 
 
 def test_patching_needs_corrupt_tokens():

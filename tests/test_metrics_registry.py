@@ -17,30 +17,34 @@ from mispec.metrics.forward import expand_hooks, run_forward
 from mispec.models.info import ModelInfo
 from mispec.prompts.core import PromptSet
 
+# name: (kind, dims, version) — version 2: padding never counts (text prompt sets), a near-zero
+# patching denominator is masked, a transition must stand out of the noise (issue 14)
 EXPECTED = {
-    "loss": ("activation", ()),
-    "accuracy": ("activation", ()),
-    "per_token_loss": ("activation", ("pos",)),
-    "icl_score": ("derived", None),
-    "induction_score": ("activation", ("layer", "head")),
-    "previous_token_score": ("activation", ("layer", "head")),
-    "duplicate_token_score": ("activation", ("layer", "head")),
-    "logit_diff": ("activation", ()),
-    "activation_patching": ("intervention", None),
-    "head_ablation": ("intervention", ("layer", "head")),
-    "composition_score": ("weights", ("src_layer", "src_head", "dst_layer", "dst_head")),
-    "weight_norm": ("weights", ("component",)),
-    "embed_fourier": ("weights", ("freq",)),
-    "transition_step": ("reduction", None),
-    "pca_over_steps": ("reduction", ("step", "pc")),
+    "loss": ("activation", (), 2),
+    "accuracy": ("activation", (), 2),
+    "per_token_loss": ("activation", ("pos",), 2),
+    "icl_score": ("derived", None, 1),
+    "induction_score": ("activation", ("layer", "head"), 2),
+    "previous_token_score": ("activation", ("layer", "head"), 2),
+    "duplicate_token_score": ("activation", ("layer", "head"), 2),
+    "logit_diff": ("activation", (), 2),
+    "activation_patching": ("intervention", None, 2),
+    "patching_gap_z": ("intervention", (), 1),
+    "head_ablation": ("intervention", ("layer", "head"), 2),
+    "composition_score": ("weights", ("src_layer", "src_head", "dst_layer", "dst_head"), 1),
+    "weight_norm": ("weights", ("component",), 1),
+    "embed_fourier": ("weights", ("freq",), 1),
+    "transition_step": ("reduction", None, 2),
+    "transition_size": ("reduction", None, 1),
+    "pca_over_steps": ("reduction", ("step", "pc"), 1),
 }
 
 
 def test_all_builtins_registered_with_kind_dims_units_description():
     load_builtin_metrics()
-    for name, (kind, dims) in EXPECTED.items():
+    for name, (kind, dims, version) in EXPECTED.items():
         mdef = METRICS.get(name)
-        assert (mdef.kind, mdef.dims, mdef.version) == (kind, dims, 1), name
+        assert (mdef.kind, mdef.dims, mdef.version) == (kind, dims, version), name
         assert mdef.units and mdef.description and mdef.fn.__doc__, name
         for arg in mdef.args:  # annotations the spec checker can evaluate (no aliases)
             assert not any(alias in arg.annotation for alias in ("Split", "Normalize")), arg
@@ -101,6 +105,7 @@ def test_every_metric_returns_its_declared_dims():
     assert icl.dims == ()
     series = xr.concat([results["induction_score"]] * 3, dim="step").assign_coords(step=[0, 5, 50])
     assert METRICS.get("transition_step").fn(series).dims == ("layer", "head")
+    assert METRICS.get("transition_size").fn(series).dims == ("layer", "head")
     assert METRICS.get("pca_over_steps").fn(series).dims == ("step", "pc")
 
 

@@ -62,6 +62,81 @@ def test_composition_matches_bridge_method_and_is_in_unit_interval():
     assert np.all((ours[later] > 0) & (ours[later] <= 1))
 
 
+def hand_folded_scores(wq, wk, wv, wo, ln_w, mode: str, center: bool) -> np.ndarray:
+    """numpy, dense: fold ln1's scale into W_Q / W_K / W_V (``W[d, :] * w[d]``), centre them
+    over d_model for a LayerNorm, then the Elhage score of every (src, dst) head pair."""
+    n_layers, n_heads = wq.shape[:2]
+    folded = []
+    for w in (wq, wk, wv):
+        w = w * ln_w[:, None, :, None]
+        folded.append(w - w.mean(axis=2, keepdims=True) if center else w)
+    fq, fk, fv = folded
+    out = np.full((n_layers, n_heads, n_layers, n_heads), np.nan)
+    for s_l, s_h, d_l, d_h in itertools.product(*(range(n) for n in out.shape)):
+        if s_l >= d_l:
+            continue
+        ov = fv[s_l, s_h] @ wo[s_l, s_h]
+        qk = fq[d_l, d_h] @ fk[d_l, d_h].T
+        other = {"Q": qk, "K": qk.T, "V": fv[d_l, d_h] @ wo[d_l, d_h]}[mode]
+        out[s_l, s_h, d_l, d_h] = np.linalg.norm(ov @ other) / (
+            np.linalg.norm(ov) * np.linalg.norm(other)
+        )
+    return out
+
+
+def weights_of(b) -> tuple[np.ndarray, ...]:
+    return tuple(w.detach().double().numpy() for w in (b.W_Q, b.W_K, b.W_V, b.W_O))
+
+
+@pytest.mark.parametrize("mode", ["Q", "K", "V"])
+def test_folded_composition_equals_a_hand_fold_of_the_layer_norm(mode):
+    """A model whose ln1 scales are far from 1 (a fresh bridge, scales drawn at random)."""
+    from transformer_lens.config import TransformerBridgeConfig
+    from transformer_lens.model_bridge import TransformerBridge
+
+    cfg = TransformerBridgeConfig(
+        d_model=D, d_head=DH, n_layers=L, n_ctx=8, n_heads=H, d_vocab=V,
+        attn_only=True, normalization_type="LN", seed=4,
+    )  # fmt: skip
+    b = TransformerBridge.boot_native(cfg)
+    gen = torch.Generator().manual_seed(9)
+    with torch.no_grad():
+        for layer in range(L):
+            b.blocks[layer].ln1.weight.copy_(torch.rand(D, generator=gen) * 2 + 0.1)
+    sd = b.state_dict()
+    ln_w = np.stack([sd[f"blocks.{layer}.ln1.weight"].double().numpy() for layer in range(L)])
+    assert np.abs(ln_w - 1).max() > 0.5
+    expected = hand_folded_scores(*weights_of(b), ln_w, mode, center=True)
+    folded = composition_score(b, mode=mode, fold_ln=True)
+    np.testing.assert_allclose(folded, expected, rtol=0, atol=1e-6)
+    raw = composition_score(b, mode=mode)  # the default is the raw weights, unchanged
+    np.testing.assert_allclose(
+        raw, hand_folded_scores(*weights_of(b), np.ones_like(ln_w), mode, center=False), atol=1e-5
+    )
+    later = ~np.isnan(raw)
+    assert np.abs(folded[later] - raw[later]).max() > 1e-3
+
+
+def test_folded_composition_of_a_pythia_style_checkpoint(tmp_path):
+    """GPT-NeoX (Pythia) from a local HF folder: its own trained-looking ln1 weights."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    try:
+        from tests.helpers.tiny_neox import build_checkpoint_folder
+    except ImportError:
+        from helpers.tiny_neox import build_checkpoint_folder
+
+    root = build_checkpoint_folder(tmp_path / "run", [100])
+    b = TransformerBridge.boot_transformers(str(root / "step100"), device="cpu")
+    sd = b.state_dict()
+    n = b.cfg.n_layers
+    ln_w = np.stack([sd[f"blocks.{layer}.ln1.weight"].double().numpy() for layer in range(n)])
+    expected = hand_folded_scores(*weights_of(b), ln_w, "K", center=True)
+    np.testing.assert_allclose(
+        composition_score(b, mode="K", fold_ln=True), expected, rtol=0, atol=1e-6
+    )
+
+
 def test_weight_norm_groups_are_consistent_with_the_state_dict():
     b = bridge()
     sd = b.state_dict()

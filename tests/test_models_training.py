@@ -190,7 +190,6 @@ def first_nonfinite_update(train: TrainSpec, seed: int, updates: int) -> int | N
     batches), independent of mispec's loop; the first update whose loss (or gradient norm,
     with ``grad_clip``) is not finite."""
     import torch.nn.functional as F
-
     from mispec.models.tasks import task_for
 
     task = task_for(train)

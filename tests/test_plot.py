@@ -91,3 +91,18 @@ def test_report_renders_in_headless_chromium(default_study, tmp_path):
     )
     img = _png(shot)
     assert img.shape[0] >= 1000 and float(img[..., :3].std()) > 0.05
+
+
+def test_seeds_without_a_transition_get_no_marker():
+    import xarray as xr
+
+    from mispec.plot.figures import transition_steps
+
+    var = xr.DataArray(
+        [[534.0, np.nan], [np.nan, np.nan]],
+        dims=("seed", "head"),
+        coords={"seed": [0, 1]},
+        attrs={"metric_fn": "transition_step"},
+    )
+    tree = xr.DataTree(children={"toy": xr.DataTree(xr.Dataset({"transition": var}))})
+    assert transition_steps(tree, "toy") == {0: 534.0}

@@ -14,16 +14,15 @@ def summarize(tree: Any) -> list[str]:
         model = child.name
         for name, var in ds.data_vars.items():
             fn = var.attrs.get("metric_fn", "")
-            if fn == "transition_step" and "seed" in var.dims:
+            if fn in ("transition_step", "transition_size") and "seed" in var.dims:
+                fmt = ".0f" if fn == "transition_step" else ".3g"
                 for seed in var.seed.values:
-                    v = var.sel(seed=seed)
+                    v = np.asarray(var.sel(seed=seed).values, dtype=float)
+                    shown = _value(v, fmt, none="none (no transition)")
                     if v.size == 1:
-                        lines.append(f"{model} seed {seed}: {name} = {float(v):.0f}")
+                        lines.append(f"{model} seed {seed}: {name} = {shown}")
                     else:
-                        lines.append(
-                            f"{model} seed {seed}: {name} median over heads = "
-                            f"{float(np.nanmedian(v.values)):.0f}"
-                        )
+                        lines.append(f"{model} seed {seed}: {name} median over heads = {shown}")
             elif {"layer", "head", "step"} <= set(var.dims):
                 last = var.isel(step=-1).mean("seed") if "seed" in var.dims else var.isel(step=-1)
                 idx = np.unravel_index(int(np.nanargmax(last.values)), last.shape)
@@ -41,3 +40,9 @@ def summarize(tree: Any) -> list[str]:
                     )
                 )
     return lines
+
+
+def _value(values: np.ndarray, fmt: str, *, none: str) -> str:
+    """The value (median over the finite ones when several), or ``none`` when none is finite."""
+    finite = values[np.isfinite(values)]
+    return format(float(np.median(finite)), fmt) if finite.size else none

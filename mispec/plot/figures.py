@@ -40,11 +40,18 @@ def find_variable(tree: Any, metric: str) -> list[tuple[str, Any]]:
 
 
 def transition_steps(tree: Any, model: str) -> dict[int, float]:
-    """Per seed, the transition step of the first transition_step variable (median over heads)."""
+    """Per seed, the transition step of the first transition_step variable (median over heads
+    that have one); seeds without a transition (NaN) are left out."""
     ds = tree[model].to_dataset()
     for var in ds.data_vars.values():
         if var.attrs.get("metric_fn") == "transition_step" and "seed" in var.dims:
-            return {int(s): float(np.nanmedian(var.sel(seed=s).values)) for s in var.seed.values}
+            out = {}
+            for s in var.seed.values:
+                found = np.asarray(var.sel(seed=s).values, dtype=float)
+                found = found[np.isfinite(found)]
+                if found.size:
+                    out[int(s)] = float(np.median(found))
+            return out
     return {}
 
 

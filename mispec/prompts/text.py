@@ -7,9 +7,10 @@ tokenizers without a BOS use their EOS, like GPT-2). Prompts are truncated to
 ``max_tokens`` (BOS included) and right-padded to a common length; the ``attention_mask``
 extra ``[n, pos]`` marks real tokens and ``loss_mask`` ``[n, pos-1]`` the predictions
 whose target is a real token. Right padding never changes the activations of real
-positions under causal attention, so one forward pass serves the whole set, and the mean
-of the masked next-token cross-entropy is what ``transformers`` reports with
-``labels=tokens`` for each unpadded prompt.
+positions under causal attention, so one forward pass serves the whole set. The builtin
+metrics read ``attention_mask`` and never count the padding (no ``mask`` arg needed): per
+prompt, ``loss`` is what ``transformers`` reports with ``labels=tokens`` for the unpadded
+prompt (see ``mispec.metrics.builtin.loss`` for how prompts are pooled).
 """
 
 from __future__ import annotations

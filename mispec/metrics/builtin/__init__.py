@@ -13,11 +13,13 @@ previous_token_score,
 duplicate_token_score
 logit_diff                activation    ()
 activation_patching       intervention  (layer, head) or (layer, pos)
+patching_gap_z            intervention  ()
 head_ablation             intervention  (layer, head)
 composition_score         weights       (src_layer, src_head, dst_layer, dst_head)
 weight_norm               weights       (component,)
 embed_fourier             weights       (freq,)
-transition_step           reduction     input dims without step
+transition_step,          reduction     input dims without step
+transition_size
 pca_over_steps            reduction     (step, pc)
 reduce                    derived       input dims without ``over``
 ========================  ============  ==========================================

@@ -1,5 +1,14 @@
 """Helpers shared by the builtin metrics: tensors from activations, prompt extras, masks and
-logit differences. Nothing here imports torch at module import time."""
+logit differences. Nothing here imports torch at module import time.
+
+**Padding.** A prompt set whose prompts differ in length (text prompts) is right-padded to one
+width and carries the ``attention_mask`` extra ``[batch, pos]`` (True = a real token). Padding
+never enters a builtin metric: :func:`real_tokens` is that mask (None when the set has no
+padding), :func:`prediction_weights` counts only the next-token predictions from a real token
+to a real token, and :func:`answer_positions` defaults to each prompt's last REAL token. Right
+padding leaves the activations of the real positions unchanged under causal attention, so the
+real positions of the padded batch are exactly each prompt run alone.
+"""
 
 from __future__ import annotations
 
@@ -47,12 +56,39 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
         raise UserError(f"arg '{name}' must be one of {list(choices)}, got {value!r}")
 
 
+def real_tokens(prompts: Any) -> Any:
+    """``[batch, pos]`` bool torch tensor, True at real tokens, from the ``attention_mask``
+    extra; None when the prompt set has none (no padding: every position is real)."""
+    extras = getattr(prompts, "extras", {}) or {}
+    if "attention_mask" not in extras:
+        return None
+    real = torch.as_tensor(np.asarray(extras["attention_mask"])).bool()
+    shape = tuple(np.asarray(prompts.tokens).shape)
+    if tuple(real.shape) != shape:
+        raise PromptError(
+            f"the 'attention_mask' extra has shape {tuple(real.shape)}; expected {shape} "
+            "([batch, pos]: True at real tokens, False at padding)"
+        )
+    return real
+
+
 def prediction_weights(prompts: Any, shape: tuple[int, int], mask: str | None, split: str) -> Any:
-    """Weights ``[batch, pos-1]`` (1 = this next-token prediction counts) from an optional
-    ``mask`` extra (``[batch, pos-1]``, e.g. ``loss_mask``) and a ``split`` of the rows by the
-    ``train_mask`` extra (``[batch]``: True for pairs in the training split)."""
+    """Weights ``[batch, pos-1]`` (1 = this next-token prediction counts).
+
+    Always only the predictions from a real token to a real token (:func:`real_tokens`:
+    padding never counts), further restricted by an optional ``mask`` extra (``[batch,
+    pos-1]``, e.g. ``loss_mask``) and a ``split`` of the rows by the ``train_mask`` extra
+    (``[batch]``: True for pairs in the training split)."""
     check_choice("split", split, SPLITS)
     w = torch.ones(shape, dtype=torch.float32)
+    real = real_tokens(prompts)
+    if real is not None:
+        if (real.shape[0], real.shape[1] - 1) != tuple(shape):
+            raise PromptError(
+                f"the 'attention_mask' extra has shape {tuple(real.shape)}; the predictions "
+                f"have shape {tuple(shape)}"
+            )
+        w = w * (real[:, :-1] & real[:, 1:]).to(torch.float32)
     if mask is not None:
         m = torch.as_tensor(extra(prompts, mask, why=f"mask '{mask}'")).to(torch.float32)
         if tuple(m.shape) != tuple(shape):
@@ -87,13 +123,29 @@ def answer_logit_diff(logits: Any, prompts: Any, *, at: Any) -> Any:
 
 
 def answer_positions(prompts: Any) -> Any:
-    """``answer_pos`` extra ``[batch]`` when present, else the last position for every prompt."""
+    """``answer_pos`` extra ``[batch]`` when present, else each prompt's last real token (the
+    last position when the set has no padding)."""
     n, seq = np.asarray(prompts.tokens).shape
     extras = getattr(prompts, "extras", {}) or {}
     if "answer_pos" in extras:
         pos = torch.as_tensor(np.asarray(extras["answer_pos"]), dtype=torch.long)
         return torch.where(pos < 0, pos + seq, pos)
+    real = real_tokens(prompts)
+    if real is not None:
+        return last_real_position(real)
     return torch.full((n,), seq - 1, dtype=torch.long)
+
+
+def last_real_position(real: Any) -> Any:
+    """``[batch]`` index of the last True of each row of ``real [batch, pos]`` (0 if none)."""
+    pos = torch.arange(real.shape[1])
+    return torch.where(real, pos, 0).max(dim=1).values
+
+
+def padded_at_last_position(prompts: Any) -> int:
+    """How many prompts have padding at the last position (0 for a set without padding)."""
+    real = real_tokens(prompts)
+    return 0 if real is None else int((~real[:, -1]).sum())
 
 
 def next_token_loss(logits: Any, tokens: Any, weights: Any) -> Any:

@@ -23,6 +23,11 @@ The score of head ``(layer, head)`` on one prompt, with attention pattern ``A[q,
 the pattern and the targets, as in ``head_detector`` (a row whose only target is excluded has
 no target). Scores are computed per prompt and averaged over the batch (``head_detector``
 with a list of prompts does the same); prompts with no target row are skipped (NaN if none).
+
+Padding never counts: in a prompt set of different lengths (right-padded, with an
+``attention_mask`` extra) a padded query row is no row at all (neither a target row nor one of
+"all rows") and a padded key is never a target, so each prompt scores exactly what it scores
+alone, unpadded.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from collections import OrderedDict
 from typing import Any, Literal
 
 from mispec.lazy import torch
-from mispec.metrics.builtin._common import act, check_choice, tokens_of
+from mispec.metrics.builtin._common import act, check_choice, real_tokens, tokens_of
 from mispec.metrics.core import metric
 
 PATTERN = "blocks.{layer}.attn.hook_pattern"
@@ -64,21 +69,26 @@ def head_scores(
     normalize: str = "target_rows",
     exclude_bos: bool = False,
     exclude_current_token: bool = False,
+    real: Any = None,
 ) -> Any:
     """Scores ``[layer, head]`` from ``patterns [layer, batch, head, q, k]`` and ``det [batch, q, k]``.
 
-    Works one layer at a time and never copies a pattern: the excluded entries are removed from
-    the targets (``det``) and subtracted from the row sums instead, and the numerator reads
-    only the pattern entries that are targets (``det`` is sparse)."""
+    ``real``: ``[batch, pos]`` bool, False at padding (None: no padding). Works one layer at a
+    time and never copies a pattern: the excluded entries are removed from the targets
+    (``det``) and subtracted from the row sums instead, and the numerator reads only the
+    pattern entries that are targets (``det`` is sparse)."""
     check_choice("normalize", normalize, ("target_rows", "all_rows"))
-    targets = surviving_targets(det, exclude_bos, exclude_current_token)
+    targets = surviving_targets(det, exclude_bos, exclude_current_token, real)
     return _scores(patterns, targets, normalize, exclude_bos, exclude_current_token)
 
 
-def surviving_targets(det: Any, exclude_bos: bool, exclude_current_token: bool) -> Any:
-    """The targets that survive the exclusions, sparse: ``(b, q, k, weight)`` of every
-    non-zero of ``det`` (a detection pattern has a handful per query row, a pattern has
-    ``pos`` entries per row), and ``row_has_target [batch, q]``."""
+def surviving_targets(
+    det: Any, exclude_bos: bool, exclude_current_token: bool, real: Any = None
+) -> Any:
+    """The targets that survive the exclusions and the padding, sparse: ``(b, q, k, weight)``
+    of every non-zero of ``det`` (a detection pattern has a handful per query row, a pattern
+    has ``pos`` entries per row), ``row_has_target [batch, q]`` and the real query rows
+    ``[batch, q]`` (float; None when ``real`` is None: every row is real)."""
     n = det.shape[-1]
     keep = torch.ones(n, n)
     if exclude_bos:
@@ -86,14 +96,19 @@ def surviving_targets(det: Any, exclude_bos: bool, exclude_current_token: bool) 
     if exclude_current_token:
         keep.fill_diagonal_(0)
     det = det * keep
+    rows = None
+    if real is not None:  # a padded query or key is never a target
+        real = torch.as_tensor(real).bool()
+        det = det * (real[:, :, None] & real[:, None, :]).float()
+        rows = real.float()
     b, q, k = det.nonzero(as_tuple=True)
-    return (b, q, k, det[b, q, k]), (det.sum(-1) > 0).float()  # [nnz] x4, [batch, q]
+    return (b, q, k, det[b, q, k]), (det.sum(-1) > 0).float(), rows  # [nnz] x4, [batch, q] x2
 
 
 def _scores(
     patterns: Any, targets: Any, normalize: str, exclude_bos: bool, exclude_current_token: bool
 ) -> Any:
-    (b, q, k, weight), row_has_target = targets
+    (b, q, k, weight), row_has_target, real_rows = targets
     out = []
     for pattern in patterns:  # [batch, head, q, k]
         pattern = torch.as_tensor(pattern, dtype=torch.float32)
@@ -110,6 +125,8 @@ def _scores(
         if normalize == "target_rows":
             den = (rows * row_has_target[:, None, :]).sum(-1)
             num = torch.where(row_has_target.any(-1)[:, None], num, torch.nan)
+        elif real_rows is not None:  # every real row; padded rows are no rows
+            den = (rows * real_rows[:, None, :]).sum(-1)
         else:
             den = rows.sum(-1)
         out.append((num / den).nanmean(0))  # [head]
@@ -125,19 +142,24 @@ _TARGETS_MAX_BYTES = 64 << 20
 _TARGETS_LOCK = threading.Lock()
 
 
-def _cached_targets(kind: str, tokens: Any, exclude_bos: bool, exclude_current: bool) -> Any:
+def _cached_targets(
+    kind: str, tokens: Any, real: Any, exclude_bos: bool, exclude_current: bool
+) -> Any:
     key = (
         kind,
         exclude_bos,
         exclude_current,
         tuple(tokens.shape),
         hashlib.blake2b(tokens.numpy().tobytes(), digest_size=16).digest(),
+        None if real is None else hashlib.blake2b(real.numpy().tobytes(), digest_size=16).digest(),
     )
     with _TARGETS_LOCK:  # Dask worker threads share it
         if key in _TARGETS:
             _TARGETS.move_to_end(key)
             return _TARGETS[key]
-    targets = surviving_targets(detection_patterns(kind, tokens), exclude_bos, exclude_current)
+    targets = surviving_targets(
+        detection_patterns(kind, tokens), exclude_bos, exclude_current, real
+    )
     if targets[0][0].nelement() * 32 <= _TARGETS_MAX_BYTES:
         with _TARGETS_LOCK:
             _TARGETS[key] = targets
@@ -157,12 +179,15 @@ def _score(
 ) -> Any:
     check_choice("head type", kind, HEAD_TYPES)
     check_choice("normalize", normalize, ("target_rows", "all_rows"))
-    targets = _cached_targets(kind, tokens_of(prompts), exclude_bos, exclude_current_token)
+    tokens = tokens_of(prompts)
+    targets = _cached_targets(
+        kind, tokens, real_tokens(prompts), exclude_bos, exclude_current_token
+    )
     patterns = act(acts, PATTERN)
     return _scores(patterns, targets, normalize, exclude_bos, exclude_current_token).numpy()
 
 
-@metric(dims=("layer", "head"), hooks=(PATTERN,), units="fraction of attention")
+@metric(dims=("layer", "head"), hooks=(PATTERN,), units="fraction of attention", version=2)
 def induction_score(
     acts: Any,
     prompts: Any,
@@ -183,7 +208,7 @@ def induction_score(
     )
 
 
-@metric(dims=("layer", "head"), hooks=(PATTERN,), units="fraction of attention")
+@metric(dims=("layer", "head"), hooks=(PATTERN,), units="fraction of attention", version=2)
 def previous_token_score(
     acts: Any,
     prompts: Any,
@@ -203,7 +228,7 @@ def previous_token_score(
     )
 
 
-@metric(dims=("layer", "head"), hooks=(PATTERN,), units="fraction of attention")
+@metric(dims=("layer", "head"), hooks=(PATTERN,), units="fraction of attention", version=2)
 def duplicate_token_score(
     acts: Any,
     prompts: Any,

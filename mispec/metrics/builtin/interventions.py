@@ -15,6 +15,20 @@ patches one head's output ``blocks.{L}.attn.hook_z[:, :, h]`` at every position 
 ``per="position"`` patches the residual stream ``blocks.{L}.hook_resid_pre[:, p]`` (dims
 ``(layer, pos)``, as ``get_act_patch_resid_pre``).
 
+**A near-zero denominator is masked, not divided by.** Where the clean and corrupted runs
+barely differ (an untrained checkpoint), ``LD_clean - LD_corrupt`` is noise and the ratio
+would be noise of any size (±0.5 per head at step 0 of a toy run). With ``g_i`` the per-prompt
+difference ``LD_clean,i - LD_corrupt,i`` over the ``n`` prompts, its standard error
+``se = std(g_i) / sqrt(n)`` (0 for one prompt) and a float32 rounding floor ``eps = 1e-6 *
+rms(LD)``, the gap measured against its noise is
+
+    z = mean(g_i) / (se + eps)
+
+and every cell of the checkpoint is NaN when ``|z| <= min_gap_z`` (default 3: the clean and
+corrupted runs are not distinguishable over these prompts). ``min_gap_z: 0`` masks only an
+exactly zero difference. The metric ``patching_gap_z`` reports ``z`` per checkpoint — the flag
+beside the values (masked exactly where ``|patching_gap_z| <= min_gap_z``).
+
 **Head ablation**: replace one head's output ``hook_z[:, :, h]`` by zero (``method="zero"``)
 or by its mean over the prompts at each position (``method="mean"``, which keeps the head's
 constant contribution), and report the change of the loss (``measure="loss"``, nats; positive =
@@ -30,7 +44,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from mispec.errors import PromptError
+from mispec.errors import PromptError, UserError
 from mispec.lazy import torch, xr
 from mispec.metrics.builtin._common import (
     answer_logit_diff,
@@ -39,6 +53,7 @@ from mispec.metrics.builtin._common import (
     extra,
     next_token_loss,
     prediction_weights,
+    real_tokens,
     tokens_of,
 )
 from mispec.metrics.core import metric
@@ -64,27 +79,67 @@ def _patch_pos(index: int, clean: Any) -> Callable[..., Any]:
     return hook
 
 
-def _patched_dims(per: str) -> tuple[str, ...]:
-    return ("layer", "head" if per == "head" else "pos")
-
-
-@metric(dims=_patched_dims, units="fraction of logit difference restored")
-def activation_patching(
-    bridge: Any, prompts: Any, per: Literal["head", "position"] = "head"
-) -> Any:
-    """Normalised logit difference after patching clean activations into the corrupted run,
-    per (layer, head) on ``hook_z`` or per (layer, pos) on ``hook_resid_pre`` (see the module
-    docstring). Needs the extras ``corrupt_tokens``, ``answer``, ``wrong_answer``."""
-    check_choice("per", per, ("head", "position"))
+def _clean_and_corrupt(prompts: Any, why: str) -> tuple[Any, Any]:
+    """The clean tokens and the ``corrupt_tokens`` extra, ``[batch, pos]`` int64 each."""
     clean = tokens_of(prompts)
-    corrupt = torch.as_tensor(
-        extra(prompts, "corrupt_tokens", why="activation_patching"), dtype=torch.long
-    )
+    corrupt = torch.as_tensor(extra(prompts, "corrupt_tokens", why=why), dtype=torch.long)
     if corrupt.shape != clean.shape:
         raise PromptError(
             f"corrupt_tokens has shape {tuple(corrupt.shape)}, tokens {tuple(clean.shape)}: "
             "clean and corrupted prompts must align token for token"
         )
+    return clean, corrupt
+
+
+def gap_z(ld_clean: Any, ld_corrupt: Any) -> float:
+    """``mean(g) / (se + eps)`` of the per-prompt differences ``g = ld_clean - ld_corrupt``
+    (``[batch]`` each): the clean-corrupt gap in standard errors (see the module docstring)."""
+    clean = np.asarray(ld_clean, dtype=np.float64)
+    corrupt = np.asarray(ld_corrupt, dtype=np.float64)
+    g = clean - corrupt
+    se = float(g.std(ddof=1) / np.sqrt(g.size)) if g.size > 1 else 0.0
+    eps = 1e-6 * float(np.sqrt(np.mean(np.r_[clean, corrupt] ** 2)))
+    mean = float(g.mean())
+    if mean == 0.0:
+        return 0.0
+    return mean / (se + eps) if se + eps > 0 else float(np.sign(mean)) * float("inf")
+
+
+@metric(dims=(), units="standard errors")
+def patching_gap_z(bridge: Any, prompts: Any) -> float:
+    """Clean minus corrupted logit difference in standard errors over the prompts — the
+    denominator of ``activation_patching`` measured against its noise; that metric is NaN at
+    the checkpoints where ``|patching_gap_z| <= min_gap_z`` (see the module docstring)."""
+    clean, corrupt = _clean_and_corrupt(prompts, "patching_gap_z")
+    at = answer_positions(prompts)
+    device = getattr(bridge.cfg, "device", None)
+    with eval_mode(bridge):
+        lds = [
+            answer_logit_diff(bridge(t.to(device)).cpu(), prompts, at=at) for t in (clean, corrupt)
+        ]
+    return gap_z(*lds)
+
+
+def _patched_dims(per: str) -> tuple[str, ...]:
+    return ("layer", "head" if per == "head" else "pos")
+
+
+@metric(dims=_patched_dims, units="fraction of logit difference restored", version=2)
+def activation_patching(
+    bridge: Any,
+    prompts: Any,
+    per: Literal["head", "position"] = "head",
+    min_gap_z: float = 3.0,
+) -> Any:
+    """Normalised logit difference after patching clean activations into the corrupted run,
+    per (layer, head) on ``hook_z`` or per (layer, pos) on ``hook_resid_pre`` (see the module
+    docstring). Needs the extras ``corrupt_tokens``, ``answer``, ``wrong_answer``. NaN at
+    every cell when the clean and corrupted runs do not differ by more than ``min_gap_z``
+    standard errors (``patching_gap_z``)."""
+    check_choice("per", per, ("head", "position"))
+    if not min_gap_z >= 0:
+        raise UserError(f"activation_patching: min_gap_z must be >= 0, got {min_gap_z}")
+    clean, corrupt = _clean_and_corrupt(prompts, "activation_patching")
     at = answer_positions(prompts)
     cfg = bridge.cfg
     n_layers = int(cfg.n_layers)
@@ -94,17 +149,22 @@ def activation_patching(
     device = getattr(cfg, "device", None)
     clean, corrupt = clean.to(device), corrupt.to(device)
 
+    def per_prompt(logits: Any) -> Any:
+        return answer_logit_diff(logits.cpu(), prompts, at=at)
+
     def ld(logits: Any) -> float:
-        return float(answer_logit_diff(logits.cpu(), prompts, at=at).mean())
+        return float(per_prompt(logits).mean())
 
     values = np.full((n_layers, size), np.nan)
     with eval_mode(bridge):
         clean_logits, cache = bridge.run_with_cache(
             clean, names_filter=names, return_cache_object=False
         )
-        ld_clean, ld_corrupt = ld(clean_logits), ld(bridge(corrupt))
+        clean_each, corrupt_each = per_prompt(clean_logits), per_prompt(bridge(corrupt))
+        ld_clean, ld_corrupt = float(clean_each.mean()), float(corrupt_each.mean())
+        masked = abs(gap_z(clean_each, corrupt_each)) <= min_gap_z
         for layer, name in enumerate(names):
-            for i in range(size):
+            for i in range(size if not masked else 0):
                 hook = setter(i, cache[name])
                 values[layer, i] = ld(bridge.run_with_hooks(corrupt, fwd_hooks=[(name, hook)]))
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -118,7 +178,7 @@ def activation_patching(
     )
 
 
-@metric(dims=("layer", "head"), units="change of loss (nats) or of logit difference")
+@metric(dims=("layer", "head"), units="change of loss (nats) or of logit difference", version=2)
 def head_ablation(
     bridge: Any,
     prompts: Any,
@@ -129,7 +189,8 @@ def head_ablation(
 ) -> Any:
     """Change of the loss or logit difference when one head's output is zero- or
     mean-ablated, per (layer, head) (see the module docstring). ``mask`` / ``split`` select the
-    predictions that count in the loss, as for ``loss``."""
+    predictions that count in the loss, as for ``loss``; padding never counts (nor enters the
+    mean of a mean ablation)."""
     check_choice("method", method, ("zero", "mean"))
     check_choice("measure", measure, ("loss", "logit_diff"))
     tokens = tokens_of(prompts)
@@ -148,6 +209,7 @@ def head_ablation(
             return float(answer_logit_diff(logits.cpu(), prompts, at=at).mean())
 
     names = [Z.replace("{layer}", str(layer)) for layer in range(n_layers)]
+    real = real_tokens(prompts)
     tokens_dev = tokens.to(device)
     values = np.zeros((n_layers, n_heads))
     with eval_mode(bridge):
@@ -160,7 +222,7 @@ def head_ablation(
         base = score(logits)
         for layer, name in enumerate(names):
             # [1, pos, head, d_head]: the mean over prompts, or None for zeros
-            mean = cache[name].mean(0, keepdim=True) if method == "mean" else None
+            mean = _mean_over_prompts(cache[name], real) if method == "mean" else None
             for h in range(n_heads):
 
                 def ablate(x: Any, hook: Any, h: int = h, mean: Any = mean) -> Any:
@@ -177,3 +239,13 @@ def head_ablation(
         coords={"layer": np.arange(n_layers), "head": np.arange(n_heads)},
         attrs={"units": f"change of {measure} ({units})", "baseline": base},
     )
+
+
+def _mean_over_prompts(z: Any, real: Any) -> Any:
+    """``z [batch, pos, head, d_head]`` averaged over the prompts ``[1, pos, head, d_head]``;
+    with ``real`` (``[batch, pos]``, False at padding) over the prompts whose token at that
+    position is real (zero where none is)."""
+    if real is None:
+        return z.mean(0, keepdim=True)
+    w = real.to(z.device, z.dtype)[:, :, None, None]
+    return (z * w).sum(0, keepdim=True) / w.sum(0, keepdim=True).clamp(min=1.0)

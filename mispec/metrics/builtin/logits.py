@@ -5,7 +5,10 @@ The standard measure of an IOI-style circuit (Wang et al. 2022): on prompts such
 ``logit[" Mary"] - logit[" John"]`` at the position that predicts the answer, averaged over
 prompts. Logits, not probabilities: a logit difference is linear in the residual stream, so
 head contributions add up. The prompt set supplies the ``answer`` and ``wrong_answer`` extras
-(``[batch]`` token ids) and optionally ``answer_pos`` (``[batch]``; default the last position).
+(``[batch]`` token ids) and optionally ``answer_pos`` (``[batch]``; default each prompt's last
+real token). Padding never enters: on a right-padded set of prompts of different lengths the
+last position is padding for the shorter ones, so ``position="last"`` refuses such a set and
+``position="answer_pos"`` reads each prompt at its own last real token.
 """
 
 from __future__ import annotations
@@ -15,7 +18,13 @@ from typing import Any, Literal
 import numpy as np
 
 from mispec.errors import PromptError
-from mispec.metrics.builtin._common import act, answer_logit_diff, answer_positions, check_choice
+from mispec.metrics.builtin._common import (
+    act,
+    answer_logit_diff,
+    answer_positions,
+    check_choice,
+    padded_at_last_position,
+)
 from mispec.metrics.core import metric
 
 
@@ -23,15 +32,23 @@ def _logit_diff_hooks(position: str = "last", **_: Any) -> tuple[str, ...]:
     return ("final_logits",) if position == "last" else ("logits",)
 
 
-@metric(dims=(), hooks=_logit_diff_hooks, units="logits")
+@metric(dims=(), hooks=_logit_diff_hooks, units="logits", version=2)
 def logit_diff(acts: Any, prompts: Any, position: Literal["last", "answer_pos"] = "last") -> float:
     """Mean ``logit[answer] - logit[wrong_answer]`` over prompts.
 
     ``position="last"`` reads the cheap ``final_logits`` pseudo hook (the answer is predicted
     at the last token of every prompt); ``position="answer_pos"`` reads the full logits at each
-    prompt's ``answer_pos`` extra (prompts of different lengths padded to one width)."""
+    prompt's ``answer_pos`` extra, or at each prompt's last real token when there is none
+    (prompts of different lengths padded to one width)."""
     check_choice("position", position, ("last", "answer_pos"))
     if position == "last":
+        padded = padded_at_last_position(prompts)
+        if padded:
+            raise PromptError(
+                f"logit_diff: the last position is padding for {padded} of {prompts.n} prompts "
+                "(they differ in length); set args: {position: answer_pos} to read each prompt "
+                "at its own last token (or its 'answer_pos' extra)"
+            )
         extras = getattr(prompts, "extras", {}) or {}
         if "answer_pos" in extras:
             seq = np.asarray(prompts.tokens).shape[1]

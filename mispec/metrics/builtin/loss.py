@@ -2,13 +2,24 @@
 
 All read the pseudo hooks ``next_logprob`` / ``next_correct`` (``[batch, pos-1]``, entry ``i``
 is the prediction of token ``i+1`` from tokens ``0..i``), so the full logits never enter the
-activation cache. ``loss`` is the mean next-token cross-entropy over every predicted position,
-the same number ``transformers`` returns for ``model(tokens, labels=tokens).loss``.
+activation cache.
 
-``mask`` names a ``[batch, pos-1]`` prompt extra (e.g. ``loss_mask``: only the repeated half of
-a repeated-tokens prompt, only the answer of ``a + b =``) whose non-zero entries count;
-``split`` keeps the rows whose ``train_mask`` extra is True (``train``) or False (``test``) —
-the train / test losses of a grokking run on modular addition.
+**Which predictions count.** Every prediction from a real token to a real token: padding never
+counts (a prompt set of texts of different lengths is right-padded and carries an
+``attention_mask`` extra; see ``_common``). ``mask`` names a ``[batch, pos-1]`` prompt extra
+(e.g. ``loss_mask``: only the repeated half of a repeated-tokens prompt, only the answer of
+``a + b =``) whose non-zero entries count; ``split`` keeps the rows whose ``train_mask`` extra is
+True (``train``) or False (``test``) — the train / test losses of a grokking run on modular
+addition.
+
+**How prompts are pooled.** ``loss`` is the mean over all counted predictions of the whole
+prompt set, every real token weighing the same (prompts are NOT averaged first): with
+``n_i`` counted predictions and mean loss ``L_i`` in prompt ``i``, ``loss = sum_i n_i L_i /
+sum_i n_i``. Per prompt, ``L_i`` is exactly what ``transformers`` returns for
+``model(ids_i, labels=ids_i).loss`` on that prompt alone, and the pooled value is what it
+returns for the padded batch with ``labels`` set to -100 at the padding. ``accuracy`` pools
+the same way; ``per_token_loss`` averages, at each position, over the prompts that have a real
+token there.
 """
 
 from __future__ import annotations
@@ -28,20 +39,21 @@ def _weighted_mean(values: Any, weights: Any, dim: int | None = None) -> Any:
     return (values * weights).sum() / total if dim is None else (values * weights).sum(dim) / total
 
 
-@metric(dims=(), hooks=("next_logprob",), units="nats")
+@metric(dims=(), hooks=("next_logprob",), units="nats", version=2)
 def loss(
     acts: Any, prompts: Any, mask: str | None = None, split: Literal["all", "train", "test"] = "all"
 ) -> float:
     """Mean next-token cross-entropy over the predicted positions (nats).
 
-    ``-mean(next_logprob)`` over every counted prediction (all ``batch × (pos-1)`` of them by
-    default; ``mask`` / ``split`` restrict them). NaN when nothing counts."""
+    ``-mean(next_logprob)`` over every counted prediction, pooled over prompts by token (all
+    predictions of real tokens by default — padding never counts; ``mask`` / ``split``
+    restrict them; see the module docstring). NaN when nothing counts."""
     lp = act(acts, "next_logprob")  # [batch, pos-1]
     w = prediction_weights(prompts, tuple(lp.shape), mask, split)
     return float(-_weighted_mean(lp, w))
 
 
-@metric(dims=(), hooks=("next_correct",), units="fraction")
+@metric(dims=(), hooks=("next_correct",), units="fraction", version=2)
 def accuracy(
     acts: Any, prompts: Any, mask: str | None = None, split: Literal["all", "train", "test"] = "all"
 ) -> float:
@@ -54,15 +66,16 @@ def accuracy(
     return float(_weighted_mean(correct, w))
 
 
-@metric(dims=("pos",), hooks=("next_logprob",), units="nats")
+@metric(dims=("pos",), hooks=("next_logprob",), units="nats", version=2)
 def per_token_loss(
     acts: Any, prompts: Any, mask: str | None = None, split: Literal["all", "train", "test"] = "all"
 ) -> Any:
     """Loss of each token in context, averaged over the batch.
 
     The ``pos`` coordinate is the position of the PREDICTED token (1 … seq_len-1): the value at
-    ``pos=40`` is the mean loss on token 40 given tokens 0..39. Positions where ``mask`` /
-    ``split`` leave nothing are NaN."""
+    ``pos=40`` is the mean loss on token 40 given tokens 0..39, over the prompts whose token 40
+    is real (padding never counts). Positions where padding, ``mask`` or ``split`` leave
+    nothing are NaN."""
     lp = act(acts, "next_logprob")  # [batch, pos-1]
     w = prediction_weights(prompts, tuple(lp.shape), mask, split)
     values = (-_weighted_mean(lp, w, dim=0)).numpy()  # [pos-1]; 0/0 -> NaN

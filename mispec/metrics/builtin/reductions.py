@@ -20,7 +20,26 @@ roughly logarithmic clock, so the change is measured per log-step, ``x = log10(s
    change has happened.
 
 On a sigmoid this lands between the first checkpoint above 10% of the rise and the first above
-50%. A flat series (or one with fewer than two finite points) gives NaN.
+50%.
+
+**Is there a transition at all?** Steps 1-4 find the steepest stretch of ANY series, noise
+included, so the stretch must also be a lasting jump that stands out of the series' noise:
+
+5. the *jump* is the median of the raw values from the reported step on minus the median of the
+   raw values up to the start of the steep stretch (each side needs at least two checkpoints:
+   a change at the first or last checkpoint cannot be told from one outlier);
+6. the *noise* is the checkpoint-to-checkpoint scatter of the raw series, estimated robustly
+   from its second differences in checkpoint order, ``1.4826 * median|y[i+1] - 2 y[i] +
+   y[i-1]| / sqrt(6)`` (the standard deviation for white noise; a smooth trend hardly
+   contributes; floored at ``1e-12`` of the series' scale);
+7. the *size* of the transition is ``jump / noise`` (signed: positive for a rise), reported by
+   ``transition_size``; ``transition_step`` gives the step only when ``|size| >= min_size``
+   (default 8), else NaN.
+
+Pure Gaussian noise on 10 to 150 log-spaced checkpoints stays below a size of 8 (its largest
+in 2,000 series per grid is about 4 to 8, the smallest grid the highest); a sigmoid whose rise
+is 25 times the noise scores about 25. A flat series gives size 0 and no step; fewer than three
+finite checkpoints give NaN for both (no noise estimate).
 
 **PCA over steps.** Each checkpoint's values (every non-step dim flattened into one vector,
 e.g. a ``[layer, head]`` score map, or per-token losses) is a point; centring over steps and
@@ -54,6 +73,17 @@ def _need_step(series: Any, name: str) -> Any:
     return series.sortby("step")
 
 
+def _finite_sorted(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ok = np.isfinite(values) & np.isfinite(steps)
+    steps, y = np.asarray(steps, float)[ok], np.asarray(values, float)[ok]
+    order = np.argsort(steps, kind="stable")
+    return steps[order], y[order]
+
+
+def _is_flat(y: np.ndarray) -> bool:
+    return bool(np.ptp(y) <= 1e-12 * max(1.0, float(np.abs(y).max())))
+
+
 def steepest_step(
     steps: np.ndarray,
     values: np.ndarray,
@@ -62,15 +92,20 @@ def steepest_step(
     min_interval: float = 0.05,
     tolerance: float = 0.3,
 ) -> float:
-    """The transition step of one series (see the module docstring); NaN if there is none."""
-    ok = np.isfinite(values) & np.isfinite(steps)
-    steps, y = np.asarray(steps, float)[ok], np.asarray(values, float)[ok]
-    if steps.size < 2:
-        return float("nan")
-    order = np.argsort(steps, kind="stable")
-    steps, y = steps[order], y[order]
-    if np.ptp(y) <= 1e-12 * max(1.0, float(np.abs(y).max())):
-        return float("nan")  # flat: no transition
+    """The step of the steepest stretch of one series (steps 1-4 of the module docstring),
+    whether or not it is a transition; NaN for a flat series or fewer than two points."""
+    steps, y = _finite_sorted(steps, values)
+    stretch = steep_stretch(steps, y, smooth=smooth, min_interval=min_interval, tolerance=tolerance)
+    return float("nan") if stretch is None else float(steps[stretch[1]])
+
+
+def steep_stretch(
+    steps: np.ndarray, y: np.ndarray, *, smooth: float, min_interval: float, tolerance: float
+) -> tuple[int, int] | None:
+    """Indices ``(start, end)`` of the steep stretch's first interval (steps 1-4 of the module
+    docstring) in ``steps`` / ``y`` (finite, sorted by step); None when flat or too short."""
+    if steps.size < 2 or _is_flat(y):
+        return None
     x = np.log10(steps + 1.0)
     if smooth > 0:
         weights = np.exp(-0.5 * ((x[:, None] - x[None, :]) / smooth) ** 2)
@@ -84,39 +119,118 @@ def steepest_step(
     best = int(np.argmax(np.abs(slope)))
     peak = abs(slope[best])
     if not peak > 0:
-        return float("nan")
+        return None
     sign = np.sign(slope[best])
     while best > 0 and sign * slope[best - 1] >= (1.0 - tolerance) * peak:
         best -= 1
-    return float(steps[end[best]])
+    return int(start[best]), int(end[best])
+
+
+def checkpoint_noise(y: np.ndarray) -> float:
+    """Robust checkpoint-to-checkpoint noise of ``y`` (in checkpoint order) from its second
+    differences (step 6 of the module docstring); NaN for fewer than three points."""
+    if y.size < 3:
+        return float("nan")
+    sigma = 1.4826 * float(np.median(np.abs(np.diff(y, 2)))) / np.sqrt(6.0)
+    return max(sigma, 1e-12 * max(1.0, float(np.abs(y).max())))
+
+
+def transition(
+    steps: np.ndarray,
+    values: np.ndarray,
+    *,
+    smooth: float = 0.05,
+    min_interval: float = 0.05,
+    tolerance: float = 0.3,
+) -> tuple[float, float]:
+    """``(step, size)`` of one series' steepest stretch: the step (steps 1-4 of the module
+    docstring) and its jump in units of the series' noise (steps 5-7; 0 when the stretch is
+    too close to either end to measure a lasting jump, or the series is flat). NaN, NaN for
+    fewer than three finite points."""
+    steps, y = _finite_sorted(steps, values)
+    if steps.size < 3:
+        return float("nan"), float("nan")
+    stretch = steep_stretch(steps, y, smooth=smooth, min_interval=min_interval, tolerance=tolerance)
+    if stretch is None:
+        return float("nan"), 0.0
+    first, last = stretch
+    step = float(steps[last])
+    if first + 1 < 2 or y.size - last < 2:
+        return step, 0.0
+    jump = float(np.median(y[last:]) - np.median(y[: first + 1]))
+    return step, jump / checkpoint_noise(y)
+
+
+def _per_cell(series: Any, name: str, value: Any) -> Any:
+    """``value(steps, row)`` for every cell of ``series`` but ``step``: a DataArray with the
+    series' other dims and coordinates."""
+    series = _need_step(series, name).transpose(..., "step")
+    steps = np.asarray(series["step"].values, dtype=float)
+    rows = np.asarray(series.values, dtype=float).reshape(-1, steps.size)
+    out = np.array([value(steps, r) for r in rows], dtype=float).reshape(series.shape[:-1])
+    coords = {k: v for k, v in series.coords.items() if "step" not in v.dims and k != "step"}
+    return xr.DataArray(out, dims=series.dims[:-1], coords=coords)
+
+
+def _check_args(name: str, smooth: float, min_interval: float, tolerance: float) -> None:
+    if smooth < 0 or min_interval < 0 or not 0 <= tolerance < 1:
+        raise UserError(f"{name}: smooth, min_interval >= 0 and 0 <= tolerance < 1")
 
 
 def _per_cell_of_series(series: tuple[str, ...]) -> tuple[str, ...]:
-    return series  # one step per cell of the series
+    return series  # one value per cell of the series (its dims without step)
 
 
-@metric(dims=_per_cell_of_series, inputs=("series",), reduces="step", units="step")
+@metric(dims=_per_cell_of_series, inputs=("series",), reduces="step", units="step", version=2)
 def transition_step(
-    series: Any, smooth: float = 0.05, min_interval: float = 0.05, tolerance: float = 0.3
+    series: Any,
+    smooth: float = 0.05,
+    min_interval: float = 0.05,
+    tolerance: float = 0.3,
+    min_size: float = 8.0,
 ) -> Any:
     """Training step of the steepest change of ``series`` per log-step, for every other dim
-    (e.g. per (layer, head) for an induction score). ``smooth``: Gaussian bandwidth in decades
-    of step; ``min_interval``: shortest interval in decades; ``tolerance``: how much less steep
-    an earlier interval may be and still start the steep stretch (see the module docstring)."""
-    if smooth < 0 or min_interval < 0 or not 0 <= tolerance < 1:
-        raise UserError("transition_step: smooth, min_interval >= 0 and 0 <= tolerance < 1")
-    series = _need_step(series, "transition_step")
-    series = series.transpose(..., "step")
-    steps = np.asarray(series["step"].values, dtype=float)
-    rows = np.asarray(series.values, dtype=float).reshape(-1, steps.size)
-    out = np.array(
-        [
-            steepest_step(steps, r, smooth=smooth, min_interval=min_interval, tolerance=tolerance)
-            for r in rows
-        ]
-    ).reshape(series.shape[:-1])
-    coords = {k: v for k, v in series.coords.items() if "step" not in v.dims and k != "step"}
-    return xr.DataArray(out, dims=series.dims[:-1], coords=coords, attrs={"units": "step"})
+    (e.g. per (layer, head) for an induction score) — NaN where that change is no transition:
+    a lasting jump smaller than ``min_size`` times the series' checkpoint-to-checkpoint noise
+    (``transition_size``; ``min_size: 0`` keeps every steepest change, as before version 2).
+    ``smooth``: Gaussian bandwidth in decades of step;
+    ``min_interval``: shortest interval in decades; ``tolerance``: how much less steep an
+    earlier interval may be and still start the steep stretch (see the module docstring)."""
+    _check_args("transition_step", smooth, min_interval, tolerance)
+    if not min_size >= 0:
+        raise UserError(f"transition_step: min_size must be >= 0, got {min_size}")
+
+    def step(steps: np.ndarray, row: np.ndarray) -> float:
+        kw = {"smooth": smooth, "min_interval": min_interval, "tolerance": tolerance}
+        if min_size == 0:  # every steepest stretch, transition or not
+            return steepest_step(steps, row, **kw)
+        at, size = transition(steps, row, **kw)
+        return at if abs(size) >= min_size else float("nan")
+
+    out = _per_cell(series, "transition_step", step)
+    out.attrs = {"units": "step"}
+    return out
+
+
+@metric(dims=_per_cell_of_series, inputs=("series",), reduces="step", units="noise")
+def transition_size(
+    series: Any, smooth: float = 0.05, min_interval: float = 0.05, tolerance: float = 0.3
+) -> Any:
+    """Size of the steepest change of ``series`` (the one ``transition_step`` reports) in units
+    of the series' checkpoint-to-checkpoint noise, for every other dim: its lasting jump over
+    the noise, signed (positive for a rise); 0 for a flat series, NaN for fewer than three
+    checkpoints. ``transition_step`` is NaN where ``|transition_size| < min_size``; give both
+    the same ``smooth`` / ``min_interval`` / ``tolerance`` (see the module docstring)."""
+    _check_args("transition_size", smooth, min_interval, tolerance)
+
+    def size(steps: np.ndarray, row: np.ndarray) -> float:
+        return transition(
+            steps, row, smooth=smooth, min_interval=min_interval, tolerance=tolerance
+        )[1]
+
+    out = _per_cell(series, "transition_size", size)
+    out.attrs = {"units": "noise"}
+    return out
 
 
 @metric(dims=("step", "pc"), inputs=("series",), reduces="step", units="projection")

@@ -14,6 +14,18 @@ Computed through ``TransformerBridge.all_composition_scores`` (factored, never m
 the products); pairs with ``src_layer >= dst_layer`` cannot compose and are NaN. Random
 matrices already score about ``1/sqrt(d_head)``-ish, so compare against initialisation.
 
+**LayerNorm folding.** By default the scores use the RAW ``W_Q``, ``W_K``, ``W_V``, ``W_O`` of
+the checkpoint: the LayerNorm ``ln1`` that every head reads its input through is left out, so
+its per-dimension scale ``w`` (and its centring) is not part of the maps. ``fold_ln: true``
+folds it in first, as TransformerLens's ``fold_layer_norm`` does (``from_pretrained``'s
+default, so TransformerLens-style analyses use these): every reading weight of layer ``l``
+becomes ``W[d, :] * w_l[d]`` (``W_Q``, ``W_K``, ``W_V``; ``d`` the residual dimension) and,
+for a LayerNorm (which removes the mean of its input), is then centred over ``d``
+(``W - mean_d W``); an RMSNorm only scales. The LayerNorm bias moves into the query / key /
+value biases, which the scores do not read, and the writing weights ``W_O`` stay as they are
+(TransformerLens centres them only under its separate ``center_writing_weights``). On a model
+already processed that way (``LNPre``) only the centring applies.
+
 **Weight norms**: L2 (Frobenius) norm of the parameters, per parameter, per layer or in total
 — the quantity weight decay shrinks during the cleanup phase of grokking.
 
@@ -36,17 +48,27 @@ from mispec.metrics.forward import eval_mode
 
 
 @metric(dims=("src_layer", "src_head", "dst_layer", "dst_head"), units="ratio")
-def composition_score(bridge: Any, mode: Literal["Q", "K", "V"] = "K") -> Any:
+def composition_score(
+    bridge: Any, mode: Literal["Q", "K", "V"] = "K", fold_ln: bool = False
+) -> Any:
     """Q-, K- or V-composition score between every earlier head (src) and every later head
     (dst), ``||W_OV(src) W(dst)||_F / (||W_OV(src)||_F ||W(dst)||_F)`` (see the module
-    docstring); NaN where ``src_layer >= dst_layer``."""
+    docstring); NaN where ``src_layer >= dst_layer``.
+
+    ``fold_ln``: fold each layer's ``ln1`` into the weights that read through it first
+    (TransformerLens-style; default: the raw weights)."""
     check_choice("mode", mode, ("Q", "K", "V"))
+    if not isinstance(fold_ln, bool):
+        raise UserError(f"composition_score: fold_ln must be true or false, got {fold_ln!r}")
     cfg = bridge.cfg
     n_layers, n_heads = int(cfg.n_layers), int(cfg.n_heads)
     with eval_mode(bridge):
-        scores = bridge.all_composition_scores(mode)
-        values = torch.as_tensor(scores.scores).detach().to("cpu", torch.float64)
-        layers = list(scores.layer_indices)  # attention layers (hybrid models skip some)
+        if fold_ln:
+            layers, values = folded_composition_scores(bridge, mode)
+        else:
+            scores = bridge.all_composition_scores(mode)
+            values = torch.as_tensor(scores.scores).detach().to("cpu", torch.float64)
+            layers = list(scores.layer_indices)  # attention layers (hybrid models skip some)
     out = np.full((n_layers, n_heads, n_layers, n_heads), np.nan)
     idx = np.asarray(layers)
     sub = values.numpy()  # [n_attn, head, n_attn, head]
@@ -55,6 +77,56 @@ def composition_score(bridge: Any, mode: Literal["Q", "K", "V"] = "K") -> Any:
     cannot = layer[:, None, None, None] >= layer[None, None, :, None]  # [src, 1, dst, 1]
     out[np.broadcast_to(cannot, out.shape)] = np.nan
     return out
+
+
+def folded_attention_weights(bridge: Any) -> tuple[list[int], dict[str, Any]]:
+    """The attention layers' indices and their ``W_Q``, ``W_K``, ``W_V`` (``[layer, head,
+    d_model, d_head]``, K / V expanded to every query head) with ``ln1`` folded in, and ``W_O``
+    (``[layer, head, d_head, d_model]``), float64 on the CPU (see the module docstring)."""
+    cfg = bridge.cfg
+    norm = str(getattr(cfg, "normalization_type", None) or "")
+    layers = [int(i) for i, _ in bridge.blocks_with("attn")]
+    n_heads = int(cfg.n_heads)
+
+    def stacked(name: str) -> Any:
+        w = getattr(bridge, name).detach().to("cpu", torch.float64)
+        return w.repeat_interleave(n_heads // w.shape[1], dim=1) if w.shape[1] != n_heads else w
+
+    weights = {name: stacked(name) for name in ("W_Q", "W_K", "W_V", "W_O")}
+    if norm in ("LN", "RMS"):
+        scale = []
+        for i in layers:
+            ln = getattr(bridge.blocks[i], "ln1", None)
+            w = getattr(ln, "weight", None) if ln is not None else None
+            if w is None:
+                raise UserError(
+                    f"composition_score: fold_ln needs the LayerNorm weight of block {i} "
+                    "('ln1'), which this model does not expose; use fold_ln: false"
+                )
+            scale.append(w.detach().to("cpu", torch.float64))
+        ln_w = torch.stack(scale)[:, None, :, None]  # [layer, 1, d_model, 1]
+        for name in ("W_Q", "W_K", "W_V"):
+            weights[name] = weights[name] * ln_w
+    if norm in ("LN", "LNPre"):  # LayerNorm removes the mean: centre what reads through it
+        for name in ("W_Q", "W_K", "W_V"):
+            weights[name] = weights[name] - weights[name].mean(-2, keepdim=True)
+    return layers, weights
+
+
+def folded_composition_scores(bridge: Any, mode: str) -> tuple[list[int], Any]:
+    """``all_composition_scores`` on the ``ln1``-folded weights: the attention layers and the
+    scores ``[layer, head, layer, head]`` (float64; factored, as TransformerLens computes them)."""
+    from transformer_lens.FactoredMatrix import FactoredMatrix
+    from transformer_lens.utilities.matrix import composition_scores
+
+    layers, w = folded_attention_weights(bridge)
+    left = FactoredMatrix(w["W_V"], w["W_O"])
+    if mode == "V":
+        right = left
+    else:
+        right = FactoredMatrix(w["W_Q"], w["W_K"].transpose(-2, -1))
+        right = right.T if mode == "K" else right
+    return layers, composition_scores(left, right, broadcast_dims=True)
 
 
 def _layer_group(name: str) -> str:
