@@ -17,7 +17,9 @@ def render_plan(planned: Any) -> str:
     plan, status = planned.plan, planned.status
     counts = status.counts
     lines = [f"study {plan.spec.name}  (plan {plan.key})", "nodes:"]
-    for kind in ("train", "checkpoint", "prompts", "forward", "cell", "reduction", "assemble"):
+    from mispec.planning.nodes import NODE_TYPES
+
+    for kind in (t.kind for t in NODE_TYPES):
         if counts.get(kind):
             lines.append(f"  {kind:<11} {counts[kind]}")
     lines.append("series:")

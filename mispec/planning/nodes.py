@@ -137,5 +137,15 @@ class AssembleNode(_Node):
 
 
 Node = PromptsNode | TrainNode | GroupNode | ForwardNode | CellNode | ReductionNode | AssembleNode
+# every kind, in the order a plan is told (work first, then what it computes)
+NODE_TYPES: tuple[type[Node], ...] = (
+    TrainNode,
+    GroupNode,
+    PromptsNode,
+    ForwardNode,
+    CellNode,
+    ReductionNode,
+    AssembleNode,
+)
 WorkNode = TrainNode | GroupNode | ReductionNode
 ResultNode = CellNode | ReductionNode
