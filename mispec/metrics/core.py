@@ -57,6 +57,12 @@ DIMS: tuple[str, ...] = (
     "split",
     "digit",
 )
+# Coordinates the assembly adds beside the dims (``mispec.execute.assemble``): ``tokens_seen``
+# along ``step``.
+ASSEMBLED_COORDS: tuple[str, ...] = ("tokens_seen",)
+# Names a metric cannot take: each metric is a variable of its model's result dataset, beside
+# the dims and coordinates above (a variable named ``layer`` would overwrite that coordinate).
+RESERVED_NAMES: frozenset[str] = frozenset(DIMS) | frozenset(ASSEMBLED_COORDS)
 CONTEXT_PARAMS = frozenset({"acts", "prompts", "model", "bridge"})
 
 # Hooks computed from the logits by the executor (cheap to store, unlike full logits):

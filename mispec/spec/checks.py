@@ -193,6 +193,31 @@ def _check_prompts(spec: Spec, source: SourceMap, base_dir: Path, problems: list
 
 
 # --------------------------------------------------------------------------- metrics
+def _check_metric_name(
+    name: str, fn: str, spec: Spec, source: SourceMap, problems: list[Problem]
+) -> None:
+    """A metric becomes a variable of its model's result dataset, named like its spec entry:
+    a name that is a dim or a coordinate of that dataset would overwrite or lose data."""
+    from mispec.metrics.core import ASSEMBLED_COORDS, RESERVED_NAMES
+
+    if name not in RESERVED_NAMES:
+        return
+    what = "a coordinate" if name in ASSEMBLED_COORDS else "a dimension"
+    base = fn.rpartition(":")[2] or "value"
+    candidates = [base, f"{name}_{base}", f"{base}_{name}", f"{name}_metric"]
+    taken = set(spec.metrics) | RESERVED_NAMES
+    suggestion = next(c for c in candidates if c not in taken)
+    problems.append(
+        source.problem(
+            ("metrics", name),
+            f"a metric cannot be named '{name}': it is {what} of the results (each metric is "
+            f"a variable beside the dims and coordinates {sorted(RESERVED_NAMES)}); "
+            f"rename it, e.g. '{suggestion}'",
+            at_key=True,
+        )
+    )
+
+
 def _check_metrics(
     spec: Spec, source: SourceMap, problems: list[Problem], base_dir: Path | None = None
 ) -> None:
@@ -202,6 +227,7 @@ def _check_metrics(
     defs: dict[str, Any] = {}
     for name, m in spec.metrics.items():
         path: KeyPath = ("metrics", name)
+        _check_metric_name(name, m.fn, spec, source, problems)
         mdef = _lookup(METRICS, m.fn, (*path, "fn"), source, problems, base_dir)
         if mdef is None:
             continue
