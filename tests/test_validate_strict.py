@@ -51,3 +51,38 @@ def test_every_dim_and_coordinate_name_is_refused(name, write_spec):
     [problem] = [p for p in err.value.problems if p.path == ("metrics", name)]
     assert (problem.line, problem.col) == (19, 3)
     assert f"cannot be named '{name}'" in problem.message
+
+
+# ----------------------------------------------------------------------------- item 15: types
+@pytest.mark.parametrize(
+    ("old", "new", "where"),
+    [
+        ("steps: 40", "steps: true", "models.toy.train.steps"),
+        ("steps: 40", 'steps: "40"', "models.toy.train.steps"),
+        ("seeds: [0]", "seeds: [true]", "models.toy.seeds.0"),
+        ("attn_only: true", "attn_only: 1", "models.toy.train.arch.attn_only"),
+        ("mispec: 1", "mispec: true", "mispec"),
+        ("seed: 1", "seed: false", "prompts.rep.seed"),
+        ("args: {early: 1, late: 10}", "args: {early: true, late: 10}", "metrics.icl.args.early"),
+        ("args: {early: 1, late: 10}", 'args: {early: "1", late: 10}', "metrics.icl.args.early"),
+    ],
+)
+def test_booleans_and_strings_are_not_coerced_to_numbers(old, new, where, write_spec):
+    assert old in TOY_SPEC
+    spec = write_spec(TOY_SPEC.replace(old, new, 1))
+    with pytest.raises(SpecError) as err:
+        load_spec(spec)
+    paths = [".".join(map(str, p.path)) for p in err.value.problems]
+    assert where in paths, err.value
+
+
+def test_integers_stay_allowed_where_floats_are_expected(write_spec):
+    spec = write_spec(
+        TOY_SPEC.replace(
+            "      batch_size: 16",
+            "      batch_size: 16\n      optimizer: {lr: 1, betas: [0, 0.5]}\n      grad_clip: 1",
+        )
+    )
+    train = load_spec(spec).spec.models["toy"].train
+    assert train.optimizer.lr == 1.0 and train.optimizer.betas == (0.0, 0.5)
+    assert train.grad_clip == 1.0

@@ -97,13 +97,33 @@ def check_args(
         tp = _eval_annotation(annotation, globals_)
         if tp is not None:
             try:
-                TypeAdapter(tp).validate_python(value, strict=False)
+                got = TypeAdapter(tp).validate_python(value, strict=False)
             except ValidationError as exc:
                 msg = exc.errors(include_url=False)[0]["msg"]
                 problems.append(source.problem((*path, name), f"{msg} (got {value!r})"))
+            else:
+                coerced = _coerced(value, got)
+                if coerced:
+                    problems.append(source.problem((*path, name), f"{coerced} (got {value!r})"))
     for name, (default, _ann) in params.items():
         if default is inspect.Parameter.empty and name not in given:
             problems.append(source.problem(path, f"{what} needs argument '{name}'", at_key=True))
+
+
+def _coerced(value: Any, got: Any) -> str | None:
+    """Why a value the lax validation accepted was only accepted by coercion across types
+    (``true`` read as 1, ``"3"`` as 3, ``1`` as True), None when it kept its type."""
+    if isinstance(value, bool) and not isinstance(got, bool):
+        return f"expected {type(got).__name__}, not a boolean"
+    if isinstance(value, str) and not isinstance(got, str):
+        return f"expected {type(got).__name__}, not a string"
+    if isinstance(value, int | float) and not isinstance(value, bool) and isinstance(got, bool):
+        return "expected a boolean (true or false), not a number"
+    if isinstance(value, list):
+        return next(
+            (why for v, g in zip(value, got, strict=False) if (why := _coerced(v, g))), None
+        )
+    return None
 
 
 _SIMPLE_NAMES = {

@@ -109,7 +109,7 @@ def validate_data(data: Any, source: SourceMap) -> Spec:
         raise SpecError(
             source.problem((), "missing `mispec: 1` (the spec format version) at the top")
         )
-    if isinstance(data, dict) and data.get("mispec") != 1:
+    if isinstance(data, dict) and (type(data.get("mispec")) is not int or data["mispec"] != 1):
         raise SpecError(
             source.problem(
                 ("mispec",),
