@@ -86,3 +86,22 @@ def test_integers_stay_allowed_where_floats_are_expected(write_spec):
     train = load_spec(spec).spec.models["toy"].train
     assert train.optimizer.lr == 1.0 and train.optimizer.betas == (0.0, 0.5)
     assert train.grad_clip == 1.0
+
+
+# ----------------------------------------------------------------------------- item 15: cache
+def test_an_unknown_hook_under_cache_is_refused_with_did_you_mean(write_spec):
+    spec = write_spec(TOY_SPEC + "cache:\n  blocks.{layer}.attn.hook_patern: float16\n")
+    with pytest.raises(SpecError) as err:
+        load_spec(spec)
+    [problem] = err.value.problems
+    assert problem.path == ("cache", "blocks.{layer}.attn.hook_patern")
+    assert (problem.line, problem.col) == (25, 3)
+    assert "did you mean 'blocks.{layer}.attn.hook_pattern'" in problem.message
+
+
+@pytest.mark.parametrize(
+    "hook", ["blocks.{layer}.attn.hook_pattern", "blocks.1.hook_resid_post", "next_logprob"]
+)
+def test_hooks_read_by_metrics_and_transformerlens_hooks_are_allowed_under_cache(hook, write_spec):
+    spec = write_spec(TOY_SPEC + f"cache:\n  {hook}: skip\n")
+    assert load_spec(spec).spec.cache == {hook: "skip"}

@@ -73,6 +73,45 @@ PSEUDO_HOOKS = {
     "next_correct": "[batch, pos-1] 1.0 where the argmax prediction is the next token",
 }
 
+# The hook templates of a TransformerLens model (``HookedTransformer`` and the names
+# ``TransformerBridge`` keeps compatible), ``{layer}`` standing for a block's index: what a
+# spec's top-level ``cache:`` may name beside the hooks its metrics read.
+_BLOCK_HOOKS = (
+    "hook_resid_pre",
+    "hook_resid_mid",
+    "hook_resid_post",
+    "hook_attn_in",
+    "hook_q_input",
+    "hook_k_input",
+    "hook_v_input",
+    "hook_mlp_in",
+    "hook_attn_out",
+    "hook_mlp_out",
+    "attn.hook_q",
+    "attn.hook_k",
+    "attn.hook_v",
+    "attn.hook_z",
+    "attn.hook_attn_scores",
+    "attn.hook_pattern",
+    "attn.hook_result",
+    "attn.hook_rot_q",
+    "attn.hook_rot_k",
+    "ln1.hook_scale",
+    "ln1.hook_normalized",
+    "ln2.hook_scale",
+    "ln2.hook_normalized",
+    "mlp.hook_pre",
+    "mlp.hook_pre_linear",
+    "mlp.hook_post",
+)
+TL_HOOK_TEMPLATES: tuple[str, ...] = (
+    "hook_embed",
+    "hook_pos_embed",
+    "ln_final.hook_scale",
+    "ln_final.hook_normalized",
+    *(f"blocks.{{layer}}.{h}" for h in _BLOCK_HOOKS),
+)
+
 HookSpec = tuple[str, ...] | Callable[..., tuple[str, ...]]
 # Output dims from args and input dims, each passed by its parameter name (see ``metric``).
 DimsRule = Callable[..., Sequence[str]]

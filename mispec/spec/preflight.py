@@ -79,6 +79,7 @@ def check_built(spec: Spec, source: SourceMap, base_dir: Path) -> list[Problem]:
     built = _build_prompt_sets(spec, source, base_dir, problems)
     _check_prompt_fit(spec, source, sources, built, problems)
     _check_dataflow(spec, source, problems)
+    _check_cache_hooks(spec, source, problems)
     return problems
 
 
@@ -183,3 +184,38 @@ def _check_dataflow(spec: Spec, source: SourceMap, problems: list[Problem]) -> N
             defs[name] = mdef
     graph = build_metric_graph(spec.metrics, defs)
     problems.extend(source.problem(p.path, p.message) for p in graph.problems)
+
+
+# --------------------------------------------------------------------------- cache
+def _check_cache_hooks(spec: Spec, source: SourceMap, problems: list[Problem]) -> None:
+    """Every hook named under the top-level ``cache:`` is one a metric of the spec reads or a
+    TransformerLens hook (a template with ``{layer}`` or one layer's name, e.g.
+    ``blocks.0.attn.hook_pattern``); anything else is a typo that would silently do nothing."""
+    import re
+
+    from mispec.metrics.core import METRICS, PSEUDO_HOOKS, TL_HOOK_TEMPLATES, MetricDef
+
+    if not spec.cache:
+        return
+    read: set[str] = set()
+    for m in spec.metrics.values():
+        mdef = METRICS.get_or_none(m.fn)
+        if isinstance(mdef, MetricDef) and mdef.kind == "activation":
+            read.update(mdef.hooks_for(m.args))
+    known = read | set(PSEUDO_HOOKS) | set(TL_HOOK_TEMPLATES)
+    for hook in spec.cache:
+        template = re.sub(r"^blocks\.\d+\.", "blocks.{layer}.", hook)
+        if hook in known or template in known:
+            continue
+        from mispec.registry import did_you_mean
+
+        problems.append(
+            source.problem(
+                ("cache", hook),
+                f"unknown hook '{hook}' under `cache:`{did_you_mean(template, sorted(known))}; "
+                "name a hook a metric reads"
+                + (f" ({', '.join(sorted(read))})" if read else "")
+                + " or a TransformerLens hook such as 'blocks.{layer}.attn.hook_pattern'",
+                at_key=True,
+            )
+        )
