@@ -105,3 +105,34 @@ def test_an_unknown_hook_under_cache_is_refused_with_did_you_mean(write_spec):
 def test_hooks_read_by_metrics_and_transformerlens_hooks_are_allowed_under_cache(hook, write_spec):
     spec = write_spec(TOY_SPEC + f"cache:\n  {hook}: skip\n")
     assert load_spec(spec).spec.cache == {hook: "skip"}
+
+
+# ----------------------------------------------------------------------------- item 15: steps
+@pytest.mark.parametrize(
+    ("names", "is_dir"),
+    [
+        (["model_6.safetensors", "model_06.safetensors"], False),
+        (["model_6.pt", "model_6.safetensors"], False),
+        (["step6", "checkpoint-6"], True),
+    ],
+)
+def test_two_checkpoints_of_one_step_in_a_local_folder_are_an_error(names, is_dir, write_spec):
+    folder = write_spec("{}", "unused.yaml").parent / "ckpts"
+    folder.mkdir()
+    for name in names:
+        if is_dir:
+            (folder / name).mkdir()
+            (folder / name / "config.json").write_text('{"model_type": "gpt2"}')
+        else:
+            (folder / name).write_bytes(b"")
+    if not is_dir:
+        (folder / "config.json").write_text('{"d_model": 8}')
+    spec = write_spec(
+        "mispec: 1\nname: amb\nmodels:\n  m: {path: ckpts}\nmetrics:\n  norm: {fn: weight_norm}\n"
+    )
+    with pytest.raises(SpecError) as err:
+        load_spec(spec)
+    message = str(err.value)
+    assert "both step 6" in message, message
+    assert all(f"'{n}'" in message for n in names), message
+    assert f"{spec.name}:4:" in message
