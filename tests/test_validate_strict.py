@@ -136,3 +136,73 @@ def test_two_checkpoints_of_one_step_in_a_local_folder_are_an_error(names, is_di
     assert "both step 6" in message, message
     assert all(f"'{n}'" in message for n in names), message
     assert f"{spec.name}:4:" in message
+
+
+# ----------------------------------------------------------------------------- item 15: files
+def _validate(capsys, *argv: str) -> tuple[int, str]:
+    from mispec.cli.main import main
+
+    rc = main(["validate", *argv])
+    return rc, capsys.readouterr().err
+
+
+def _clean(err: str) -> None:
+    assert "internal error" not in err and "Traceback" not in err, err
+
+
+def test_raw_control_bytes_in_a_spec_are_located(write_spec, capsys):
+    spec = write_spec(TOY_SPEC.replace("name: tiny", 'name: "ti\x01ny"'))
+    rc, err = _validate(capsys, str(spec))
+    assert rc == 2
+    _clean(err)
+    assert f"{spec.name}:2:10: control character 0x0001" in err, err
+
+
+def test_a_5000_digit_integer_is_located(write_spec, capsys):
+    spec = write_spec(TOY_SPEC.replace("seeds: [0]", "seeds: [" + "9" * 5000 + "]"))
+    rc, err = _validate(capsys, str(spec))
+    assert rc == 2
+    _clean(err)
+    assert f"{spec.name}:11:13: models.toy.seeds[0]: invalid value: a number of 5000 digits" in err
+
+
+@pytest.mark.parametrize("kind", ["fifo", "/dev/zero"])
+def test_a_fifo_or_a_device_as_the_spec_is_refused_without_hanging(kind, tmp_path):
+    import os
+
+    if kind == "fifo":
+        target = tmp_path / "spec.yaml"
+        os.mkfifo(target)
+    else:
+        target = Path(kind)
+    res = cli("validate", str(target), cwd=tmp_path, timeout=60)
+    assert res.returncode == 2, res.stderr
+    assert f"not a regular file: {target}" in res.stderr
+    _clean(res.stderr)
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [("sub", "include names a folder, not a spec file"), ("/dev/null", "include names a device or a pipe")],
+)
+def test_include_of_a_folder_or_a_device_says_what_it_is(target, message, write_spec, capsys):
+    spec = write_spec("mispec: 1\ninclude: [" + target + "]\n" + TOY_SPEC.split("\n", 1)[1])
+    (spec.parent / "sub").mkdir()
+    rc, err = _validate(capsys, str(spec))
+    assert rc == 2
+    assert f"{spec.name}:2:11: include[0]: {message}" in err, err
+    assert "not found" not in err
+
+
+def test_a_store_that_is_a_file_is_named_as_such(toy_spec, tmp_path, capsys, monkeypatch):
+    from mispec.cli.main import main
+
+    store = tmp_path / "store-file"
+    store.write_text("x")
+    monkeypatch.setenv("MISPEC_STORE", str(store))
+    for argv in (["plan", str(toy_spec)], ["ls"]):
+        rc = main(argv)
+        err = capsys.readouterr().err
+        assert rc == 2, err
+        assert f"the store {store} (from MISPEC_STORE={store}) is a file, not a folder" in err
+    assert store.read_text() == "x"
