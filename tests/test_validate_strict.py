@@ -183,7 +183,10 @@ def test_a_fifo_or_a_device_as_the_spec_is_refused_without_hanging(kind, tmp_pat
 
 @pytest.mark.parametrize(
     ("target", "message"),
-    [("sub", "include names a folder, not a spec file"), ("/dev/null", "include names a device or a pipe")],
+    [
+        ("sub", "include names a folder, not a spec file"),
+        ("/dev/null", "include names a device or a pipe"),
+    ],
 )
 def test_include_of_a_folder_or_a_device_says_what_it_is(target, message, write_spec, capsys):
     spec = write_spec("mispec: 1\ninclude: [" + target + "]\n" + TOY_SPEC.split("\n", 1)[1])
@@ -206,3 +209,35 @@ def test_a_store_that_is_a_file_is_named_as_such(toy_spec, tmp_path, capsys, mon
         assert rc == 2, err
         assert f"the store {store} (from MISPEC_STORE={store}) is a file, not a folder" in err
     assert store.read_text() == "x"
+
+
+# ----------------------------------------------------------------------------- item 15: plot args
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["plot", "RUN", "loss", "-o", "DIR"], "is a folder; name the figure file"),
+        (["plot", "RUN", "loss", "-o", "x.txt"], "a figure is written as .png"),
+        (["plot", "RUN", "loss", "-o", "noext"], "a figure is written as .png"),
+        (["report", "RUN", "-o", "DIR"], "is a folder; name the report file"),
+        (["report", "RUN", "-o", "x.txt"], "a report is written as .html"),
+        (["plot", "RUN", "induction", "--steps", "abc"], "expected comma-separated step numbers"),
+    ],
+)
+def test_bad_plot_and_report_arguments_exit_2_before_reading_results(
+    argv, message, tmp_path, capsys, monkeypatch
+):
+    from mispec.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "DIR").mkdir()
+    argv = [str(tmp_path / "no-run") if a == "RUN" else a for a in argv]
+    try:
+        rc = main(argv)
+    except SystemExit as exc:  # argparse refuses a malformed option value
+        rc = exc.code
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert message in err, err
+    assert "no-run" not in err  # refused before looking for the run folder
+    _clean(err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["DIR"]
