@@ -241,3 +241,32 @@ def test_bad_plot_and_report_arguments_exit_2_before_reading_results(
     assert "no-run" not in err  # refused before looking for the run folder
     _clean(err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["DIR"]
+
+
+# ----------------------------------------------------------------------------- item 15: run folders
+@pytest.mark.parametrize(
+    ("name", "text", "why"),
+    [
+        ("provenance.json", "{not json", "JSONDecodeError"),
+        ("provenance.json", "[1, 2]", "not a JSON object"),
+        ("provenance.json", '{"spec_path": 5}', "'spec_path' is int, not a string"),
+        ("plan.json", "{not json", "JSONDecodeError"),
+        ("plan.json", '"x"', "not a JSON object"),
+    ],
+)
+@pytest.mark.parametrize("verb", ["diff", "report"])
+def test_a_damaged_run_folder_is_refused_by_diff_and_report(
+    name, text, why, verb, toy_spec, tmp_path, capsys
+):
+    from mispec.cli.main import main
+
+    run = tmp_path / "runs" / "tiny"
+    (run / "results.zarr").mkdir(parents=True)
+    (run / "spec.yaml").write_text(toy_spec.read_text())
+    (run / name).write_text(text)
+    argv = ["diff", str(toy_spec), str(run)] if verb == "diff" else ["report", str(run)]
+    rc = main([*argv, "-o", str(tmp_path / "r.html")] if verb == "report" else argv)
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert f"{run / name} is damaged ({why}" in err, err
+    _clean(err)
