@@ -270,3 +270,29 @@ def test_a_damaged_run_folder_is_refused_by_diff_and_report(
     assert rc == 2, err
     assert f"{run / name} is damaged ({why}" in err, err
     _clean(err)
+
+
+# ----------------------------------------------------------------------------- item 14: acts + bridge
+def test_a_metric_taking_acts_and_bridge_is_refused_when_decorated():
+    from mispec.metrics.core import metric
+
+    def both(acts, bridge, prompts):
+        return 0.0
+
+    with pytest.raises(TypeError, match="takes both 'acts' and 'bridge'"):
+        metric(dims=(), hooks=("next_logprob",), register=False)(both)
+
+
+def test_a_plugin_taking_acts_and_bridge_fails_validate_at_its_fn(write_spec):
+    spec = write_spec(TOY_SPEC + '  both: {fn: "both_plugin:both", prompts: rep}\n')
+    (spec.parent / "both_plugin.py").write_text(
+        "from mispec.metrics.core import metric\n\n\n"
+        "@metric(dims=(), hooks=('next_logprob',))\n"
+        "def both(acts, bridge, prompts):\n"
+        "    return 0.0\n"
+    )
+    with pytest.raises(SpecError) as err:
+        load_spec(spec)
+    [problem] = err.value.problems
+    assert problem.path == ("metrics", "both", "fn")
+    assert "takes both 'acts' and 'bridge'" in problem.message

@@ -334,6 +334,12 @@ def _infer_kind(
         if reduces != "step":
             raise TypeError(f"metric {name}: only reduces='step' is supported")
         return "reduction"
+    if "bridge" in context and "acts" in context:
+        raise TypeError(
+            f"metric {name}: takes both 'acts' and 'bridge'; a metric reads either the "
+            "shared forward pass ('acts' with hooks=...) or the live model ('bridge', which "
+            "runs its own passes: bridge.run_with_cache(...)), never both"
+        )
     if "bridge" in context:
         return "intervention" if "prompts" in context else "weights"
     if "acts" in context:
