@@ -296,3 +296,27 @@ def test_a_plugin_taking_acts_and_bridge_fails_validate_at_its_fn(write_spec):
     [problem] = err.value.problems
     assert problem.path == ("metrics", "both", "fn")
     assert "takes both 'acts' and 'bridge'" in problem.message
+
+
+# ----------------------------------------------------------------------------- item 14: tokenizer
+def _text_spec(extra_model: str = "") -> str:
+    spec = TOY_SPEC.replace("    seeds: [0]\n", f"    seeds: [0]\n{extra_model}", 1)
+    spec = spec.replace("metrics:\n", "  text: {file: prompts.txt}\nmetrics:\n", 1)
+    return spec + "  text_loss: {fn: loss, prompts: text}\n"
+
+
+def test_text_prompts_for_a_model_without_a_tokenizer_fail_validate(write_spec, capsys):
+    spec = write_spec(_text_spec())
+    (spec.parent / "prompts.txt").write_text("hello world\n")
+    rc, err = _validate(capsys, str(spec))
+    assert rc == 2
+    assert f"{spec.name}:18:16: prompts.text.file: prompt set 'text' is text" in err, err
+    assert "model 'toy' has no tokenizer" in err
+    _clean(err)
+
+
+def test_text_prompts_for_a_model_with_a_tokenizer_folder_validate(write_spec):
+    spec = write_spec(_text_spec("    tokenizer: tok\n"))
+    (spec.parent / "prompts.txt").write_text("hello world\n")
+    (spec.parent / "tok").mkdir()
+    load_spec(spec)

@@ -29,6 +29,12 @@ STEP_DIR = re.compile(r"^(?:step[_-]?|checkpoint[_-])(\d+)$")
 STEP_FILE = re.compile(r"^(?P<prefix>.*?)[_-]?(?P<step>\d+)\.(?:safetensors|pth|pt)$")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
 PROBE_BYTES = 1 << 20
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
+
+
+def has_tokenizer(folder: Path) -> bool:
+    """Whether a Hugging Face tokenizer is saved in ``folder`` (a file listing only)."""
+    return any((Path(folder) / f).is_file() for f in TOKENIZER_FILES)
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,7 @@ def check_built(spec: Spec, source: SourceMap, base_dir: Path) -> list[Problem]:
         problems.extend(model_source.check_built(source))  # e.g. a training config's size
     built = _build_prompt_sets(spec, source, base_dir, problems)
     _check_prompt_fit(spec, source, sources, built, problems)
+    _check_text_tokenizers(spec, source, sources, problems)
     _check_dataflow(spec, source, problems)
     _check_cache_hooks(spec, source, problems)
     return problems
@@ -165,6 +166,32 @@ def _check_prompt_fit(
                         path,
                         f"prompts are {prompts.seq_len} tokens long, longer than the context "
                         f"of model '{model_name}' (n_ctx = {info.n_ctx}); shorten them",
+                    )
+                )
+
+
+def _check_text_tokenizers(
+    spec: Spec, source: SourceMap, sources: dict[str, ModelSource], problems: list[Problem]
+) -> None:
+    """A text prompt set (``file:``) read by a model that has no tokenizer (a trained toy
+    model, a local folder without one, and no ``tokenizer:`` in the spec) cannot be run."""
+    seen: set[tuple[str, str]] = set()
+    for m in spec.metrics.values():
+        if m.prompts is None or m.prompts not in spec.prompts:
+            continue
+        if spec.prompts[m.prompts].file is None:
+            continue
+        for model_name in m.models or list(spec.models):
+            if (m.prompts, model_name) in seen or model_name not in sources:
+                continue
+            seen.add((m.prompts, model_name))
+            if sources[model_name].has_tokenizer() is False:
+                problems.append(
+                    source.problem(
+                        ("prompts", m.prompts, "file"),
+                        f"prompt set '{m.prompts}' is text, and model '{model_name}' has no "
+                        "tokenizer to read it: set `tokenizer:` on the model (a local "
+                        "tokenizer folder), or use a generated prompt set",
                     )
                 )
 
