@@ -320,3 +320,18 @@ def test_text_prompts_for_a_model_with_a_tokenizer_folder_validate(write_spec):
     (spec.parent / "prompts.txt").write_text("hello world\n")
     (spec.parent / "tok").mkdir()
     load_spec(spec)
+
+
+# ----------------------------------------------------------------------------- item 14: jsonl
+def test_an_unknown_jsonl_field_is_named_with_its_line(write_spec, capsys):
+    spec = write_spec(_text_spec("    tokenizer: tok\n").replace("prompts.txt", "prompts.jsonl"))
+    (spec.parent / "tok").mkdir()
+    (spec.parent / "prompts.jsonl").write_text(
+        '{"text": "a b"}\n\n{"text": "c d", "answer": " e"}\n'
+    )
+    rc, err = _validate(capsys, str(spec))
+    assert rc == 2
+    assert f"prompts.text.file: {spec.parent / 'prompts.jsonl'}:3: unknown field 'answer'" in err
+    _clean(err)
+    (spec.parent / "prompts.jsonl").write_text('{"text": "a b"}\n{"text": "c d"}\n')
+    assert _validate(capsys, str(spec))[0] == 0

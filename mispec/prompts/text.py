@@ -23,6 +23,9 @@ import numpy as np
 from mispec.errors import PromptError
 from mispec.prompts.core import PromptSet
 
+# the fields of one .jsonl prompt line
+JSONL_FIELDS = ("text",)
+
 
 def read_texts(path: Path) -> list[str]:
     """The prompts of a ``.txt`` or ``.jsonl`` file (``PromptError`` when unreadable)."""
@@ -46,6 +49,13 @@ def read_texts(path: Path) -> list[str]:
             raise PromptError(f"{path}:{i}: not valid JSON: {exc.msg}") from exc
         if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
             raise PromptError(f'{path}:{i}: expected an object with a "text" string')
+        unknown = sorted(k for k in obj if k not in JSONL_FIELDS)
+        if unknown:  # never silently dropped: a text prompt carries no per-prompt extras
+            raise PromptError(
+                f"{path}:{i}: unknown field{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(repr(k) for k in unknown)}; a .jsonl prompt line holds only "
+                '{"text": ...} (per-prompt extras such as answers come from prompt generators)'
+            )
         texts.append(obj["text"])
     if not texts:
         raise PromptError(f"{path}: no prompts in file")

@@ -25,7 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mispec.errors import Problem, UserError
+from mispec.errors import Problem, PromptError, UserError
 from mispec.spec.schema import Spec
 from mispec.spec.yaml_source import KeyPath, SourceMap
 
@@ -55,6 +55,13 @@ def check_resources(spec: Spec, source: SourceMap, base_dir: Path) -> list[Probl
                         '({"text": ...} per line)',
                     )
                 )
+            else:  # read as a run reads it: bad JSON, unknown fields, no prompts
+                from mispec.prompts.text import read_texts
+
+                try:
+                    read_texts(path)
+                except (PromptError, OSError, UnicodeDecodeError) as exc:
+                    problems.append(source.problem(("prompts", name, "file"), str(exc)))
         n = prompt.args.get("n")
         if isinstance(n, int) and not isinstance(n, bool) and not 0 < n <= MAX_PROMPTS:
             problems.append(
