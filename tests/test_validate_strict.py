@@ -335,3 +335,55 @@ def test_an_unknown_jsonl_field_is_named_with_its_line(write_spec, capsys):
     _clean(err)
     (spec.parent / "prompts.jsonl").write_text('{"text": "a b"}\n{"text": "c d"}\n')
     assert _validate(capsys, str(spec))[0] == 0
+
+
+# ----------------------------------------------------------------------------- item 14: extras
+IOI_SET = "  ioi:\n    generator: toy_ioi\n    args: {n: 8}\n"
+
+
+def _problems(spec: Path) -> dict[str, str]:
+    try:
+        load_spec(spec)
+    except SpecError as err:
+        return {".".join(map(str, p.path)): p.message for p in err.problems}
+    return {}
+
+
+@pytest.mark.parametrize(
+    ("metric", "where", "fragment"),
+    [
+        ("{fn: logit_diff, prompts: rep}", "metrics.m.prompts", "'answer', 'wrong_answer'"),
+        ("{fn: activation_patching, prompts: rep}", "metrics.m.prompts", "'corrupt_tokens'"),
+        ("{fn: loss, prompts: rep, args: {mask: answer}}", "metrics.m.prompts", "'answer'"),
+        ("{fn: loss, prompts: rep, args: {split: test}}", "metrics.m.prompts", "'train_mask'"),
+        (
+            "{fn: head_ablation, prompts: rep, args: {measure: logit_diff}}",
+            "metrics.m.prompts",
+            "'answer', 'wrong_answer'",
+        ),
+        ("{fn: logit_diff, prompts: ioi}", "metrics.m", "answers before the last position"),
+    ],
+)
+def test_prompt_extras_a_metric_reads_are_checked_at_validate(metric, where, fragment, write_spec):
+    spec = write_spec(
+        TOY_SPEC.replace("metrics:\n", IOI_SET + "metrics:\n", 1) + f"  m: {metric}\n"
+    )
+    problems = _problems(spec)
+    assert where in problems, problems
+    assert fragment in problems[where]
+
+
+@pytest.mark.parametrize(
+    "metric",
+    [
+        "{fn: logit_diff, prompts: ioi, args: {position: answer_pos}}",
+        "{fn: loss, prompts: rep, args: {mask: loss_mask}}",
+        "{fn: activation_patching, prompts: ioi}",
+    ],
+)
+def test_prompt_sets_with_the_extras_pass(metric, write_spec):
+    spec = write_spec(
+        TOY_SPEC.replace("metrics:\n", IOI_SET + "metrics:\n", 1) + f"  m: {metric}\n"
+    )
+    problems = _problems(spec)
+    assert not [k for k in problems if k.startswith("metrics.m")], problems

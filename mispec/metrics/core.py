@@ -112,6 +112,8 @@ TL_HOOK_TEMPLATES: tuple[str, ...] = (
     *(f"blocks.{{layer}}.{h}" for h in _BLOCK_HOOKS),
 )
 
+# Prompt extras a metric reads: fixed names, or a function of (some of) its args by name.
+ExtrasSpec = tuple[str, ...] | Callable[..., Sequence[str]]
 HookSpec = tuple[str, ...] | Callable[..., tuple[str, ...]]
 # Output dims from args and input dims, each passed by its parameter name (see ``metric``).
 DimsRule = Callable[..., Sequence[str]]
@@ -162,6 +164,18 @@ class MetricDef:
     context: frozenset[str] = field(default_factory=frozenset)
     dims_rule: DimsRule | None = None  # dims from args and input dims (``dims=`` a callable)
     input_dims: dict[str, InputDims] = field(default_factory=dict, hash=False)  # by input
+    # prompt extras the metric reads (a tuple, or a function of its args): checked at validate
+    extras: ExtrasSpec = ()
+    # a check of a built prompt set with the metric's args (raises PromptError), at validate
+    check_prompts: Callable[..., None] | None = None
+
+    def extras_for(self, args: Mapping[str, Any]) -> tuple[str, ...]:
+        """Prompt extras this metric reads with these spec args (sorted, unique)."""
+        if not callable(self.extras):
+            return tuple(sorted(set(self.extras)))
+        bound = self.bind_args(args)
+        wanted = _named_params(self.extras, bound)
+        return tuple(sorted(set(self.extras(**{p: bound[p] for p in wanted}))))
 
     @property
     def needs_prompts(self) -> bool:
@@ -215,6 +229,8 @@ def metric(
     units: str = "",
     name: str | None = None,
     register: bool = True,
+    extras: ExtrasSpec = (),
+    check_prompts: Callable[..., None] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare a metric. The function stays a plain, directly callable function; its
     ``MetricDef`` is at ``fn.__mispec__`` and in the ``METRICS`` registry.
@@ -225,7 +241,13 @@ def metric(
     tuple(d for d in x if d not in over)``). Like the metric, it must be a named function
     (the plan is pickled for distributed executors, which cannot pickle a lambda).
     ``input_dims`` maps an input to the ``InputDims`` it needs. Both are checked here, when
-    the function is decorated."""
+    the function is decorated.
+
+    ``extras`` names the prompt-set extras the metric reads (``("answer", "wrong_answer")``),
+    or is a named function of (some of) its args returning them (``mask`` names one);
+    ``check_prompts(prompts, **args)`` checks a built prompt set further (raising
+    ``PromptError``). ``validate`` runs both on the generated prompt sets the metric reads,
+    so a missing extra is reported before any training."""
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         metric_name = name or fn.__name__
@@ -266,6 +288,8 @@ def metric(
             context=context,
             dims_rule=dims if callable(dims) else None,
             input_dims=needs,
+            extras=extras if callable(extras) else tuple(extras),
+            check_prompts=check_prompts,
         )
         fn.__mispec__ = definition  # type: ignore[attr-defined]
         if register:

@@ -86,6 +86,7 @@ def check_built(spec: Spec, source: SourceMap, base_dir: Path) -> list[Problem]:
     built = _build_prompt_sets(spec, source, base_dir, problems)
     _check_prompt_fit(spec, source, sources, built, problems)
     _check_text_tokenizers(spec, source, sources, problems)
+    _check_prompt_extras(spec, source, built, problems)
     _check_dataflow(spec, source, problems)
     _check_cache_hooks(spec, source, problems)
     return problems
@@ -201,6 +202,46 @@ def _check_text_tokenizers(
                         "tokenizer folder), or use a generated prompt set",
                     )
                 )
+
+
+def _check_prompt_extras(
+    spec: Spec, source: SourceMap, built: dict[str, Any], problems: list[Problem]
+) -> None:
+    """Each metric reading a generated prompt set finds the extras it declares
+    (``@metric(extras=...)``: ``answer``, ``wrong_answer``, a ``mask`` ...) and passes its
+    ``check_prompts`` (``logit_diff``: answers at the last position unless told otherwise),
+    reported at the metric before any training."""
+    from mispec.metrics.core import METRICS, MetricDef
+
+    for name, m in spec.metrics.items():
+        if m.prompts not in built:
+            continue
+        mdef = METRICS.get_or_none(m.fn)
+        if not isinstance(mdef, MetricDef):
+            continue
+        prompts = built[m.prompts]
+        have = set(prompts.extras)
+        try:
+            missing = [e for e in mdef.extras_for(m.args) if e not in have]
+        except (TypeError, ValueError) as exc:  # an extras function refusing the args
+            problems.append(source.problem(("metrics", name, "args"), str(exc)))
+            continue
+        if missing:
+            problems.append(
+                source.problem(
+                    ("metrics", name, "prompts"),
+                    f"metric '{m.fn}' reads the prompt extra{'s' if len(missing) > 1 else ''} "
+                    f"{', '.join(repr(e) for e in missing)}, which prompt set '{m.prompts}' "
+                    f"does not have (it has: {', '.join(sorted(have)) or 'none'}); use a "
+                    "generator that provides them",
+                )
+            )
+            continue
+        if mdef.check_prompts is not None:
+            try:
+                mdef.check_prompts(prompts, **mdef.bind_args(m.args))
+            except UserError as exc:
+                problems.append(source.problem(("metrics", name), str(exc), at_key=True))
 
 
 # --------------------------------------------------------------------------- data flow

@@ -37,6 +37,7 @@ from mispec.metrics.builtin._common import (
     answer_positions,
     check_choice,
     extra,
+    mask_extras,
     next_token_loss,
     prediction_weights,
     tokens_of,
@@ -68,7 +69,11 @@ def _patched_dims(per: str) -> tuple[str, ...]:
     return ("layer", "head" if per == "head" else "pos")
 
 
-@metric(dims=_patched_dims, units="fraction of logit difference restored")
+@metric(
+    dims=_patched_dims,
+    units="fraction of logit difference restored",
+    extras=("corrupt_tokens", "answer", "wrong_answer"),
+)
 def activation_patching(
     bridge: Any, prompts: Any, per: Literal["head", "position"] = "head"
 ) -> Any:
@@ -118,7 +123,17 @@ def activation_patching(
     )
 
 
-@metric(dims=("layer", "head"), units="change of loss (nats) or of logit difference")
+def _ablation_extras(
+    measure: str = "loss", mask: str | None = None, split: str = "all"
+) -> tuple[str, ...]:
+    return ("answer", "wrong_answer") if measure == "logit_diff" else mask_extras(mask, split)
+
+
+@metric(
+    dims=("layer", "head"),
+    units="change of loss (nats) or of logit difference",
+    extras=_ablation_extras,
+)
 def head_ablation(
     bridge: Any,
     prompts: Any,

@@ -19,7 +19,7 @@ import numpy as np
 
 from mispec.errors import UserError
 from mispec.lazy import xr
-from mispec.metrics.builtin._common import act, prediction_weights
+from mispec.metrics.builtin._common import act, mask_extras, prediction_weights
 from mispec.metrics.core import InputDims, metric
 
 
@@ -28,7 +28,7 @@ def _weighted_mean(values: Any, weights: Any, dim: int | None = None) -> Any:
     return (values * weights).sum() / total if dim is None else (values * weights).sum(dim) / total
 
 
-@metric(dims=(), hooks=("next_logprob",), units="nats")
+@metric(dims=(), hooks=("next_logprob",), units="nats", extras=mask_extras)
 def loss(
     acts: Any, prompts: Any, mask: str | None = None, split: Literal["all", "train", "test"] = "all"
 ) -> float:
@@ -41,7 +41,7 @@ def loss(
     return float(-_weighted_mean(lp, w))
 
 
-@metric(dims=(), hooks=("next_correct",), units="fraction")
+@metric(dims=(), hooks=("next_correct",), units="fraction", extras=mask_extras)
 def accuracy(
     acts: Any, prompts: Any, mask: str | None = None, split: Literal["all", "train", "test"] = "all"
 ) -> float:
@@ -54,7 +54,7 @@ def accuracy(
     return float(_weighted_mean(correct, w))
 
 
-@metric(dims=("pos",), hooks=("next_logprob",), units="nats")
+@metric(dims=("pos",), hooks=("next_logprob",), units="nats", extras=mask_extras)
 def per_token_loss(
     acts: Any, prompts: Any, mask: str | None = None, split: Literal["all", "train", "test"] = "all"
 ) -> Any:
