@@ -387,3 +387,19 @@ def test_prompt_sets_with_the_extras_pass(metric, write_spec):
     )
     problems = _problems(spec)
     assert not [k for k in problems if k.startswith("metrics.m")], problems
+
+
+# ----------------------------------------------------------------------------- item 15: ls
+def test_ls_skips_wrong_typed_run_records_with_a_warning(tmp_path, capsys):
+    from mispec.cli.main import main
+
+    store = tmp_path / "store"
+    store.mkdir()
+    good = '{"time": "T", "run_id": "R", "study": "S", "run_dir": "D"}'
+    (store / "runs.jsonl").write_text(f'[1, 2]\n"x"\n{{"run_id": "partial"}}\n{good}\n')
+    assert main(["ls", "--store", str(store)]) == 0
+    out, err = capsys.readouterr()
+    assert "skipped 2 malformed record(s)" in err
+    lines = out.splitlines()
+    assert lines[0].split() == ["?", "partial", "?", "?"]
+    assert lines[1].split() == ["T", "R", "S", "D"]

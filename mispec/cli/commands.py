@@ -102,15 +102,27 @@ def cmd_ls(args: argparse.Namespace) -> int:
     from mispec.store.store import STORE_ENV, Store
 
     root = Path(args.store or os.environ.get(STORE_ENV) or ".mispec")
-    runs = Store(root).runs()
+    records = Store(root).runs()
+    runs = [r for r in records if isinstance(r, dict)]
+    if len(runs) < len(records):
+        print(
+            f"warning: skipped {len(records) - len(runs)} malformed record(s) in "
+            f"{root / 'runs.jsonl'} (not JSON objects)",
+            file=sys.stderr,
+        )
     if not runs:
         _out(f"no runs recorded in {root.resolve()}")
         return 0
     for r in runs[-args.n :]:
         # a re-run that changed nothing left the run folder holding the run ``same_as``
         same = f"  (unchanged: results of {r.get('same_as')})" if r.get("unchanged") else ""
-        _out(f"{r['time']}  {r['run_id']}  {r['study']:<24} {r['run_dir']}{same}")
+        time, run_id, study, run_dir = (str(r.get(k, "?")) for k in _LS_FIELDS)
+        _out(f"{time}  {run_id}  {study:<24} {run_dir}{same}")
     return 0
+
+
+# the fields of a run record that ``ls`` shows (a record missing one shows "?")
+_LS_FIELDS = ("time", "run_id", "study", "run_dir")
 
 
 def _register_ls(sub: Any) -> None:
