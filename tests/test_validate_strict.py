@@ -403,3 +403,16 @@ def test_ls_skips_wrong_typed_run_records_with_a_warning(tmp_path, capsys):
     lines = out.splitlines()
     assert lines[0].split() == ["?", "partial", "?", "?"]
     assert lines[1].split() == ["T", "R", "S", "D"]
+
+
+def test_a_text_prompt_set_has_only_its_masks_as_extras(write_spec):
+    spec = write_spec(
+        _text_spec("    tokenizer: tok\n")
+        + "  ld: {fn: logit_diff, prompts: text}\n"
+        + "  masked: {fn: loss, prompts: text, args: {mask: loss_mask}}\n"
+    )
+    (spec.parent / "prompts.txt").write_text("hello world\n")
+    (spec.parent / "tok").mkdir()
+    problems = _problems(spec)
+    assert list(problems) == ["metrics.ld.prompts"], problems
+    assert "(it has: attention_mask, loss_mask)" in problems["metrics.ld.prompts"]

@@ -23,6 +23,8 @@ import numpy as np
 from mispec.errors import PromptError
 from mispec.prompts.core import PromptSet
 
+# the extras every text prompt set carries (see the module docstring)
+TEXT_EXTRAS = ("attention_mask", "loss_mask")
 # the fields of one .jsonl prompt line
 JSONL_FIELDS = ("text",)
 
@@ -118,5 +120,5 @@ def load_text_prompts(
         "pad_token_id": pad,
         "lengths": [len(r) for r in rows],
     }
-    extras = {"attention_mask": attention, "loss_mask": attention[:, 1:].copy()}
+    extras = dict(zip(TEXT_EXTRAS, (attention, attention[:, 1:].copy()), strict=True))
     return PromptSet(tokens=tokens, extras=extras, meta=meta, has_bos=prepend_bos)

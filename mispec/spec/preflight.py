@@ -207,20 +207,22 @@ def _check_text_tokenizers(
 def _check_prompt_extras(
     spec: Spec, source: SourceMap, built: dict[str, Any], problems: list[Problem]
 ) -> None:
-    """Each metric reading a generated prompt set finds the extras it declares
+    """Each metric reading a generated or text prompt set finds the extras it declares
     (``@metric(extras=...)``: ``answer``, ``wrong_answer``, a ``mask`` ...) and passes its
     ``check_prompts`` (``logit_diff``: answers at the last position unless told otherwise),
     reported at the metric before any training."""
     from mispec.metrics.core import METRICS, MetricDef
+    from mispec.prompts.text import TEXT_EXTRAS
 
     for name, m in spec.metrics.items():
-        if m.prompts not in built:
+        is_text = m.prompts in spec.prompts and spec.prompts[m.prompts].file is not None
+        if m.prompts not in built and not is_text:
             continue
         mdef = METRICS.get_or_none(m.fn)
         if not isinstance(mdef, MetricDef):
             continue
-        prompts = built[m.prompts]
-        have = set(prompts.extras)
+        prompts = built.get(m.prompts or "")
+        have = set(TEXT_EXTRAS) if prompts is None else set(prompts.extras)
         try:
             missing = [e for e in mdef.extras_for(m.args) if e not in have]
         except (TypeError, ValueError) as exc:  # an extras function refusing the args
@@ -237,7 +239,7 @@ def _check_prompt_extras(
                 )
             )
             continue
-        if mdef.check_prompts is not None:
+        if mdef.check_prompts is not None and prompts is not None:
             try:
                 mdef.check_prompts(prompts, **mdef.bind_args(m.args))
             except UserError as exc:
