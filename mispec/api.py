@@ -45,10 +45,11 @@ def plan(spec: str | Path | LoadedSpec, *, store: str | Path | None = None) -> P
     from mispec.execute.status import plan_status
     from mispec.planning.graph import build_plan
     from mispec.planning.resolve import resolve
-    from mispec.store.store import Store, default_store_dir
+    from mispec.store.store import Store, check_store_dir, default_store_dir
 
     loaded = spec if isinstance(spec, LoadedSpec) else load_spec(spec)
     store_dir = Path(store).resolve() if store else default_store_dir(loaded.path)
+    check_store_dir(store_dir)
     the_plan = build_plan(loaded.spec, resolve(loaded), loaded.base_dir)
     status = plan_status(the_plan, Store(store_dir) if store_dir.exists() else None)
     return PlannedSpec(loaded, the_plan, status, store_dir)

@@ -146,7 +146,7 @@ def test_relative_paths_resolve_against_the_spec_folder_not_the_cwd(tmp_path):
     assert f"checkpoint folder not found: {study / 'ckpts'}" in res.stderr, res.stderr
     # ... and found beside the spec, whatever the cwd
     (study / "ckpts").mkdir()
-    for name in ("model_0.safetensors", "model_20.safetensors", "config.json"):
+    for name in ("model_0.safetensors", "model_20.safetensors", "config.json", "tokenizer.json"):
         (study / "ckpts" / name).write_text("{}" if name.endswith("json") else "x")
     (study / "prompts.txt").write_text("hello world\n")
     text = text.replace(

@@ -102,15 +102,20 @@ def cmd_ls(args: argparse.Namespace) -> int:
     from mispec.store.store import STORE_ENV, Store
 
     root = Path(args.store or os.environ.get(STORE_ENV) or ".mispec")
-    runs = Store(root).runs()
+    runs = Store(root).runs()  # lines that are not records are skipped with a warning
     if not runs:
         _out(f"no runs recorded in {root.resolve()}")
         return 0
     for r in runs[-args.n :]:
         # a re-run that changed nothing left the run folder holding the run ``same_as``
         same = f"  (unchanged: results of {r.get('same_as')})" if r.get("unchanged") else ""
-        _out(f"{r['time']}  {r['run_id']}  {r['study']:<24} {r['run_dir']}{same}")
+        time, run_id, study, run_dir = (str(r.get(k, "?")) for k in _LS_FIELDS)
+        _out(f"{time}  {run_id}  {study:<24} {run_dir}{same}")
     return 0
+
+
+# the fields of a run record that ``ls`` shows (a record missing one shows "?")
+_LS_FIELDS = ("time", "run_id", "study", "run_dir")
 
 
 def _register_ls(sub: Any) -> None:
@@ -156,13 +161,52 @@ def _register_diff(sub: Any) -> None:
 
 
 # --------------------------------------------------------------------------- plot / report
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+REPORT_SUFFIXES = (".html", ".htm")
+
+
+def _steps_arg(text: str) -> list[int]:
+    """``--steps 0,100,1000``: comma-separated training steps (argparse exits 2 otherwise)."""
+    try:
+        steps = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated step numbers such as 0,100,1000, got {text!r}"
+        ) from None
+    if not steps or any(s < 0 for s in steps):
+        raise argparse.ArgumentTypeError(f"expected steps >= 0 such as 0,100,1000, got {text!r}")
+    return steps
+
+
+def check_output_path(path: str, suffixes: tuple[str, ...], what: str) -> str:
+    """An ``-o`` file to write: not a folder, and a name ending in one of ``suffixes``
+    (the format follows the name), checked before any results are read."""
+    from pathlib import Path
+
+    from mispec.errors import UserError
+
+    p = Path(path)
+    if p.is_dir():
+        raise UserError(
+            f"-o {path} is a folder; name the {what} file, e.g. {p / ('out' + suffixes[0])}"
+        )
+    if p.suffix.lower() not in suffixes:
+        raise UserError(
+            f"-o {path}: a {what} is written as {', '.join(suffixes)}; "
+            f"name the file with one of these, e.g. {p.with_suffix(suffixes[0]).name}"
+        )
+    return path
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from mispec.api import open_results
     from mispec.plot.figures import metric_figure, save_figure
 
+    out = check_output_path(
+        args.output or f"{'_'.join(args.metrics)}.png", FIGURE_SUFFIXES, "figure"
+    )
     tree = open_results(args.run).load()
-    out = args.output or f"{'_'.join(args.metrics)}.png"
-    steps = [int(s) for s in args.steps.split(",")] if args.steps else None
+    steps = args.steps
     figs = [
         metric_figure(tree, m, log_x=not args.linear, heatmap_steps=steps, top_k=args.top_k)
         for m in args.metrics
@@ -175,7 +219,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     stem = Path(out)
     for m, fig in zip(args.metrics, figs, strict=True):
-        path = stem.with_name(f"{stem.stem}-{m}{stem.suffix or '.png'}")
+        path = stem.with_name(f"{stem.stem}-{m}{stem.suffix}")
         save_figure(fig, path)
         _out(f"wrote {path}")
     return 0
@@ -187,7 +231,7 @@ def _register_plot(sub: Any) -> None:
     p.add_argument("metrics", nargs="+", metavar="METRIC")
     p.add_argument("-o", "--output", metavar="FILE.png")
     p.add_argument("--linear", action="store_true", help="linear step axis")
-    p.add_argument("--steps", help="comma-separated steps for the heatmaps")
+    p.add_argument("--steps", type=_steps_arg, help="comma-separated steps for the heatmaps")
     p.add_argument("--top-k", type=int, default=3, help="heads highlighted by final value")
     p.set_defaults(func=cmd_plot)
 
@@ -195,6 +239,8 @@ def _register_plot(sub: Any) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from mispec.plot.report import build_report
 
+    if args.output is not None:
+        check_output_path(args.output, REPORT_SUFFIXES, "report")
     path = build_report(args.run, args.output)
     _out(f"wrote {path}")
     return 0

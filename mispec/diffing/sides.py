@@ -63,10 +63,10 @@ def _run_folder_side(folder: Path, store: str | Path | None) -> Side:
     spec_file = folder / "spec.yaml"
     if not spec_file.is_file() or not (folder / "results.zarr").exists():
         raise DiffError(f"{folder}: not a mispec run folder (needs spec.yaml and results.zarr)")
-    import json
+    from mispec.store.run_folder import read_run_json
 
-    prov_file = folder / "provenance.json"
-    provenance = json.loads(prov_file.read_text("utf-8")) if prov_file.is_file() else {}
+    provenance = read_run_json(folder, "provenance.json") or {}
+    read_run_json(folder, "plan.json")  # a damaged one is refused, not ignored
     # the spec's relative paths resolve against where it originally lived
     original = Path(provenance.get("spec_path", spec_file))
     loaded = load_spec(spec_file, check=True)

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from mispec.errors import ResultsError
+from mispec.metrics.core import ASSEMBLED_COORDS
 from mispec.planning.graph import Plan
 from mispec.planning.nodes import CellNode, ReductionNode
 from mispec.store.store import Store
@@ -73,7 +74,8 @@ def assemble(plan: Plan, store: Store, fresh: dict[str, Any] | None = None) -> A
             seed0 = plan.spec.models[model].seeds[0]
             tps = series[(model, seed0)].tokens_per_step if (model, seed0) in series else None
             if tps:
-                ds = ds.assign_coords(tokens_seen=("step", np.asarray(ds.step.values) * tps))
+                tokens = ("step", np.asarray(ds.step.values) * tps)
+                ds = ds.assign_coords({ASSEMBLED_COORDS[0]: tokens})
             ds.step.attrs.update(units="training steps", long_name="training step")
         ds.attrs.update(model=model, source=plan.resolution.sources[model].kind)
         children[model] = xr.DataTree(ds, name=model)

@@ -57,6 +57,12 @@ DIMS: tuple[str, ...] = (
     "split",
     "digit",
 )
+# Coordinates the assembly adds beside the dims (``mispec.execute.assemble``): ``tokens_seen``
+# along ``step``.
+ASSEMBLED_COORDS: tuple[str, ...] = ("tokens_seen",)
+# Names a metric cannot take: each metric is a variable of its model's result dataset, beside
+# the dims and coordinates above (a variable named ``layer`` would overwrite that coordinate).
+RESERVED_NAMES: frozenset[str] = frozenset(DIMS) | frozenset(ASSEMBLED_COORDS)
 CONTEXT_PARAMS = frozenset({"acts", "prompts", "model", "bridge"})
 
 # Hooks computed from the logits by the executor (cheap to store, unlike full logits):
@@ -67,6 +73,47 @@ PSEUDO_HOOKS = {
     "next_correct": "[batch, pos-1] 1.0 where the argmax prediction is the next token",
 }
 
+# The hook templates of a TransformerLens model (``HookedTransformer`` and the names
+# ``TransformerBridge`` keeps compatible), ``{layer}`` standing for a block's index: what a
+# spec's top-level ``cache:`` may name beside the hooks its metrics read.
+_BLOCK_HOOKS = (
+    "hook_resid_pre",
+    "hook_resid_mid",
+    "hook_resid_post",
+    "hook_attn_in",
+    "hook_q_input",
+    "hook_k_input",
+    "hook_v_input",
+    "hook_mlp_in",
+    "hook_attn_out",
+    "hook_mlp_out",
+    "attn.hook_q",
+    "attn.hook_k",
+    "attn.hook_v",
+    "attn.hook_z",
+    "attn.hook_attn_scores",
+    "attn.hook_pattern",
+    "attn.hook_result",
+    "attn.hook_rot_q",
+    "attn.hook_rot_k",
+    "ln1.hook_scale",
+    "ln1.hook_normalized",
+    "ln2.hook_scale",
+    "ln2.hook_normalized",
+    "mlp.hook_pre",
+    "mlp.hook_pre_linear",
+    "mlp.hook_post",
+)
+TL_HOOK_TEMPLATES: tuple[str, ...] = (
+    "hook_embed",
+    "hook_pos_embed",
+    "ln_final.hook_scale",
+    "ln_final.hook_normalized",
+    *(f"blocks.{{layer}}.{h}" for h in _BLOCK_HOOKS),
+)
+
+# Prompt extras a metric reads: fixed names, or a function of (some of) its args by name.
+ExtrasSpec = tuple[str, ...] | Callable[..., Sequence[str]]
 HookSpec = tuple[str, ...] | Callable[..., tuple[str, ...]]
 # Output dims from args and input dims, each passed by its parameter name (see ``metric``).
 DimsRule = Callable[..., Sequence[str]]
@@ -117,6 +164,18 @@ class MetricDef:
     context: frozenset[str] = field(default_factory=frozenset)
     dims_rule: DimsRule | None = None  # dims from args and input dims (``dims=`` a callable)
     input_dims: dict[str, InputDims] = field(default_factory=dict, hash=False)  # by input
+    # prompt extras the metric reads (a tuple, or a function of its args): checked at validate
+    extras: ExtrasSpec = ()
+    # a check of a built prompt set with the metric's args (raises PromptError), at validate
+    check_prompts: Callable[..., None] | None = None
+
+    def extras_for(self, args: Mapping[str, Any]) -> tuple[str, ...]:
+        """Prompt extras this metric reads with these spec args (sorted, unique)."""
+        if not callable(self.extras):
+            return tuple(sorted(set(self.extras)))
+        bound = self.bind_args(args)
+        wanted = _named_params(self.extras, bound)
+        return tuple(sorted(set(self.extras(**{p: bound[p] for p in wanted}))))
 
     @property
     def needs_prompts(self) -> bool:
@@ -170,6 +229,8 @@ def metric(
     units: str = "",
     name: str | None = None,
     register: bool = True,
+    extras: ExtrasSpec = (),
+    check_prompts: Callable[..., None] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare a metric. The function stays a plain, directly callable function; its
     ``MetricDef`` is at ``fn.__mispec__`` and in the ``METRICS`` registry.
@@ -180,7 +241,13 @@ def metric(
     tuple(d for d in x if d not in over)``). Like the metric, it must be a named function
     (the plan is pickled for distributed executors, which cannot pickle a lambda).
     ``input_dims`` maps an input to the ``InputDims`` it needs. Both are checked here, when
-    the function is decorated."""
+    the function is decorated.
+
+    ``extras`` names the prompt-set extras the metric reads (``("answer", "wrong_answer")``),
+    or is a named function of (some of) its args returning them (``mask`` names one);
+    ``check_prompts(prompts, **args)`` checks a built prompt set further (raising
+    ``PromptError``). ``validate`` runs both on the generated prompt sets the metric reads,
+    so a missing extra is reported before any training."""
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         metric_name = name or fn.__name__
@@ -221,6 +288,8 @@ def metric(
             context=context,
             dims_rule=dims if callable(dims) else None,
             input_dims=needs,
+            extras=extras if callable(extras) else tuple(extras),
+            check_prompts=check_prompts,
         )
         fn.__mispec__ = definition  # type: ignore[attr-defined]
         if register:
@@ -289,6 +358,12 @@ def _infer_kind(
         if reduces != "step":
             raise TypeError(f"metric {name}: only reduces='step' is supported")
         return "reduction"
+    if "bridge" in context and "acts" in context:
+        raise TypeError(
+            f"metric {name}: takes both 'acts' and 'bridge'; a metric reads either the "
+            "shared forward pass ('acts' with hooks=...) or the live model ('bridge', which "
+            "runs its own passes: bridge.run_with_cache(...)), never both"
+        )
     if "bridge" in context:
         return "intervention" if "prompts" in context else "weights"
     if "acts" in context:

@@ -22,7 +22,6 @@ from mispec.models.native import freeze, torch_dtype
 # Loaded with ``add_bos_token=True`` as TransformerLens wants it: otherwise every boot
 # re-loads the tokenizer by name (``setup_tokenizer``), from the hub for hub models.
 _BOS = {"add_bos_token": True}
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
 
 
 def _quiet() -> None:
@@ -30,10 +29,6 @@ def _quiet() -> None:
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
-
-
-def has_tokenizer(folder: Path) -> bool:
-    return any((Path(folder) / f).is_file() for f in TOKENIZER_FILES)
 
 
 def _auto_tokenizer(source: str, **kw: Any) -> Any:

@@ -29,6 +29,12 @@ STEP_DIR = re.compile(r"^(?:step[_-]?|checkpoint[_-])(\d+)$")
 STEP_FILE = re.compile(r"^(?P<prefix>.*?)[_-]?(?P<step>\d+)\.(?:safetensors|pth|pt)$")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
 PROBE_BYTES = 1 << 20
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
+
+
+def has_tokenizer(folder: Path) -> bool:
+    """Whether a Hugging Face tokenizer is saved in ``folder`` (a file listing only)."""
+    return any((Path(folder) / f).is_file() for f in TOKENIZER_FILES)
 
 
 @dataclass(frozen=True)
@@ -49,9 +55,14 @@ def discover(root: Path) -> LocalLayout:
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise CheckpointError(f"checkpoint folder not found: {root}")
-    dirs = {
-        int(m.group(1)): p for p in root.iterdir() if p.is_dir() and (m := STEP_DIR.match(p.name))
-    }
+    dirs = _by_step(
+        root,
+        [
+            (int(m.group(1)), p)
+            for p in sorted(root.iterdir())
+            if p.is_dir() and (m := STEP_DIR.match(p.name))
+        ],
+    )
     if dirs:
         for step, d in dirs.items():
             if not (d / "config.json").is_file():
@@ -72,11 +83,12 @@ def discover(root: Path) -> LocalLayout:
 def _state_dict_layout(root: Path, folder: Path) -> LocalLayout | None:
     if not folder.is_dir():
         return None
-    groups: dict[str, dict[int, Path]] = {}
-    for p in folder.iterdir():
+    found: dict[str, list[tuple[int, Path]]] = {}
+    for p in sorted(folder.iterdir()):
         m = STEP_FILE.match(p.name)
         if p.is_file() and m and not m.group("prefix").lower().startswith("optim"):
-            groups.setdefault(m.group("prefix"), {})[int(m.group("step"))] = p
+            found.setdefault(m.group("prefix"), []).append((int(m.group("step")), p))
+    groups = {prefix: _by_step(folder, items) for prefix, items in found.items()}
     if not groups:
         return None
     if len(groups) > 1:
@@ -88,6 +100,21 @@ def _state_dict_layout(root: Path, folder: Path) -> LocalLayout | None:
     return LocalLayout(
         root=root, kind="state_dict", steps=next(iter(groups.values())), config=config
     )
+
+
+def _by_step(folder: Path, items: list[tuple[int, Path]]) -> dict[int, Path]:
+    """Checkpoints by step; two names for one step (``model_6`` and ``model_06``,
+    ``step6/`` and ``checkpoint-6/``, ``.pt`` beside ``.safetensors``) are an error naming
+    both, never one silently chosen."""
+    steps: dict[int, Path] = {}
+    for step, path in items:
+        if step in steps:
+            raise CheckpointError(
+                f"{folder}: '{steps[step].name}' and '{path.name}' are both step {step}; "
+                "keep one checkpoint per step"
+            )
+        steps[step] = path
+    return steps
 
 
 def _find_config(root: Path, folder: Path) -> Path:

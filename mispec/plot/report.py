@@ -33,16 +33,14 @@ def headline(var: Any) -> str:
 def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     from mispec.api import open_results
     from mispec.plot.figures import metric_figure
+    from mispec.store.run_folder import read_run_json
 
     run_dir = Path(run_dir)
+    prov = read_run_json(run_dir, "provenance.json") or {}
+    read_run_json(run_dir, "plan.json")  # a damaged run folder is refused, not reported
     tree = open_results(run_dir).load()
     spec_text = (
         (run_dir / "spec.yaml").read_text("utf-8") if (run_dir / "spec.yaml").is_file() else ""
-    )
-    prov = (
-        json.loads((run_dir / "provenance.json").read_text("utf-8"))
-        if (run_dir / "provenance.json").is_file()
-        else {}
     )
     metrics = sorted({str(v) for c in tree.children.values() for v in c.to_dataset().data_vars})
     rows, images = [], []

@@ -24,6 +24,11 @@ import numpy as np
 from mispec.errors import PromptError
 from mispec.prompts.core import PromptSet
 
+# the extras every text prompt set carries (see the module docstring)
+TEXT_EXTRAS = ("attention_mask", "loss_mask")
+# the fields of one .jsonl prompt line
+JSONL_FIELDS = ("text",)
+
 
 def read_texts(path: Path) -> list[str]:
     """The prompts of a ``.txt`` or ``.jsonl`` file (``PromptError`` when unreadable)."""
@@ -47,6 +52,13 @@ def read_texts(path: Path) -> list[str]:
             raise PromptError(f"{path}:{i}: not valid JSON: {exc.msg}") from exc
         if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
             raise PromptError(f'{path}:{i}: expected an object with a "text" string')
+        unknown = sorted(k for k in obj if k not in JSONL_FIELDS)
+        if unknown:  # never silently dropped: a text prompt carries no per-prompt extras
+            raise PromptError(
+                f"{path}:{i}: unknown field{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(repr(k) for k in unknown)}; a .jsonl prompt line holds only "
+                '{"text": ...} (per-prompt extras such as answers come from prompt generators)'
+            )
         texts.append(obj["text"])
     if not texts:
         raise PromptError(f"{path}: no prompts in file")
@@ -109,5 +121,5 @@ def load_text_prompts(
         "pad_token_id": pad,
         "lengths": [len(r) for r in rows],
     }
-    extras = {"attention_mask": attention, "loss_mask": attention[:, 1:].copy()}
+    extras = dict(zip(TEXT_EXTRAS, (attention, attention[:, 1:].copy()), strict=True))
     return PromptSet(tokens=tokens, extras=extras, meta=meta, has_bos=prepend_bos)

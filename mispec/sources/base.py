@@ -147,6 +147,16 @@ class ModelSource(ABC):
         folder = resolve_path(self.entry.tokenizer, self.base_dir)
         return lambda: hf.local_tokenizer(folder)
 
+    def has_tokenizer(self) -> bool | None:
+        """Whether text prompts can be tokenized for this model, known before loading it:
+        True with a spec ``tokenizer:``, else what ``own_tokenizer`` knows."""
+        return True if self.entry.tokenizer is not None else self.own_tokenizer()
+
+    def own_tokenizer(self) -> bool | None:
+        """Whether the source brings its own tokenizer: None when only loading tells (the
+        default); a source that knows overrides it (a trained toy model has none)."""
+        return None
+
     # ------------------------------------------------------------------ validation
     def problem(
         self, source_map: SourceMap, keys: KeyPath, message: str, *, at_key: bool = False

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from mispec.errors import CheckpointError, Problem
 from mispec.hashing import content_key
 from mispec.models.configs import info_from_hf_config, info_from_tl_config, read_json
-from mispec.models.local import LocalLayout, discover, step_identity
+from mispec.models.local import LocalLayout, discover, has_tokenizer, step_identity
 from mispec.sources.base import CheckpointHandle, ModelSource, resolve_path
 from mispec.spec.schema import LocalFolderModelSpec
 from mispec.spec.selectors import check_step
@@ -61,6 +61,18 @@ class LocalFolderSource(ModelSource):
         assert layout.config is not None
         return info_from_tl_config(self.name, read_json(layout.config))
 
+    def own_tokenizer(self) -> bool | None:
+        """A tokenizer saved beside the first seed's checkpoints (in the root, or in the first
+        step's folder of an HF layout), as ``open`` finds it."""
+        try:
+            layout = self.layout(self.entry.seeds[0])
+        except (CheckpointError, OSError, ValueError):
+            return None  # reported by ``check_folders``
+        folders = [layout.root]
+        if layout.kind == "hf":
+            folders.insert(0, layout.steps[layout.sorted_steps[0]])
+        return any(has_tokenizer(d) for d in folders)
+
     # ------------------------------------------------------------------ loading
     def open(
         self, seed: int, store_dir: Path, *, device: str = "cpu", dtype: str = "float32"
@@ -100,7 +112,7 @@ class LocalFolderSource(ModelSource):
             lambda step: hf.load_hf_model(folders[step], dtype=dtype, device=device),
         )
         for d in [folders[layout.sorted_steps[0]], layout.root]:
-            if hf.has_tokenizer(d):
+            if has_tokenizer(d):
                 return route, lambda d=d: hf.local_tokenizer(d)
         return route, None
 
@@ -117,7 +129,7 @@ class LocalFolderSource(ModelSource):
         files = layout.steps
         route = NativeSwap(kwargs, lambda step: to_bridge_keys(read_state_dict(files[step]), cfg))
         tokenizer = (
-            (lambda: hf.local_tokenizer(layout.root)) if hf.has_tokenizer(layout.root) else None
+            (lambda: hf.local_tokenizer(layout.root)) if has_tokenizer(layout.root) else None
         )
         return route, tokenizer
 

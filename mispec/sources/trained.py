@@ -63,6 +63,10 @@ class TrainedSource(ModelSource):
         return self.train.batch_size * self.info().n_ctx
 
     # ------------------------------------------------------------------ preparation
+    def own_tokenizer(self) -> bool | None:
+        """A toy model works on token ids: it has no tokenizer (the spec may name one)."""
+        return False
+
     def training_identity(self, seed: int) -> str:
         return runs.training_identity(self.train, seed)
 

@@ -97,13 +97,33 @@ def check_args(
         tp = _eval_annotation(annotation, globals_)
         if tp is not None:
             try:
-                TypeAdapter(tp).validate_python(value, strict=False)
+                got = TypeAdapter(tp).validate_python(value, strict=False)
             except ValidationError as exc:
                 msg = exc.errors(include_url=False)[0]["msg"]
                 problems.append(source.problem((*path, name), f"{msg} (got {value!r})"))
+            else:
+                coerced = _coerced(value, got)
+                if coerced:
+                    problems.append(source.problem((*path, name), f"{coerced} (got {value!r})"))
     for name, (default, _ann) in params.items():
         if default is inspect.Parameter.empty and name not in given:
             problems.append(source.problem(path, f"{what} needs argument '{name}'", at_key=True))
+
+
+def _coerced(value: Any, got: Any) -> str | None:
+    """Why a value the lax validation accepted was only accepted by coercion across types
+    (``true`` read as 1, ``"3"`` as 3, ``1`` as True), None when it kept its type."""
+    if isinstance(value, bool) and not isinstance(got, bool):
+        return f"expected {type(got).__name__}, not a boolean"
+    if isinstance(value, str) and not isinstance(got, str):
+        return f"expected {type(got).__name__}, not a string"
+    if isinstance(value, int | float) and not isinstance(value, bool) and isinstance(got, bool):
+        return "expected a boolean (true or false), not a number"
+    if isinstance(value, list):
+        return next(
+            (why for v, g in zip(value, got, strict=False) if (why := _coerced(v, g))), None
+        )
+    return None
 
 
 _SIMPLE_NAMES = {
@@ -193,6 +213,31 @@ def _check_prompts(spec: Spec, source: SourceMap, base_dir: Path, problems: list
 
 
 # --------------------------------------------------------------------------- metrics
+def _check_metric_name(
+    name: str, fn: str, spec: Spec, source: SourceMap, problems: list[Problem]
+) -> None:
+    """A metric becomes a variable of its model's result dataset, named like its spec entry:
+    a name that is a dim or a coordinate of that dataset would overwrite or lose data."""
+    from mispec.metrics.core import ASSEMBLED_COORDS, RESERVED_NAMES
+
+    if name not in RESERVED_NAMES:
+        return
+    what = "a coordinate" if name in ASSEMBLED_COORDS else "a dimension"
+    base = fn.rpartition(":")[2] or "value"
+    candidates = [base, f"{name}_{base}", f"{base}_{name}", f"{name}_metric"]
+    taken = set(spec.metrics) | RESERVED_NAMES
+    suggestion = next(c for c in candidates if c not in taken)
+    problems.append(
+        source.problem(
+            ("metrics", name),
+            f"a metric cannot be named '{name}': it is {what} of the results (each metric is "
+            f"a variable beside the dims and coordinates {sorted(RESERVED_NAMES)}); "
+            f"rename it, e.g. '{suggestion}'",
+            at_key=True,
+        )
+    )
+
+
 def _check_metrics(
     spec: Spec, source: SourceMap, problems: list[Problem], base_dir: Path | None = None
 ) -> None:
@@ -202,6 +247,7 @@ def _check_metrics(
     defs: dict[str, Any] = {}
     for name, m in spec.metrics.items():
         path: KeyPath = ("metrics", name)
+        _check_metric_name(name, m.fn, spec, source, problems)
         mdef = _lookup(METRICS, m.fn, (*path, "fn"), source, problems, base_dir)
         if mdef is None:
             continue

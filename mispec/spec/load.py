@@ -81,7 +81,14 @@ def _read_with_includes(path: Path, depth: int, seen: tuple[Path, ...]) -> tuple
         if depth >= _MAX_INCLUDE_DEPTH:
             raise SpecError(source.problem(("include", i), "includes nested too deeply"))
         if not inc_path.is_file():
-            raise SpecError(source.problem(("include", i), f"included file not found: {inc_path}"))
+            what = (
+                "included file not found"
+                if not inc_path.exists()
+                else "include names a folder, not a spec file"
+                if inc_path.is_dir()
+                else "include names a device or a pipe, not a spec file"
+            )
+            raise SpecError(source.problem(("include", i), f"{what}: {inc_path}"))
         inc_data, inc_source = _read_with_includes(inc_path, depth + 1, (*seen, path.resolve()))
         _merge_into(merged, inc_data)
         merged_source.positions.update(inc_source.positions)
@@ -109,7 +116,7 @@ def validate_data(data: Any, source: SourceMap) -> Spec:
         raise SpecError(
             source.problem((), "missing `mispec: 1` (the spec format version) at the top")
         )
-    if isinstance(data, dict) and data.get("mispec") != 1:
+    if isinstance(data, dict) and (type(data.get("mispec")) is not int or data["mispec"] != 1):
         raise SpecError(
             source.problem(
                 ("mispec",),

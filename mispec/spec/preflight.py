@@ -25,7 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mispec.errors import Problem, UserError
+from mispec.errors import Problem, PromptError, UserError
 from mispec.spec.schema import Spec
 from mispec.spec.yaml_source import KeyPath, SourceMap
 
@@ -55,6 +55,13 @@ def check_resources(spec: Spec, source: SourceMap, base_dir: Path) -> list[Probl
                         '({"text": ...} per line)',
                     )
                 )
+            else:  # read as a run reads it: bad JSON, unknown fields, no prompts
+                from mispec.prompts.text import read_texts
+
+                try:
+                    read_texts(path)
+                except (PromptError, OSError, UnicodeDecodeError) as exc:
+                    problems.append(source.problem(("prompts", name, "file"), str(exc)))
         n = prompt.args.get("n")
         if isinstance(n, int) and not isinstance(n, bool) and not 0 < n <= MAX_PROMPTS:
             problems.append(
@@ -78,7 +85,10 @@ def check_built(spec: Spec, source: SourceMap, base_dir: Path) -> list[Problem]:
         problems.extend(model_source.check_built(source))  # e.g. a training config's size
     built = _build_prompt_sets(spec, source, base_dir, problems)
     _check_prompt_fit(spec, source, sources, built, problems)
+    _check_text_tokenizers(spec, source, sources, problems)
+    _check_prompt_extras(spec, source, built, problems)
     _check_dataflow(spec, source, problems)
+    _check_cache_hooks(spec, source, problems)
     return problems
 
 
@@ -168,6 +178,74 @@ def _check_prompt_fit(
                 )
 
 
+def _check_text_tokenizers(
+    spec: Spec, source: SourceMap, sources: dict[str, ModelSource], problems: list[Problem]
+) -> None:
+    """A text prompt set (``file:``) read by a model that has no tokenizer (a trained toy
+    model, a local folder without one, and no ``tokenizer:`` in the spec) cannot be run."""
+    seen: set[tuple[str, str]] = set()
+    for m in spec.metrics.values():
+        if m.prompts is None or m.prompts not in spec.prompts:
+            continue
+        if spec.prompts[m.prompts].file is None:
+            continue
+        for model_name in m.models or list(spec.models):
+            if (m.prompts, model_name) in seen or model_name not in sources:
+                continue
+            seen.add((m.prompts, model_name))
+            if sources[model_name].has_tokenizer() is False:
+                problems.append(
+                    source.problem(
+                        ("prompts", m.prompts, "file"),
+                        f"prompt set '{m.prompts}' is text, and model '{model_name}' has no "
+                        "tokenizer to read it: set `tokenizer:` on the model (a local "
+                        "tokenizer folder), or use a generated prompt set",
+                    )
+                )
+
+
+def _check_prompt_extras(
+    spec: Spec, source: SourceMap, built: dict[str, Any], problems: list[Problem]
+) -> None:
+    """Each metric reading a generated or text prompt set finds the extras it declares
+    (``@metric(extras=...)``: ``answer``, ``wrong_answer``, a ``mask`` ...) and passes its
+    ``check_prompts`` (``logit_diff``: answers at the last position unless told otherwise),
+    reported at the metric before any training."""
+    from mispec.metrics.core import METRICS, MetricDef
+    from mispec.prompts.text import TEXT_EXTRAS
+
+    for name, m in spec.metrics.items():
+        is_text = m.prompts in spec.prompts and spec.prompts[m.prompts].file is not None
+        if m.prompts not in built and not is_text:
+            continue
+        mdef = METRICS.get_or_none(m.fn)
+        if not isinstance(mdef, MetricDef):
+            continue
+        prompts = built.get(m.prompts or "")
+        have = set(TEXT_EXTRAS) if prompts is None else set(prompts.extras)
+        try:
+            missing = [e for e in mdef.extras_for(m.args) if e not in have]
+        except (TypeError, ValueError) as exc:  # an extras function refusing the args
+            problems.append(source.problem(("metrics", name, "args"), str(exc)))
+            continue
+        if missing:
+            problems.append(
+                source.problem(
+                    ("metrics", name, "prompts"),
+                    f"metric '{m.fn}' reads the prompt extra{'s' if len(missing) > 1 else ''} "
+                    f"{', '.join(repr(e) for e in missing)}, which prompt set '{m.prompts}' "
+                    f"does not have (it has: {', '.join(sorted(have)) or 'none'}); use a "
+                    "generator that provides them",
+                )
+            )
+            continue
+        if mdef.check_prompts is not None and prompts is not None:
+            try:
+                mdef.check_prompts(prompts, **mdef.bind_args(m.args))
+            except UserError as exc:
+                problems.append(source.problem(("metrics", name), str(exc), at_key=True))
+
+
 # --------------------------------------------------------------------------- data flow
 def _check_dataflow(spec: Spec, source: SourceMap, problems: list[Problem]) -> None:
     """The problems of the metric DAG (``mispec.metrics.dag``), each at its spec entry."""
@@ -183,3 +261,38 @@ def _check_dataflow(spec: Spec, source: SourceMap, problems: list[Problem]) -> N
             defs[name] = mdef
     graph = build_metric_graph(spec.metrics, defs)
     problems.extend(source.problem(p.path, p.message) for p in graph.problems)
+
+
+# --------------------------------------------------------------------------- cache
+def _check_cache_hooks(spec: Spec, source: SourceMap, problems: list[Problem]) -> None:
+    """Every hook named under the top-level ``cache:`` is one a metric of the spec reads or a
+    TransformerLens hook (a template with ``{layer}`` or one layer's name, e.g.
+    ``blocks.0.attn.hook_pattern``); anything else is a typo that would silently do nothing."""
+    import re
+
+    from mispec.metrics.core import METRICS, PSEUDO_HOOKS, TL_HOOK_TEMPLATES, MetricDef
+
+    if not spec.cache:
+        return
+    read: set[str] = set()
+    for m in spec.metrics.values():
+        mdef = METRICS.get_or_none(m.fn)
+        if isinstance(mdef, MetricDef) and mdef.kind == "activation":
+            read.update(mdef.hooks_for(m.args))
+    known = read | set(PSEUDO_HOOKS) | set(TL_HOOK_TEMPLATES)
+    for hook in spec.cache:
+        template = re.sub(r"^blocks\.\d+\.", "blocks.{layer}.", hook)
+        if hook in known or template in known:
+            continue
+        from mispec.registry import did_you_mean
+
+        problems.append(
+            source.problem(
+                ("cache", hook),
+                f"unknown hook '{hook}' under `cache:`{did_you_mean(template, sorted(known))}; "
+                "name a hook a metric reads"
+                + (f" ({', '.join(sorted(read))})" if read else "")
+                + " or a TransformerLens hook such as 'blocks.{layer}.attn.hook_pattern'",
+                at_key=True,
+            )
+        )

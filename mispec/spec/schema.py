@@ -29,7 +29,17 @@ MAX_STEP = 10**9
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Unknown keys are errors, and values are never coerced across types (pydantic strict
+    mode): ``steps: true`` or ``steps: "40"`` is refused, not read as 1 or 40; an integer
+    where a float is expected stays allowed (``lr: 1``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def _list_to_tuple(value: Any) -> Any:
+    """YAML and JSON have lists, not tuples: a fixed-length field takes a list (strict mode
+    alone would refuse it)."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -117,10 +127,10 @@ class OptimizerSpec(Strict):
     name: Literal["adamw", "adam", "sgd"] = "adamw"
     lr: Annotated[float, Field(gt=0, le=10)] = 1e-3
     weight_decay: Annotated[float, Field(ge=0, le=100)] = 0.0
-    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (
-        0.9,
-        0.999,
-    )
+    betas: Annotated[
+        tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]],
+        BeforeValidator(_list_to_tuple),
+    ] = (0.9, 0.999)
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.0
 
 

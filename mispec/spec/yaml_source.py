@@ -60,7 +60,10 @@ class SourceMap:
 def parse_yaml(text: str, file: str, prefix: KeyPath = ()) -> tuple[Any, SourceMap]:
     """Parse one YAML document into plain data and its ``SourceMap``; raise ``SpecError``."""
     source = SourceMap(root_file=file)
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:  # a control character: located in the text
+        raise SpecError(_unprintable(text, exc, file)) from None
     try:
         try:
             node = loader.get_single_node()
@@ -92,6 +95,22 @@ def parse_yaml(text: str, file: str, prefix: KeyPath = ()) -> tuple[Any, SourceM
         return data, source
     finally:
         loader.dispose()
+
+
+def _unprintable(text: str, exc: yaml.reader.ReaderError, file: str) -> Problem:
+    """YAML refuses control characters (other than tab and newlines) anywhere in a file."""
+    before = text[: exc.position]
+    line = before.count("\n") + 1
+    col = exc.position - (before.rfind("\n") + 1) + 1
+    char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+    return Problem(
+        f"control character {ord(char):#06x} is not allowed in a spec (YAML text has no raw "
+        'control characters; write it as an escape such as "\\x01" inside double quotes, '
+        "or remove it)",
+        file=file,
+        line=line,
+        col=col,
+    )
 
 
 def _too_deep(file: str, mark: Any) -> Problem:
@@ -175,10 +194,16 @@ def _build(
             budget.stack.discard(id(node))
     try:
         return loader.construct_object(node, deep=True)
-    except yaml.constructor.ConstructorError as exc:
+    except (yaml.constructor.ConstructorError, ValueError, OverflowError) as exc:
+        if isinstance(exc, yaml.constructor.ConstructorError):
+            why = str(exc.problem)
+        elif "digits" in str(exc):  # Python refuses to convert a >4300-digit integer
+            why = f"a number of {len(str(node.value))} digits is too long"
+        else:
+            why = str(exc)
         problems.append(
             Problem(
-                f"invalid value: {exc.problem}",
+                f"invalid value: {why}",
                 path=path,
                 file=file,
                 line=mark.line + 1,
@@ -240,15 +265,21 @@ def _build_collection(
 
 def read_yaml_file(path: Path, prefix: KeyPath = ()) -> tuple[Any, SourceMap]:
     try:
-        size = path.stat().st_size if path.is_file() else 0
-        if size > MAX_SPEC_BYTES:
+        if path.exists() and not path.is_dir() and not path.is_file():
+            raise SpecError(  # a FIFO or a device (/dev/zero) would block or never end
+                Problem(f"not a regular file: {path.resolve()}; a spec is a YAML file")
+            )
+        with open(path, "rb") as f:  # never read more than a spec can be
+            raw = f.read(MAX_SPEC_BYTES + 1)
+        if len(raw) > MAX_SPEC_BYTES:
+            size = path.stat().st_size
             raise SpecError(
                 Problem(
                     f"{path.resolve()} is {size} bytes; a spec is small (at most "
                     f"{MAX_SPEC_BYTES} bytes): is this the right file?"
                 )
             )
-        text = path.read_text(encoding="utf-8")
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise SpecError(Problem(f"spec file not found: {path.resolve()}")) from None
     except IsADirectoryError:

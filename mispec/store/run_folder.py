@@ -41,6 +41,46 @@ README = (
 )
 
 
+# the fields of provenance.json that readers use as paths, which must be strings
+_PROVENANCE_PATHS = ("spec_path", "store", "run_dir")
+
+
+def read_run_json(folder: Path, name: str) -> dict[str, Any] | None:
+    """``provenance.json`` or ``plan.json`` of a run folder as a mapping (None when the file
+    is absent). A file that is not JSON, not a JSON object, or whose path fields are not
+    strings is a ``ResultsError`` naming it: the run folder is damaged, and a reader must
+    not guess."""
+    from mispec.errors import ResultsError
+
+    path = Path(folder) / name
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ResultsError(
+            f"{path} is damaged ({type(exc).__name__}: {exc}); run the spec again to rewrite "
+            "the run folder"
+        ) from None
+    wrong = (
+        "not a JSON object"
+        if not isinstance(data, dict)
+        else next(
+            (
+                f"'{k}' is {type(data[k]).__name__}, not a string"
+                for k in _PROVENANCE_PATHS
+                if k in data and not isinstance(data[k], str)
+            ),
+            None,
+        )
+    )
+    if wrong:
+        raise ResultsError(
+            f"{path} is damaged ({wrong}); run the spec again to rewrite the run folder"
+        )
+    return data
+
+
 def default_run_dir(loaded: LoadedSpec) -> Path:
     """``runs/<study name>/`` in the spec's project root."""
     from mispec.store.store import project_root

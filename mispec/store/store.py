@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mispec.errors import CacheError
+from mispec.errors import CacheError, UserError
 from mispec.store.activations import ActivationCache
 from mispec.store.cells import CellStore
 
@@ -32,12 +32,27 @@ def default_store_dir(spec_path: Path) -> Path:
     return Path(env).resolve() if env else project_root(spec_path) / ".mispec"
 
 
+def check_store_dir(root: Path) -> None:
+    """A store is a folder: refuse a path that exists as anything else (a file, a device),
+    naming where the path came from, before anything reads or writes under it."""
+    if root.exists() and not root.is_dir():
+        env = os.environ.get(STORE_ENV)
+        came_from = (
+            f" (from {STORE_ENV}={env})" if env and Path(env).resolve() == root.resolve() else ""
+        )
+        raise UserError(
+            f"the store {root}{came_from} is a file, not a folder; point "
+            f"{STORE_ENV} / --store at a folder (it is created if missing)"
+        )
+
+
 @dataclass
 class Store:
     root: Path
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
+        check_store_dir(self.root)
         self.activations = ActivationCache(self.root / "activations.zarr")
         self.cells = CellStore(self.root / "cells")
 

@@ -51,6 +51,12 @@ def extra(prompts: Any, name: str, *, why: str) -> np.ndarray:
     return np.asarray(extras[name])
 
 
+def mask_extras(mask: str | None = None, split: str = "all") -> tuple[str, ...]:
+    """The prompt extras that ``prediction_weights`` reads with this ``mask`` and ``split``
+    (for ``@metric(extras=...)``: validate checks the prompt set has them)."""
+    return ((mask,) if mask else ()) + (("train_mask",) if split != "all" else ())
+
+
 def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise UserError(f"arg '{name}' must be one of {list(choices)}, got {value!r}")

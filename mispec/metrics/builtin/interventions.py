@@ -51,6 +51,7 @@ from mispec.metrics.builtin._common import (
     answer_positions,
     check_choice,
     extra,
+    mask_extras,
     next_token_loss,
     prediction_weights,
     real_tokens,
@@ -105,7 +106,7 @@ def gap_z(ld_clean: Any, ld_corrupt: Any) -> float:
     return mean / (se + eps) if se + eps > 0 else float(np.sign(mean)) * float("inf")
 
 
-@metric(dims=(), units="standard errors")
+@metric(dims=(), units="standard errors", extras=("corrupt_tokens", "answer", "wrong_answer"))
 def patching_gap_z(bridge: Any, prompts: Any) -> float:
     """Clean minus corrupted logit difference in standard errors over the prompts — the
     denominator of ``activation_patching`` measured against its noise; that metric is NaN at
@@ -124,7 +125,12 @@ def _patched_dims(per: str) -> tuple[str, ...]:
     return ("layer", "head" if per == "head" else "pos")
 
 
-@metric(dims=_patched_dims, units="fraction of logit difference restored", version=2)
+@metric(
+    dims=_patched_dims,
+    units="fraction of logit difference restored",
+    extras=("corrupt_tokens", "answer", "wrong_answer"),
+    version=2,
+)
 def activation_patching(
     bridge: Any,
     prompts: Any,
@@ -178,7 +184,18 @@ def activation_patching(
     )
 
 
-@metric(dims=("layer", "head"), units="change of loss (nats) or of logit difference", version=2)
+def _ablation_extras(
+    measure: str = "loss", mask: str | None = None, split: str = "all"
+) -> tuple[str, ...]:
+    return ("answer", "wrong_answer") if measure == "logit_diff" else mask_extras(mask, split)
+
+
+@metric(
+    dims=("layer", "head"),
+    units="change of loss (nats) or of logit difference",
+    extras=_ablation_extras,
+    version=2,
+)
 def head_ablation(
     bridge: Any,
     prompts: Any,

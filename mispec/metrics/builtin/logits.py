@@ -32,7 +32,28 @@ def _logit_diff_hooks(position: str = "last", **_: Any) -> tuple[str, ...]:
     return ("final_logits",) if position == "last" else ("logits",)
 
 
-@metric(dims=(), hooks=_logit_diff_hooks, units="logits", version=2)
+def _check_answer_pos(prompts: Any, position: str = "last", **_: Any) -> None:
+    """With ``position="last"`` every prompt's answer must be predicted at the last token
+    (run at validate on generated prompt sets, and again on every call)."""
+    extras = getattr(prompts, "extras", {}) or {}
+    if position == "last" and "answer_pos" in extras:
+        seq = np.asarray(prompts.tokens).shape[1]
+        pos = np.asarray(extras["answer_pos"])
+        if not np.all((pos == seq - 1) | (pos == -1)):
+            raise PromptError(
+                "logit_diff: this prompt set has answers before the last position "
+                "(its 'answer_pos' extra); set args: {position: answer_pos}"
+            )
+
+
+@metric(
+    dims=(),
+    hooks=_logit_diff_hooks,
+    units="logits",
+    extras=("answer", "wrong_answer"),
+    check_prompts=_check_answer_pos,
+    version=2,
+)
 def logit_diff(acts: Any, prompts: Any, position: Literal["last", "answer_pos"] = "last") -> float:
     """Mean ``logit[answer] - logit[wrong_answer]`` over prompts.
 
@@ -49,15 +70,7 @@ def logit_diff(acts: Any, prompts: Any, position: Literal["last", "answer_pos"] 
                 "(they differ in length); set args: {position: answer_pos} to read each prompt "
                 "at its own last token (or its 'answer_pos' extra)"
             )
-        extras = getattr(prompts, "extras", {}) or {}
-        if "answer_pos" in extras:
-            seq = np.asarray(prompts.tokens).shape[1]
-            pos = np.asarray(extras["answer_pos"])
-            if not np.all((pos == seq - 1) | (pos == -1)):
-                raise PromptError(
-                    "logit_diff: this prompt set has answers before the last position "
-                    "(its 'answer_pos' extra); set args: {position: answer_pos}"
-                )
+        _check_answer_pos(prompts, position)
         diff = answer_logit_diff(act(acts, "final_logits"), prompts, at=None)
     else:
         diff = answer_logit_diff(act(acts, "logits"), prompts, at=answer_positions(prompts))

@@ -30,7 +30,7 @@ import numpy as np
 
 from mispec.errors import UserError
 from mispec.lazy import xr
-from mispec.metrics.builtin._common import act, prediction_weights
+from mispec.metrics.builtin._common import act, mask_extras, prediction_weights
 from mispec.metrics.core import InputDims, metric
 
 
@@ -39,7 +39,7 @@ def _weighted_mean(values: Any, weights: Any, dim: int | None = None) -> Any:
     return (values * weights).sum() / total if dim is None else (values * weights).sum(dim) / total
 
 
-@metric(dims=(), hooks=("next_logprob",), units="nats", version=2)
+@metric(dims=(), hooks=("next_logprob",), units="nats", extras=mask_extras, version=2)
 def loss(
     acts: Any, prompts: Any, mask: str | None = None, split: Literal["all", "train", "test"] = "all"
 ) -> float:
@@ -53,7 +53,7 @@ def loss(
     return float(-_weighted_mean(lp, w))
 
 
-@metric(dims=(), hooks=("next_correct",), units="fraction", version=2)
+@metric(dims=(), hooks=("next_correct",), units="fraction", extras=mask_extras, version=2)
 def accuracy(
     acts: Any, prompts: Any, mask: str | None = None, split: Literal["all", "train", "test"] = "all"
 ) -> float:
@@ -66,7 +66,7 @@ def accuracy(
     return float(_weighted_mean(correct, w))
 
 
-@metric(dims=("pos",), hooks=("next_logprob",), units="nats", version=2)
+@metric(dims=("pos",), hooks=("next_logprob",), units="nats", extras=mask_extras, version=2)
 def per_token_loss(
     acts: Any, prompts: Any, mask: str | None = None, split: Literal["all", "train", "test"] = "all"
 ) -> Any:
