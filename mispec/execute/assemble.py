@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from mispec.errors import ResultsError
+from mispec.errors import MetricError, ResultsError
 from mispec.planning.graph import Plan
 from mispec.planning.nodes import CellNode, ReductionNode
 from mispec.store.store import Store
@@ -37,6 +37,7 @@ def assemble(plan: Plan, store: Store, fresh: dict[str, Any] | None = None) -> A
     fresh = fresh or {}
     per_model: dict[str, dict[str, Any]] = defaultdict(dict)
     by_metric: dict[tuple[str, str], dict[tuple[int, int | None], Any]] = defaultdict(dict)
+    ids: dict[tuple[str, str], dict[tuple[int, int | None], str]] = defaultdict(dict)
     for node in plan.nodes(CellNode) + plan.nodes(ReductionNode):
         arr = fresh.get(node.key)
         if arr is None:
@@ -45,7 +46,9 @@ def assemble(plan: Plan, store: Store, fresh: dict[str, Any] | None = None) -> A
             raise ResultsError(f"cell {node.id} is missing from the store; run the spec again")
         step = node.step if isinstance(node, CellNode) else None
         by_metric[(node.model, node.metric)][(node.seed, step)] = arr
+        ids[(node.model, node.metric)][(node.seed, step)] = node.id
     for (model, metric), cells in sorted(by_metric.items()):
+        cells = consistent_cells(metric, cells, ids[(model, metric)])
         seeds = sorted({s for s, _ in cells})
         steps = sorted({st for _, st in cells if st is not None})
         if steps:  # per checkpoint: stack (seed, step, ...)
@@ -82,6 +85,39 @@ def assemble(plan: Plan, store: Store, fresh: dict[str, Any] | None = None) -> A
         xr.Dataset(attrs={"study": plan.spec.name, "plan_key": plan.key}), children=children
     )
     return tree
+
+
+def consistent_cells(
+    metric: str, cells: dict[tuple[int, Any], Any], ids: dict[tuple[int, Any], str]
+) -> dict[tuple[int, Any], Any]:
+    """The cells of one metric in one dim order, checked to fit together: the same dims, and
+    the same length along every dim that is not labelled in both (labelled dims are outer-joined).
+    Else a MetricError naming the metric, the two cells and their shapes — never an
+    alignment error from deep inside xarray after all the compute."""
+    keys = sorted(cells, key=lambda k: (k[0], -1 if k[1] is None else k[1]))
+    first = cells[keys[0]]
+    out = {}
+    for key in keys:
+        cell = cells[key]
+        if set(cell.dims) != set(first.dims):
+            raise _mismatch(metric, ids, keys[0], first, key, cell)
+        cell = cell.transpose(*first.dims) if cell.dims != first.dims else cell
+        for dim in first.dims:
+            unlabelled = dim not in first.coords or dim not in cell.coords
+            if unlabelled and cell.sizes[dim] != first.sizes[dim]:
+                raise _mismatch(metric, ids, keys[0], first, key, cell)
+        out[key] = cell
+    return out
+
+
+def _mismatch(metric: str, ids: dict, k1: Any, a: Any, k2: Any, b: Any) -> MetricError:
+    return MetricError(
+        f"metric '{metric}' returned results that do not fit together: {ids[k1]} has dims "
+        f"{a.dims} shape {a.shape}, {ids[k2]} has dims {b.dims} shape {b.shape} (a metric "
+        "returns the same dims and lengths for every checkpoint, or labels them with "
+        "coordinates)",
+        node=ids[k2],
+    )
 
 
 def split_attrs(
