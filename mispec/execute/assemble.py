@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from mispec.errors import ResultsError
+from mispec.errors import MetricError, ResultsError
 from mispec.metrics.core import ASSEMBLED_COORDS
 from mispec.planning.graph import Plan
 from mispec.planning.nodes import CellNode, ReductionNode
@@ -38,6 +38,7 @@ def assemble(plan: Plan, store: Store, fresh: dict[str, Any] | None = None) -> A
     fresh = fresh or {}
     per_model: dict[str, dict[str, Any]] = defaultdict(dict)
     by_metric: dict[tuple[str, str], dict[tuple[int, int | None], Any]] = defaultdict(dict)
+    ids: dict[tuple[str, str], dict[tuple[int, int | None], str]] = defaultdict(dict)
     for node in plan.nodes(CellNode) + plan.nodes(ReductionNode):
         arr = fresh.get(node.key)
         if arr is None:
@@ -46,23 +47,26 @@ def assemble(plan: Plan, store: Store, fresh: dict[str, Any] | None = None) -> A
             raise ResultsError(f"cell {node.id} is missing from the store; run the spec again")
         step = node.step if isinstance(node, CellNode) else None
         by_metric[(node.model, node.metric)][(node.seed, step)] = arr
+        ids[(node.model, node.metric)][(node.seed, step)] = node.id
     for (model, metric), cells in sorted(by_metric.items()):
+        cells = consistent_cells(metric, cells, ids[(model, metric)])
         seeds = sorted({s for s, _ in cells})
         steps = sorted({st for _, st in cells if st is not None})
         if steps:  # per checkpoint: stack (seed, step, ...)
-            first = next(iter(cells.values()))
             var = stack_cells(cells, seeds, steps)
             if var is None:
                 var = concat_cells(cells, seeds, steps)
-            var.attrs = dict(first.attrs)
+            grid: list[tuple[int, int | None]] = [(s, st) for s in seeds for st in steps]
         else:
-            first = cells[(seeds[0], None)]
             var = xr.concat(
                 [cells[(s, None)] for s in seeds], dim="seed", join="outer", coords="minimal"
             ).assign_coords(seed=seeds)
-            var.attrs = dict(first.attrs)
+            grid = [(s, None) for s in seeds]
+        constant, per_cell = split_attrs(metric, var, [cells[k] for k in grid], seeds, steps)
+        var.attrs = constant
         var.attrs["metric_fn"] = plan.spec.metrics[metric].fn
         per_model[model][metric] = var
+        per_model[model].update(per_cell)
     children = {}
     for model, variables in per_model.items():
         ds = xr.Dataset(variables)
@@ -83,6 +87,107 @@ def assemble(plan: Plan, store: Store, fresh: dict[str, Any] | None = None) -> A
         xr.Dataset(attrs={"study": plan.spec.name, "plan_key": plan.key}), children=children
     )
     return tree
+
+
+def consistent_cells(
+    metric: str, cells: dict[tuple[int, Any], Any], ids: dict[tuple[int, Any], str]
+) -> dict[tuple[int, Any], Any]:
+    """The cells of one metric in one dim order, checked to fit together: the same dims, and
+    the same length along every dim that is not labelled in both (labelled dims are outer-joined).
+    Else a MetricError naming the metric, the two cells and their shapes — never an
+    alignment error from deep inside xarray after all the compute."""
+    keys = sorted(cells, key=lambda k: (k[0], -1 if k[1] is None else k[1]))
+    first = cells[keys[0]]
+    out = {}
+    for key in keys:
+        cell = cells[key]
+        if set(cell.dims) != set(first.dims):
+            raise _mismatch(metric, ids, keys[0], first, key, cell)
+        cell = cell.transpose(*first.dims) if cell.dims != first.dims else cell
+        for dim in first.dims:
+            unlabelled = dim not in first.coords or dim not in cell.coords
+            if unlabelled and cell.sizes[dim] != first.sizes[dim]:
+                raise _mismatch(metric, ids, keys[0], first, key, cell)
+        out[key] = cell
+    return out
+
+
+def _mismatch(metric: str, ids: dict, k1: Any, a: Any, k2: Any, b: Any) -> MetricError:
+    return MetricError(
+        f"metric '{metric}' returned results that do not fit together: {ids[k1]} has dims "
+        f"{a.dims} shape {a.shape}, {ids[k2]} has dims {b.dims} shape {b.shape} (a metric "
+        "returns the same dims and lengths for every checkpoint, or labels them with "
+        "coordinates)",
+        node=ids[k2],
+    )
+
+
+def split_attrs(
+    metric: str, var: Any, cells: list[Any], seeds: list[int], steps: list[int]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A result's labels, split into what holds for the whole array and what each cell
+    measured. ``cells`` are in (seed, step) order over ``seeds`` × ``steps`` (steps empty for a
+    reduction). An attr stays an attr only when every cell carries the same value and it is
+    not a measurement (a float or a list of floats, such as ``head_ablation``'s ``baseline`` or
+    ``pca_over_steps``' ``explained_variance``): those — and any attr that differs between
+    cells — become data variables ``<metric>__<attr>`` over ``(seed, step)`` or ``(seed,)``
+    (plus the result's dim of the same length, or ``<attr>_index``, for a list), so that no
+    cell's value is lost or read as another cell's."""
+    import xarray as xr
+
+    names: list[str] = []
+    for cell in cells:
+        names.extend(k for k in cell.attrs if k not in names)
+    constant: dict[str, Any] = {}
+    per_cell: dict[str, Any] = {}
+    grid_dims = ("seed", "step") if steps else ("seed",)
+    grid_shape = (len(seeds), len(steps)) if steps else (len(seeds),)
+    grid_coords: dict[str, Any] = {"seed": seeds, **({"step": steps} if steps else {})}
+    for name in names:
+        values = [cell.attrs.get(name) for cell in cells]
+        same = all(_same(v, values[0]) for v in values[1:])
+        if same and not _measured(values[0]):
+            constant[name] = values[0]
+            continue
+        data, extra = _as_array(values, var, name)
+        shape = grid_shape + data.shape[1:]
+        per_cell[f"{metric}__{name}"] = xr.DataArray(
+            data.reshape(shape), dims=grid_dims + extra, coords=grid_coords
+        )
+    return constant, per_cell
+
+
+def _measured(value: Any) -> bool:
+    if isinstance(value, (list, tuple)):
+        return any(isinstance(v, float) for v in value) or (
+            all(v is None for v in value) and len(value) > 0
+        )
+    return isinstance(value, (float, np.floating))
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(np.array_equal(np.asarray(a, dtype=object), np.asarray(b, dtype=object)))
+    except Exception:
+        return a == b
+
+
+def _as_array(values: list[Any], var: Any, name: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Per-cell attr values as one array ``[cell, ...]`` and the names of its trailing dims."""
+    lists = [v for v in values if isinstance(v, (list, tuple))]
+    if not lists:
+        if all(isinstance(v, (bool, np.bool_)) for v in values):
+            return np.asarray(values, dtype=bool), ()
+        if all(v is None or isinstance(v, (int, float, np.number)) for v in values):
+            return np.asarray([np.nan if v is None else v for v in values], dtype=float), ()
+        return np.asarray(["" if v is None else str(v) for v in values], dtype=str), ()
+    width = max(len(v) for v in lists)
+    out = np.full((len(values), width), np.nan)
+    for i, v in enumerate(values):
+        if isinstance(v, (list, tuple)):
+            out[i, : len(v)] = [np.nan if x is None else float(x) for x in v]
+    sized = [d for d in var.dims if d not in ("seed", "step") and var.sizes[d] == width]
+    return out, ((sized[0],) if len(sized) == 1 else (f"{name}_index",))
 
 
 def concat_cells(cells: dict[tuple[int, Any], Any], seeds: list[int], steps: list[int]) -> Any:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from mispec.errors import CacheError
+from mispec.errors import CacheError, MetricError
 from mispec.execute.context import RunContext
 from mispec.execute.invoke import call_metric
 from mispec.planning.nodes import CellNode, ForwardNode, GroupNode, ReductionNode
@@ -87,19 +87,41 @@ def run_group(ctx: RunContext, group: GroupNode, only: list[CellNode] | None = N
                     f"{cell.id}: its input {up} vanished from the store while this run was "
                     "using it (another process removed it?); run the spec again"
                 )
+        acts = acts_by_forward.get(cell.forward) if cell.forward else None
+        versions = {h: t._version for h, t in acts.items()} if acts else {}
         out = call_metric(
             mdef,
             dict(mspec.args),
             node=cell.id,
-            acts=acts_by_forward.get(cell.forward) if cell.forward else None,
+            acts=dict(acts) if acts is not None else None,  # its own dict: no swapping hooks
             prompts=prompts,
             info=info,
             bridge=bridge() if mdef.needs_bridge else None,
-            inputs=inputs,
+            inputs={p: read_only(v) for p, v in inputs.items()},
         )
+        changed = [h for h, v in versions.items() if acts is not None and acts[h]._version != v]
+        if changed:  # nothing computed from the changed tensors is kept, the cache drops them
+            raise MetricError(
+                f"metric '{mdef.name}' modified its input activation(s) {changed} in place; "
+                "metrics must not modify their inputs (other metrics read the same tensors): "
+                "copy first (e.g. x = acts[hook].clone())",
+                node=cell.id,
+            )
         ctx.write_cell(cell.key, out)
         results[cell.id] = out
         ctx.counters.cells_computed += 1
+
+
+def read_only(value: Any) -> Any:
+    """A view of an input cell whose values cannot be written (numpy raises ``ValueError:
+    assignment destination is read-only``), so a metric cannot change a cell that the store,
+    the assembly and other metrics read."""
+    data = getattr(value, "data", None)
+    if not isinstance(data, np.ndarray):
+        return value
+    view = data.view()
+    view.flags.writeable = False
+    return value.copy(deep=False, data=view)
 
 
 def _activations(ctx: RunContext, cells: list[CellNode], bridge: Any) -> dict[str, Any]:
@@ -200,7 +222,7 @@ def run_reduction(ctx: RunContext, node: ReductionNode) -> None:
                 step=steps
             )
         else:
-            inputs[param] = present[0]
+            inputs[param] = read_only(present[0])
     out = call_metric(
         mdef, dict(ctx.spec.metrics[node.metric].args), node=node.id, inputs=inputs, info=None
     )

@@ -25,6 +25,9 @@ def summarize(tree: Any) -> list[str]:
                         lines.append(f"{model} seed {seed}: {name} median over heads = {shown}")
             elif {"layer", "head", "step"} <= set(var.dims):
                 last = var.isel(step=-1).mean("seed") if "seed" in var.dims else var.isel(step=-1)
+                if _no_value(last.values):
+                    lines.append(f"{model}: {name} at the last step: no value")
+                    continue
                 idx = np.unravel_index(int(np.nanargmax(last.values)), last.shape)
                 where = dict(zip(last.dims, idx, strict=True))
                 lines.append(
@@ -36,7 +39,8 @@ def summarize(tree: Any) -> list[str]:
                 lines.append(
                     f"{model}: {name} at step {int(var.step[-1])}: "
                     + ", ".join(
-                        f"seed {int(s)} {float(final.sel(seed=s)):.4f}" for s in var.seed.values
+                        f"seed {int(s)} {_number(final.sel(seed=s).values, '.4f')}"
+                        for s in var.seed.values
                     )
                 )
     return lines
@@ -46,3 +50,13 @@ def _value(values: np.ndarray, fmt: str, *, none: str) -> str:
     """The value (median over the finite ones when several), or ``none`` when none is finite."""
     finite = values[np.isfinite(values)]
     return format(float(np.median(finite)), fmt) if finite.size else none
+
+
+def _no_value(values: Any) -> bool:
+    """Nothing to report: no finite number (all NaN, say, or a non-numeric array)."""
+    values = np.asarray(values)
+    return values.dtype.kind not in "biuf" or bool(np.isnan(values.astype(float)).all())
+
+
+def _number(values: Any, fmt: str) -> str:
+    return "no value" if _no_value(values) else format(float(values), fmt)

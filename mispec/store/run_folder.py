@@ -124,8 +124,27 @@ class RunFolder:
             and all(isinstance(line, str) for line in summary)
             and (self.results_path / "zarr.json").is_file()
             and (self.path / "plan.json").is_file()
+            and isinstance(prov.get("checksums"), dict)  # none: written by an older mispec
         )
-        return prov if same else None
+        if not same:
+            return None
+        damaged = self.damaged()
+        if damaged:
+            warnings.warn(
+                f"mispec: the run folder {self.path} is damaged ({', '.join(damaged)} do(es) "
+                "not match the checksums in provenance.json); rebuilding it from the cell store",
+                stacklevel=2,
+            )
+            return None
+        return prov
+
+    def damaged(self) -> list[str]:
+        """The variables of ``results.zarr`` (``<model>/<name>``), or ``plan.json``, that do
+        not match the checksums recorded in ``provenance.json`` (empty: intact, or nothing
+        recorded to check against)."""
+        from mispec.store.checksums import damage_in_folder
+
+        return damage_in_folder(self.path) or []
 
     def write(
         self, tree: xr.DataTree, loaded: LoadedSpec, plan: Plan, provenance: dict[str, Any]
@@ -210,12 +229,20 @@ def _write_run_files(
     folder: Path, tree: xr.DataTree, loaded: LoadedSpec, plan: Plan, provenance: dict[str, Any]
 ) -> None:
     from mispec.planning.graph import plan_json
+    from mispec.store.checksums import results_checksums, text_digest
 
     with warnings.catch_warnings():  # zarr 3 calls consolidated metadata "not in the spec"
         warnings.simplefilter("ignore")
         tree.to_zarr(folder / "results.zarr", mode="w", consolidated=True)
     (folder / "spec.yaml").write_text(loaded.text, encoding="utf-8")
-    (folder / "plan.json").write_text(json.dumps(plan_json(plan), indent=1), "utf-8")
+    plan_text = json.dumps(plan_json(plan), indent=1)
+    (folder / "plan.json").write_text(plan_text, "utf-8")
+    provenance = {
+        **provenance,
+        # of the values as written and read back: what every later reader must find
+        "checksums": results_checksums(folder / "results.zarr"),
+        "plan_json_blake2b": text_digest(plan_text),
+    }
     (folder / "provenance.json").write_text(json.dumps(provenance, indent=2), "utf-8")
 
 

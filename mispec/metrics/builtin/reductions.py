@@ -237,7 +237,8 @@ def transition_size(
 def pca_over_steps(series: Any, k: int = 2) -> Any:
     """Projections of each checkpoint onto the first ``k`` principal components of the series
     across steps (every non-step dim flattened), dims ``(step, pc)`` with ``pc = 1..k``;
-    ``attrs``: ``explained_variance_ratio`` and ``explained_variance`` per component. Components
+    ``attrs``: ``explained_variance_ratio`` and ``explained_variance`` per component (in the
+    results: data variables ``<name>__explained_variance[_ratio]`` over ``(seed, pc)``). Components
     beyond the rank of the data are NaN."""
     if k < 1:
         raise UserError(f"pca_over_steps: k must be >= 1, got {k}")
