@@ -36,3 +36,26 @@ def test_labels_that_would_need_a_pickle_are_refused(tmp_path):
     )
     with pytest.raises(ValueError, match="cannot be stored"):
         CellStore(tmp_path).encode(arr)
+
+
+def test_a_second_run_of_builtin_metrics_computes_nothing(write_spec):
+    """Every built-in cell reads back (weight_norm's string labels included): a second run of
+    an unchanged spec computes 0 cells and 0 reductions."""
+    import mispec
+    from tests.conftest import TOY_SPEC
+
+    spec = write_spec(
+        TOY_SPEC
+        + "  norms: {fn: weight_norm, args: {group: layer}}\n"
+        + "  total: {fn: weight_norm}\n"
+        + "  comp: {fn: composition_score}\n"
+    )
+    first = mispec.run(spec, progress=False)
+    assert first.counters["cells_computed"] == 3 * 7
+    again = mispec.run(spec, progress=False)
+    assert again.counters["cells_computed"] == 0 and again.counters["reductions_computed"] == 0
+    assert again.counters["cells_cached"] == first.counters["cells_computed"] + 1
+    ds = mispec.open_results(again.run_dir)["toy"].to_dataset()
+    total = ds.total.sel(component="total").values  # (seed, step), read back from cells
+    layers = ds.norms.drop_sel(component="total").fillna(0.0)
+    np.testing.assert_allclose(total, np.sqrt((layers**2).sum("component")).values, rtol=1e-6)
