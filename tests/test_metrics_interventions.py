@@ -178,9 +178,9 @@ def test_clean_and_corrupt_that_do_not_differ_give_nan_not_noise():
     from transformer_lens.config import TransformerBridgeConfig
     from transformer_lens.model_bridge import TransformerBridge
 
-    from mispec.prompts.generators import toy_ioi
+    from mispec.tasks.generators import PROMPT_GENERATORS
 
-    ps = toy_ioi(seed=0, n=64)
+    ps = PROMPT_GENERATORS.get("toy_ioi")(seed=0, n=64)
     cfg = TransformerBridgeConfig(
         d_model=64, d_head=16, n_layers=2, n_ctx=16, n_heads=4, d_vocab=ps.max_token() + 1,
         attn_only=True, normalization_type="LN", seed=0,

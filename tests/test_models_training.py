@@ -190,7 +190,7 @@ def first_nonfinite_update(train: TrainSpec, seed: int, updates: int) -> int | N
     batches), independent of mispec's loop; the first update whose loss (or gradient norm,
     with ``grad_clip``) is not finite."""
     import torch.nn.functional as F
-    from mispec.models.tasks import task_for
+    from mispec.tasks import task_for
 
     task = task_for(train)
     model = plain_model(native_config(train, seed, task)).train()
@@ -271,8 +271,8 @@ def test_a_non_finite_checkpoint_of_an_older_store_is_refused_and_removed(tmp_pa
     """An older mispec saved diverged runs: loading one (to resume training, or to analyse
     it) refuses it with the model, seed and step, and removes the run's non-finite files."""
     from mispec.errors import TrainingDivergedError
-    from mispec.models.handle import ModelHandle
-    from mispec.spec.schema import ModelSpec
+    from mispec.sources import source_for
+    from mispec.spec.schema import TrainedModelSpec
 
     spec = small(40)
     ensure_trained("toy", spec, 0, [0, 20, 40], tmp_path, progress=False)
@@ -286,9 +286,8 @@ def test_a_non_finite_checkpoint_of_an_older_store_is_refused_and_removed(tmp_pa
         )
     kept = ckpt.read_tensors(folder / "model_0.safetensors")[0]
 
-    handle = ModelHandle.open(
-        "toy", ModelSpec(train=spec, seeds=[0]), 0, tmp_path, tmp_path, device="cpu"
-    )
+    entry = TrainedModelSpec(train=spec, seeds=[0])
+    handle = source_for("toy", entry, tmp_path).open(0, tmp_path, device="cpu")
     with pytest.raises(TrainingDivergedError) as info:
         handle.load(40)
     assert (info.value.model, info.value.seed, info.value.step) == ("toy", 0, 40)

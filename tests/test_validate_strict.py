@@ -88,6 +88,24 @@ def test_integers_stay_allowed_where_floats_are_expected(write_spec):
     assert train.grad_clip == 1.0
 
 
+def test_exponent_floats_without_a_dot_are_numbers(write_spec):
+    """`lr: 1e-5` is a float in YAML 1.2 (PyYAML's YAML 1.1 reads a string): strict types must
+    not refuse what a researcher writes every day; a quoted "1e-5" stays a string."""
+    spec = write_spec(
+        TOY_SPEC.replace(
+            "      batch_size: 16", "      batch_size: 16\n      optimizer: {lr: 1e-5}"
+        )
+    )
+    assert load_spec(spec).spec.models["toy"].train.optimizer.lr == 1e-5
+    quoted = write_spec(
+        TOY_SPEC.replace(
+            "      batch_size: 16", '      batch_size: 16\n      optimizer: {lr: "1e-5"}'
+        )
+    )
+    with pytest.raises(SpecError, match="optimizer.lr"):
+        load_spec(quoted)
+
+
 # ----------------------------------------------------------------------------- item 15: cache
 def test_an_unknown_hook_under_cache_is_refused_with_did_you_mean(write_spec):
     spec = write_spec(TOY_SPEC + "cache:\n  blocks.{layer}.attn.hook_patern: float16\n")

@@ -8,6 +8,7 @@ constructed from a tag), refuses duplicate keys and non-standard tags, and recor
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,11 +58,23 @@ class SourceMap:
         return Problem(message=message, path=tuple(path), file=file, line=line, col=col)
 
 
+class _SpecLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading ``1e-5`` as the float it is in YAML 1.2 (YAML 1.1, which
+    PyYAML follows, wants ``1.0e-5`` and would make ``lr: 1e-5`` a string)."""
+
+
+_SpecLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
 def parse_yaml(text: str, file: str, prefix: KeyPath = ()) -> tuple[Any, SourceMap]:
     """Parse one YAML document into plain data and its ``SourceMap``; raise ``SpecError``."""
     source = SourceMap(root_file=file)
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _SpecLoader(text)
     except yaml.reader.ReaderError as exc:  # a control character: located in the text
         raise SpecError(_unprintable(text, exc, file)) from None
     try:
