@@ -35,12 +35,17 @@ if TYPE_CHECKING:
 
 
 def nonfinite_names(tensors: Mapping[str, torch.Tensor]) -> list[str]:
-    """Names of the floating-point tensors holding a NaN or an infinity (one sync)."""
-    names = [n for n, t in tensors.items() if t.is_floating_point() or t.is_complex()]
-    if not names:
-        return []
-    finite = torch.stack([torch.isfinite(tensors[n]).all().to("cpu") for n in names]).tolist()
-    return [n for n, ok in zip(names, finite, strict=True) if not ok]
+    """Names of the floating-point tensors holding a NaN or an infinity (one sync per
+    device the tensors are on)."""
+    by_device: dict[torch.device, list[str]] = {}
+    for n, t in tensors.items():
+        if t.is_floating_point() or t.is_complex():
+            by_device.setdefault(t.device, []).append(n)
+    bad: set[str] = set()
+    for names in by_device.values():
+        finite = torch.stack([torch.isfinite(tensors[n]).all() for n in names]).tolist()
+        bad.update(n for n, ok in zip(names, finite, strict=True) if not ok)
+    return [n for n in tensors if n in bad]
 
 
 def hint(name: str, train: TrainSpec) -> str:
