@@ -55,7 +55,7 @@ def test_report_is_self_contained(default_study, tmp_path):
     assert main(["report", str(result.run_dir), "-o", str(out)]) == 0
     page = out.read_text()
     assert "name: induction-heads" in page  # the spec that ran
-    assert page.count("<tr><td>toy2l</td>") == 8  # one table row per variable
+    assert page.count("<tr><td>toy2l</td>") == 9  # one table row per variable
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
     assert len(images) == 8  # one image per metric
     assert all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)

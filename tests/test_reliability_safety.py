@@ -79,8 +79,8 @@ def test_no_unsafe_deserialisation_in_the_package(path):
 
 def test_the_grep_sees_the_load_path():
     """The rules above are not vacuous: the load path is where they look."""
-    handle = _code(SRC / "models" / "handle.py")
-    assert any("weights_only=True" in c for c in _calls(handle, "torch.load"))
+    state_dicts = _code(SRC / "models" / "state_dicts.py")  # where .pth files are read
+    assert any("weights_only=True" in c for c in _calls(state_dicts, "torch.load"))
     assert _calls(_code(SRC / "store" / "cells.py"), "np.load")
     assert "SafeLoader" in _code(SRC / "spec" / "yaml_source.py")
     assert "safetensors" in _code(SRC / "models" / "checkpoints.py")
