@@ -190,6 +190,7 @@ def first_nonfinite_update(train: TrainSpec, seed: int, updates: int) -> int | N
     batches), independent of mispec's loop; the first update whose loss (or gradient norm,
     with ``grad_clip``) is not finite."""
     import torch.nn.functional as F
+
     from mispec.tasks import task_for
 
     task = task_for(train)
