@@ -57,7 +57,7 @@ def test_report_is_self_contained(default_study, tmp_path):
     assert "name: induction-heads" in page  # the spec that ran
     assert page.count("<tr><td>toy2l</td>") == 9  # one table row per variable
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
-    assert len(images) == 8  # one image per metric
+    assert len(images) == 9  # one image per metric
     assert all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
     assert "http://" not in page and "https://" not in page  # nothing fetched from outside
 
