@@ -37,7 +37,7 @@ HEAD, TAIL = TOY_SPEC.split("metrics:\n")
 
 def project(root, metrics: str):
     (root / ".mispec").mkdir()
-    (root / "bad.py").write_text(PLUGIN)
+    (root / "mutating_plugin.py").write_text(PLUGIN)
     spec = root / "spec.yaml"
     spec.write_text(HEAD + "metrics:\n" + metrics + TAIL)
     return spec
@@ -52,8 +52,8 @@ def clean_values(tmp_path_factory):
 @pytest.mark.parametrize(
     ("plugin", "message"),
     [
-        ('  mut: {fn: "bad:zeroes", prompts: rep}\n', "modified its input activation"),
-        ('  mut: {fn: "bad:scribbles", inputs: {x: per_token_loss}}\n', "read-only"),
+        ('  mut: {fn: "mutating_plugin:zeroes", prompts: rep}\n', "modified its input activation"),
+        ('  mut: {fn: "mutating_plugin:scribbles", inputs: {x: per_token_loss}}\n', "read-only"),
     ],
 )
 def test_a_metric_that_modifies_its_input_poisons_nothing(tmp_path, clean_values, plugin, message):
