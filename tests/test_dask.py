@@ -10,7 +10,9 @@ import os
 import re
 from pathlib import Path
 
+import distributed  # the dask extra, installed by `make venv`
 import numpy as np
+import psutil
 import pytest
 import xarray as xr
 
@@ -20,9 +22,6 @@ from mispec.execute.remote import Job, run_remote
 from mispec.execute.threads import pinned_torch_threads
 from tests.conftest import TOY_SPEC
 from tests.helpers.dask_faults import killed_pid
-
-distributed = pytest.importorskip("distributed")
-psutil = pytest.importorskip("psutil")
 
 KILL_METRIC = (
     "  norm: {{fn: 'tests.helpers.dask_faults:kill_once', args: {{marker: '{marker}'}}}}\n"
@@ -297,7 +296,6 @@ def test_torch_threads_are_pinned_and_restored():
 
 def test_slurm_profile_builds_a_job_script():
     """The dask-slurm profile: cores, memory, a GPU per job; no SLURM needed to check."""
-    pytest.importorskip("dask_jobqueue")
     from mispec.execute.dask_executor import DaskSlurmExecutor
 
     profile = load_profile("dask-slurm")

@@ -7,12 +7,11 @@ import re
 import shutil
 import subprocess
 
+import matplotlib  # noqa: F401  (the plot extra, installed by `make venv`)
 import numpy as np
 import pytest
 
 from mispec.cli.main import main
-
-matplotlib = pytest.importorskip("matplotlib")
 
 
 def _png(path):
