@@ -7,8 +7,9 @@ tasks through the ``mispec.tasks`` entry-point group or a ``module:function`` na
 module beside the spec is found). A task is both something to train on (``train.task``)
 and a prompt generator (``prompts.<name>.generator``; :mod:`mispec.tasks.generators`).
 
-Built in: ``repeated_tokens`` (induction), ``modular_addition`` (grokking), ``sorting``,
-``toy_ioi``. Pure numpy; importing this package does not import torch.
+Built in: ``repeated_tokens`` (induction), ``modular_addition`` (grokking) with
+``modular_subtraction`` and ``modular_division``, ``sorting``, ``toy_ioi``. A ``train:``
+model may also train on a weighted mixture of tasks (:mod:`mispec.tasks.mixture`). Pure numpy; importing this package does not import torch.
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 from mispec.errors import UserError
 from mispec.registry import Registry
-from mispec.tasks.arithmetic import ModularAddition, modular_addition
+from mispec.tasks.arithmetic import (
+    ModularAddition,
+    ModularDivision,
+    ModularSubtraction,
+    modular_addition,
+    modular_division,
+    modular_subtraction,
+)
 from mispec.tasks.base import Task, TaskBatch, rng_for
 from mispec.tasks.induction import RepeatedTokens, repeated_tokens
 from mispec.tasks.ioi import ToyIOI, toy_ioi
@@ -30,7 +38,14 @@ if TYPE_CHECKING:
 TaskFactory = Callable[..., Task]
 
 TASKS: Registry[TaskFactory] = Registry("task", entry_point_group="mispec.tasks")
-for _factory in (repeated_tokens, modular_addition, sorting, toy_ioi):
+for _factory in (
+    repeated_tokens,
+    modular_addition,
+    modular_subtraction,
+    modular_division,
+    sorting,
+    toy_ioi,
+):
     TASKS.register(_factory.__name__, _factory)
 
 
@@ -51,13 +66,21 @@ def build_task(name: str, factory: TaskFactory, args: dict[str, Any] | None = No
 
 
 def task_for(train: TrainSpec) -> Task:
-    """The :class:`Task` of a ``train:`` model (its ``task`` with its ``task_args``)."""
+    """The :class:`Task` of a ``train:`` model: its ``task`` with its ``task_args``, or its
+    ``mixture`` of tasks."""
+    if train.mixture is not None:
+        from mispec.tasks.mixture import mixture_task
+
+        return mixture_task(train.mixture)
+    assert train.task is not None  # TrainSpec: exactly one of task / mixture
     return make_task(train.task, train.task_args)
 
 
 __all__ = [
     "TASKS",
     "ModularAddition",
+    "ModularDivision",
+    "ModularSubtraction",
     "RepeatedTokens",
     "Sorting",
     "Task",
