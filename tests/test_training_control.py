@@ -341,3 +341,21 @@ def test_shared_vocabulary_clash_is_found():
     assert clashes(Mixture({"a": add, "s": same_eq}, {"a": 1, "s": 1}))
     assert clashes(Mixture({"a": add, "s": own_eq}, {"a": 1, "s": 1})) == []
     assert clashes(Mixture({"a": add, "s": same_eq}, {"a": 1, "s": 1}, vocab="offset")) == []
+
+
+def test_init_from_a_path_folder(write_spec, tmp_path):
+    """A ``path:`` parent (here: a folder of a run mispec trained) is read through its bridge."""
+    store = tmp_path / "store"
+    base = sources(write_spec(SPEC))["base"]
+    base.prepare(0, [0, 7], store, progress=False)
+    folder = run_dir(base.train, 0, store, None)
+    head, tail = SPEC.split("  tuned:")
+    text = head + f"  imported:\n    path: {folder}\n    seeds: [0]\n  tuned:" + tail
+    text = text.replace("{model: base, step: 7}", "{model: imported, step: 7}")
+    src = sources(write_spec(text, "path.yaml"))
+    assert src["tuned"].depends_on(0) == [("imported", 0)]
+    assert src["tuned"].prepare(0, [0, 2], store, progress=False) == 2
+    assert_equal(saved(src["tuned"], 0, 0, store), saved(base, 0, 7, store))
+    # the identity follows the folder's checkpoint: another step, another run
+    other = sources(write_spec(text.replace("step: 7}", "step: 0}"), "path0.yaml"))
+    assert other["tuned"].training_identity(0) != src["tuned"].training_identity(0)
