@@ -85,6 +85,9 @@ def test_finetuning_study(tmp_path):
             # the fine-tuned model's step 0 is the base model's last step, weights and all
             assert ds[var].sel(step=0).item() == base[var].sel(step=12).item(), (child, var)
         assert ds.sub_loss.sel(step=6).item() != base.sub_loss.sel(step=12).item()
+        # no weight has moved from the parent at step 0; every component has by step 6
+        assert (ds.change.sel(step=0) == 0).all() and (ds.head_change.sel(step=0) == 0).all()
+        assert (ds.change.sel(step=6) > 0).all() and (ds.head_change.sel(step=6) > 0).all()
     assert dataset(result, "mixed").sub_learnt.dims == ("seed",)
 
 

@@ -56,6 +56,7 @@ DIMS: tuple[str, ...] = (
     "mode",
     "split",
     "digit",
+    "entry",  # one entry of a flattened weight vector (weight_vector)
 )
 # Coordinates the assembly adds beside the dims (``mispec.execute.assemble``): ``tokens_seen``
 # along ``step``.

@@ -18,6 +18,9 @@ head_ablation             intervention  (layer, head)
 composition_score         weights       (src_layer, src_head, dst_layer, dst_head)
 weight_norm               weights       (component,)
 embed_fourier             weights       (freq,)
+weight_vector             weights       (entry,)
+weight_change             weights       (component,) — against a weight_vector input
+head_weight_change        weights       (layer, head) — against a weight_vector input
 transition_step,          reduction     input dims without step
 transition_size
 pca_over_steps            reduction     (step, pc)
@@ -32,5 +35,6 @@ from mispec.metrics.builtin import (  # noqa: F401  (registers on import)
     loss,
     reductions,
     summaries,
+    weight_change,
     weights,
 )
