@@ -359,3 +359,14 @@ def test_init_from_a_path_folder(write_spec, tmp_path):
     # the identity follows the folder's checkpoint: another step, another run
     other = sources(write_spec(text.replace("step: 7}", "step: 0}"), "path0.yaml"))
     assert other["tuned"].training_identity(0) != src["tuned"].training_identity(0)
+
+
+def test_a_resumed_child_equals_a_straight_one(write_spec, tmp_path):
+    """Surgery, freeze and a parent: resuming from a saved step gives the same bits."""
+    src = sources(write_spec(SURGERY))
+    straight, resumed = tmp_path / "a", tmp_path / "b"
+    src["tuned"].prepare(0, [0, 6], straight, progress=False)
+    src["tuned"].prepare(0, [0, 3], resumed, progress=False)
+    assert src["tuned"].training_steps_left(0, [0, 3, 6], resumed) == 3
+    assert src["tuned"].prepare(0, [6], resumed, progress=False) == 3  # from 3, parent kept
+    assert_equal(saved(src["tuned"], 0, 6, resumed), saved(src["tuned"], 0, 6, straight))
