@@ -262,3 +262,24 @@ def test_cross_model_patching_of_identical_models_is_exact():
 def test_cross_model_patching_refuses_a_source_of_the_wrong_hook():
     with pytest.raises(MetricError, match="hook: z"):
         cross_model_patching(bridge(0), prompts(), cell(activations, 1), loss_cell(1), per="head")
+
+
+# ------------------------------------------------------------------ weights
+def test_weight_distance_equals_the_norm_of_the_state_dict_difference():
+    from mispec.metrics.builtin.weight_comparisons import parameters, weight_distance
+
+    a, b = parameters(bridge(0)), parameters(bridge(1))
+    sd_a, sd_b = bridge(0).state_dict(), bridge(1).state_dict()
+    floats = [k for k, v in sd_a.items() if v.is_floating_point()]
+    per_param = weight_distance(a, b, group="parameter")
+    for name in per_param.component.values[:6]:
+        ref = float((sd_a[name].double() - sd_b[name].double()).norm())
+        assert float(per_param.sel(component=name)) == pytest.approx(ref, rel=1e-6)
+    total = float(sum((sd_a[k].double() - sd_b[k].double()).pow(2).sum() for k in floats) ** 0.5)
+    assert float(weight_distance(a, b, group="total").item()) == pytest.approx(total, rel=1e-6)
+    layer0 = weight_distance(a, b, relative=True).sel(component="blocks.0")
+    keys = [k for k in floats if k.startswith("blocks.0.")]
+    num = sum((sd_a[k].double() - sd_b[k].double()).pow(2).sum() for k in keys)
+    den = sum(sd_b[k].double().pow(2).sum() for k in keys)
+    assert float(layer0) == pytest.approx(float((num / den) ** 0.5), rel=1e-6)
+    assert np.all(weight_distance(a, a, group="parameter").values == 0.0)

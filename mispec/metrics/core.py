@@ -64,6 +64,7 @@ DIMS: tuple[str, ...] = (
     "seed_b",
     "step_b",
     "head_b",
+    "element",
 )
 # Coordinates the assembly adds beside the dims (``mispec.execute.assemble``): ``tokens_seen``
 # along ``step``.

@@ -31,6 +31,8 @@ logprob_diff,             sides
 top1_agreement
 representation_similarity derived, two  (layer,)
 head_matching             derived, two  (layer, head, head_b)
+parameters                weights       (component, element)
+weight_distance           derived, two  (component,)
 cross_model_patching      intervention, (layer, head), (layer,) or (layer, pos)
                           two sides
 ========================  ============  ==========================================
@@ -49,5 +51,6 @@ from mispec.metrics.builtin import (  # noqa: F401  (registers on import)
     loss,
     reductions,
     summaries,
+    weight_comparisons,
     weights,
 )
