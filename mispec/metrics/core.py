@@ -180,6 +180,9 @@ class MetricDef:
     # the inputs that read the OTHER side of a comparison (a spec's ``pairs:`` points them at
     # the second seed, model or step); the rest read this cell's own checkpoint
     other_side: tuple[str, ...] = ()
+    # ``ModelInfo`` fields the two sides must share (``d_vocab`` for distributions): checked
+    # at validate for a pair of models whose shapes are known before running
+    comparable: tuple[str, ...] = ()
 
     def extras_for(self, args: Mapping[str, Any]) -> tuple[str, ...]:
         """Prompt extras this metric reads with these spec args (sorted, unique)."""
@@ -244,6 +247,7 @@ def metric(
     extras: ExtrasSpec = (),
     check_prompts: Callable[..., None] | None = None,
     other_side: tuple[str, ...] = (),
+    comparable: tuple[str, ...] = (),
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare a metric. The function stays a plain, directly callable function; its
     ``MetricDef`` is at ``fn.__mispec__`` and in the ``METRICS`` registry.
@@ -265,7 +269,8 @@ def metric(
     ``other_side`` names the inputs that read the second side of a comparison: a spec's
     ``pairs:`` (every seed pair, model A against model B, each step against the last) points
     them at the other (model, seed, step) and the result gains a dim for that side
-    (``seed_b``, ``step_b``; see ``mispec.metrics.builtin.comparisons``)."""
+    (``seed_b``, ``step_b``; see ``mispec.metrics.builtin.comparisons``); ``comparable``
+    names the ``ModelInfo`` fields (``d_vocab``, ``n_heads`` ...) both sides must share."""
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         metric_name = name or fn.__name__
@@ -314,6 +319,7 @@ def metric(
             extras=extras if callable(extras) else tuple(extras),
             check_prompts=check_prompts,
             other_side=tuple(other_side),
+            comparable=tuple(comparable),
         )
         fn.__mispec__ = definition  # type: ignore[attr-defined]
         if register:

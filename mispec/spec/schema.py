@@ -286,6 +286,44 @@ class PromptSpec(Strict):
 
 
 # --------------------------------------------------------------------------- metrics
+class PairSpec(Strict):
+    """Which two sides a comparison metric reads (exactly one key): ``seeds`` — every
+    unordered pair of seeds of each model (``all``, or the listed seeds); ``models`` — model
+    A against model B at the seeds and steps they share; ``steps`` — each checkpoint against
+    one step of the same run (``last``, ``first`` or a step)."""
+
+    seeds: Literal["all"] | Annotated[list[int], Field(min_length=2)] | None = Field(
+        default=None,
+        description="compare every unordered pair of these seeds of each model ('all': every "
+        "seed); results gain a 'seed_b' dim",
+    )
+    models: Annotated[tuple[Name, Name], BeforeValidator(_list_to_tuple)] | None = Field(
+        default=None,
+        description="compare model A (first) against model B (second) at the seeds and steps "
+        "they share; results go to a DataTree node '<A>_vs_<B>'",
+    )
+    steps: Literal["last", "first"] | Annotated[int, Field(ge=0, le=MAX_STEP)] | None = Field(
+        default=None,
+        description="compare each checkpoint with this step of the same run (last, first or "
+        "a step); results carry it as the 'step_b' coordinate",
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> PairSpec:
+        given = [k for k in ("seeds", "models", "steps") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "a pair declaration needs exactly one of 'seeds', 'models' or 'steps'"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        return self
+
+
+def _pairs_shorthand(value: Any) -> Any:
+    """``pairs: seeds`` is ``pairs: {seeds: all}``."""
+    return {"seeds": "all"} if value == "seeds" else value
+
+
 class MetricSpec(Strict):
     """One node of the metric DAG: ``fn`` from the metric registry (or ``module:function``),
     the ``prompts`` it reads, ``inputs`` wiring other metrics to its parameters, ``args``."""
@@ -296,6 +334,19 @@ class MetricSpec(Strict):
     args: dict[str, Any] = Field(default_factory=dict)
     models: list[str] | None = None  # restrict to these models (default: all)
     cache: CachePolicy | None = None  # policy for the activations this metric reads
+    pairs: Annotated[PairSpec, BeforeValidator(_pairs_shorthand)] | None = Field(
+        default=None,
+        description="the two sides a comparison metric reads: 'seeds' (every seed pair), "
+        "{models: [A, B]} or {steps: last}; its other-side inputs read the second side",
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_absent_pairs(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A metric without ``pairs`` dumps as before the key existed (``spec_hash``)."""
+        data: dict[str, Any] = handler(self)
+        if data.get("pairs") is None:
+            data.pop("pairs", None)
+        return data
 
 
 class Spec(Strict):

@@ -78,6 +78,7 @@ _LOGPROBS = InputDims(("batch", "pos", "vocab"), why="next-token log-probabiliti
     inputs=("p", "q"),
     other_side=("q",),
     input_dims={"p": _LOGPROBS, "q": _LOGPROBS},
+    comparable=("d_vocab",),
     units="nats",
 )
 def kl_divergence(p: Any, q: Any, per: Literal["mean", "position", "token"] = "mean") -> Any:
@@ -116,6 +117,7 @@ def logprob_diff(a: Any, b: Any, per: Literal["mean", "position", "token"] = "to
     inputs=("p", "q"),
     other_side=("q",),
     input_dims={"p": _LOGPROBS, "q": _LOGPROBS},
+    comparable=("d_vocab",),
     units="fraction",
 )
 def top1_agreement(p: Any, q: Any, per: Literal["mean", "position", "token"] = "mean") -> Any:
@@ -150,6 +152,7 @@ _ACTS = InputDims(("layer", "batch", "pos"), why="activations per layer (dims la
     inputs=("x", "y"),
     other_side=("y",),
     input_dims={"x": _ACTS, "y": _ACTS},
+    comparable=("n_layers",),
     units="CKA",
 )
 def representation_similarity(x: Any, y: Any) -> Any:
@@ -189,6 +192,7 @@ _PATTERNS = InputDims(
     inputs=("x", "y"),
     other_side=("y",),
     input_dims={"x": _PATTERNS, "y": _PATTERNS},
+    comparable=("n_layers", "n_heads"),
     units="shared attention mass",
 )
 def head_matching(x: Any, y: Any) -> Any:

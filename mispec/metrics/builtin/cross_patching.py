@@ -81,6 +81,7 @@ def _setter(per: str, index: int | None, source: Any) -> Callable[..., Any]:
     inputs=("source", "source_loss"),
     other_side=("source", "source_loss"),
     input_dims={"source": InputDims(("layer", "batch", "pos"), why="activations per layer")},
+    comparable=("n_layers", "n_heads", "d_model", "d_head"),
     units="fraction of the loss gap recovered",
     extras=_extras,
 )

@@ -69,6 +69,7 @@ _PARAMS = InputDims(("component", "element"), why="a checkpoint's weights (param
     inputs=("a", "b"),
     other_side=("b",),
     input_dims={"a": _PARAMS, "b": _PARAMS},
+    comparable=("n_layers", "n_heads", "d_model", "d_head", "d_vocab", "d_mlp", "attn_only"),
     units="L2 distance",
 )
 def weight_distance(

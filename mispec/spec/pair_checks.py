@@ -1,0 +1,214 @@
+"""Checks of the ``pairs:`` a comparison metric declares, at validate (file:line:col, exit 2).
+
+A comparison metric (``@metric(other_side=...)``: ``kl_divergence``, ``head_matching`` ...)
+reads two sides; ``pairs:`` says which. Refused here, before anything trains:
+
+* ``pairs:`` on a metric that compares nothing (no ``other_side`` inputs), and a comparison
+  metric without ``pairs:`` (it would compare a checkpoint with itself);
+* a pair naming a seed a model does not have, a model that does not exist (did you mean),
+  a model against itself, two models that share no seed, and a step that is no checkpoint
+  of a run whose steps are known before running (``train:`` models; other sources are
+  checked when the plan resolves their steps);
+* two models whose shapes the metric cannot compare (``@metric(comparable=...)``: e.g.
+  ``kl_divergence`` needs the same vocabulary, ``head_matching`` the same layers and heads),
+  where both models' shapes are known from local facts (``ModelSource.validation_info``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mispec.errors import Problem
+from mispec.registry import did_you_mean
+from mispec.spec.schema import Spec
+from mispec.spec.yaml_source import KeyPath, SourceMap
+
+
+def check_pairs(spec: Spec, source: SourceMap, base_dir: Path) -> list[Problem]:
+    from mispec.metrics.core import METRICS, MetricDef
+
+    problems: list[Problem] = []
+    for name, m in spec.metrics.items():
+        try:
+            mdef = METRICS.get_or_none(m.fn, base_dir)
+        except Exception:  # reported by the registry checks
+            continue
+        if not isinstance(mdef, MetricDef):
+            continue
+        path: KeyPath = ("metrics", name)
+        if m.pairs is None:
+            if mdef.other_side:
+                sides = ", ".join(mdef.other_side)
+                problems.append(
+                    source.problem(
+                        path,
+                        f"metric '{m.fn}' compares two sides (its input(s) {sides} read the "
+                        "second one): add `pairs:` (seeds, {models: [A, B]} or {steps: last})",
+                        at_key=True,
+                    )
+                )
+            continue
+        if not mdef.other_side:
+            problems.append(
+                source.problem(
+                    (*path, "pairs"),
+                    f"metric '{m.fn}' compares nothing: it has no input for a second side "
+                    "(comparison metrics: kl_divergence, logprob_diff, top1_agreement, "
+                    "representation_similarity, head_matching, weight_distance, "
+                    "cross_model_patching)",
+                    at_key=True,
+                )
+            )
+            continue
+        models = m.models or list(spec.models)
+        pairs = m.pairs
+        if pairs.seeds is not None:
+            _check_seeds(spec, models, pairs.seeds, (*path, "pairs", "seeds"), source, problems)
+        elif pairs.models is not None:
+            _check_models(
+                spec, m, mdef, pairs.models, (*path, "pairs", "models"), source, problems, base_dir
+            )
+        elif isinstance(pairs.steps, int):
+            _check_step(
+                spec, models, pairs.steps, (*path, "pairs", "steps"), source, problems, base_dir
+            )
+    return problems
+
+
+def _check_seeds(
+    spec: Spec,
+    models: list[str],
+    seeds: Any,
+    path: KeyPath,
+    source: SourceMap,
+    problems: list[Problem],
+) -> None:
+    for model in models:
+        if model not in spec.models:
+            continue
+        have = list(spec.models[model].seeds)
+        if seeds == "all":
+            if len(have) < 2:
+                problems.append(
+                    source.problem(
+                        path,
+                        f"model '{model}' has one seed ({have[0]}): no seed pair to compare; "
+                        "give it more `seeds:`",
+                    )
+                )
+            continue
+        for i, seed in enumerate(seeds):
+            if seed not in have:
+                problems.append(
+                    source.problem(
+                        (*path, i),
+                        f"seed {seed} is not a seed of model '{model}' (its seeds: {have})",
+                    )
+                )
+        if len(set(seeds)) < len(seeds):
+            problems.append(source.problem(path, f"seeds {seeds} name a seed twice"))
+
+
+def _check_models(
+    spec: Spec,
+    m: Any,
+    mdef: Any,
+    pair: tuple[str, str],
+    path: KeyPath,
+    source: SourceMap,
+    problems: list[Problem],
+    base_dir: Path,
+) -> None:
+    bad = False
+    for i, model in enumerate(pair):
+        if model not in spec.models:
+            problems.append(
+                source.problem(
+                    (*path, i), f"unknown model '{model}'{did_you_mean(model, list(spec.models))}"
+                )
+            )
+            bad = True
+    if bad:
+        return
+    a, b = pair
+    if a == b:
+        problems.append(
+            source.problem(path, f"a model against itself ('{a}'): for seeds use `pairs: seeds`")
+        )
+        return
+    if m.models is not None and a not in m.models:
+        problems.append(
+            source.problem(path, f"model '{a}' is not among the metric's `models:` {m.models}")
+        )
+    shared = sorted(set(spec.models[a].seeds) & set(spec.models[b].seeds))
+    if not shared:
+        problems.append(
+            source.problem(
+                path,
+                f"models '{a}' and '{b}' share no seed (seeds {list(spec.models[a].seeds)} and "
+                f"{list(spec.models[b].seeds)}): sides are compared seed by seed",
+            )
+        )
+    if not mdef.comparable:
+        return
+    info = {side: _info(side, spec, base_dir) for side in pair}
+    if info[a] is None or info[b] is None:
+        return
+    differ = [
+        f"{f} {getattr(info[a], f)} vs {getattr(info[b], f)}"
+        for f in mdef.comparable
+        if getattr(info[a], f) != getattr(info[b], f)
+    ]
+    if differ:
+        problems.append(
+            source.problem(
+                path,
+                f"models '{a}' and '{b}' cannot be compared by '{m.fn}': {', '.join(differ)} "
+                f"(it needs the same {', '.join(mdef.comparable)})",
+            )
+        )
+
+
+def _info(model: str, spec: Spec, base_dir: Path) -> Any:
+    from mispec.sources import source_for
+
+    try:
+        return source_for(model, spec.models[model], base_dir).validation_info()
+    except Exception:  # the source reports its own problems
+        return None
+
+
+def _check_step(
+    spec: Spec,
+    models: list[str],
+    step: int,
+    path: KeyPath,
+    source: SourceMap,
+    problems: list[Problem],
+    base_dir: Path,
+) -> None:
+    """A fixed step must be a checkpoint of every series, where its steps are known now."""
+    from mispec.sources import source_for
+    from mispec.spec.selectors import resolve_selector
+
+    for model in models:
+        entry = spec.models.get(model)
+        if entry is None or entry.source_name() != "train":
+            continue
+        try:
+            src = source_for(model, entry, base_dir)
+            seed = entry.seeds[0]
+            steps = resolve_selector(src.selector(), src.available_steps(seed), where="")
+        except Exception:  # the source reports its own problems
+            continue
+        if step not in steps:
+            near = sorted(steps, key=lambda s: abs(s - step))[:2]
+            problems.append(
+                source.problem(
+                    path,
+                    f"step {step} is not a checkpoint of model '{model}' (nearest: "
+                    f"{sorted(near)}; its checkpoints: {len(steps)} steps from {steps[0]} to "
+                    f"{steps[-1]})",
+                )
+            )
