@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from mispec.execute.summary_pairs import comparison_lines, is_comparison
+
 
 def summarize(tree: Any) -> list[str]:
     lines = []
@@ -14,7 +16,9 @@ def summarize(tree: Any) -> list[str]:
         model = child.name
         for name, var in ds.data_vars.items():
             fn = var.attrs.get("metric_fn", "")
-            if fn in ("transition_step", "transition_size") and "seed" in var.dims:
+            if is_comparison(var):  # pairs: explicit second-side dims
+                lines.extend(comparison_lines(model, name, var))
+            elif fn in ("transition_step", "transition_size") and "seed" in var.dims:
                 fmt = ".0f" if fn == "transition_step" else ".3g"
                 for seed in var.seed.values:
                     v = np.asarray(var.sel(seed=seed).values, dtype=float)
