@@ -61,7 +61,7 @@ def head_matching_lines(model: str, name: str, var: Any) -> list[str]:
                 off[np.arange(len(cols)), cols] = np.nan
                 pairs = ", ".join(
                     f"{h}→{int(c)} {float(score.sel(layer=layer, head=h)):.2f}"
-                    for h, c in zip(sim.head.values, cols, strict=True)
+                    for h, c in zip(sim["head"].values, cols, strict=True)
                 )
                 layers.append(f"L{int(layer)}: {pairs} (unmatched mean {np.nanmean(off):.2f})")
             lines.append(

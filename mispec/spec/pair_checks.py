@@ -3,8 +3,11 @@
 A comparison metric (``@metric(other_side=...)``: ``kl_divergence``, ``head_matching`` ...)
 reads two sides; ``pairs:`` says which. Refused here, before anything trains:
 
+* an other-side input that names a checkpoint itself (``pairs:`` chooses it), and a metric
+  that reads a comparison metric (one result per pair: not an input yet);
 * ``pairs:`` on a metric that compares nothing (no ``other_side`` inputs), and a comparison
-  metric without ``pairs:`` (it would compare a checkpoint with itself);
+  metric whose second side is its own checkpoint (no ``pairs:`` and no input reference
+  such as ``q: {metric: logprobs, seed: 1}``: it would compare a checkpoint with itself);
 * a pair naming a seed a model does not have, a model that does not exist (did you mean),
   a model against itself, two models that share no seed, and a step that is no checkpoint
   of a run whose steps are known before running (``train:`` models; other sources are
@@ -38,13 +41,15 @@ def check_pairs(spec: Spec, source: SourceMap, base_dir: Path) -> list[Problem]:
             continue
         path: KeyPath = ("metrics", name)
         if m.pairs is None:
-            if mdef.other_side:
+            refs = m.input_refs()
+            if mdef.other_side and all(refs[p].is_local for p in mdef.other_side if p in refs):
                 sides = ", ".join(mdef.other_side)
                 problems.append(
                     source.problem(
                         path,
                         f"metric '{m.fn}' compares two sides (its input(s) {sides} read the "
-                        "second one): add `pairs:` (seeds, {models: [A, B]} or {steps: last})",
+                        "second one): add `pairs:` (seeds, {models: [A, B]} or {steps: last}), "
+                        "or point them at one checkpoint ({metric: ..., seed: 1})",
                         at_key=True,
                     )
                 )
@@ -61,6 +66,26 @@ def check_pairs(spec: Spec, source: SourceMap, base_dir: Path) -> list[Problem]:
                 )
             )
             continue
+        for param, ref in m.input_refs().items():
+            if param in mdef.other_side and not ref.is_local:
+                problems.append(
+                    source.problem(
+                        (*path, "inputs", param),
+                        f"'{param}' reads the second side, which `pairs:` chooses: name the "
+                        f"metric only (`{param}: {ref.metric}`)",
+                    )
+                )
+        for reader, other in spec.metrics.items():
+            for param, ref in other.input_refs().items():
+                if ref.metric == name:
+                    problems.append(
+                        source.problem(
+                            ("metrics", reader, "inputs", param),
+                            f"'{name}' compares pairs (one result per pair of sides): no "
+                            "metric can read it yet; read its result after the run "
+                            "(dims seed/seed_b, step_b, or the A_vs_B node)",
+                        )
+                    )
         models = m.models or list(spec.models)
         pairs = m.pairs
         if pairs.seeds is not None:

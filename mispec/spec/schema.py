@@ -366,7 +366,13 @@ class MetricSpec(Strict):
     args: dict[str, Any] = Field(default_factory=dict)
     models: list[str] | None = None  # restrict to these models (default: all)
     cache: CachePolicy | None = None  # policy for the activations this metric reads
-    pairs: Annotated[PairSpec, BeforeValidator(_pairs_shorthand)] | None = Field(
+    pairs: (
+        Annotated[
+            PairSpec,
+            BeforeValidator(_pairs_shorthand, json_schema_input_type=PairSpec | Literal["seeds"]),
+        ]
+        | None
+    ) = Field(
         default=None,
         description="the two sides a comparison metric reads: 'seeds' (every seed pair), "
         "{models: [A, B]} or {steps: last}; its other-side inputs read the second side",

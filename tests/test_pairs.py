@@ -1,0 +1,189 @@
+"""Pairs (``pairs:``): planning, running, assembly with explicit second-side dims, no extra
+forward passes, and bad pairs refused at validate."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import mispec
+from mispec.errors import SpecError
+from mispec.metrics.builtin.comparisons import match_heads
+from mispec.planning.nodes import CellNode, GroupNode
+
+from .conftest import REPO
+
+SIDES = """\
+mispec: 1
+name: pairs
+models:
+  toy:
+    train:
+      task: repeated_tokens
+      task_args: {vocab: 16, half_len: 6}
+      arch: {n_layers: 2, n_heads: 2, d_model: 16, d_head: 8, attn_only: true}
+      steps: 20
+      batch_size: 8
+    seeds: [0, 1, 2]
+    checkpoints: {steps: [0, 10, 20]}
+  toy_b:
+    train:
+      task: repeated_tokens
+      task_args: {vocab: 16, half_len: 6}
+      arch: {n_layers: 2, n_heads: 2, d_model: 16, d_head: 8, attn_only: true}
+      steps: 20
+      batch_size: 8
+      optimizer: {name: adamw, lr: 3.0e-3}
+    seeds: [0]
+    checkpoints: {steps: [0, 10, 20]}
+prompts:
+  rep:
+    generator: repeated_tokens
+    args: {n: 4, vocab: 16, half_len: 6}
+    seed: 1
+metrics:
+  logprobs: {fn: next_token_logprobs, prompts: rep}
+  patterns: {fn: attention_patterns, prompts: rep}
+"""
+COMPARISONS = """\
+  kl: {fn: kl_divergence, inputs: {p: logprobs, q: logprobs}, pairs: seeds, models: [toy], args: {per: token}}
+  heads: {fn: head_matching, inputs: {x: patterns, y: patterns}, pairs: {seeds: [0, 2]}, models: [toy]}
+  kl_final: {fn: kl_divergence, inputs: {p: logprobs, q: logprobs}, pairs: {steps: last}}
+  kl_models: {fn: kl_divergence, inputs: {p: logprobs, q: logprobs}, pairs: {models: [toy, toy_b]}}
+"""
+
+
+def torch_kl(p, q) -> np.ndarray:
+    """KL(P || Q) per token by torch, from two log-prob arrays [batch, pos, vocab]."""
+    lp, lq = torch.as_tensor(np.asarray(p)), torch.as_tensor(np.asarray(q))
+    return F.kl_div(lq, lp, log_target=True, reduction="none").sum(-1).numpy()
+
+
+def test_pairs_expand_into_cells_reading_both_sides(write_spec):
+    plan = mispec.plan(write_spec(SIDES + COMPARISONS)).plan
+    cells = plan.nodes(CellNode)
+    kl = [c for c in cells if c.metric == "kl"]
+    # 3 unordered seed pairs x 3 steps; the first side is the smaller seed
+    assert sorted((c.seed, c.pair[1], c.step) for c in kl) == [
+        (a, b, s) for a, b in [(0, 1), (0, 2), (1, 2)] for s in (0, 10, 20)
+    ]
+    assert len({c.key for c in kl}) == 9 and len({c.id for c in kl}) == 9
+    one = next(c for c in kl if (c.seed, c.pair, c.step) == (0, ("toy", 2, 10), 10))
+    ins = dict(one.inputs)
+    assert plan.node(ins["p"]).seed == 0 and plan.node(ins["q"]).seed == 2
+    # the first side's group waits for the second side's group (work-graph edge)
+    assert plan.work().has_edge("group:toy/s2/step10", "group:toy/s0/step10")
+    assert plan.group_of(one) == plan.node("group:toy/s0/step10")
+    heads = [c for c in cells if c.metric == "heads"]
+    assert sorted((c.seed, c.pair[1]) for c in heads) == [(0, 2)] * 3
+    final = [c for c in cells if c.metric == "kl_final"]
+    assert {c.pair[2] for c in final} == {20} and len(final) == 12  # 4 runs x 3 steps
+    models = [c for c in cells if c.metric == "kl_models"]
+    assert sorted((c.model, c.seed, c.pair) for c in models) == [
+        ("toy", 0, ("toy_b", 0, s)) for s in (0, 10, 20)
+    ]
+    assert plan.counts()["forward"] == 12  # the sides' forward passes, nothing more
+    assert all(isinstance(g, GroupNode) for g in plan.nodes(GroupNode))
+
+
+def test_comparisons_added_to_cached_sides_run_no_forward_pass(write_spec, tmp_path):
+    sides = mispec.run(write_spec(SIDES, "sides.yaml"), progress=False, out=tmp_path / "a")
+    assert sides.counters["forward_passes"] == 12
+    both = write_spec(SIDES + COMPARISONS, "both.yaml")
+    assert mispec.plan(both).status.forward_passes == 0
+    res = mispec.run(both, progress=False, out=tmp_path / "b")
+    assert res.counters["forward_passes"] == 0
+    assert res.counters["checkpoints_loaded"] == 0 and res.counters["training_steps"] == 0
+    assert res.counters["cells_computed"] == 9 + 3 + 12 + 3
+    tree = res.open()
+    ds = tree["toy"].to_dataset()
+    # explicit dims for the second side; only a < b computed, the rest NaN
+    assert ds.kl.dims == ("seed", "seed_b", "step", "batch", "pos")
+    assert list(ds.seed_b.values) == [0, 1, 2]
+    lp = ds.logprobs
+    for a, b in [(0, 1), (0, 2), (1, 2)]:
+        for step in (0, 10, 20):
+            ref = torch_kl(lp.sel(seed=a, step=step), lp.sel(seed=b, step=step))
+            got = ds.kl.sel(seed=a, seed_b=b, step=step).values
+            np.testing.assert_allclose(got, ref, atol=1e-5)
+    assert np.isnan(ds.kl.sel(seed=1, seed_b=0).values).all()
+    assert np.isnan(ds.kl.sel(seed=1, seed_b=1).values).all()
+    # each step against the last: step_b = 20, and KL 0 at the last step itself
+    assert ds.kl_final.dims == ("seed", "step", "step_b") and list(ds.step_b.values) == [20]
+    assert (ds.kl_final.sel(step=20).values == 0.0).all()
+    assert (ds.kl_final.sel(step=0).values > 0).all()
+    # head matching of seeds 0 and 2 only; the assignment of the last step is a permutation
+    assert ds.heads.dims == ("seed", "seed_b", "step", "layer", "head", "head_b")
+    m = match_heads(ds.heads.sel(seed=0, seed_b=2, step=20))
+    assert sorted(m.head_b.sel(layer=1).values) == [0, 1]
+    # model A against model B: a comparison node of its own
+    comp = tree["toy_vs_toy_b"].to_dataset()
+    assert comp.attrs["model"] == "toy" and comp.attrs["model_b"] == "toy_b"
+    assert comp.kl_models.dims == ("seed", "step")
+    lp_b = tree["toy_b"].to_dataset().logprobs
+    ref = torch_kl(lp.sel(seed=0, step=20), lp_b.sel(seed=0, step=20)).mean()
+    assert float(comp.kl_models.sel(seed=0, step=20)) == pytest.approx(float(ref), abs=1e-5)
+    assert any("kl at step 20" in line for line in res.summary)
+    assert any("heads seed 0 → seed 2" in line for line in res.summary)
+
+
+BAD = (
+    SIDES
+    + """\
+  kl: {fn: kl_divergence, inputs: {p: logprobs, q: logprobs}, pairs: {seeds: [0, 7]}, models: [toy]}
+  km: {fn: kl_divergence, inputs: {p: logprobs, q: logprobs}, pairs: {models: [toy, toyb]}}
+  ks: {fn: kl_divergence, inputs: {p: logprobs, q: logprobs}, pairs: {steps: 15}}
+  kw: {fn: kl_divergence, inputs: {p: logprobs, q: logprobs}, pairs: {models: [toy, wide]}}
+  kn: {fn: kl_divergence, inputs: {p: logprobs, q: logprobs}, models: [toy]}
+  lp: {fn: loss, prompts: rep, pairs: seeds, models: [toy]}
+"""
+)
+WIDE = """\
+  wide:
+    train:
+      task: repeated_tokens
+      task_args: {vocab: 24, half_len: 6}
+      arch: {n_layers: 2, n_heads: 2, d_model: 16, d_head: 8, attn_only: true}
+      steps: 20
+      batch_size: 8
+    seeds: [0]
+    checkpoints: {steps: [0, 10, 20]}
+"""
+
+
+def test_bad_pairs_are_refused_at_validate_with_their_location(write_spec):
+    text = BAD.replace("prompts:\n  rep:", WIDE + "prompts:\n  rep:")
+    path = write_spec(text)
+    with pytest.raises(SpecError) as err:
+        mispec.load_spec(path)
+    lines = text.splitlines()
+
+    def at(metric: str, needle: str) -> str:
+        row = next(i for i, line in enumerate(lines) if line.startswith(f"  {metric}:"))
+        return f"{path.name}:{row + 1}:{lines[row].index(needle) + 1}:"
+
+    shown = [str(p).replace(str(path), path.name) for p in err.value.problems]
+    expected = {
+        "kl": (at("kl", "7"), "seed 7 is not a seed of model 'toy' (its seeds: [0, 1, 2])"),
+        "km": (at("km", "toyb"), "unknown model 'toyb' (did you mean 'toy_b'?)"),
+        "ks": (at("ks", "15"), "step 15 is not a checkpoint of model 'toy' (nearest: [10, 20]"),
+        "kw": (at("kw", "[toy, wide]"), "d_vocab 16 vs 24 (it needs the same d_vocab)"),
+        "kn": (at("kn", "kn:"), "compares two sides"),
+        "lp": (at("lp", "pairs:"), "'loss' compares nothing"),
+    }
+    for metric, (where, message) in expected.items():
+        assert any(s.startswith(where) and message in s for s in shown), (metric, shown)
+    # the CLI: exit 2, no traceback, nothing written
+    res = subprocess.run(
+        [sys.executable, "-m", "mispec.cli.main", "validate", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "seed 7 is not a seed" in res.stderr + res.stdout
