@@ -187,3 +187,51 @@ def test_bad_pairs_are_refused_at_validate_with_their_location(write_spec):
     )
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "seed 7 is not a seed" in res.stderr + res.stdout
+
+
+PATCHING = (
+    SIDES.replace("  logprobs: {fn: next_token_logprobs, prompts: rep}\n", "")
+    .replace(
+        "  patterns: {fn: attention_patterns, prompts: rep}\n",
+        """\
+  z: {fn: activations, prompts: rep, args: {hook: z}}
+  loss: {fn: loss, prompts: rep}
+  patch: {fn: cross_model_patching, prompts: rep, inputs: {source: z, source_loss: loss}, pairs: {models: [toy, toy_b]}, args: {normalize: false}}
+""",
+    )
+    .replace("seeds: [0, 1, 2]", "seeds: [0]")
+)
+
+
+def test_cross_model_patching_in_a_spec_patches_model_b_into_model_a(write_spec, tmp_path):
+    """The pair wiring end to end: side a is the live model, side b's cached z is patched in;
+    checked against a hook patch written here on the two trained checkpoints."""
+    from mispec.sources import source_for
+
+    path = write_spec(PATCHING)
+    res = mispec.run(path, progress=False)
+    comp = res.open()["toy_vs_toy_b"].to_dataset()
+    assert comp.patch.dims == ("seed", "step", "layer", "head")
+    spec = mispec.load_spec(path).spec
+    store = path.parent / ".mispec"
+    a = source_for("toy", spec.models["toy"], path.parent).open(0, store).load(20)
+    b = source_for("toy_b", spec.models["toy_b"], path.parent).open(0, store).load(20)
+    from mispec.tasks.generators import PROMPT_GENERATORS
+
+    tokens = torch.as_tensor(
+        PROMPT_GENERATORS.get("repeated_tokens")(seed=1, **spec.prompts["rep"].args).tokens
+    )
+    layer, head, name = 1, 1, "blocks.1.attn.hook_z"
+    with torch.no_grad():
+        _, cache = b.run_with_cache(tokens, names_filter=[name])
+
+        def patch(x, hook):
+            x[:, :, head] = cache[name][:, :, head]
+            return x
+
+        logits = a.run_with_hooks(tokens, fwd_hooks=[(name, patch)])
+        ref = F.cross_entropy(logits[:, :-1].reshape(-1, 16).double(), tokens[:, 1:].reshape(-1))
+    got = float(comp.patch.sel(seed=0, step=20, layer=layer, head=head))
+    assert got == pytest.approx(float(ref), abs=1e-5)
+    loss_b = float(res.open()["toy_b"].to_dataset().loss.sel(seed=0, step=20))
+    assert float(comp.patch__loss_b.sel(seed=0, step=20)) == pytest.approx(loss_b, abs=1e-12)
