@@ -283,3 +283,23 @@ def test_weight_distance_equals_the_norm_of_the_state_dict_difference():
     den = sum(sd_b[k].double().pow(2).sum() for k in keys)
     assert float(layer0) == pytest.approx(float((num / den) ** 0.5), rel=1e-6)
     assert np.all(weight_distance(a, a, group="parameter").values == 0.0)
+
+
+def test_align_seeds_puts_every_seed_on_the_reference_seeds_heads():
+    """Seed 1's heads are seed 0's permuted; after alignment a mean over seeds is per head."""
+    from mispec.metrics.builtin.comparisons import align_seeds
+
+    x = cell(attention_patterns, 0)
+    perm = [np.array([3, 2, 1, 0]), np.array([1, 0, 3, 2])]
+    y = x.copy(data=np.stack([x.values[layer][perm[layer]] for layer in range(N_LAYERS)]))
+    sim = head_matching(x, y).expand_dims(seed=[0], seed_b=[1], step=[5])
+    score0 = np.arange(8.0).reshape(2, 4)
+    score1 = np.stack([score0[layer][perm[layer]] for layer in range(2)])
+    values = xr.DataArray(
+        np.stack([score0, score1])[:, None], dims=("seed", "step", "layer", "head"),
+        coords={"seed": [0, 1], "step": [5]},
+    )  # fmt: skip
+    aligned = align_seeds(values, sim)
+    assert aligned.dims == values.dims and aligned.attrs["heads_of_seed"] == 0
+    np.testing.assert_array_equal(aligned.sel(seed=1).values, values.sel(seed=0).values)
+    np.testing.assert_array_equal(aligned.mean("seed").isel(step=0).values, score0)

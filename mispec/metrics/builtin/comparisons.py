@@ -281,3 +281,30 @@ def align_heads(values_b: Any, matched: Any) -> Any:
     return picked.rename(head_a="head").assign_coords(
         layer=np.arange(matched.sizes["layer"]), head=np.arange(matched.sizes["head"])
     )
+
+
+def align_seeds(values: Any, matching: Any, *, step: int | None = None) -> Any:
+    """Head-indexed ``values`` of several seeds (dims ``seed``, ``layer``, ``head``, ...)
+    relabelled so that ``head`` names the REFERENCE seed's heads (the smallest seed) in every
+    seed: what a plot or report must do before averaging head-indexed values over seeds.
+
+    ``matching``: a ``head_matching`` result with ``pairs: seeds`` (dims ``seed``, ``seed_b``,
+    ``step``, ``layer``, ``head``, ``head_b``); the assignment at ``step`` (default: the last
+    step) is used at every step. A seed never compared with the reference seed is all NaN."""
+    sim = matching.sel(step=step) if step is not None else matching.isel(step=-1)
+    seeds = [int(s) for s in values["seed"].values]
+    ref = min(seeds)
+    rows = []
+    for seed in seeds:
+        v = values.sel(seed=seed)
+        if seed == ref:
+            rows.append(v)
+            continue
+        pair = sim.sel(seed=ref, seed_b=seed) if seed in sim["seed_b"].values else None
+        if pair is None or np.isnan(pair.values).all():
+            rows.append(v * np.nan)
+            continue
+        rows.append(align_heads(v, match_heads(pair).head_b).transpose(*v.dims))
+    out = xr.concat(rows, dim="seed").assign_coords(seed=seeds)
+    out.attrs = dict(values.attrs, heads_of_seed=ref)
+    return out.transpose(*values.dims)
