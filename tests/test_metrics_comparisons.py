@@ -23,16 +23,14 @@ from mispec.metrics.builtin.checkpoint_values import (
     token_logprobs,
 )
 from mispec.metrics.builtin.comparisons import (
-    align_heads,
-    assign,
     head_matching,
     kl_divergence,
     logprob_diff,
-    match_heads,
     representation_similarity,
     top1_agreement,
 )
 from mispec.metrics.builtin.cross_patching import cross_model_patching
+from mispec.metrics.builtin.head_identity import align_heads, align_seeds, assign, match_heads
 from mispec.metrics.builtin.loss import loss
 from mispec.metrics.forward import run_forward
 from mispec.prompts.core import PromptSet
@@ -287,8 +285,6 @@ def test_weight_distance_equals_the_norm_of_the_state_dict_difference():
 
 def test_align_seeds_puts_every_seed_on_the_reference_seeds_heads():
     """Seed 1's heads are seed 0's permuted; after alignment a mean over seeds is per head."""
-    from mispec.metrics.builtin.comparisons import align_seeds
-
     x = cell(attention_patterns, 0)
     perm = [np.array([3, 2, 1, 0]), np.array([1, 0, 3, 2])]
     y = x.copy(data=np.stack([x.values[layer][perm[layer]] for layer in range(N_LAYERS)]))

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 import mispec
 from mispec.errors import SpecError
-from mispec.metrics.builtin.comparisons import match_heads
+from mispec.metrics.builtin.head_identity import match_heads
 from mispec.planning.nodes import CellNode, GroupNode
 
 from .conftest import REPO

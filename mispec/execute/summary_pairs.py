@@ -37,7 +37,7 @@ def head_matching_lines(model: str, name: str, var: Any) -> list[str]:
     """Per seed pair at the last step: each layer's assignment (side a's head → side b's)
     with the matched overlap, against the mean overlap of unmatched pairs; then the matched
     overlap (the last step's assignment) over a few steps."""
-    from mispec.metrics.builtin.comparisons import match_heads
+    from mispec.metrics.builtin.head_identity import match_heads
 
     if not {"seed", "seed_b", "step"} <= set(var.dims):
         return []
