@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from mispec.execute.summary_pairs import comparison_lines, is_comparison
+from mispec.execute.summary_pairs import COMPARISON_INPUTS, comparison_lines, is_comparison
 
 
 def summarize(tree: Any) -> list[str]:
@@ -16,6 +16,8 @@ def summarize(tree: Any) -> list[str]:
         model = child.name
         for name, var in ds.data_vars.items():
             fn = var.attrs.get("metric_fn", "")
+            if fn in COMPARISON_INPUTS:
+                continue
             if is_comparison(var):  # pairs: explicit second-side dims
                 lines.extend(comparison_lines(model, name, var))
             elif fn in ("transition_step", "transition_size") and "seed" in var.dims:

@@ -7,15 +7,27 @@ from typing import Any
 
 import numpy as np
 
+# per-checkpoint values that comparisons read: large arrays, no headline of their own
+COMPARISON_INPUTS = frozenset(
+    {"next_token_logprobs", "token_logprobs", "activations", "attention_patterns", "parameters"}
+)
+
 
 def is_comparison(var: Any) -> bool:
     return "seed_b" in var.dims or "step_b" in var.dims or "head_b" in var.dims
+
+
+def _picks(steps: Any, n: int = 5) -> list[int]:
+    """Up to ``n`` steps spread over the checkpoints (by index: log schedules stay spread)."""
+    return sorted({int(steps[i]) for i in np.linspace(0, len(steps) - 1, n).round().astype(int)})
 
 
 def comparison_lines(model: str, name: str, var: Any) -> list[str]:
     """Lines for one comparison variable of ``model``'s dataset."""
     if var.attrs.get("metric_fn") == "head_matching" or "head_b" in var.dims:
         return head_matching_lines(model, name, var)
+    if "step_b" in var.dims and "step" in var.dims:
+        return _to_step_lines(model, name, var)
     if "seed_b" not in var.dims or "step" not in var.dims:
         return []
     last = var.isel(step=-1)
@@ -45,7 +57,7 @@ def head_matching_lines(model: str, name: str, var: Any) -> list[str]:
     last = var.isel(step=-1)
     matched = match_heads(last)
     steps = var.step.values
-    picks = sorted({int(steps[i]) for i in np.linspace(0, len(steps) - 1, 5).round().astype(int)})
+    picks = _picks(steps)
     for a in var.seed.values:
         for b in var.seed_b.values:
             sim = last.sel(seed=a, seed_b=b)
@@ -80,5 +92,23 @@ def head_matching_lines(model: str, name: str, var: Any) -> list[str]:
             lines.append(
                 f"{model}: {name} seed {int(a)} → seed {int(b)}, overlap of those matched heads "
                 "per layer over steps: " + ", ".join(over)
+            )
+    return lines
+
+
+def _to_step_lines(model: str, name: str, var: Any) -> list[str]:
+    """Each checkpoint against one step (``pairs: {steps: ...}``): a few steps per seed."""
+    extra = [d for d in var.dims if d not in ("seed", "step", "step_b")]
+    values = var.mean(extra, skipna=True) if extra else var
+    how = f" (mean over {', '.join(extra)})" if extra else ""
+    lines = []
+    for b in var.step_b.values:
+        for seed in var.seed.values:
+            parts = [
+                f"step {s} {float(values.sel(seed=seed, step=s, step_b=b)):.4g}"
+                for s in _picks(var.step.values)
+            ]
+            lines.append(
+                f"{model} seed {int(seed)}: {name} against step {int(b)}{how}: " + ", ".join(parts)
             )
     return lines
