@@ -299,3 +299,18 @@ def test_align_seeds_puts_every_seed_on_the_reference_seeds_heads():
     assert aligned.dims == values.dims and aligned.attrs["heads_of_seed"] == 0
     np.testing.assert_array_equal(aligned.sel(seed=1).values, values.sel(seed=0).values)
     np.testing.assert_array_equal(aligned.mean("seed").isel(step=0).values, score0)
+
+
+def test_positions_are_the_predicted_tokens_in_every_per_position_result():
+    """kl/top1 (full distributions) and logprob_diff (actual tokens) label ``pos`` alike: the
+    position of the predicted token, so results of one run align position by position."""
+    p, q = cell(next_token_logprobs, 0), cell(next_token_logprobs, 1)
+    a, b = cell(token_logprobs, 0), cell(token_logprobs, 1)
+    kl = kl_divergence(p, q, per="position")
+    assert list(kl.pos.values) == list(range(1, SEQ + 1))
+    assert list(top1_agreement(p, q, per="position").pos.values) == list(range(1, SEQ + 1))
+    assert list(logprob_diff(a, b, per="position").pos.values) == list(range(1, SEQ))
+    # the log-prob of the actual token at pos is the full distribution's entry at pos
+    tokens = prompts().tokens
+    picked = np.take_along_axis(p.values[:, :-1], tokens[:, 1:, None], -1)[..., 0]
+    np.testing.assert_allclose(a.values, picked, atol=1e-5)

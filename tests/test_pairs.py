@@ -126,7 +126,9 @@ def test_comparisons_added_to_cached_sides_run_no_forward_pass(write_spec, tmp_p
     assert comp.attrs["model"] == "toy" and comp.attrs["model_b"] == "toy_b"
     assert comp.kl_models.dims == ("seed", "step")
     lp_b = tree["toy_b"].to_dataset().logprobs
-    ref = torch_kl(lp.sel(seed=0, step=20), lp_b.sel(seed=0, step=20)).mean()
+    # pos 0 is NaN in the dataset (it labels activations there; no token is predicted at 0)
+    ref = np.nanmean(torch_kl(lp.sel(seed=0, step=20), lp_b.sel(seed=0, step=20)))
+    assert np.isnan(lp.sel(pos=0)).all() and not np.isnan(lp.sel(pos=slice(1, None))).any()
     assert float(comp.kl_models.sel(seed=0, step=20)) == pytest.approx(float(ref), abs=1e-5)
     assert any("kl at step 20" in line for line in res.summary)
     assert any("heads seed 0 → seed 2" in line for line in res.summary)
@@ -235,3 +237,39 @@ def test_cross_model_patching_in_a_spec_patches_model_b_into_model_a(write_spec,
     assert got == pytest.approx(float(ref), abs=1e-5)
     loss_b = float(res.open()["toy_b"].to_dataset().loss.sel(seed=0, step=20))
     assert float(comp.patch__loss_b.sel(seed=0, step=20)) == pytest.approx(loss_b, abs=1e-12)
+
+
+def test_path_dependence_study_runs_small_and_says_which_heads_match(write_spec):
+    """specs/path_dependence.yaml, shrunk (40 steps, 4 checkpoints, 8 prompts): every
+    comparison lands with its second-side dims and the summary names the matched heads."""
+    text = (
+        (REPO / "specs/path_dependence.yaml")
+        .read_text()
+        .replace("steps: 1000", "steps: 40")
+        .replace("{schedule: log, count: 20}", "{steps: [0, 10, 20, 40]}")
+        .replace("{n: 32, vocab: 64, half_len: 24}", "{n: 8, vocab: 64, half_len: 24}")
+    )
+    res = mispec.run(write_spec(text, "path_dependence.yaml"), progress=False)
+    ds = res.open()["toy2l"].to_dataset()
+    for name in ("kl", "logprob_diff", "top1", "cka", "head_match"):
+        assert ds[name].dims[:3] == ("seed", "seed_b", "step"), name
+        values = ds[name].sel(seed=0, seed_b=2)
+        if "pos" in values.dims:  # pos = the predicted token: none at 0, none after the prompt
+            last = 48 if name == "logprob_diff" else 49
+            assert np.isnan(
+                values.sel(pos=[p for p in values.pos.values if not 0 < p <= last])
+            ).all()
+            values = values.sel(pos=slice(1, last))
+        assert np.isfinite(values.values).all(), name
+        assert np.isnan(ds[name].sel(seed=2, seed_b=0).values).all(), name
+    assert ds.kl_to_final.dims == ("seed", "step", "step_b")
+    # the summary: for each seed pair, the assignment at the last step with its overlaps
+    lines = [s for s in res.summary if "head_match seed" in s]
+    assert len(lines) == 6  # 3 pairs x (assignment, overlap over steps)
+    m = match_heads(ds.head_match.sel(seed=0, seed_b=1).isel(step=-1))
+    first = next(s for s in lines if s.startswith("toy2l: head_match seed 0 → seed 1 at step 40"))
+    shown = ", ".join(
+        f"{h}→{int(m.head_b.sel(layer=0, head=h))} {float(m.similarity.sel(layer=0, head=h)):.2f}"
+        for h in range(4)
+    )
+    assert f"L0: {shown}" in first

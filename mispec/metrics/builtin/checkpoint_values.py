@@ -72,8 +72,10 @@ def token_logprobs(acts: Any, prompts: Any, n_prompts: int | None = None) -> Any
 @metric(dims=("batch", "pos", "vocab"), hooks=("logits",), units="nats")
 def next_token_logprobs(acts: Any, prompts: Any, n_prompts: int | None = None) -> Any:
     """The full next-token distribution as log-probabilities ``log_softmax(logits)``, per
-    prompt, position and vocabulary entry: entry ``pos`` is the distribution of the token at
-    ``pos + 1`` given tokens ``0..pos``. NaN at padded positions. What ``kl_divergence`` and
+    prompt, position and vocabulary entry. Like ``token_logprobs`` and ``per_token_loss``,
+    ``pos`` is the position of the PREDICTED token: entry ``pos`` is the distribution of the
+    token at ``pos`` given tokens ``0..pos-1`` (``pos`` = 1 … seq_len; ``seq_len`` is the token
+    after the prompt). NaN where the predicting token is padding. What ``kl_divergence`` and
     ``top1_agreement`` compare."""
     logits = act(acts, "logits")  # [batch, pos, vocab]
     rows = _rows(logits.shape[0], n_prompts)
@@ -85,7 +87,7 @@ def next_token_logprobs(acts: Any, prompts: Any, n_prompts: int | None = None) -
     return xr.DataArray(
         lp,
         dims=("batch", "pos", "vocab"),
-        coords={"batch": np.arange(b), "pos": np.arange(p), "vocab": np.arange(v)},
+        coords={"batch": np.arange(b), "pos": np.arange(1, p + 1), "vocab": np.arange(v)},
     )
 
 

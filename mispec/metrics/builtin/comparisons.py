@@ -57,10 +57,13 @@ def _aligned(a: Any, b: Any, what: str) -> tuple[Any, Any]:
     return a, b
 
 
-def _pool(values: Any, dims: tuple[str, ...], per: str) -> Any:
-    """``values`` over ``(batch, pos)`` pooled as ``per`` says (NaN-skipping means)."""
+def _pool(values: Any, like: Any, per: str) -> Any:
+    """``values`` over ``(batch, pos)`` (the dims and coordinates of side a's cell ``like``,
+    without ``vocab``) pooled as ``per`` says (NaN-skipping means)."""
     check_choice("per", per, PER)
-    arr = xr.DataArray(values, dims=dims)
+    dims = tuple(d for d in like.dims if d != "vocab")
+    coords = {d: like.coords[d].values for d in dims if d in like.coords}
+    arr = xr.DataArray(values, dims=dims, coords=coords)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         if per == "token":
@@ -87,8 +90,7 @@ def kl_divergence(p: Any, q: Any, per: Literal["mean", "position", "token"] = "m
     p, q = _aligned(p, q, "kl_divergence")
     lp, lq = p.values.astype(np.float64), q.values.astype(np.float64)
     kl = (np.exp(lp) * (lp - lq)).sum(axis=p.dims.index("vocab"))
-    rest = tuple(d for d in p.dims if d != "vocab")
-    return _pool(kl, rest, per)
+    return _pool(kl, p, per)
 
 
 _TOKENS = InputDims(("batch", "pos"), why="per-token values (dims batch, pos)")
@@ -106,10 +108,7 @@ def logprob_diff(a: Any, b: Any, per: Literal["mean", "position", "token"] = "to
     sides), per token, per position (mean over prompts) or the mean over all."""
     a, b = _aligned(a, b, "logprob_diff")
     diff = a.values.astype(np.float64) - b.values.astype(np.float64)
-    out = _pool(diff, a.dims, per)
-    if per != "mean" and "pos" in a.coords:
-        out = out.assign_coords(pos=a.coords["pos"].values)
-    return out
+    return _pool(diff, a, per)
 
 
 @metric(
@@ -131,7 +130,7 @@ def top1_agreement(p: Any, q: Any, per: Literal["mean", "position", "token"] = "
         == np.argmax(np.nan_to_num(lq, nan=-np.inf), axis)
     ).astype(np.float64)
     same[np.isnan(lp).any(axis) | np.isnan(lq).any(axis)] = np.nan
-    return _pool(same, tuple(d for d in p.dims if d != "vocab"), per)
+    return _pool(same, p, per)
 
 
 def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
