@@ -95,7 +95,9 @@ def test_comparisons_added_to_cached_sides_run_no_forward_pass(write_spec, tmp_p
     sides = mispec.run(write_spec(SIDES, "sides.yaml"), progress=False, out=tmp_path / "a")
     assert sides.counters["forward_passes"] == 12
     both = write_spec(SIDES + COMPARISONS, "both.yaml")
-    assert mispec.plan(both).status.forward_passes == 0
+    status = mispec.plan(both).status
+    assert status.forward_passes == 0
+    assert status.pair_cells == status.pair_cells_todo == 27 and status.pair_interventions_todo == 0
     res = mispec.run(both, progress=False, out=tmp_path / "b")
     assert res.counters["forward_passes"] == 0
     assert res.counters["checkpoints_loaded"] == 0 and res.counters["training_steps"] == 0

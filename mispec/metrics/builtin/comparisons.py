@@ -20,7 +20,9 @@ spec's ``pairs:`` chooses. Both sides are cached cells, so a comparison runs no 
   between runs (a permutation of them is the same network), so "is head 1.2 of seed 0 the
   same head as some head of seed 1" is an assignment problem:
   ``mispec.metrics.builtin.head_identity.match_heads`` solves it per layer (Hungarian
-  assignment maximising the total overlap) and gives each side-a head its side-b head.
+  assignment maximising the total overlap) and gives each side-a head its side-b head. The
+  overlap has a baseline — two near-uniform causal patterns share most of their mass — so
+  read a matched pair's overlap against the unmatched pairs' (the run summary prints both).
 
 Positions that are padding are NaN in the cells and every mean here skips them.
 """
