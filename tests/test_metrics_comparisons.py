@@ -314,3 +314,23 @@ def test_positions_are_the_predicted_tokens_in_every_per_position_result():
     tokens = prompts().tokens
     picked = np.take_along_axis(p.values[:, :-1], tokens[:, 1:, None], -1)[..., 0]
     np.testing.assert_allclose(a.values, picked, atol=1e-5)
+
+
+def test_plotted_head_matching_follows_the_heads_matched_at_the_last_step():
+    """The plot's line per seed pair is the overlap of the pairs matched at the LAST step,
+    at every step (not the best pair of each step, not a mean over head indices)."""
+    from mispec.plot.comparisons import matched_overlap
+
+    rng = np.random.default_rng(0)
+    sim = rng.uniform(size=(1, 1, 2, 2, 3, 3))  # seed, seed_b, step, layer, head, head_b
+    sim[0, 0, 1] = np.stack([np.eye(3)[[1, 2, 0]]] * 2) * 0.5 + 0.4  # last step: h -> (h+1)%3
+    var = xr.DataArray(
+        sim, dims=("seed", "seed_b", "step", "layer", "head", "head_b"),
+        coords={"seed": [0], "seed_b": [1], "step": [0, 9]},
+    )  # fmt: skip
+    got = matched_overlap(var)
+    assert got.dims == ("seed", "seed_b", "step", "layer")
+    for layer in range(2):
+        ref0 = np.mean([sim[0, 0, 0, layer, h, (h + 1) % 3] for h in range(3)])
+        assert got.sel(step=0, layer=layer).item() == pytest.approx(ref0, abs=1e-12)
+        assert got.sel(step=9, layer=layer).item() == pytest.approx(0.9, abs=1e-12)
