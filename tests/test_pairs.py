@@ -145,6 +145,7 @@ BAD = (
   kw: {fn: kl_divergence, inputs: {p: logprobs, q: logprobs}, pairs: {models: [toy, wide]}}
   kn: {fn: kl_divergence, inputs: {p: logprobs, q: logprobs}, models: [toy]}
   lp: {fn: loss, prompts: rep, pairs: seeds, models: [toy]}
+  kf: {fn: kl_divergence, inputs: {p: logprobs, q: logprobs}, pairs: {models: [toy, toy_b], steps: 15}}
 """
 )
 WIDE = """\
@@ -179,6 +180,7 @@ def test_bad_pairs_are_refused_at_validate_with_their_location(write_spec):
         "kw": (at("kw", "[toy, wide]"), "d_vocab 16 vs 24 (it needs the same d_vocab)"),
         "kn": (at("kn", "kn:"), "compares two sides"),
         "lp": (at("lp", "pairs:"), "'loss' compares nothing"),
+        "kf": (at("kf", "15"), "step 15 is not a checkpoint of model 'toy_b'"),
     }
     for metric, (where, message) in expected.items():
         assert any(s.startswith(where) and message in s for s in shown), (metric, shown)
@@ -200,7 +202,7 @@ PATCHING = (
         """\
   z: {fn: activations, prompts: rep, args: {hook: z}}
   loss: {fn: loss, prompts: rep}
-  patch: {fn: cross_model_patching, prompts: rep, inputs: {source: z, source_loss: loss}, pairs: {models: [toy, toy_b]}, args: {normalize: false}}
+  patch: {fn: cross_model_patching, prompts: rep, inputs: {source: z, source_loss: loss}, pairs: {models: [toy, toy_b], steps: last}, args: {normalize: false}}
 """,
     )
     .replace("seeds: [0, 1, 2]", "seeds: [0]")
@@ -215,10 +217,12 @@ def test_cross_model_patching_in_a_spec_patches_model_b_into_model_a(write_spec,
     path = write_spec(PATCHING)
     res = mispec.run(path, progress=False)
     comp = res.open()["toy_vs_toy_b"].to_dataset()
-    assert comp.patch.dims == ("seed", "step", "layer", "head")
+    # every step of model A against model B's last step (a child against its parent's end)
+    assert comp.patch.dims == ("seed", "step", "step_b", "layer", "head")
+    assert list(comp.step.values) == [0, 10, 20] and list(comp.step_b.values) == [20]
     spec = mispec.load_spec(path).spec
     store = path.parent / ".mispec"
-    a = source_for("toy", spec.models["toy"], path.parent).open(0, store).load(20)
+    a = source_for("toy", spec.models["toy"], path.parent).open(0, store).load(10)
     b = source_for("toy_b", spec.models["toy_b"], path.parent).open(0, store).load(20)
     from mispec.tasks.generators import PROMPT_GENERATORS
 
@@ -235,10 +239,15 @@ def test_cross_model_patching_in_a_spec_patches_model_b_into_model_a(write_spec,
 
         logits = a.run_with_hooks(tokens, fwd_hooks=[(name, patch)])
         ref = F.cross_entropy(logits[:, :-1].reshape(-1, 16).double(), tokens[:, 1:].reshape(-1))
-    got = float(comp.patch.sel(seed=0, step=20, layer=layer, head=head))
+    got = float(comp.patch.sel(seed=0, step=10, step_b=20, layer=layer, head=head))
     assert got == pytest.approx(float(ref), abs=1e-5)
     loss_b = float(res.open()["toy_b"].to_dataset().loss.sel(seed=0, step=20))
-    assert float(comp.patch__loss_b.sel(seed=0, step=20)) == pytest.approx(loss_b, abs=1e-12)
+    loss_b_seen = comp.patch__loss_b.sel(seed=0, step_b=20)
+    np.testing.assert_allclose(loss_b_seen.values, loss_b, atol=1e-12)  # at every step of A
+    loss_a = float(res.open()["toy"].to_dataset().loss.sel(seed=0, step=10))
+    assert float(comp.patch__loss_a.sel(seed=0, step=10, step_b=20)) == pytest.approx(
+        loss_a, abs=1e-5
+    )
 
 
 def test_path_dependence_study_runs_small_and_says_which_heads_match(write_spec):

@@ -6,7 +6,8 @@
 * ``pairs: {steps: last}`` — dims ``(seed, step, step_b, ...)``, ``step_b`` holding the step
   compared against (one entry, or one per distinct step when runs differ: NaN elsewhere).
 * ``pairs: {models: [A, B]}`` — dims ``(seed, step, ...)`` in a DataTree node of its own,
-  ``A_vs_B`` (attrs ``model`` = A, ``model_b`` = B), beside the models' nodes.
+  ``A_vs_B`` (attrs ``model`` = A, ``model_b`` = B), beside the models' nodes; with
+  ``steps: last`` too, ``(seed, step, step_b)`` there (``step`` is A's, ``step_b`` B's).
 """
 
 from __future__ import annotations
@@ -45,9 +46,12 @@ def assemble_pairs(
         if pairs.seeds is not None:
             where, dims = (lambda n: (n.seed, _other(n)[1], n.step)), ("seed", "seed_b", "step")
             target = per_model[model]
-        elif pairs.steps is not None:
+        elif pairs.steps is not None and pairs.models is None:
             where, dims = (lambda n: (n.seed, n.step, _other(n)[2])), ("seed", "step", "step_b")
             target = per_model[model]
+        elif pairs.steps is not None:  # models with a fixed step of B
+            where, dims = (lambda n: (n.seed, n.step, _other(n)[2])), ("seed", "step", "step_b")
+            target = per_pair[pairs.models or ("", "")]
         else:
             where, dims = (lambda n: (n.seed, n.step)), ("seed", "step")
             target = per_pair[pairs.models or ("", "")]

@@ -11,6 +11,8 @@ makes its group wait for the second side's group). Pure: no model, no file.
 * ``models: [A, B]``: model A's checkpoint against model B's at the same seed and step (the
   seeds and steps both have).
 * ``steps: last | first | N``: each checkpoint against that step of the same run.
+* ``models: [A, B]`` with ``steps``: each checkpoint of A against that step of B at the
+  same seed (a fine-tuned model at every step against its parent's last checkpoint).
 """
 
 from __future__ import annotations
@@ -40,18 +42,25 @@ def partners(pairs: PairSpec, resolution: Resolution, here: Where) -> list[Where
     if pairs.models is not None:
         a, b = pairs.models
         other = series.get((b, seed))
-        if model != a or other is None or step not in other.steps:
+        if model != a or other is None:
             return []
-        return [(b, seed, step)]
+        if pairs.steps is not None:  # one step of model B for every step of A
+            return [(b, seed, _fixed_step(pairs.steps, other.steps, b, seed))]
+        return [(b, seed, step)] if step in other.steps else []
     run = series[(model, seed)]
-    if pairs.steps == "last":
-        return [(model, seed, run.steps[-1])]
-    if pairs.steps == "first":
-        return [(model, seed, run.steps[0])]
-    fixed = int(pairs.steps or 0)
-    if fixed not in run.steps:
+    return [(model, seed, _fixed_step(pairs.steps, run.steps, model, seed))]
+
+
+def _fixed_step(which: str | int | None, steps: tuple[int, ...], model: str, seed: int) -> int:
+    """``last``, ``first`` or a step of a run (PlanError when it is no checkpoint)."""
+    if which == "last":
+        return steps[-1]
+    if which == "first":
+        return steps[0]
+    fixed = int(which or 0)
+    if fixed not in steps:
         raise PlanError(
             f"pairs: step {fixed} is not a checkpoint of {series_label(model, seed)} "
-            f"(its steps run from {run.steps[0]} to {run.steps[-1]}, {len(run.steps)} in all)"
+            f"(its steps run from {steps[0]} to {steps[-1]}, {len(steps)} in all)"
         )
-    return [(model, seed, fixed)]
+    return fixed

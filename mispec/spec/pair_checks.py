@@ -90,11 +90,13 @@ def check_pairs(spec: Spec, source: SourceMap, base_dir: Path) -> list[Problem]:
         pairs = m.pairs
         if pairs.seeds is not None:
             _check_seeds(spec, models, pairs.seeds, (*path, "pairs", "seeds"), source, problems)
-        elif pairs.models is not None:
+        if pairs.models is not None:
             _check_models(
                 spec, m, mdef, pairs.models, (*path, "pairs", "models"), source, problems, base_dir
             )
-        elif isinstance(pairs.steps, int):
+        if isinstance(pairs.steps, int):
+            if pairs.models is not None:  # a step of model B
+                models = [pairs.models[1]] if pairs.models[1] in spec.models else []
             _check_step(
                 spec, models, pairs.steps, (*path, "pairs", "steps"), source, problems, base_dir
             )

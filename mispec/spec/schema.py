@@ -319,7 +319,9 @@ class PairSpec(Strict):
     """Which two sides a comparison metric reads (exactly one key): ``seeds`` — every
     unordered pair of seeds of each model (``all``, or the listed seeds); ``models`` — model
     A against model B at the seeds and steps they share; ``steps`` — each checkpoint against
-    one step of the same run (``last``, ``first`` or a step)."""
+    one step of the same run (``last``, ``first`` or a step); ``models`` with ``steps`` — model
+    A at each of its steps against one step of model B (a fine-tuned model against its parent's
+    last checkpoint)."""
 
     seeds: Literal["all"] | Annotated[list[int], Field(min_length=2)] | None = Field(
         default=None,
@@ -334,15 +336,18 @@ class PairSpec(Strict):
     steps: Literal["last", "first"] | Annotated[int, Field(ge=0, le=MAX_STEP)] | None = Field(
         default=None,
         description="compare each checkpoint with this step of the same run (last, first or "
-        "a step); results carry it as the 'step_b' coordinate",
+        "a step), or with 'models', with this step of model B; results gain a 'step_b' dim",
     )
 
     @model_validator(mode="after")
     def _one_kind(self) -> PairSpec:
         given = [k for k in ("seeds", "models", "steps") if getattr(self, k) is not None]
+        if given == ["models", "steps"]:  # model A at each step against one step of model B
+            return self
         if len(given) != 1:
             raise ValueError(
-                "a pair declaration needs exactly one of 'seeds', 'models' or 'steps'"
+                "a pair declaration needs exactly one of 'seeds', 'models' or 'steps' (or "
+                "'models' with 'steps': model A at each step against that step of model B)"
                 + (f" (got {', '.join(given)})" if given else "")
             )
         return self
