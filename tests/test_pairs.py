@@ -251,14 +251,15 @@ def test_cross_model_patching_in_a_spec_patches_model_b_into_model_a(write_spec,
 
 
 def test_path_dependence_study_runs_small_and_says_which_heads_match(write_spec):
-    """specs/path_dependence.yaml, shrunk (40 steps, 4 checkpoints, 8 prompts): every
+    """specs/path_dependence.yaml, shrunk (20 steps, 3 checkpoints, 4 prompts): every
     comparison lands with its second-side dims and the summary names the matched heads."""
     text = (
         (REPO / "specs/path_dependence.yaml")
         .read_text()
-        .replace("steps: 1000", "steps: 40")
-        .replace("{schedule: log, count: 20}", "{steps: [0, 10, 20, 40]}")
-        .replace("{n: 32, vocab: 64, half_len: 24}", "{n: 8, vocab: 64, half_len: 24}")
+        .replace("steps: 1000", "steps: 20")
+        .replace("batch_size: 64", "batch_size: 16")
+        .replace("{schedule: log, count: 20}", "{steps: [0, 10, 20]}")
+        .replace("{n: 32, vocab: 64, half_len: 24}", "{n: 4, vocab: 64, half_len: 24}")
     )
     res = mispec.run(write_spec(text, "path_dependence.yaml"), progress=False)
     ds = res.open()["toy2l"].to_dataset()
@@ -278,7 +279,7 @@ def test_path_dependence_study_runs_small_and_says_which_heads_match(write_spec)
     lines = [s for s in res.summary if "head_match seed" in s]
     assert len(lines) == 6  # 3 pairs x (assignment, overlap over steps)
     m = match_heads(ds.head_match.sel(seed=0, seed_b=1).isel(step=-1))
-    first = next(s for s in lines if s.startswith("toy2l: head_match seed 0 → seed 1 at step 40"))
+    first = next(s for s in lines if s.startswith("toy2l: head_match seed 0 → seed 1 at step 20"))
     shown = ", ".join(
         f"{h}→{int(m.head_b.sel(layer=0, head=h))} {float(m.similarity.sel(layer=0, head=h)):.2f}"
         for h in range(4)
