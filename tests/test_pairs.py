@@ -146,6 +146,8 @@ BAD = (
   kn: {fn: kl_divergence, inputs: {p: logprobs, q: logprobs}, models: [toy]}
   lp: {fn: loss, prompts: rep, pairs: seeds, models: [toy]}
   kf: {fn: kl_divergence, inputs: {p: logprobs, q: logprobs}, pairs: {models: [toy, toy_b], steps: 15}}
+  only_toy: {fn: next_token_logprobs, prompts: rep, models: [toy]}
+  ko: {fn: kl_divergence, inputs: {p: only_toy, q: only_toy}, pairs: {models: [toy, toy_b]}, models: [toy]}
 """
 )
 WIDE = """\
@@ -181,6 +183,7 @@ def test_bad_pairs_are_refused_at_validate_with_their_location(write_spec):
         "kn": (at("kn", "kn:"), "compares two sides"),
         "lp": (at("lp", "pairs:"), "'loss' compares nothing"),
         "kf": (at("kf", "15"), "step 15 is not a checkpoint of model 'toy_b'"),
+        "ko": (at("ko", "[toy, toy_b]"), "'only_toy' does not run on 'toy_b'"),
     }
     for metric, (where, message) in expected.items():
         assert any(s.startswith(where) and message in s for s in shown), (metric, shown)

@@ -168,6 +168,26 @@ def _check_models(
         problems.append(
             source.problem(path, f"model '{a}' is not among the metric's `models:` {m.models}")
         )
+    for param, ref in m.input_refs().items():
+        if param not in mdef.other_side or ref.metric not in spec.metrics:
+            continue
+        runs_on = spec.metrics[ref.metric].models
+        if runs_on is not None and b not in runs_on:
+            problems.append(
+                source.problem(
+                    path,
+                    f"'{param}' reads '{ref.metric}' of model '{b}', but '{ref.metric}' does not "
+                    f"run on '{b}' (its `models:` {runs_on})",
+                )
+            )
+    if f"{a}_vs_{b}" in spec.models:  # the results node of the comparison (assemble_pairs)
+        problems.append(
+            source.problem(
+                path,
+                f"the comparison's results node '{a}_vs_{b}' is also a model's name; rename "
+                "that model",
+            )
+        )
     shared = sorted(set(spec.models[a].seeds) & set(spec.models[b].seeds))
     if not shared:
         problems.append(
