@@ -288,3 +288,24 @@ def test_path_dependence_study_runs_small_and_says_which_heads_match(write_spec)
         for h in range(4)
     )
     assert f"L0: {shown}" in first
+
+
+def test_summary_names_each_seeds_strongest_head_never_a_mean_over_seeds():
+    """Seed 0's strongest head is L1H1, seed 1's L1H2: a mean over seeds by head index would
+    name L1H1 or L1H2 for both; the summary names each seed's own."""
+    import xarray as xr
+
+    from mispec.execute.summary import summarize
+
+    values = np.zeros((2, 1, 2, 3))
+    values[0, 0, 1, 1], values[1, 0, 1, 2] = 0.9, 0.8
+    values[1, 0, 1, 1] = 0.7  # the mean over seeds would pick L1H1 (0.8) for both
+    var = xr.DataArray(
+        values, dims=("seed", "step", "layer", "head"), coords={"seed": [0, 1], "step": [5]}
+    )
+    tree = xr.DataTree.from_dict({"m": xr.Dataset({"induction": var})})
+    (line,) = summarize(tree)
+    assert line == (
+        "m: strongest induction at the last step: seed 0 layer 1 head 1 = 0.900, "
+        "seed 1 layer 1 head 2 = 0.800"
+    )
