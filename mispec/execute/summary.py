@@ -47,6 +47,8 @@ def _strongest_head(model: str, name: str, last: Any) -> str:
     """The strongest head at the last step, SEED BY SEED: head indices name different heads
     in different seeds (see ``head_matching``), so a mean over seeds by index would name a
     head that is nobody's."""
+    if _no_value(last.values):
+        return f"{model}: {name} at the last step: no value"
     seeds = list(last.seed.values) if "seed" in last.dims else [None]
     parts = []
     for seed in seeds:
