@@ -15,6 +15,11 @@ logit_diff                activation    ()
 activation_patching       intervention  (layer, head) or (layer, pos)
 patching_gap_z            intervention  ()
 head_ablation             intervention  (layer, head)
+direct_logit_attribution  intervention  (layer, head) or (layer, component)
+logit_lens                intervention  (layer,)
+head_position_patching    intervention  (layer, head, pos)
+path_patching             intervention  (layer, head): sender heads
+backup_heads              intervention  (src_layer, src_head, dst_layer, dst_head)
 composition_score         weights       (src_layer, src_head, dst_layer, dst_head)
 weight_norm               weights       (component,)
 embed_fourier             weights       (freq,)
@@ -27,9 +32,11 @@ reduce                    derived       input dims without ``over``
 
 from mispec.metrics.builtin import (  # noqa: F401  (registers on import)
     attention,
+    dla,
     interventions,
     logits,
     loss,
+    patching,
     reductions,
     summaries,
     weights,
