@@ -109,7 +109,7 @@ def test_path_patching_equals_hand_written_hooks():
                 _, mid = b.run_with_cache(clean, names_filter=["blocks.2.attn.hook_q"])
             q = mid["blocks.2.attn.hook_q"]
 
-            def receive(x, hook):
+            def receive(x, hook, q=q):
                 x[:, :, [0, 1]] = q[:, :, [0, 1]]
                 return x
 

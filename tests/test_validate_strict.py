@@ -431,6 +431,7 @@ def test_a_text_prompt_set_has_only_its_masks_as_extras(write_spec):
     (spec.parent / "tok").mkdir()
     problems = _problems(spec)
     assert list(problems) == ["metrics.ld.prompts"], problems
-    assert "(it has: attention_mask, loss_mask, token_strings, word_start)" in problems[
-        "metrics.ld.prompts"
-    ]
+    assert (
+        "(it has: attention_mask, loss_mask, token_strings, word_start)"
+        in problems["metrics.ld.prompts"]
+    )

@@ -112,7 +112,8 @@ def _word_starts(tokenizer: Any, text: str, ids: list[int], strings: list[str]) 
     firsts = {
         j for j, c in enumerate(text) if not c.isspace() and (j == 0 or text[j - 1].isspace())
     }
-    out, seen = [], set()
+    out: list[bool] = []
+    seen: set[int] = set()
     for start, end in spans:
         hit = firsts.intersection(range(start, end)) - seen
         seen |= hit

@@ -11,6 +11,15 @@ icl_score                 derived       input dims without pos
 induction_score,          activation    (layer, head)
 previous_token_score,
 duplicate_token_score
+start_of_word_score,      activation    (layer, head)
+open_bracket_score,
+bos_score,
+self_token_score,
+attention_to
+neuron_activation         activation    (layer, neuron)
+neuron_top_examples       activation    (neuron, batch, pos)
+top_examples              activation    (neuron,), with an input selection
+neuron_ablation           intervention  (neuron,)
 logit_diff                activation    ()
 activation_patching       intervention  (layer, head) or (layer, pos)
 patching_gap_z            intervention  ()
@@ -32,10 +41,12 @@ reduce                    derived       input dims without ``over``
 
 from mispec.metrics.builtin import (  # noqa: F401  (registers on import)
     attention,
+    attention_families,
     dla,
     interventions,
     logits,
     loss,
+    neurons,
     patching,
     reductions,
     summaries,
