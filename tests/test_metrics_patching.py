@@ -13,16 +13,16 @@ from transformer_lens import patching
 from mispec.metrics.builtin.patching import backup_heads, head_position_patching, path_patching
 from mispec.prompts.core import PromptSet
 
-N_LAYERS, N_HEADS, VOCAB, SEQ, BATCH = 3, 2, 20, 5, 6
+N_LAYERS, N_HEADS, VOCAB, SEQ, BATCH = 3, 2, 20, 4, 5
 
 
 @functools.cache
-def bridge():
+def bridge(n_layers: int = N_LAYERS):
     from transformer_lens.config import TransformerBridgeConfig
     from transformer_lens.model_bridge import TransformerBridge
 
     cfg = TransformerBridgeConfig(
-        d_model=24, d_head=8, n_layers=N_LAYERS, n_ctx=16, n_heads=N_HEADS, d_vocab=VOCAB,
+        d_model=24, d_head=8, n_layers=n_layers, n_ctx=16, n_heads=N_HEADS, d_vocab=VOCAB,
         d_mlp=48, act_fn="gelu", normalization_type="LN", seed=4,
     )  # fmt: skip
     b = TransformerBridge.boot_native(cfg)
@@ -31,7 +31,7 @@ def bridge():
 
 
 @functools.cache
-def pairs() -> PromptSet:
+def pairs(n_layers: int = N_LAYERS) -> PromptSet:
     """Corrupted copies that differ at two positions; answers chosen so that clean and corrupt
     disagree (a clear gap)."""
     gen = torch.Generator().manual_seed(7)
@@ -40,7 +40,7 @@ def pairs() -> PromptSet:
     corrupt[:, 1] = (clean[:, 1] + 5) % VOCAB
     corrupt[:, 3] = (clean[:, 3] + 9) % VOCAB
     with torch.no_grad():
-        lc, lx = bridge()(clean)[:, -1], bridge()(corrupt)[:, -1]
+        lc, lx = bridge(n_layers)(clean)[:, -1], bridge(n_layers)(corrupt)[:, -1]
     return PromptSet(
         tokens=clean.numpy(),
         extras={
@@ -52,29 +52,31 @@ def pairs() -> PromptSet:
     )
 
 
-def ld(logits: torch.Tensor) -> torch.Tensor:
-    ps = pairs()
+def ld(logits: torch.Tensor, ps: PromptSet | None = None) -> torch.Tensor:
+    ps = ps or pairs()
     a, w = torch.from_numpy(ps.extras["answer"]), torch.from_numpy(ps.extras["wrong_answer"])
     last = logits[:, -1]
     return (last.gather(-1, a[:, None]) - last.gather(-1, w[:, None])).mean()
 
 
-def tokens():
-    ps = pairs()
+def tokens(ps: PromptSet | None = None):
+    ps = ps or pairs()
     return torch.from_numpy(ps.tokens), torch.from_numpy(ps.extras["corrupt_tokens"])
 
 
 def test_head_position_patching_equals_transformer_lens():
-    b, ps = bridge(), pairs()
+    b, ps = bridge(2), pairs(2)  # two layers: TL's sweep runs one pass per cell too
     ours = head_position_patching(b, ps)
-    clean, corrupt = tokens()
+    clean, corrupt = tokens(ps)
+
+    def metric(logits):
+        return ld(logits, ps)
+
     with torch.no_grad():
         lc, cache = b.run_with_cache(clean)
-        ld_clean, ld_corrupt = ld(lc), ld(b(corrupt))
-        tl = patching.get_act_patch_attn_head_out_by_pos(
-            b, corrupt, cache, ld
-        )  # [layer, pos, head]
-    expected = ((tl - ld_corrupt) / (ld_clean - ld_corrupt)).permute(0, 2, 1)
+        ld_clean, ld_corrupt = metric(lc), metric(b(corrupt))
+        tl = patching.get_act_patch_attn_head_out_by_pos(b, corrupt, cache, metric)
+    expected = ((tl - ld_corrupt) / (ld_clean - ld_corrupt)).permute(0, 2, 1)  # [layer, head, pos]
     assert ours.dims == ("layer", "head", "pos")
     np.testing.assert_allclose(ours.values, expected.numpy(), atol=1e-5)
     assert np.nanmax(np.abs(ours.values)) > 0.05
