@@ -28,6 +28,7 @@ direct_logit_attribution  intervention  (layer, head) or (layer, component)
 logit_lens                intervention  (layer,)
 head_position_patching    intervention  (layer, head, pos)
 path_patching             intervention  (layer, head): sender heads
+attribution_patching      intervention  (layer, head): first-order estimate
 backup_heads              intervention  (src_layer, src_head, dst_layer, dst_head)
 composition_score         weights       (src_layer, src_head, dst_layer, dst_head)
 weight_norm               weights       (component,)
@@ -42,6 +43,7 @@ reduce                    derived       input dims without ``over``
 from mispec.metrics.builtin import (  # noqa: F401  (registers on import)
     attention,
     attention_families,
+    attribution,
     dla,
     interventions,
     logits,
