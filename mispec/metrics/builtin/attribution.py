@@ -52,9 +52,8 @@ def z_gradients(bridge: Any, tokens: Any, prompts: Any, names: list[str]) -> tup
     try:
         with torch.enable_grad():
             logits = bridge.run_with_hooks(tokens, fwd_hooks=[(n, keeper(n)) for n in names])
-            per_prompt = answer_logit_diff(
-                logits, prompts, at=answer_positions(prompts).to(logits.device)
-            )
+            # on the CPU, where the answers are (``.cpu()`` is differentiable)
+            per_prompt = answer_logit_diff(logits.cpu(), prompts, at=answer_positions(prompts))
             per_prompt.mean().backward()
     finally:
         if was_training:
@@ -86,7 +85,7 @@ def attribution_patching(bridge: Any, prompts: Any, min_gap_z: float = 3.0) -> A
     if abs(gap_z(ld_clean, ld_corrupt)) > min_gap_z:
         for layer, name in enumerate(names):
             z_corrupt, grad = grads[name]
-            delta = (cache[name].detach() - z_corrupt) * grad  # [batch, pos, head, d_head]
+            delta = (cache[name].detach().to(z_corrupt.device) - z_corrupt) * grad  # [b, p, h, d]
             # d mean(LD) / dz is 1/n of each prompt's own gradient: the sum over the batch is
             # the estimate of the change of the mean LD
             values[layer] = delta.sum((0, 1, 3)).float().cpu().numpy()

@@ -183,7 +183,8 @@ def path_patching(
                             if pos is None:
                                 x[:, :, h] = new[:, :, h]
                             else:
-                                x[rows, pos, h] = new[rows, pos, h]
+                                r, p = rows.to(x.device), pos.to(x.device)
+                                x[r, p, h] = new[r, p, h]
                         return x
 
                     hooks.append((name, receive))
