@@ -73,6 +73,13 @@ def test_dla_per_head_equals_transformer_lens_and_sums_to_the_logit_diff():
     tl_heads = res.attribution[: N_LAYERS * N_HEADS].mean(-1).reshape(N_LAYERS, N_HEADS)
     assert res.labels[: N_LAYERS * N_HEADS][N_HEADS + 2] == "L1H2"
     np.testing.assert_allclose(ours.values, tl_heads.detach().numpy(), atol=1e-5)
+    # per component too: TL's labels embed, pos_embed, 0_attn_out, 0_mlp_out, 1_attn_out, ...
+    comp = tl_dla(folded, torch.from_numpy(ps.tokens), ans, wrong, unit="component")
+    tl_comp = comp.attribution.mean(-1).detach().numpy()
+    mine = direct_logit_attribution(b, ps, per="component")
+    assert comp.labels[2:4] == ["0_attn_out", "0_mlp_out"]
+    np.testing.assert_allclose(mine.values.ravel(), tl_comp[2:], atol=1e-5)
+    assert mine.attrs["embed"] == pytest.approx(float(tl_comp[0] + tl_comp[1]), abs=1e-5)
     ld = float(logit_diffs(b).mean())
     assert ours.attrs["logit_diff"] == pytest.approx(ld, abs=1e-5)
     assert float(ours.sum()) + ours.attrs["remainder"] == pytest.approx(ld, abs=1e-5)
