@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mispec.errors import Problem, PromptError, UserError
+from mispec.spec.prompt_files import build_text_sets, file_problem, text_extras_of
 from mispec.spec.schema import Spec
 from mispec.spec.yaml_source import KeyPath, SourceMap
 
@@ -61,7 +62,7 @@ def check_resources(spec: Spec, source: SourceMap, base_dir: Path) -> list[Probl
                 try:
                     read_records(path)
                 except (PromptError, OSError, UnicodeDecodeError) as exc:
-                    problems.append(_file_problem(source, name, exc))
+                    problems.append(file_problem(source, name, exc))
         n = prompt.args.get("n")
         if isinstance(n, int) and not isinstance(n, bool) and not 0 < n <= MAX_PROMPTS:
             problems.append(
@@ -86,7 +87,7 @@ def check_built(spec: Spec, source: SourceMap, base_dir: Path) -> list[Problem]:
     built = _build_prompt_sets(spec, source, base_dir, problems)
     _check_prompt_fit(spec, source, sources, built, problems)
     _check_text_tokenizers(spec, source, sources, problems)
-    texts = _build_text_sets(spec, source, sources, base_dir, problems)
+    texts = build_text_sets(spec, source, sources, base_dir, problems)
     _check_prompt_extras(spec, source, {**built, **texts}, base_dir, problems)
     _check_dataflow(spec, source, problems)
     _check_cache_hooks(spec, source, problems)
@@ -166,16 +167,6 @@ def _steps_shown(steps: list[int]) -> str:
 def _resolve(path: str, base_dir: Path) -> Path:
     p = Path(path).expanduser()
     return (p if p.is_absolute() else Path(base_dir) / p).resolve()
-
-
-def _file_problem(source: SourceMap, name: str, exc: Exception) -> Problem:
-    """A prompt-file problem at the file's own line when it has one (``p.jsonl:3:1``), else
-    at the spec's ``prompts.<name>.file``."""
-    from mispec.prompts.records import PromptFileError
-
-    if isinstance(exc, PromptFileError) and exc.line is not None:
-        return Problem(exc.message, ("prompts", name), file=exc.file, line=exc.line, col=1)
-    return source.problem(("prompts", name, "file"), str(exc))
 
 
 # --------------------------------------------------------------------------- prompts
@@ -284,65 +275,6 @@ def _check_text_tokenizers(
                 )
 
 
-def _build_text_sets(
-    spec: Spec,
-    source: SourceMap,
-    sources: dict[str, ModelSource],
-    base_dir: Path,
-    problems: list[Problem],
-) -> dict[str, Any]:
-    """Text prompt sets tokenized, as the run will, by every model that reads them and whose
-    tokenizer is on local disk (``ModelSource.local_tokenizer_folder``): a multi-token
-    ``answer``, a ``corrupt_text`` of another length or a position outside its prompt is
-    reported at the ``.jsonl`` line. Returns the first such build of each set."""
-    from mispec.errors import CheckpointError
-    from mispec.models import hf
-    from mispec.prompts.text import load_text_prompts
-
-    built: dict[str, Any] = {}
-    failed: set[str] = set()
-    seen: set[tuple[str, str]] = set()
-    for m in spec.metrics.values():
-        prompt = spec.prompts.get(m.prompts or "")
-        if prompt is None or prompt.file is None or m.prompts in failed:
-            continue
-        assert m.prompts is not None
-        for model_name in m.models or list(spec.models):
-            if (m.prompts, model_name) in seen or model_name not in sources:
-                continue
-            seen.add((m.prompts, model_name))
-            folder = sources[model_name].local_tokenizer_folder()
-            if folder is None:
-                continue
-            try:
-                prompts = load_text_prompts(
-                    _resolve(prompt.file, base_dir),
-                    hf.local_tokenizer(folder),
-                    prepend_bos=prompt.prepend_bos,
-                    max_tokens=prompt.max_tokens,
-                    limit=prompt.limit,
-                    model=model_name,
-                )
-            except (PromptError, CheckpointError, OSError, UnicodeDecodeError) as exc:
-                problems.append(_file_problem(source, m.prompts, exc))
-                failed.add(m.prompts)
-                break
-            built.setdefault(m.prompts, prompts)
-    return {k: v for k, v in built.items() if k not in failed}
-
-
-def _text_extras(spec: Spec, name: str, base_dir: Path) -> set[str]:
-    """The extras a text prompt set will carry, from its file's fields (no tokenizer)."""
-    from mispec.prompts.records import read_records
-    from mispec.prompts.text import TEXT_EXTRAS, text_extras
-
-    file = spec.prompts[name].file
-    try:
-        return set(text_extras(read_records(_resolve(file or "", base_dir))))
-    except (PromptError, OSError, UnicodeDecodeError):  # reported by check_resources
-        return set(TEXT_EXTRAS)
-
-
 def _check_prompt_extras(
     spec: Spec, source: SourceMap, built: dict[str, Any], base_dir: Path, problems: list[Problem]
 ) -> None:
@@ -363,7 +295,7 @@ def _check_prompt_extras(
         have = (
             set(prompts.extras)
             if prompts is not None
-            else _text_extras(spec, m.prompts or "", base_dir)
+            else text_extras_of(spec, m.prompts or "", base_dir)
         )
         try:
             missing = [e for e in mdef.extras_for(m.args) if e not in have]
