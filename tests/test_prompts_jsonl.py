@@ -15,9 +15,9 @@ from mispec.prompts.records import PromptFileError
 from mispec.prompts.text import load_text_prompts
 
 try:
-    from tests.helpers.tiny_neox import build_checkpoint_folder, build_tokenizer
+    from tests.helpers.tiny_neox import build_checkpoint_folder, build_hf_cache, build_tokenizer
 except ImportError:
-    from helpers.tiny_neox import build_checkpoint_folder, build_tokenizer
+    from helpers.tiny_neox import build_checkpoint_folder, build_hf_cache, build_tokenizer
 
 # "wK" is token id K + 3 in the tiny WordLevel tokenizer (<bos> <eos> <unk> w0 w1 ...)
 LINES = [
@@ -151,3 +151,22 @@ def test_validate_reports_the_jsonl_line_exit_2(write_spec, capsys):
     assert "metrics.ld.prompts: metric 'logit_diff' reads the prompt extras 'answer'" in err
     assert "add the field to every line of its .jsonl file" in err
     assert not (spec.parent / "runs").exists()
+
+
+def test_validate_reads_a_pretrained_models_tokenizer_from_the_hf_cache(
+    write_spec, capsys, tmp_path, monkeypatch
+):
+    """A hub model whose tokenizer is already in the HF cache is checked offline at validate."""
+    cache = build_hf_cache(tmp_path / "hub", "EleutherAI/pythia-14m", (0,), vocab_size=16)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    text = SPEC.format(folder="x").replace(
+        "{path: x, checkpoints: all}",
+        "{pretrained: EleutherAI/pythia-14m, checkpoints: {steps: [0]}}",
+    )
+    spec = write_spec(text)
+    jsonl = write_jsonl(spec.parent / "p.jsonl", [LINES[0], {**LINES[1], "answer": "w7 w9"}])
+    assert main(["validate", str(spec)]) == 2
+    assert f"{jsonl}:2:1: prompts.ioi: answer 'w7 w9' is 2 tokens for model 'neox'" in (
+        capsys.readouterr().err
+    )
