@@ -94,7 +94,7 @@ def test_dla_per_component_by_hand_and_complete():
     with torch.no_grad():
         _, cache = b.run_with_cache(torch.from_numpy(ps.tokens))
     a, w = torch.from_numpy(ps.extras["answer"]), torch.from_numpy(ps.extras["wrong_answer"])
-    u = (b.W_U[:, a] - b.W_U[:, w]).T * b.ln_final.weight  # [batch, d]
+    u = ((b.W_U[:, a] - b.W_U[:, w]).T * b.ln_final.weight).detach()  # [batch, d]
     scale = cache["ln_final.hook_scale"][:, -1, 0]
 
     def direct(x):  # x: [batch, pos, d]
@@ -110,7 +110,7 @@ def test_dla_per_component_by_hand_and_complete():
         )
     embed = direct(cache["hook_embed"] + cache["hook_pos_embed"])
     assert ours.attrs["embed"] == pytest.approx(embed, abs=1e-5)
-    bias = (b.W_U[:, a] - b.W_U[:, w]).T @ b.ln_final.bias + b.b_U[a] - b.b_U[w]
+    bias = ((b.W_U[:, a] - b.W_U[:, w]).T @ b.ln_final.bias + b.b_U[a] - b.b_U[w]).detach()
     assert ours.attrs["remainder"] == pytest.approx(float(bias.mean()), abs=1e-5)
     total = float(ours.sum()) + ours.attrs["embed"] + ours.attrs["remainder"]
     assert total == pytest.approx(float(logit_diffs(b).mean()), abs=1e-5)

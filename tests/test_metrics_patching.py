@@ -198,3 +198,28 @@ def test_attribution_patching_is_the_derivative_along_clean_minus_corrupt():
                 slope = float(up - down) / (2 * eps) / gap
                 assert ours.sel(layer=layer, head=h) == pytest.approx(slope, abs=2e-3, rel=1e-2)
     assert np.abs(ours.values).max() > 0.01
+
+
+def test_attribution_patching_equals_transformer_lens_attribution_patch():
+    """TL's node sweep (per layer, position, head; averaged over pairs) summed over positions
+    is the same estimate, on prompts that share one answer pair (TL's metric sees one row)."""
+    from transformer_lens.tools.analysis.attribution_patching import attribution_patch
+
+    from mispec.metrics.builtin.attribution import attribution_patching
+
+    b, base = bridge(2), pairs(2)
+    a, w = int(base.extras["answer"][0]), int(base.extras["wrong_answer"][0])
+    n = base.n
+    ps = PromptSet(
+        tokens=base.tokens,
+        extras={**base.extras, "answer": np.full(n, a), "wrong_answer": np.full(n, w)},
+    )
+    ours = attribution_patching(b, ps, min_gap_z=0.0)
+    clean, corrupt = tokens(ps)
+    res = attribution_patch(b, clean, corrupt, lambda logits: logits[0, -1, a] - logits[0, -1, w])
+    tl = np.zeros((2, N_HEADS))
+    for node, score in res.node_scores.items():
+        if node.kind == "attn_head_out":
+            tl[node.layer, node.head] += float(score)
+    gap = ours.attrs["ld_clean"] - ours.attrs["ld_corrupt"]
+    np.testing.assert_allclose(ours.values * gap, tl, atol=1e-5)
