@@ -25,8 +25,9 @@ prompts at each position, or ``zero``) and record how every later head's direct 
 attribution changes (``mispec.metrics.builtin.dla``, the final LayerNorm's scale of the
 ablated run folded in). Dims ``(src_layer, src_head, dst_layer, dst_head)``: the change of
 ``dst``'s DLA when ``src`` is ablated; positive where ``dst`` takes over (a backup head), NaN
-where ``dst`` cannot see ``src`` (same or earlier layer). The attr-free diagonal reading:
-``ablated_dla`` (src's own DLA lost) is ``direct_logit_attribution`` itself.
+where ``dst`` cannot see ``src`` (same or earlier layer). What ``src`` itself contributed
+directly (what a backup would make up for) is ``direct_logit_attribution``. The measure mixes
+compensation with plain dependence: a ``dst`` that reads ``src``'s output loses DLA too.
 """
 
 from __future__ import annotations
