@@ -45,7 +45,9 @@ def test_circuits_pretrained_runs_offline_on_a_local_neox_folder(tmp_path, monke
     shutil.copy(SPECS / "circuits_pretrained.yaml", spec)
     shutil.copytree(SPECS / "prompts", tmp_path / "prompts")
     lines = [json.loads(x) for x in (SPECS / "prompts" / "ioi.jsonl").read_text().splitlines()]
-    words = sorted({w for r in lines for t in (r["text"], r["corrupt_text"]) for w in t.split()})
+    words = {w for r in lines for t in (r["text"], r["corrupt_text"]) for w in t.split()}
+    words |= set((SPECS / "prompts" / "brackets.txt").read_text().split())
+    words = sorted(words)
     tokenizer = ioi_tokenizer(words)
     for step in (0, 50):
         out = tmp_path / "checkpoints" / "neox-run" / f"step{step}"
@@ -61,6 +63,10 @@ def test_circuits_pretrained_runs_offline_on_a_local_neox_folder(tmp_path, monke
     for name in ("end_to_io", "end_to_s1", "end_to_s2", "s2_to_s1"):
         assert ((ds[name] >= 0) & (ds[name] <= 1)).all()
     assert ds.backup.dims == ("step", "src_layer", "src_head", "dst_layer", "dst_head")
+    # a word-level tokenizer: every token starts a word, so start-of-word has no target (NaN)
+    assert np.isnan(ds.word_start).all()
+    for name in ("bracket", "bos", "prev_token", "dup_token"):
+        assert np.isfinite(ds[name]).all() and ((ds[name] >= 0) & (ds[name] <= 1)).all()
 
 
 @pytest.mark.slow
