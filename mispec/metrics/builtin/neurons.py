@@ -17,8 +17,8 @@ nonlinearity) ``[batch, pos, d_mlp]``.
       on_top: {fn: top_examples, prompts: text, args: {layer: 0, neurons: [3, 7]},
                inputs: {examples: {metric: top, step: last}}}
 
-  (the last step's top examples, by default the study's interest; ``step: first`` or a number
-  picks another reference).
+  (here the last step's top examples; ``step: first`` or a step number picks another
+  reference checkpoint).
 * ``neuron_ablation`` — dims ``(neuron,)``: the change of the loss (or logit difference) when
   one neuron of ``layer`` is set to zero (or to its mean over the prompts at each position),
   one forward pass per neuron.
