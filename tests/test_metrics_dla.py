@@ -148,3 +148,20 @@ def test_logit_lens_last_layer_is_the_model_and_earlier_layers_by_hand():
     assert lens.sel(layer=0) == pytest.approx(expected, abs=1e-5)
     lp = logit_lens(b, ps, measure="logprob")
     assert lp.sel(layer=0) == pytest.approx(float(logits.log_softmax(-1)[rows, a].mean()), abs=1e-5)
+
+
+def test_logit_lens_equals_transformer_lens_logit_lens():
+    """TL's stack is resid_pre of every layer then the final resid_post: our layer L (after
+    the layer) is its entry L + 1."""
+    from transformer_lens.tools.analysis import logit_lens as tl_lens
+
+    b, ps = bridge(), prompts()
+    ours = logit_lens(b, ps)
+    with torch.no_grad():
+        res = tl_lens(b, torch.from_numpy(ps.tokens))
+    logits = res.values  # [stack, batch, vocab] at the last position
+    assert res.labels[-1] == "final_post" and len(res.labels) == N_LAYERS + 1
+    a, w = torch.from_numpy(ps.extras["answer"]), torch.from_numpy(ps.extras["wrong_answer"])
+    rows = torch.arange(BATCH)
+    tl = (logits[:, rows, a] - logits[:, rows, w]).mean(-1)[1:]
+    np.testing.assert_allclose(ours.values, tl.numpy(), atol=1e-5)
