@@ -49,7 +49,8 @@ def build_text_sets(
     """Text prompt sets tokenized, as the run will, by every model that reads them and whose
     tokenizer is on local disk (``ModelSource.local_tokenizer_folder``): a multi-token
     ``answer``, a ``corrupt_text`` of another length or a position outside its prompt is
-    reported at the ``.jsonl`` line. Returns the first such build of each set."""
+    reported at the ``.jsonl`` line. A tokenizer folder that does not load is left to the run
+    (which reports it when it opens the model). Returns the first such build of each set."""
     from mispec.errors import CheckpointError
     from mispec.models import hf
     from mispec.prompts.text import load_text_prompts
@@ -70,15 +71,19 @@ def build_text_sets(
             if folder is None:
                 continue
             try:
+                tokenizer = hf.local_tokenizer(folder)
+            except CheckpointError:  # a tokenizer that does not load: the run reports it
+                continue
+            try:
                 prompts = load_text_prompts(
                     _resolve(prompt.file, base_dir),
-                    hf.local_tokenizer(folder),
+                    tokenizer,
                     prepend_bos=prompt.prepend_bos,
                     max_tokens=prompt.max_tokens,
                     limit=prompt.limit,
                     model=model_name,
                 )
-            except (PromptError, CheckpointError, OSError, UnicodeDecodeError) as exc:
+            except (PromptError, OSError, UnicodeDecodeError) as exc:
                 problems.append(file_problem(source, m.prompts, exc))
                 failed.add(m.prompts)
                 break
