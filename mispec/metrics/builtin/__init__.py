@@ -37,13 +37,32 @@ transition_step,          reduction     input dims without step
 transition_size
 pca_over_steps            reduction     (step, pc)
 reduce                    derived       input dims without ``over``
+token_logprobs            activation    (batch, pos)
+next_token_logprobs       activation    (batch, pos, vocab)
+activations               activation    (layer, batch, pos, d_model | head, d_head)
+attention_patterns        activation    (layer, head, batch, pos, k_pos)
+kl_divergence,            derived, two  (), (pos,) or (batch, pos)
+logprob_diff,             sides
+top1_agreement
+representation_similarity derived, two  (layer,)
+head_matching             derived, two  (layer, head, head_b)
+parameters                weights       (component, element)
+weight_distance           derived, two  (component,)
+cross_model_patching      intervention, (layer, head), (layer,) or (layer, pos)
+                          two sides
 ========================  ============  ==========================================
+
+A metric of "two sides" compares this cell's checkpoint with another one that a spec's
+``pairs:`` names (``comparisons``).
 """
 
 from mispec.metrics.builtin import (  # noqa: F401  (registers on import)
     attention,
     attention_families,
     attribution,
+    checkpoint_values,
+    comparisons,
+    cross_patching,
     dla,
     interventions,
     logits,
@@ -52,5 +71,6 @@ from mispec.metrics.builtin import (  # noqa: F401  (registers on import)
     patching,
     reductions,
     summaries,
+    weight_comparisons,
     weights,
 )
