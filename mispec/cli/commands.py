@@ -34,14 +34,19 @@ def _register_validate(sub: Any) -> None:
 
 # --------------------------------------------------------------------------- schema
 def cmd_schema(args: argparse.Namespace) -> int:
-    from mispec.spec.schema import json_schema
+    from mispec.catalogue.editor_schema import editor_schema
 
-    _out(json.dumps(json_schema(), indent=2))
+    _out(json.dumps(editor_schema(builtin_only=args.builtin), indent=2))
     return 0
 
 
 def _register_schema(sub: Any) -> None:
-    p = sub.add_parser("schema", help="print the JSON Schema of spec files (for editors)")
+    p = sub.add_parser(
+        "schema",
+        help="print the JSON Schema of spec files for editors (enums of the metrics, tasks "
+        "and generators installed here, and their args)",
+    )
+    p.add_argument("--builtin", action="store_true", help="leave installed plugins out")
     p.set_defaults(func=cmd_schema)
 
 
