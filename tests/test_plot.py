@@ -95,9 +95,9 @@ def test_report_renders_in_headless_chromium(default_study, tmp_path):
     assert img.shape[:2] == (2000, 1200)  # the window, drawn
     rgb = (img[..., :3] * 255).astype(np.uint8)
     assert float(img[..., :3].std()) > 0.05  # not a blank page
-    # the embedded figures were decoded and drawn: a blank or text-only page has a few dozen
-    # colours (anti-aliased text), the report's plots and heatmaps thousands
-    assert len(np.unique(rgb.reshape(-1, 3), axis=0)) > 500
+    # the embedded figures were decoded and drawn: a text-only page at this size has ~200
+    # colours (anti-aliased grey text), the report with its plots and heatmaps ~8000
+    assert len(np.unique(rgb.reshape(-1, 3), axis=0)) > 1000
 
 
 def test_seeds_without_a_transition_get_no_marker():
