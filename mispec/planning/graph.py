@@ -314,6 +314,9 @@ def plan_json(plan: Plan) -> dict[str, Any]:
             series_label(m, s): {
                 "steps": list(ser.steps),
                 "checkpoint_keys": list(ser.checkpoint_ids),
+                # the trained series' checkpoint folder in the store (None: not trained by
+                # mispec); what ``mispec gc`` keeps for this run
+                "training_identity": ser.training_identity,
             }
             for (m, s), ser in sorted(plan.resolution.series.items())
         },
