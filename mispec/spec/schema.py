@@ -363,9 +363,41 @@ class PromptSpec(Strict):
 
 
 # --------------------------------------------------------------------------- metrics
+StepRef = Annotated[int, Field(ge=0, le=MAX_STEP)] | Literal["first", "last"]
+
+
+class InputRef(Strict):
+    """Another metric's result taken from elsewhere than the reading cell's own checkpoint:
+    a fixed ``step`` of the same run (``{metric: freqs, step: last}``: chosen at the last
+    checkpoint, used at every step), another ``seed`` or another ``model`` (at the same step
+    unless ``step`` says which). Unset fields mean "the reading cell's own"."""
+
+    metric: Name = Field(description="the metric whose per-checkpoint result is read")
+    step: StepRef | None = Field(
+        default=None,
+        description="a fixed training step (or 'first'/'last' of the run read); "
+        "default: the reading cell's own step",
+    )
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = Field(
+        default=None, description="another seed of the model read; default: the reading cell's own"
+    )
+    model: Name | None = Field(
+        default=None,
+        description="another model entry of this spec; default: the reading cell's own",
+    )
+
+    @property
+    def is_local(self) -> bool:
+        """True when it reads the reading cell's own checkpoint (a plain metric name)."""
+        return self.step is None and self.seed is None and self.model is None
+
+
 class MetricSpec(Strict):
     """One node of the metric DAG: ``fn`` from the metric registry (or ``module:function``),
-    the ``prompts`` it reads, ``inputs`` wiring other metrics to its parameters, ``args``."""
+    the ``prompts`` it reads, ``inputs`` wiring other metrics to its parameters, ``args``.
+
+    An input is a metric name (its result at the same checkpoint) or an :class:`InputRef`
+    (its result at a fixed step, another seed or another model)."""
 
     fn: str = Field(
         description="the metric function: a registered name (`mispec list metrics`) or module:function"
@@ -373,9 +405,10 @@ class MetricSpec(Strict):
     prompts: str | None = Field(
         default=None, description="the prompt set it reads (a key of prompts:)"
     )
-    inputs: dict[str, str] = Field(
+    inputs: dict[str, str | InputRef] = Field(
         default_factory=dict,
-        description="other metrics wired to the function's parameters: {parameter: metric}",
+        description="other metrics wired to the function's parameters: {parameter: metric} "
+        "or {parameter: {metric: m, step: last}}",
     )
     args: dict[str, Any] = Field(
         default_factory=dict,
@@ -388,6 +421,16 @@ class MetricSpec(Strict):
         default=None,
         description="cache policy for the activations it reads: store, float16 or skip",
     )  # policy for the activations this metric reads
+
+    def input_refs(self) -> dict[str, InputRef]:
+        """Every input as an :class:`InputRef` (a plain name reads the same checkpoint)."""
+        return {
+            p: r if isinstance(r, InputRef) else InputRef(metric=r) for p, r in self.inputs.items()
+        }
+
+    def input_metrics(self) -> dict[str, str]:
+        """Parameter -> the name of the metric it reads."""
+        return {p: r.metric for p, r in self.input_refs().items()}
 
 
 class Spec(Strict):
