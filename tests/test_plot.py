@@ -58,6 +58,17 @@ def test_report_is_self_contained(default_study, tmp_path):
     assert len(images) == 9  # one image per metric
     assert all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
     assert "http://" not in page and "https://" not in page  # nothing fetched from outside
+    assert page.count('<li><a href="#plot-') == 9  # a table of contents, a link per plot
+    assert page.count('<figure id="plot-') == 9
+    # headline values per seed, each seed's own strongest head (never the seed mean's)
+    ds = result.open()["toy2l"].to_dataset()
+    last = ds.induction.isel(step=-1)
+    for seed in (0, 1):
+        one = last.sel(seed=seed).values
+        layer, head = np.unravel_index(int(np.nanargmax(one)), one.shape)
+        assert f"seed {seed}: max {one.max():.4g} at layer {layer}, head {head}" in page
+    # captions from each variable's description
+    assert "<figcaption>loss: Mean next-token cross-entropy" in page
 
 
 def test_report_renders_in_headless_chromium(default_study, tmp_path):

@@ -211,11 +211,15 @@ def cmd_plot(args: argparse.Namespace) -> int:
         args.output or f"{'_'.join(args.metrics)}.png", FIGURE_SUFFIXES, "figure"
     )
     tree = open_results(args.run).load()
-    steps = args.steps
+    notes: list[str] = []
     figs = [
-        metric_figure(tree, m, log_x=not args.linear, heatmap_steps=steps, top_k=args.top_k)
+        metric_figure(
+            tree, m, log_x=not args.linear, heatmap_steps=args.steps, top_k=args.top_k, notes=notes
+        )
         for m in args.metrics
     ]
+    for note in notes:  # a requested step that is not a checkpoint snapped to the nearest
+        print(f"note: {note}", file=sys.stderr)
     if len(figs) == 1:
         save_figure(figs[0], out)
         _out(f"wrote {out}")
@@ -246,7 +250,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if args.output is not None:
         check_output_path(args.output, REPORT_SUFFIXES, "report")
-    path = build_report(args.run, args.output)
+    path = build_report(args.run, args.output, steps=args.steps)
     _out(f"wrote {path}")
     return 0
 
@@ -255,6 +259,7 @@ def _register_report(sub: Any) -> None:
     p = sub.add_parser("report", help="write a self-contained HTML report of a run")
     p.add_argument("run", metavar="RUN")
     p.add_argument("-o", "--output", metavar="FILE.html")
+    p.add_argument("--steps", type=_steps_arg, help="comma-separated steps for the heatmaps")
     p.set_defaults(func=cmd_report)
 
 

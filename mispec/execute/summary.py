@@ -24,16 +24,23 @@ def summarize(tree: Any) -> list[str]:
                     else:
                         lines.append(f"{model} seed {seed}: {name} median over heads = {shown}")
             elif {"layer", "head", "step"} <= set(var.dims):
-                last = var.isel(step=-1).mean("seed") if "seed" in var.dims else var.isel(step=-1)
-                if _no_value(last.values):
-                    lines.append(f"{model}: {name} at the last step: no value")
-                    continue
-                idx = np.unravel_index(int(np.nanargmax(last.values)), last.shape)
-                where = dict(zip(last.dims, idx, strict=True))
-                lines.append(
-                    f"{model}: strongest {name} at the last step: layer {where['layer']} "
-                    f"head {where['head']} = {float(last.values[idx]):.3f}"
-                )
+                # per seed: seeds grow different heads, and a seed mean names nobody's head
+                last = var.isel(step=-1)
+                seeds = list(last.seed.values) if "seed" in last.dims else [None]
+                parts = []
+                for seed in seeds:
+                    one = last.sel(seed=seed) if seed is not None else last
+                    prefix = f"seed {seed} " if seed is not None else ""
+                    if _no_value(one.values):
+                        parts.append(f"{prefix}no value")
+                        continue
+                    idx = np.unravel_index(int(np.nanargmax(one.values)), one.shape)
+                    where = dict(zip(one.dims, idx, strict=True))
+                    parts.append(
+                        f"{prefix}layer {where['layer']} head {where['head']} = "
+                        f"{float(one.values[idx]):.3f}"
+                    )
+                lines.append(f"{model}: strongest {name} at the last step: " + ", ".join(parts))
             elif var.dims == ("seed", "step") or set(var.dims) == {"seed", "step"}:
                 final = var.isel(step=-1)
                 lines.append(
