@@ -9,7 +9,18 @@ import importlib
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["load_spec", "plan", "run", "open_results", "diff", "metric", "__version__"]
+__all__ = [
+    "load_spec",
+    "plan",
+    "run",
+    "open_results",
+    "diff",
+    "metric",
+    "RunResult",
+    "PlannedSpec",
+    "Diff",
+    "__version__",
+]
 
 # each public name → the module that defines it, imported on first use (``import mispec``
 # stays light; ``dir(mispec)`` lists them all the same)
@@ -20,6 +31,9 @@ _LAZY = {
     "open_results": "mispec.api",
     "diff": "mispec.diffing",
     "metric": "mispec.metrics.core",
+    "RunResult": "mispec.api",
+    "PlannedSpec": "mispec.api",
+    "Diff": "mispec.diffing",
 }
 
 

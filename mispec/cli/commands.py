@@ -14,8 +14,45 @@ def _out(text: str) -> None:
 
 # --------------------------------------------------------------------------- validate
 def cmd_validate(args: argparse.Namespace) -> int:
+    from mispec.errors import SpecError
     from mispec.spec.load import load_spec
 
+    if args.format == "json":  # every spec's verdict, problems located, on stdout
+        verdicts, worst = [], 0
+        for path in args.specs:
+            try:
+                spec = load_spec(path).spec
+            except SpecError as exc:
+                worst = max(worst, exc.exit_code)
+                verdicts.append(
+                    {
+                        "spec": path,
+                        "ok": False,
+                        "problems": [
+                            {
+                                "file": p.file,
+                                "line": p.line,
+                                "col": p.col,
+                                "key": p.key_path,
+                                "message": p.message,
+                            }
+                            for p in exc.problems
+                        ],
+                    }
+                )
+                continue
+            verdicts.append(
+                {
+                    "spec": path,
+                    "ok": True,
+                    "name": spec.name,
+                    "models": len(spec.models),
+                    "prompts": len(spec.prompts),
+                    "metrics": len(spec.metrics),
+                }
+            )
+        _out(json.dumps(verdicts, indent=1))
+        return worst
     for path in args.specs:
         loaded = load_spec(path)
         spec = loaded.spec
@@ -29,6 +66,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def _register_validate(sub: Any) -> None:
     p = sub.add_parser("validate", help="check specs; errors point at file:line:col")
     p.add_argument("specs", nargs="+", metavar="SPEC")
+    p.add_argument(
+        "--format", choices=["text", "json"], default="text", help="json: problems as data"
+    )
     p.set_defaults(func=cmd_validate)
 
 
@@ -108,6 +148,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
     root = Path(args.store or os.environ.get(STORE_ENV) or ".mispec")
     runs = Store(root).runs()  # lines that are not records are skipped with a warning
+    if args.format == "json":
+        _out(json.dumps(runs[-args.n :], indent=1))
+        return 0
     if not runs:
         _out(f"no runs recorded in {root.resolve()}")
         return 0
@@ -127,6 +170,7 @@ def _register_ls(sub: Any) -> None:
     p = sub.add_parser("ls", help="list recorded runs in a store")
     p.add_argument("--store", help="store folder (default: ./.mispec)")
     p.add_argument("-n", type=int, default=20, help="how many of the latest runs")
+    p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_ls)
 
 

@@ -59,6 +59,10 @@ class Plan:
     key: str
     base_dir: Path  # where the spec's relative paths resolve
 
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{n} {kind}" for kind, n in self.counts().items())
+        return f"<Plan '{self.spec.name}' {self.key}: {counts}>"
+
     def node(self, node_id: str) -> Node:
         node: Node = self.graph.nodes[node_id]["node"]
         return node
