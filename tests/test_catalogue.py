@@ -95,3 +95,12 @@ def test_init_writes_a_spec_that_validates(tmp_path, capsys):
     assert "4 metric(s)" in capsys.readouterr().out
     assert main(["init", str(spec)]) == 2  # never overwrites without --force
     assert "exists" in capsys.readouterr().err
+
+
+def test_readme_names_every_builtin_and_links_the_catalogue():
+    readme = (REPO / "README.md").read_text()
+    assert "(docs/catalogue.md)" in readme
+    cat = catalogue(builtin_only=True)
+    for kind in ("metrics", "tasks", "sources", "executors"):
+        missing = [e.name for e in cat[kind] if f"`{e.name}`" not in readme]
+        assert missing == [], f"README names no built-in {kind} {missing}"
