@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 CONSTRAINTS ?= constraints/cpu.txt
 LINT_DIRS := mispec tests $(wildcard benchmarks)
 
-.PHONY: venv browser run test test-slow lint typecheck format bench clean
+.PHONY: venv browser run test test-slow lint typecheck format docs bench clean
 
 venv: $(STAMP)
 
@@ -43,6 +43,12 @@ typecheck: venv
 format: venv
 	$(BIN)/ruff check --fix $(LINT_DIRS)
 	$(BIN)/ruff format $(LINT_DIRS)
+
+# Generated docs: the catalogue and the editor schema, from the registries (a test fails
+# when they are stale, e.g. after adding a metric, task or arg).
+docs: venv
+	$(BIN)/mispec list --builtin --format markdown > docs/catalogue.md
+	$(BIN)/mispec schema --builtin > docs/spec.schema.json
 
 test: venv browser lint typecheck
 	$(BIN)/python -m pytest -q

@@ -15,9 +15,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_docs_catalogue_is_current():
     """Regenerate and compare: a metric, task or arg added without regenerating fails here.
-    Fix with `mispec list --builtin --format markdown > docs/catalogue.md`."""
+    Fix with `make docs` (`mispec list --builtin --format markdown > docs/catalogue.md`)."""
     page = (REPO / "docs" / "catalogue.md").read_text()
-    assert page == render_markdown(catalogue(builtin_only=True)) + "\n"
+    assert page == render_markdown(catalogue(builtin_only=True)) + "\n", (
+        "docs/catalogue.md is stale: run `make docs`"
+    )
 
 
 def test_list_metrics_json_has_every_builtin_with_args_and_dims(capsys):
