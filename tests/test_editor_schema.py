@@ -47,7 +47,9 @@ def test_every_key_has_a_description():
 def test_docs_schema_is_current():
     """Fix with `make docs` (`mispec schema --builtin > docs/spec.schema.json`)."""
     page = json.loads((REPO / "docs" / "spec.schema.json").read_text())
-    assert page == editor_schema(builtin_only=True), "docs/spec.schema.json is stale: run `make docs`"
+    assert page == editor_schema(builtin_only=True), (
+        "docs/spec.schema.json is stale: run `make docs`"
+    )
 
 
 def test_enums_and_per_name_args_catch_what_validate_catches():

@@ -94,11 +94,30 @@ def _json_default(value: Any) -> Any:
 
 
 def _type_text(annotation: Any) -> str:
+    """An annotation as a reader writes it: ``int | Literal['auto']``, ``list[str]`` (the
+    constraints of ``Annotated`` left out; a string annotation as written)."""
+    import types
+    import typing
+
     if annotation is inspect.Parameter.empty:
         return "any"
     if isinstance(annotation, str):
         return annotation
-    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+    if annotation is type(None) or annotation is None:
+        return "None"
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _type_text(args[0])
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_text(a) for a in args)
+    if origin is typing.Literal:
+        return f"Literal[{', '.join(map(repr, args))}]"
+    if origin is not None:
+        name = getattr(origin, "__name__", str(origin))
+        return f"{name}[{', '.join(_type_text(a) for a in args)}]" if args else name
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")
 
 
 def arg_entries(params: Iterable[tuple[str, Any, Any]]) -> tuple[ArgEntry, ...]:
