@@ -108,3 +108,17 @@ def test_every_result_coordinate_has_a_long_name_and_units(toy_spec):
     for name, coord in ds.coords.items():
         assert coord.attrs.get("long_name") and coord.attrs.get("units"), name
     assert ds.step.attrs == {"long_name": "training step", "units": "optimizer updates"}
+
+
+def test_head_maps_without_steps_say_their_numbers_and_their_nans():
+    values = np.full((2, 2, 2), np.nan)
+    values[0, 1, 0] = 34.0  # seed 0: one head has a transition; seed 1: none
+    var = xr.DataArray(
+        values, dims=("seed", "layer", "head"), coords={"seed": [0, 1]}, attrs={"units": "step"}
+    )
+    fig = metric_figure(_tree(transition=var), "transition")
+    maps = {ax.get_title(): ax for ax in fig.axes if ax.images}
+    assert set(maps) == {"seed 0", "seed 1"}
+    seed0 = sorted(t.get_text() for t in maps["seed 0"].texts)
+    assert seed0 == ["34", "NaN", "NaN", "NaN"]
+    assert [t.get_text() for t in maps["seed 1"].texts] == ["no value (all NaN)"]

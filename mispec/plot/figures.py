@@ -148,13 +148,16 @@ def plot_heatmaps(fig: Any, axes: Any, var: Any, steps: list[int], *, title: str
     show a head that is nobody's."""
     seeds = list(var.seed.values) if "seed" in var.dims else [None]
     rows = [np.atleast_1d(r) for r in (axes if len(seeds) > 1 else [axes])]
-    vmin, vmax = float(np.nanmin(var.values)), float(np.nanmax(var.values))
+    finite = np.asarray(var.values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     im = None
     for seed, row in zip(seeds, rows, strict=False):
         v = var.sel(seed=seed) if seed is not None else var
         for col, (ax, step) in enumerate(zip(row, steps, strict=False)):
             frame = v.sel(step=step).transpose("layer", "head")
             im = ax.imshow(frame.values, vmin=vmin, vmax=vmax, cmap="viridis", aspect="auto")
+            _write_values(ax, np.asarray(frame.values, dtype=float))
             ax.set_title(
                 f"step {int(frame.step)}"
                 if seed is None
@@ -171,6 +174,35 @@ def plot_heatmaps(fig: Any, axes: Any, var: Any, steps: list[int], *, title: str
         fig.colorbar(im, ax=flat, shrink=0.8, label=_value_label(var))
     if title:
         fig.suptitle(title)
+
+
+def _write_values(ax: Any, values: np.ndarray, max_cells: int = 64) -> None:
+    """A small map says its numbers, and NaN cells say NaN (a blank cell is no statement);
+    a map with no finite value says so across it."""
+    if not np.isfinite(values).any():
+        ax.text(
+            0.5,
+            0.5,
+            "no value (all NaN)",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            fontsize=9,
+            color="0.3",
+        )
+        return
+    if values.size > max_cells:
+        return
+    for (i, j), v in np.ndenumerate(values):
+        ax.text(
+            j,
+            i,
+            "NaN" if not np.isfinite(v) else f"{v:.3g}",
+            ha="center",
+            va="center",
+            fontsize=6,
+            color="0.5" if not np.isfinite(v) else "w",
+        )
 
 
 def snap_steps(requested: list[int], available: list[int]) -> tuple[list[int], list[str]]:
@@ -250,7 +282,8 @@ def metric_figure(
         rows.append((model, var, want_heat, n_seeds))
     any_heat = any(h for _, _, h, _ in rows)
     heights = [2.2 + 1.6 * n if h else 3.8 for _, _, h, n in rows]
-    fig = plt.figure(figsize=(15 if any_heat else 7, sum(heights)), constrained_layout=True)
+    wide = any(h and "step" in var.dims for _, var, h, _ in rows)  # series + heatmaps
+    fig = plt.figure(figsize=(15 if wide else 7, sum(heights)), constrained_layout=True)
     grid = fig.add_gridspec(
         len(rows),
         2 if any_heat else 1,
