@@ -194,9 +194,17 @@ def recorded_refs(store: Store) -> list[RunRefs]:
                 plan = json.loads(p.read_text())
             except (OSError, ValueError):
                 continue  # a damaged plan references nothing it can prove
-            run_id = run_dir.name if p.parent == run_dir else p.parent.name
-            out.append(plan_refs(plan, f"{record.get('study', '?')} ({run_id})"))
+            out.append(plan_refs(plan, f"{record.get('study', '?')} ({_run_id(p.parent)})"))
     return out
+
+
+def _run_id(folder: Path) -> str:
+    """The id of the run a folder holds (its provenance), else the folder's name."""
+    try:
+        prov = json.loads((folder / "provenance.json").read_text("utf-8"))
+        return str(prov["run_id"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return folder.name
 
 
 def spec_refs(spec: str | Path) -> RunRefs:
