@@ -106,3 +106,57 @@ def test_readme_names_every_builtin_and_links_the_catalogue():
     for kind in ("metrics", "tasks", "sources", "executors"):
         missing = [e.name for e in cat[kind] if f"`{e.name}`" not in readme]
         assert missing == [], f"README names no built-in {kind} {missing}"
+
+
+def test_entry_point_plugins_are_listed_and_in_the_editor_schema(monkeypatch, capsys):
+    """A task installed through the `mispec.tasks` entry-point group (as a package would
+    register it) shows in `mispec list tasks` and `generators`, and in `mispec schema`'s
+    enums with its args checked; a broken entry point warns and lists the rest."""
+    import importlib.metadata as md
+
+    import pytest
+
+    from mispec.prompts.generators import GENERATORS
+    from mispec.tasks import TASKS
+    from tests.helpers.reverse_task import Reverse
+
+    class EP:
+        def __init__(self, name, obj=None):
+            self.name, self.value, self._obj = name, f"pkg:{name}", obj
+
+        def load(self):
+            if self._obj is None:
+                raise ImportError("no module named 'pkg'")
+            return self._obj
+
+    groups = {"mispec.tasks": [EP("reverse_ep", Reverse), EP("broken_ep")]}
+    monkeypatch.setattr(md, "entry_points", lambda group: groups.get(group, []))
+    for registry in (TASKS, GENERATORS):
+        monkeypatch.setattr(registry, "_entry_points_loaded", False)
+        monkeypatch.setattr(registry, "_items", dict(registry._items))  # restored afterwards
+
+    with pytest.warns(UserWarning, match="plugin 'broken_ep'"):
+        assert main(["list", "tasks", "--format", "json"]) == 0
+    tasks = {e["name"]: e for e in json.loads(capsys.readouterr().out)["tasks"]}
+    assert "broken_ep" not in tasks and "repeated_tokens" in tasks
+    assert tasks["reverse_ep"]["origin"] == "tests.helpers.reverse_task"
+    assert [(a["name"], a["default"]) for a in tasks["reverse_ep"]["args"]] == [
+        ("length", 4),
+        ("vocab", 8),
+    ]
+    assert tasks["reverse_ep"]["summary"].startswith("``BOS x_1 … x_L SEP x_L … x_1``")
+    assert main(["list", "generators", "--format", "json"]) == 0
+    gens = {e["name"]: e for e in json.loads(capsys.readouterr().out)["generators"]}
+    assert [(a["name"], a["default"]) for a in gens["reverse_ep"]["args"]][0] == ("n", 16)
+
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    task = schema["$defs"]["TrainSpec"]["properties"]["task"]["anyOf"][0]
+    assert "reverse_ep" in task["enum"]
+    rule = next(
+        r
+        for r in schema["$defs"]["TrainSpec"]["allOf"]
+        if r["if"]["properties"]["task"]["const"] == "reverse_ep"
+    )
+    args = rule["then"]["properties"]["task_args"]
+    assert set(args["properties"]) == {"length", "vocab"} and args["additionalProperties"] is False
