@@ -1,6 +1,7 @@
 """mispec: declarative experiment specs for mechanistic interpretability over training.
 
-``load_spec`` → ``plan`` → ``run`` → ``open_results`` (and ``diff``); heavy libraries load lazily.
+``load_spec`` → ``plan`` → ``run`` → ``open_results`` (and ``diff``; the store's
+``cache_usage`` and ``gc``); heavy libraries load lazily.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ __all__ = [
     "RunResult",
     "PlannedSpec",
     "Diff",
+    "cache_usage",
+    "gc",
     "__version__",
 ]
 
@@ -34,6 +37,8 @@ _LAZY = {
     "RunResult": "mispec.api",
     "PlannedSpec": "mispec.api",
     "Diff": "mispec.diffing",
+    "cache_usage": "mispec.store.lifecycle",
+    "gc": "mispec.store.lifecycle",
 }
 
 

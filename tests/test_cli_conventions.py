@@ -94,9 +94,9 @@ def test_bash_completion_is_generated_from_the_parser(tmp_path, capsys):
 
 
 def test_reprs_and_dir_show_the_api(toy_spec, write_spec):
-    assert {"load_spec", "plan", "run", "open_results", "diff", "metric", "RunResult"} <= set(
-        dir(mispec)
-    )
+    api = {"load_spec", "plan", "run", "open_results", "diff", "metric", "RunResult", "gc"}
+    assert api | {"cache_usage", "PlannedSpec", "Diff"} <= set(dir(mispec))
+    assert all(callable(getattr(mispec, name)) for name in api)
     planned = mispec.plan(toy_spec)
     assert repr(planned.plan).startswith(f"<Plan 'tiny' {planned.plan.key}: ")
     assert "3 forward" in repr(planned.plan) and "12 cell" in repr(planned.plan)  # 4 × 3 steps

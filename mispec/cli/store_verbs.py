@@ -22,9 +22,9 @@ def store_root(value: str | None) -> Path:
 
 def cmd_cache(args: argparse.Namespace) -> int:
     from mispec.cli.render import human_bytes
-    from mispec.store.lifecycle import usage
+    from mispec.store.lifecycle import cache_usage
 
-    u = usage(store_root(args.store))
+    u = cache_usage(store_root(args.store))
     if args.format == "json":
         sys.stdout.write(json.dumps(u.to_json(), indent=1) + "\n")
         return 0

@@ -233,8 +233,9 @@ class Usage:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
 
 
-def usage(root: Path) -> Usage:
-    store = Store(root)
+def cache_usage(root: str | Path) -> Usage:
+    """What the store at ``root`` holds, in bytes (``mispec cache``)."""
+    store = Store(Path(root))
     entries = scan(store.root)
     refs = recorded_refs(store)
     out = Usage(store.root)
@@ -296,13 +297,17 @@ class GcReport:
 
 
 def gc(
-    root: Path, *, keep: Iterable[str | Path] = (), dry_run: bool = True, grace: float = 3600
+    root: str | Path,
+    *,
+    keep: Iterable[str | Path] = (),
+    dry_run: bool = True,
+    grace: float = 3600,
 ) -> GcReport:
     """Remove what no recorded run (and no spec in ``keep``) references; see the module
     docstring for what is always kept. ``dry_run``: report only."""
     from mispec.store.files import remove_tree
 
-    store = Store(root)
+    store = Store(Path(root))
     refs = recorded_refs(store) + [spec_refs(s) for s in keep]
     report = GcReport(store.root, dry_run, runs=len(refs))
     now = time.time()
