@@ -328,7 +328,8 @@ ModelSpec = Annotated[
 # --------------------------------------------------------------------------- prompts
 class PromptSpec(Strict):
     """A prompt set: a registered ``generator`` with ``args`` and ``seed``, or a text ``file``
-    (``.txt``: one prompt per line; ``.jsonl``: ``{"text": ...}`` per line)."""
+    (``.txt``: one prompt per line; ``.jsonl``: ``{"text": ...}`` per line, optionally with
+    ``answer``, ``wrong_answer``, ``corrupt_text`` and named ``positions``)."""
 
     generator: str | None = Field(
         default=None,
