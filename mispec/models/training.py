@@ -252,6 +252,7 @@ class _progress:
         self.total = max(last - start, 1)
 
     def __enter__(self):
+        from rich.console import Console
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -267,6 +268,7 @@ class _progress:
             TextColumn("loss {task.fields[loss]}"),
             TimeRemainingColumn(),
             transient=False,
+            console=Console(stderr=True),  # progress on stderr, results on stdout
         )
         self.progress.__enter__()
         task = self.progress.add_task(self.desc, total=self.total, loss="-")
