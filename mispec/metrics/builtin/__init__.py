@@ -18,6 +18,10 @@ head_ablation             intervention  (layer, head)
 composition_score         weights       (src_layer, src_head, dst_layer, dst_head)
 weight_norm               weights       (component,)
 embed_fourier             weights       (freq,)
+key_frequencies           activation    (freq,)
+restricted_loss,          activation    ()  (input: key frequencies)
+excluded_loss
+fourier_sparsity          weights       (component,)
 transition_step,          reduction     input dims without step
 transition_size
 pca_over_steps            reduction     (step, pc)
@@ -27,6 +31,7 @@ reduce                    derived       input dims without ``over``
 
 from mispec.metrics.builtin import (  # noqa: F401  (registers on import)
     attention,
+    grokking,
     interventions,
     logits,
     loss,
