@@ -56,6 +56,9 @@ DIMS: tuple[str, ...] = (
     "mode",
     "split",
     "digit",
+    "vocab",
+    "param",
+    "phase",
 )
 # Coordinates the assembly adds beside the dims (``mispec.execute.assemble``): ``tokens_seen``
 # along ``step``.

@@ -25,6 +25,9 @@ fourier_sparsity          weights       (component,)
 transition_step,          reduction     input dims without step
 transition_size
 pca_over_steps            reduction     (step, pc)
+grokking_phases           reduction     (phase,)
+logits                    activation    (batch, vocab)
+flat_weights              weights       (param,)
 reduce                    derived       input dims without ``over``
 ========================  ============  ==========================================
 """
@@ -35,6 +38,7 @@ from mispec.metrics.builtin import (  # noqa: F401  (registers on import)
     interventions,
     logits,
     loss,
+    phases,
     reductions,
     summaries,
     weights,
