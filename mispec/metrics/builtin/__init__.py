@@ -7,6 +7,8 @@ metric                    kind          dims
 ========================  ============  ==========================================
 loss, accuracy            activation    ()
 per_token_loss            activation    (pos,)
+digit_loss,               activation    (digit,)
+digit_accuracy
 icl_score                 derived       input dims without pos
 induction_score,          activation    (layer, head)
 previous_token_score,
@@ -34,6 +36,7 @@ reduce                    derived       input dims without ``over``
 
 from mispec.metrics.builtin import (  # noqa: F401  (registers on import)
     attention,
+    digits,
     grokking,
     interventions,
     logits,
