@@ -145,6 +145,11 @@ class TrainSpec(Strict):
     optimizer: OptimizerSpec = OptimizerSpec()
     warmup_steps: Annotated[int, Field(ge=0)] = 0
     grad_clip: Annotated[float, Field(gt=0)] | None = None
+    loss_dtype: Literal["float32", "float64"] | None = Field(
+        None,
+        description="precision of the training cross-entropy (default float32); float64 "
+        "avoids the loss spikes of a tiny loss (Nanda et al.'s grokking runs)",
+    )
     dtype: DType = "float32"
     device: str = "cpu"
 
