@@ -5,11 +5,13 @@ progress-measures-paper``).
 A one-layer transformer that groks ``a + b mod p`` computes the answer with a few *key
 frequencies* ``w_k = 2πk/p``: it embeds ``a`` and ``b`` as ``cos(w_k a), sin(w_k a)``, its MLP
 neurons compute ``cos(w_k(a+b))`` and ``sin(w_k(a+b))``, and the logit of ``c`` is a sum of
-``cos(w_k(a+b-c))``. These metrics measure that circuit over training. They read the
-modular-arithmetic prompt set, the whole ``p × p`` table in row-major order (row ``a * p +
-b``, the ``modular_addition`` task's prompts), and the prediction at the ``=`` position
-(the ``answer_pos`` extra). Logits are those of the ``p`` number tokens (the ``=`` token's
-output column is left out, as in the paper's code), in float64.
+``cos(w_k(a+b-c))``. These metrics measure that circuit over training, on the whole ``p × p``
+table in row-major order (row ``a * p + b``: the ``modular_addition`` task's prompt set) at
+the ``=`` position (the ``answer_pos`` extra): ``key_frequencies`` reads the MLP neurons there,
+``restricted_loss`` and ``excluded_loss`` the ``logits`` metric's result (with the
+``answer`` and ``train_mask`` coordinates it copies from the prompt set). Logits are those
+of the ``p`` number tokens (the ``=`` token's output column is left out, as in the paper's
+code), in float64.
 
 **Fourier basis.** Over ``x = 0 … p-1``: the constant ``1/√p`` and, for ``k = 1 …
 (p-1)//2``, ``cos(w_k x)`` and ``sin(w_k x)`` normalised to unit norm (for an even ``p`` the
@@ -25,6 +27,9 @@ as ``(cos_a cos_b - sin_a sin_b)/√2``.
   hold the largest share of its variance. The result counts, per frequency, the neurons
   whose best frequency it is with a share of at least ``min_share``; the key frequencies are
   those with a count of at least one. Neurons with no variance (dead ReLUs) count nowhere.
+  (``calculate_key_freqs`` in the paper's repository keeps every neuron's best frequency —
+  ``min_share: 0`` — and its loop stops below ``(p-1)//2``; 0.85 is the paper's threshold
+  for a neuron to belong to a frequency's cluster.)
 * ``restricted_loss`` (the paper's ``calculate_trig_loss``): the logits projected, for every
   output ``c``, onto the directions of the key frequencies (all other components removed),
   plus a bias correction (the mean over the table of ``original - projected`` is added back
@@ -54,7 +59,7 @@ import numpy as np
 from mispec.errors import PromptError, UserError
 from mispec.lazy import torch, xr
 from mispec.metrics.builtin._common import SPLITS, check_choice, extra, tensor
-from mispec.metrics.core import metric
+from mispec.metrics.core import InputDims, metric
 
 
 # --------------------------------------------------------------------------- Fourier basis
@@ -138,24 +143,40 @@ def table_of(prompts: Any, name: str) -> tuple[int, np.ndarray, np.ndarray]:
     return p, answer, pos
 
 
-def answer_logits(acts: Any, prompts: Any, name: str) -> tuple[int, np.ndarray, np.ndarray]:
-    """``(p, logits [p*p, p] float64 at the answer position over the number tokens, answer)``."""
-    p, answer, pos = table_of(prompts, name)
-    full = acts["logits"]
-    full = full.detach() if hasattr(full, "detach") else torch.as_tensor(np.asarray(full))
-    rows = torch.arange(full.shape[0])
-    logits = full[rows, torch.as_tensor(pos)].to("cpu", torch.float64).numpy()
-    return p, logits[:, :p], answer
+def table_logits(logits: Any, name: str) -> tuple[int, np.ndarray, np.ndarray, Any]:
+    """``(p, logits [p*p, p] float64 over the number tokens, answer [p*p], the input)`` from
+    the ``logits`` metric's result on a mod-p table, or a ``PromptError`` saying what the
+    metric needs."""
+    if not isinstance(logits, xr.DataArray) or set(logits.dims) != {"batch", "vocab"}:
+        dims = getattr(logits, "dims", None)
+        raise UserError(f"{name}: 'logits' must be the logits metric's result, got dims {dims}")
+    logits = logits.transpose("batch", "vocab")
+    n = logits.sizes["batch"]
+    p = int(round(np.sqrt(n)))
+    if "answer" not in logits.coords:
+        raise PromptError(f"{name}: the logits carry no 'answer' (a prompt set without it?)")
+    answer = np.asarray(logits["answer"].values).astype(np.int64)
+    a, b = np.divmod(np.arange(n), max(p, 1))
+    if p * p != n or logits.sizes["vocab"] < p or not np.array_equal(answer, (a + b) % p):
+        raise PromptError(
+            f"{name} reads the whole table of a + b mod p in row-major order (row a*p + b, "
+            f"answer (a + b) mod p: the modular_addition task's prompt set); these {n} logits "
+            "are not that table"
+        )
+    values = np.asarray(logits.values, dtype=np.float64)[:, :p]
+    return p, values, answer, logits
 
 
-def split_rows(prompts: Any, split: str) -> np.ndarray:
+def split_rows(logits: Any, split: str, name: str) -> np.ndarray:
     """Bool ``[batch]``: the rows of ``split`` (``train`` / ``test`` by the ``train_mask``
-    extra, ``all``)."""
+    coordinate the ``logits`` metric copies from the prompt set, or ``all``)."""
     check_choice("split", split, SPLITS)
-    n = np.asarray(prompts.tokens).shape[0]
+    n = logits.sizes["batch"]
     if split == "all":
         return np.ones(n, dtype=bool)
-    train = extra(prompts, "train_mask", why=f"split '{split}'").astype(bool)
+    if "train_mask" not in logits.coords:
+        raise PromptError(f"{name}: split '{split}' needs the prompt extra 'train_mask'")
+    train = np.asarray(logits["train_mask"].values).astype(bool)
     return train if split == "train" else ~train
 
 
@@ -235,49 +256,44 @@ def neuron_frequency_counts(x: np.ndarray, p: int, min_share: float) -> tuple[np
     return counts, explained
 
 
-def _restricted_excluded(
-    acts: Any, prompts: Any, frequencies: Any, split: str, name: str, keep: bool
-) -> float:
+def _restricted_excluded(logits: Any, frequencies: Any, split: str, name: str, keep: bool) -> float:
     check_choice("split", split, SPLITS)
-    p, logits, answer = answer_logits(acts, prompts, name)
+    p, values, answer, arr = table_logits(logits, name)
     keys = key_set(frequencies, p, name)
-    part = key_frequency_part(logits, p, keys)
+    part = key_frequency_part(values, p, keys)
     if keep:  # only the key directions, plus the paper's bias correction
-        new = part + (logits - part).mean(axis=0, keepdims=True)
+        new = part + (values - part).mean(axis=0, keepdims=True)
     else:
-        new = logits - part
-    rows = split_rows(prompts, split)
+        new = values - part
+    rows = split_rows(arr, split, name)
     return cross_entropy(new[rows], answer[rows])
 
 
-def _split_extras(split: str = "all") -> tuple[str, ...]:
-    return ("answer",) + (("train_mask",) if split != "all" else ())
+_TABLE_INPUTS = {
+    "logits": InputDims(("batch", "vocab"), why="the logits on the table (the logits metric)"),
+    "frequencies": InputDims(("freq",), why="a series over 'freq' (key_frequencies)"),
+}
 
 
-@metric(dims=(), hooks=("logits",), inputs=("frequencies",), units="nats", extras=_split_extras)
+@metric(dims=(), inputs=("logits", "frequencies"), input_dims=_TABLE_INPUTS, units="nats")
 def restricted_loss(
-    acts: Any, prompts: Any, frequencies: Any, split: Literal["all", "train", "test"] = "all"
+    logits: Any, frequencies: Any, split: Literal["all", "train", "test"] = "all"
 ) -> float:
     """Cross-entropy (nats, on ``split``; default the whole table) of the logits restricted to
     the key-frequency directions ``cos/sin(w_k(a+b))`` with the paper's bias correction (see the
-    module docstring). ``frequencies``: a ``freq`` series whose non-zero entries are the key
-    frequencies (``key_frequencies``, chosen at a reference step)."""
-    return _restricted_excluded(acts, prompts, frequencies, split, "restricted_loss", keep=True)
+    module docstring). ``logits``: the ``logits`` metric on the table; ``frequencies``: a
+    ``freq`` series whose non-zero entries are the key frequencies (``key_frequencies``,
+    chosen at a reference step)."""
+    return _restricted_excluded(logits, frequencies, split, "restricted_loss", keep=True)
 
 
-def _train_split_extras(split: str = "train") -> tuple[str, ...]:
-    return _split_extras(split)
-
-
-@metric(
-    dims=(), hooks=("logits",), inputs=("frequencies",), units="nats", extras=_train_split_extras
-)
+@metric(dims=(), inputs=("logits", "frequencies"), input_dims=_TABLE_INPUTS, units="nats")
 def excluded_loss(
-    acts: Any, prompts: Any, frequencies: Any, split: Literal["all", "train", "test"] = "train"
+    logits: Any, frequencies: Any, split: Literal["all", "train", "test"] = "train"
 ) -> float:
     """Cross-entropy (nats, on ``split``; default the training pairs) of the logits with their
     key-frequency directions ``cos/sin(w_k(a+b))`` removed (see the module docstring)."""
-    return _restricted_excluded(acts, prompts, frequencies, split, "excluded_loss", keep=False)
+    return _restricted_excluded(logits, frequencies, split, "excluded_loss", keep=False)
 
 
 @metric(dims=("component",), units="gini")

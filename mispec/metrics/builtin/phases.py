@@ -38,13 +38,22 @@ from mispec.metrics.builtin._common import act, answer_positions
 from mispec.metrics.core import metric
 
 
-@metric(dims=("batch", "vocab"), hooks=("logits",), units="logits")
+@metric(dims=("batch", "vocab"), hooks=("logits",), units="logits", version=1)
 def logits(acts: Any, prompts: Any) -> Any:
     """The logits at each prompt's answer position (its ``answer_pos`` extra, else its last
-    real token), ``[batch, vocab]`` — the model's function on a fixed prompt set."""
+    real token), ``[batch, vocab]`` — the model's function on a fixed prompt set. Every
+    one-value-per-prompt extra (``answer``, ``train_mask`` …) rides along as a coordinate on
+    ``batch``, so metrics derived from the logits know each row's answer and split."""
     full = act(acts, "logits")  # [batch, pos, vocab]
     pos = answer_positions(prompts)
-    return full[torch.arange(full.shape[0]), pos].double().numpy()
+    values = full[torch.arange(full.shape[0]), pos].double().numpy()
+    n = values.shape[0]
+    coords = {
+        name: ("batch", np.asarray(v))
+        for name, v in (getattr(prompts, "extras", {}) or {}).items()
+        if np.asarray(v).shape == (n,) and np.asarray(v).dtype.kind in "biuf"
+    }
+    return xr.DataArray(values, dims=("batch", "vocab"), coords=coords)
 
 
 @metric(dims=("param",), units="weight")
