@@ -26,10 +26,11 @@ def missing_cells(ctx: RunContext, cells: list[CellNode]) -> list[CellNode]:
 
 
 def _with_unreadable_inputs(
-    ctx: RunContext, todo: list[CellNode], results: dict[str, Any]
+    ctx: RunContext, group: GroupNode, todo: list[CellNode], results: dict[str, Any]
 ) -> list[CellNode]:
     """``todo`` plus the cached same-group inputs of its cells that fail to read (a corrupt
-    cell is removed with a warning by the store): they are computed again, never used."""
+    cell is removed with a warning by the store): they are computed again, never used. An
+    input of another checkpoint that fails to read is computed again by its own group."""
     plan = ctx.plan
     queue = list(todo)
     found: dict[str, CellNode] = {c.id: c for c in todo}
@@ -41,6 +42,14 @@ def _with_unreadable_inputs(
             node = plan.node(up)
             assert isinstance(node, CellNode)
             value = ctx.read_cell(node.key)
+            if value is None and plan.group_of(node) != group:
+                run_group(ctx, plan.group_of(node), only=[node])
+                value = ctx.read_cell(node.key)
+                if value is None:
+                    raise CacheError(
+                        f"{cell.id}: its input {up} vanished from the store while this run "
+                        "was using it (another process removed it?); run the spec again"
+                    )
             if value is None:
                 found[up] = node
                 queue.append(node)
@@ -61,7 +70,7 @@ def run_group(ctx: RunContext, group: GroupNode, only: list[CellNode] | None = N
         ctx.counters.cells_cached += len(cells)
         return
     results: dict[str, Any] = {}
-    todo = _with_unreadable_inputs(ctx, todo, results)
+    todo = _with_unreadable_inputs(ctx, group, todo, results)
     ctx.counters.cells_cached += max(0, len(cells) - len(todo))
     bridge_holder: dict[str, Any] = {}
 

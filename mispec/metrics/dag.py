@@ -58,7 +58,7 @@ class MetricGraph:
 def find_cycle(metrics: Mapping[str, MetricSpec]) -> list[str] | None:
     """The first cycle among metric inputs, as ``[a, b, ..., a]``, or None (inputs naming
     unknown metrics are ignored: they are reported on their own)."""
-    graph = {n: [r for r in m.inputs.values() if r in metrics] for n, m in metrics.items()}
+    graph = {n: [r for r in m.input_metrics().values() if r in metrics] for n, m in metrics.items()}
     state: dict[str, int] = {}  # 1: on the current path, 2: done
     stack: list[str] = []
 
@@ -97,7 +97,10 @@ def build_metric_graph(
     g = nx.DiGraph()
     g.add_nodes_from(metrics)
     g.add_edges_from(
-        (ref, name) for name, m in metrics.items() for ref in m.inputs.values() if ref in metrics
+        (ref, name)
+        for name, m in metrics.items()
+        for ref in m.input_metrics().values()
+        if ref in metrics
     )
     order = tuple(nx.lexicographical_topological_sort(g))
     granularity: dict[str, Granularity] = {}
@@ -109,7 +112,7 @@ def build_metric_graph(
             granularity[name], dims[name] = "group", None
             continue
         granularity[name] = _granularity(name, metrics, mdef, granularity, problems)
-        in_dims = {p: dims.get(ref) for p, ref in m.inputs.items()}
+        in_dims = {p: dims.get(ref) for p, ref in m.input_metrics().items()}
         _check_input_dims(name, metrics, mdef, in_dims, problems)
         try:
             dims[name] = mdef.dims_for(m.args, in_dims)
@@ -133,9 +136,30 @@ def _granularity(
     problems: list[MetricProblem],
 ) -> Granularity:
     m = metrics[name]
-    kinds = {p: known.get(ref, "group") for p, ref in m.inputs.items()}
+    refs = m.input_metrics()
+    kinds = {p: known.get(ref, "group") for p, ref in refs.items()}
+    for p, r in m.input_refs().items():
+        if r.is_local:
+            continue
+        if mdef.kind == "reduction":
+            problems.append(
+                MetricProblem(
+                    ("metrics", name, "inputs", p),
+                    f"'{m.fn}' reduces over a whole run's step axis; it reads its input's own "
+                    "run: give the metric name alone (no step, seed or model)",
+                )
+            )
+        elif kinds[p] == "series":
+            problems.append(
+                MetricProblem(
+                    ("metrics", name, "inputs", p),
+                    f"'{r.metric}' is one result per model and seed (no step axis): a step, "
+                    "seed or model can only be chosen for a per-checkpoint metric",
+                )
+            )
+            kinds[p] = "group"
     if mdef.kind == "reduction":
-        for p, ref in m.inputs.items():
+        for p, ref in refs.items():
             if kinds[p] == "series":
                 problems.append(
                     MetricProblem(
@@ -147,8 +171,8 @@ def _granularity(
         return "series"
     if mdef.kind == "derived":
         if len(set(kinds.values())) > 1:
-            group = sorted(m.inputs[p] for p, k in kinds.items() if k == "group")
-            series = sorted(m.inputs[p] for p, k in kinds.items() if k != "group")
+            group = sorted(refs[p] for p, k in kinds.items() if k == "group")
+            series = sorted(refs[p] for p, k in kinds.items() if k != "group")
             problems.append(
                 MetricProblem(
                     ("metrics", name, "inputs"),
@@ -170,7 +194,7 @@ def _check_input_dims(
     """Each input carries the dims the metric declares it needs (where they are known)."""
     m = metrics[name]
     for param, need in mdef.input_dims.items():
-        ref, have = m.inputs.get(param), in_dims.get(param)
+        ref, have = m.input_metrics().get(param), in_dims.get(param)
         if ref is None or have is None:
             continue
         missing = [d for d in _needed(mdef, need, m.args) if d not in have]

@@ -23,6 +23,7 @@ import networkx as nx
 from mispec.errors import PlanError
 from mispec.hashing import content_key
 from mispec.metrics.core import MetricDef, get_metric
+from mispec.planning.cells import CellPlanner, check_groups_acyclic
 from mispec.planning.nodes import (
     ASSEMBLE_ID,
     AssembleNode,
@@ -34,8 +35,6 @@ from mispec.planning.nodes import (
     ReductionNode,
     TrainNode,
     WorkNode,
-    cell_id,
-    forward_id,
     group_id,
     prompts_id,
     reduction_id,
@@ -167,8 +166,8 @@ def build_plan(spec: Spec, resolution: Resolution, base_dir: Path | None = None)
         add(PromptsNode(prompts_id(pname), pkey, pname))
 
     hook_policy = _hook_policies(spec, defs)
+    cells = CellPlanner(spec, resolution, defs, order, granularity, hook_policy)
     for (model, seed), series in sorted(resolution.series.items()):
-        mspec = spec.models[model]
         train: list[str] = []
         if series.training_identity is not None:
             tid = train_id(model, seed)
@@ -178,73 +177,25 @@ def build_plan(spec: Spec, resolution: Resolution, base_dir: Path | None = None)
                 )
             )
             train = [tid]
-        here = [m for m in order if model in (spec.metrics[m].models or [model])]
-        per_group = [m for m in here if granularity[m] == "group"]
+        here = cells.metrics_on(model)
         group_cells: dict[str, list[str]] = defaultdict(list)  # metric -> cell ids over steps
         for step, ckpt_key in zip(series.steps, series.checkpoint_ids, strict=True):
             gid = group_id(model, seed, step)
             add(GroupNode(gid, ckpt_key, model, seed, step), train)
-            forwards: dict[str, list[str]] = defaultdict(list)  # prompts -> activation metrics
-            for name in per_group:
-                if defs[name].kind == "activation":
-                    forwards[spec.metrics[name].prompts or ""].append(name)
-            forward_nodes: dict[str, ForwardNode] = {}
-            for pname, names in sorted(forwards.items()):
-                hooks = sorted({h for n in names for h in defs[n].hooks_for(spec.metrics[n].args)})
-                fkey = content_key(
-                    "forward",
-                    ckpt_key,
-                    resolution.prompt_ids[pname],
-                    mspec.dtype,
-                    resolution.source_ids[model],
-                )
-                fnode = ForwardNode(
-                    forward_id(model, seed, step, pname),
-                    fkey,
-                    model,
-                    seed,
-                    step,
-                    pname,
-                    tuple((h, hook_policy[h]) for h in hooks),
-                )
-                add(fnode, [gid, prompts_id(pname)])
-                forward_nodes[pname] = fnode
-            cell_keys: dict[str, str] = {}
-            for name in per_group:
-                mdef, m = defs[name], spec.metrics[name]
-                common = ("cell", mdef.name, mdef.version, mdef.bind_args(m.args))
+            for fnode in cells.forwards(model, seed, step).values():
+                add(fnode, [gid, prompts_id(fnode.prompts)])
+            for name in here:
+                if granularity[name] != "group":
+                    continue
+                cell = cells.cell(name, model, seed, step)
                 after = [gid]
-                inputs: tuple[tuple[str, str], ...] = ()
-                fwd = None
-                if mdef.kind == "activation":
-                    fnode = forward_nodes[m.prompts or ""]
-                    mine = {h: p for h, p in fnode.hooks if h in mdef.hooks_for(m.args)}
-                    key = content_key(
-                        *common, fnode.key, {h: p == "float16" for h, p in mine.items()}
-                    )
-                    after.append(fnode.id)
-                    fwd = fnode.id
-                elif mdef.kind == "intervention":
-                    pname = m.prompts or ""
-                    key = content_key(
-                        *common,
-                        ckpt_key,
-                        resolution.prompt_ids[pname],
-                        mspec.dtype,
-                        resolution.source_ids[model],
-                    )
-                    after.append(prompts_id(pname))
-                elif mdef.kind == "weights":
-                    key = content_key(*common, ckpt_key, mspec.dtype)
-                else:  # derived, same group
-                    ups = {p: cell_id(ref, model, seed, step) for p, ref in m.inputs.items()}
-                    key = content_key(*common, {p: cell_keys[m.inputs[p]] for p in ups})
-                    after.extend(sorted(ups.values()))
-                    inputs = tuple(sorted(ups.items()))
-                cell_keys[name] = key
-                cid = cell_id(name, model, seed, step)
-                add(CellNode(cid, key, model, seed, step, name, m.prompts, fwd, inputs), after)
-                group_cells[name].append(cid)
+                if cell.forward is not None:
+                    after.append(cell.forward)
+                elif defs[name].kind == "intervention":
+                    after.append(prompts_id(cell.prompts or ""))
+                after.extend(sorted(u for _, u in cell.inputs))
+                add(cell, after)
+                group_cells[name].append(cell.id)
         # series-level: reductions over step, and metrics derived from them
         series_keys: dict[str, str] = {}
         for name in here:
@@ -253,7 +204,7 @@ def build_plan(spec: Spec, resolution: Resolution, base_dir: Path | None = None)
             mdef, m = defs[name], spec.metrics[name]
             ups_by_param: dict[str, tuple[str, ...]] = {}
             key_parts: dict[str, Any] = {}
-            for p, ref in m.inputs.items():
+            for p, ref in m.input_metrics().items():
                 if granularity[ref] == "group":
                     ups_by_param[p] = tuple(group_cells[ref])
                     key_parts[p] = [g.nodes[c]["node"].key for c in ups_by_param[p]]
@@ -283,9 +234,12 @@ def build_plan(spec: Spec, resolution: Resolution, base_dir: Path | None = None)
     results = [n for n, d in g.nodes(data=True) if isinstance(d["node"], CellNode | ReductionNode)]
     plan_key = content_key("assemble", spec.name, sorted(g.nodes[n]["node"].key for n in results))
     add(AssembleNode(ASSEMBLE_ID, plan_key), sorted(results))
-    return Plan(
+    plan = Plan(
         spec, resolution, g, defs, order, dict(granularity), plan_key, Path(base_dir or Path.cwd())
     )
+    if cells.crossing:
+        check_groups_acyclic(plan.work())
+    return plan
 
 
 def _hook_policies(spec: Spec, defs: dict[str, MetricDef]) -> dict[str, str]:

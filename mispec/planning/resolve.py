@@ -69,6 +69,11 @@ def resolve(loaded: LoadedSpec) -> Resolution:
                 source.training_identity(seed),
                 source.tokens_per_step(),
             )
+    if not problems:
+        from mispec.spec.preflight import input_step_problems
+
+        selected = {ms: list(ser.steps) for ms, ser in series.items()}
+        problems.extend(input_step_problems(spec, loaded.source, selected))
     if problems:
         raise SpecError(problems)
     prompt_ids = {name: prompt_identity(p, base) for name, p in spec.prompts.items()}

@@ -295,7 +295,7 @@ def _check_metrics(
                         f"metric '{m.fn}' ({mdef.kind}) reads no prompts; remove `prompts:`",
                     )
                 )
-        for param, ref in m.inputs.items():
+        for param, ref in m.input_metrics().items():
             if param not in mdef.inputs:
                 problems.append(
                     source.problem(
@@ -304,17 +304,20 @@ def _check_metrics(
                         at_key=True,
                     )
                 )
+            at = (*path, "inputs", param) + (
+                () if isinstance(m.inputs[param], str) else ("metric",)
+            )
             if ref not in spec.metrics:
                 problems.append(
                     source.problem(
-                        (*path, "inputs", param),
+                        at,
                         f"unknown metric '{ref}'{did_you_mean(ref, [k for k in spec.metrics if k != name])}",
                     )
                 )
             elif ref == name:
-                problems.append(
-                    source.problem((*path, "inputs", param), "a metric cannot read itself")
-                )
+                problems.append(source.problem(at, "a metric cannot read itself"))
+            else:
+                problems.extend(_input_ref_problems(spec, source, name, param))
         for param in mdef.inputs:
             if param not in m.inputs:
                 problems.append(
@@ -339,3 +342,52 @@ def _check_metrics(
                 ("metrics", cycle[0], "inputs"), "metric inputs form a cycle: " + " -> ".join(cycle)
             )
         )
+
+
+def _input_ref_problems(spec: Spec, source: SourceMap, name: str, param: str) -> list[Problem]:
+    """An input read from another seed or model names one that exists and that the metric
+    read runs on (whether a step exists is the resolution's to say: it knows the steps)."""
+    m = spec.metrics[name]
+    ref = m.input_refs()[param]
+    path: KeyPath = ("metrics", name, "inputs", param)
+    problems = []
+    if ref.model is not None and ref.model not in spec.models:
+        problems.append(
+            source.problem(
+                (*path, "model"),
+                f"unknown model '{ref.model}'{did_you_mean(ref.model, list(spec.models))}",
+            )
+        )
+        return problems
+    readers = m.models or list(spec.models)
+    for reader in readers:
+        target = ref.model or reader
+        seeds = spec.models[target].seeds
+        if ref.seed is not None and ref.seed not in seeds:
+            problems.append(
+                source.problem(
+                    (*path, "seed"),
+                    f"model '{target}' has no seed {ref.seed} (its seeds: {seeds})",
+                )
+            )
+            break
+        if ref.seed is None and ref.model is not None:
+            lacking = [s for s in spec.models[reader].seeds if s not in seeds]
+            if lacking:
+                problems.append(
+                    source.problem(
+                        (*path, "model"),
+                        f"'{name}' runs on model '{reader}' with seed(s) {lacking} that model "
+                        f"'{target}' lacks: give `seed:` to read one seed of '{target}'",
+                    )
+                )
+                break
+        if target not in (spec.metrics[ref.metric].models or [target]):
+            problems.append(
+                source.problem(
+                    (*path, "metric"),
+                    f"metric '{ref.metric}' does not run on model '{target}' (its `models:`)",
+                )
+            )
+            break
+    return problems

@@ -89,7 +89,76 @@ def check_built(spec: Spec, source: SourceMap, base_dir: Path) -> list[Problem]:
     _check_prompt_extras(spec, source, built, problems)
     _check_dataflow(spec, source, problems)
     _check_cache_hooks(spec, source, problems)
+    problems.extend(input_step_problems(spec, source, _local_steps(spec, sources)))
     return problems
+
+
+# --------------------------------------------------------------------------- input steps
+def _local_steps(spec: Spec, sources: dict[str, ModelSource]) -> dict[tuple[str, int], list[int]]:
+    """The selected steps of each (model, seed) whose source knows them from local files (a
+    pretrained family's revisions may need the hub: those are checked when a run resolves)."""
+    from mispec.errors import CheckpointError
+    from mispec.spec.selectors import resolve_selector
+
+    out: dict[tuple[str, int], list[int]] = {}
+    for name, model_source in sources.items():
+        if model_source.validation_info() is None:
+            continue
+        for seed in spec.models[name].seeds:
+            try:
+                available = model_source.available_steps(seed)
+                out[(name, seed)] = list(resolve_selector(model_source.selector(), available))
+            except (CheckpointError, UserError):
+                continue  # reported by the source's own checks
+    return out
+
+
+def input_step_problems(
+    spec: Spec, source: SourceMap, steps: dict[tuple[str, int], list[int]]
+) -> list[Problem]:
+    """Every input read from another checkpoint names a step that the run read selects
+    (``steps``: the selected steps of each known (model, seed); unknown ones are skipped)."""
+    problems: list[Problem] = []
+    for name, m in spec.metrics.items():
+        for param, ref in m.input_refs().items():
+            if ref.is_local or ref.metric not in spec.metrics:
+                continue
+            for reader in m.models or list(spec.models):
+                target = ref.model or reader
+                for seed in spec.models[reader].seeds:
+                    t_seed = seed if ref.seed is None else ref.seed
+                    mine, theirs = steps.get((reader, seed)), steps.get((target, t_seed))
+                    if mine is None or theirs is None or not theirs:
+                        continue
+                    if isinstance(ref.step, int):
+                        wanted = [ref.step]
+                    elif ref.step is None:
+                        wanted = mine
+                    else:
+                        continue  # first / last: every run has them
+                    lacking = [s for s in wanted if s not in theirs]
+                    if lacking:
+                        key = "step" if ref.step is not None else "metric"
+                        problems.append(
+                            source.problem(
+                                ("metrics", name, "inputs", param, key),
+                                f"{target}/s{t_seed} has no checkpoint at step(s) "
+                                f"{_steps_shown(lacking)} (its checkpoints: "
+                                f"{_steps_shown(theirs)}); choose one of them"
+                                + (
+                                    ""
+                                    if ref.step is not None
+                                    else " with `step:`, or give "
+                                    f"'{target}' the checkpoints of '{reader}'"
+                                ),
+                            )
+                        )
+                        return problems
+    return problems
+
+
+def _steps_shown(steps: list[int]) -> str:
+    return ", ".join(map(str, steps[:8])) + (f", … ({len(steps)} in all)" if len(steps) > 8 else "")
 
 
 # --------------------------------------------------------------------------- files

@@ -291,16 +291,58 @@ class PromptSpec(Strict):
 
 
 # --------------------------------------------------------------------------- metrics
+StepRef = Annotated[int, Field(ge=0, le=MAX_STEP)] | Literal["first", "last"]
+
+
+class InputRef(Strict):
+    """Another metric's result taken from elsewhere than the reading cell's own checkpoint:
+    a fixed ``step`` of the same run (``{metric: freqs, step: last}``: chosen at the last
+    checkpoint, used at every step), another ``seed`` or another ``model`` (at the same step
+    unless ``step`` says which). Unset fields mean "the reading cell's own"."""
+
+    metric: Name = Field(description="the metric whose per-checkpoint result is read")
+    step: StepRef | None = Field(
+        default=None,
+        description="a fixed training step (or 'first'/'last' of the run read); "
+        "default: the reading cell's own step",
+    )
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = Field(
+        default=None, description="another seed of the model read; default: the reading cell's own"
+    )
+    model: Name | None = Field(
+        default=None,
+        description="another model entry of this spec; default: the reading cell's own",
+    )
+
+    @property
+    def is_local(self) -> bool:
+        """True when it reads the reading cell's own checkpoint (a plain metric name)."""
+        return self.step is None and self.seed is None and self.model is None
+
+
 class MetricSpec(Strict):
     """One node of the metric DAG: ``fn`` from the metric registry (or ``module:function``),
-    the ``prompts`` it reads, ``inputs`` wiring other metrics to its parameters, ``args``."""
+    the ``prompts`` it reads, ``inputs`` wiring other metrics to its parameters, ``args``.
+
+    An input is a metric name (its result at the same checkpoint) or an :class:`InputRef`
+    (its result at a fixed step, another seed or another model)."""
 
     fn: str
     prompts: str | None = None
-    inputs: dict[str, str] = Field(default_factory=dict)
+    inputs: dict[str, str | InputRef] = Field(default_factory=dict)
     args: dict[str, Any] = Field(default_factory=dict)
     models: list[str] | None = None  # restrict to these models (default: all)
     cache: CachePolicy | None = None  # policy for the activations this metric reads
+
+    def input_refs(self) -> dict[str, InputRef]:
+        """Every input as an :class:`InputRef` (a plain name reads the same checkpoint)."""
+        return {
+            p: r if isinstance(r, InputRef) else InputRef(metric=r) for p, r in self.inputs.items()
+        }
+
+    def input_metrics(self) -> dict[str, str]:
+        """Parameter -> the name of the metric it reads."""
+        return {p: r.metric for p, r in self.input_refs().items()}
 
 
 class Spec(Strict):

@@ -1,0 +1,186 @@
+"""The per-checkpoint nodes of a plan: forward passes and metric cells, with their keys.
+
+A cell's key hashes its function, version and args with what it reads: its forward pass (an
+activation metric), its checkpoint and prompt set (an intervention), its checkpoint (a
+weights metric) — and the keys of the cells named in its ``inputs``. An input is usually a
+cell of the same checkpoint; an :class:`~mispec.spec.schema.InputRef` names one of another
+checkpoint instead (a fixed step of the run, another seed, another model). Because the input
+cell's key already carries its checkpoint's identity, the reading cell's key changes exactly
+when what it reads changes. Keys are worked out on demand and remembered, so a cell may read
+one that the planner reaches later (the last step, a later seed).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+import networkx as nx
+
+from mispec.errors import PlanError
+from mispec.hashing import content_key
+from mispec.metrics.core import MetricDef
+from mispec.planning.nodes import (
+    CellNode,
+    ForwardNode,
+    cell_id,
+    forward_id,
+    series_label,
+)
+from mispec.planning.resolve import Resolution
+from mispec.spec.schema import InputRef, Spec
+
+Where = tuple[str, int, int]  # (model, seed, step)
+
+
+class CellPlanner:
+    """Forward and cell nodes of every checkpoint, keyed and remembered."""
+
+    def __init__(
+        self,
+        spec: Spec,
+        resolution: Resolution,
+        defs: Mapping[str, MetricDef],
+        order: tuple[str, ...],
+        granularity: Mapping[str, str],
+        hook_policy: Mapping[str, str],
+    ):
+        self.spec, self.resolution, self.defs = spec, resolution, defs
+        self.order, self.granularity, self.hook_policy = order, granularity, hook_policy
+        self._ckpt = {
+            ms: dict(zip(series.steps, series.checkpoint_ids, strict=True))
+            for ms, series in resolution.series.items()
+        }
+        self._forwards: dict[Where, dict[str, ForwardNode]] = {}
+        self._cells: dict[tuple[str, str, int, int], CellNode] = {}
+        self.crossing = False  # some cell reads another checkpoint's cell
+
+    def metrics_on(self, model: str) -> list[str]:
+        """The metrics that run on ``model``, in topological order."""
+        return [m for m in self.order if model in (self.spec.metrics[m].models or [model])]
+
+    def forwards(self, model: str, seed: int, step: int) -> dict[str, ForwardNode]:
+        """Prompt set -> the one forward pass of this checkpoint on it, with the union of the
+        hooks its activation metrics read."""
+        where = (model, seed, step)
+        if where not in self._forwards:
+            spec, defs = self.spec, self.defs
+            wanted: dict[str, list[str]] = defaultdict(list)
+            for name in self.metrics_on(model):
+                if self.granularity[name] == "group" and defs[name].kind == "activation":
+                    wanted[spec.metrics[name].prompts or ""].append(name)
+            out: dict[str, ForwardNode] = {}
+            for pname, names in sorted(wanted.items()):
+                hooks = sorted({h for n in names for h in defs[n].hooks_for(spec.metrics[n].args)})
+                key = content_key(
+                    "forward",
+                    self._ckpt[(model, seed)][step],
+                    self.resolution.prompt_ids[pname],
+                    spec.models[model].dtype,
+                    self.resolution.source_ids[model],
+                )
+                out[pname] = ForwardNode(
+                    forward_id(model, seed, step, pname),
+                    key,
+                    model,
+                    seed,
+                    step,
+                    pname,
+                    tuple((h, self.hook_policy[h]) for h in hooks),
+                )
+            self._forwards[where] = out
+        return self._forwards[where]
+
+    def cell(self, name: str, model: str, seed: int, step: int) -> CellNode:
+        """The cell of metric ``name`` at checkpoint (model, seed, step)."""
+        at = (name, model, seed, step)
+        if at in self._cells:
+            return self._cells[at]
+        mdef, m = self.defs[name], self.spec.metrics[name]
+        ckpt_key = self._ckpt[(model, seed)][step]
+        common = ("cell", mdef.name, mdef.version, mdef.bind_args(m.args))
+        ups = {
+            p: self.cell(ref.metric, *self.target(name, p, ref, (model, seed, step)))
+            for p, ref in m.input_refs().items()
+        }
+        input_keys = {p: c.key for p, c in ups.items()}
+        forward = None
+        if mdef.kind == "activation":
+            fnode = self.forwards(model, seed, step)[m.prompts or ""]
+            mine = {h: p for h, p in fnode.hooks if h in mdef.hooks_for(m.args)}
+            parts: tuple[Any, ...] = (fnode.key, {h: p == "float16" for h, p in mine.items()})
+            forward = fnode.id
+        elif mdef.kind == "intervention":
+            parts = (
+                ckpt_key,
+                self.resolution.prompt_ids[m.prompts or ""],
+                self.spec.models[model].dtype,
+                self.resolution.source_ids[model],
+            )
+        elif mdef.kind == "weights":
+            parts = (ckpt_key, self.spec.models[model].dtype)
+        else:  # derived: what it reads is all it depends on
+            parts, input_keys = (input_keys,), {}
+        key = content_key(*common, *parts, *((input_keys,) if input_keys else ()))
+        inputs = tuple(sorted((p, c.id) for p, c in ups.items()))
+        node = CellNode(
+            cell_id(name, model, seed, step),
+            key,
+            model,
+            seed,
+            step,
+            name,
+            m.prompts,
+            forward,
+            inputs,
+        )
+        self._cells[at] = node
+        return node
+
+    def target(self, reader: str, param: str, ref: InputRef, here: Where) -> Where:
+        """The checkpoint whose cell ``ref`` names, read from checkpoint ``here``."""
+        model, seed, step = here
+        if ref.is_local:
+            return here
+        self.crossing = True
+        where = f"metrics.{reader}.inputs.{param}"
+        t_model = ref.model or model
+        t_seed = seed if ref.seed is None else ref.seed
+        series = self.resolution.series.get((t_model, t_seed))
+        if series is None:
+            raise PlanError(f"{where}: there is no run {series_label(t_model, t_seed)} to read")
+        if ref.step == "last":
+            t_step = series.steps[-1]
+        elif ref.step == "first":
+            t_step = series.steps[0]
+        else:
+            t_step = step if ref.step is None else ref.step
+        if t_step not in self._ckpt[(t_model, t_seed)]:
+            raise PlanError(
+                f"{where}: {series_label(t_model, t_seed)} has no checkpoint at step {t_step} "
+                f"(its steps: {_shown_steps(series.steps)})"
+            )
+        if t_model not in (self.spec.metrics[ref.metric].models or [t_model]):
+            raise PlanError(f"{where}: metric '{ref.metric}' does not run on model '{t_model}'")
+        return (t_model, t_seed, t_step)
+
+
+def _shown_steps(steps: tuple[int, ...]) -> str:
+    shown = ", ".join(map(str, steps[:8]))
+    return shown + (f", … ({len(steps)} in all)" if len(steps) > 8 else "")
+
+
+def check_groups_acyclic(work: nx.DiGraph) -> None:
+    """Cells that read other checkpoints make their groups wait on those checkpoints' groups
+    (``work``: the plan's work graph); a ring of such waits cannot run, since each group runs
+    as one unit. PlanError naming the ring."""
+    try:
+        ring = nx.find_cycle(work)
+    except nx.NetworkXNoCycle:
+        return
+    groups = " -> ".join(u for u, _ in ring)
+    raise PlanError(
+        "metric inputs from other checkpoints make checkpoint groups wait on each other in a "
+        f"ring ({groups}); read them in one direction only (e.g. each seed from a later one)"
+    )
