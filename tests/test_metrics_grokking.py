@@ -63,9 +63,11 @@ def test_restricted_and_excluded_loss_equal_a_lstsq_projection(split, keys):
     part = lstsq_part(logits, P, keys)
     restricted = part + (logits - part).mean(axis=0)
     freqs = freq_series(keys)
-    table = logits_metric(acts, prompts)  # [batch, vocab] at '=', answer / train_mask coords
-    got_r = restricted_loss(table, freqs, split=split)
-    got_e = excluded_loss(table, freqs, split=split)
+    got_r = restricted_loss(acts, prompts, freqs, split=split)
+    got_e = excluded_loss(acts, prompts, freqs, split=split)
+    table = logits_metric(acts, prompts)  # [batch, vocab] at '=', extras as coordinates
+    np.testing.assert_allclose(table.values[:, :P], logits, rtol=0, atol=0)
+    np.testing.assert_array_equal(table["train_mask"].values, train)
     assert got_r == pytest.approx(np_cross_entropy(restricted[rows], answer[rows]), abs=1e-5)
     assert got_e == pytest.approx(np_cross_entropy((logits - part)[rows], answer[rows]), abs=1e-5)
 
@@ -79,10 +81,10 @@ def test_a_perfect_fourier_model_has_low_restricted_and_high_excluded_loss():
     logits = sum(8 * np.cos(2 * np.pi * k * (a[:, None] + b[:, None] - c) / P) for k in (1, 3))
     full = np.zeros((P * P, 4, P + 1))
     full[:, 2, :P] = logits
-    table = logits_metric({"logits": torch.tensor(full)}, prompts)
+    acts = {"logits": torch.tensor(full)}
     base = np_cross_entropy(logits, np.asarray(prompts.extras["answer"]))
-    assert restricted_loss(table, freq_series([1, 3]), split="all") == pytest.approx(base, abs=1e-5)
-    excluded = excluded_loss(table, freq_series([1, 3]), split="all")
+    assert restricted_loss(acts, prompts, freq_series([1, 3])) == pytest.approx(base, abs=1e-5)
+    excluded = excluded_loss(acts, prompts, freq_series([1, 3]), split="all")
     assert excluded == pytest.approx(np.log(P), abs=1e-5)
 
 
@@ -147,12 +149,11 @@ def test_progress_measures_refuse_a_prompt_set_that_is_not_the_table():
     )
     acts = {"logits": torch.zeros(P * P, 4, P + 1)}
     with pytest.raises(PromptError, match="row-major"):
-        restricted_loss(logits_metric(acts, shuffled), freq_series([1]))
+        restricted_loss(acts, shuffled, freq_series([1]))
     with pytest.raises(PromptError, match="row-major"):
         key_frequencies({"blocks.{layer}.mlp.hook_post": torch.zeros(1, P * P, 4, 3)}, shuffled)
-    table = logits_metric(acts, prompts)
     with pytest.raises(UserError, match="outside"):
-        restricted_loss(table, freq_series([5]).assign_coords(freq=[1, 2, 3, 4, 9]))
+        restricted_loss(acts, prompts, freq_series([5]).assign_coords(freq=[1, 2, 3, 4, 9]))
 
 
 @functools.cache

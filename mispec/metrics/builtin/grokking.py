@@ -8,8 +8,7 @@ neurons compute ``cos(w_k(a+b))`` and ``sin(w_k(a+b))``, and the logit of ``c`` 
 ``cos(w_k(a+b-c))``. These metrics measure that circuit over training, on the whole ``p × p``
 table in row-major order (row ``a * p + b``: the ``modular_addition`` task's prompt set) at
 the ``=`` position (the ``answer_pos`` extra): ``key_frequencies`` reads the MLP neurons there,
-``restricted_loss`` and ``excluded_loss`` the ``logits`` metric's result (with the
-``answer`` and ``train_mask`` coordinates it copies from the prompt set). Logits are those
+``restricted_loss`` and ``excluded_loss`` the logits there. Logits are those
 of the ``p`` number tokens (the ``=`` token's output column is left out, as in the paper's
 code), in float64.
 
@@ -145,8 +144,9 @@ def table_of(prompts: Any, name: str) -> tuple[int, np.ndarray, np.ndarray]:
 
 def table_logits(logits: Any, name: str) -> tuple[int, np.ndarray, np.ndarray, Any]:
     """``(p, logits [p*p, p] float64 over the number tokens, answer [p*p], the input)`` from
-    the ``logits`` metric's result on a mod-p table, or a ``PromptError`` saying what the
-    metric needs."""
+    the answer-position logits of a mod-p table (``[batch, vocab]`` with the ``answer`` and
+    ``train_mask`` coordinates, as the ``logits`` metric returns them), or a ``PromptError``
+    saying what the metric needs."""
     if not isinstance(logits, xr.DataArray) or set(logits.dims) != {"batch", "vocab"}:
         dims = getattr(logits, "dims", None)
         raise UserError(f"{name}: 'logits' must be the logits metric's result, got dims {dims}")
@@ -256,9 +256,13 @@ def neuron_frequency_counts(x: np.ndarray, p: int, min_share: float) -> tuple[np
     return counts, explained
 
 
-def _restricted_excluded(logits: Any, frequencies: Any, split: str, name: str, keep: bool) -> float:
+def _restricted_excluded(
+    acts: Any, prompts: Any, frequencies: Any, split: str, name: str, keep: bool
+) -> float:
+    from mispec.metrics.builtin.phases import answer_logits
+
     check_choice("split", split, SPLITS)
-    p, values, answer, arr = table_logits(logits, name)
+    p, values, answer, arr = table_logits(answer_logits(acts, prompts), name)
     keys = key_set(frequencies, p, name)
     part = key_frequency_part(values, p, keys)
     if keep:  # only the key directions, plus the paper's bias correction
@@ -269,31 +273,50 @@ def _restricted_excluded(logits: Any, frequencies: Any, split: str, name: str, k
     return cross_entropy(new[rows], answer[rows])
 
 
-_TABLE_INPUTS = {
-    "logits": InputDims(("batch", "vocab"), why="the logits on the table (the logits metric)"),
-    "frequencies": InputDims(("freq",), why="a series over 'freq' (key_frequencies)"),
-}
+def _split_extras(split: str = "all") -> tuple[str, ...]:
+    return ("answer",) + (("train_mask",) if split != "all" else ())
 
 
-@metric(dims=(), inputs=("logits", "frequencies"), input_dims=_TABLE_INPUTS, units="nats")
+def _train_split_extras(split: str = "train") -> tuple[str, ...]:
+    return _split_extras(split)
+
+
+_FREQUENCIES = {"frequencies": InputDims(("freq",), why="a series over 'freq' (key_frequencies)")}
+
+
+@metric(
+    dims=(),
+    hooks=("logits",),
+    inputs=("frequencies",),
+    input_dims=_FREQUENCIES,
+    units="nats",
+    extras=_split_extras,
+)
 def restricted_loss(
-    logits: Any, frequencies: Any, split: Literal["all", "train", "test"] = "all"
+    acts: Any, prompts: Any, frequencies: Any, split: Literal["all", "train", "test"] = "all"
 ) -> float:
     """Cross-entropy (nats, on ``split``; default the whole table) of the logits restricted to
     the key-frequency directions ``cos/sin(w_k(a+b))`` with the paper's bias correction (see the
-    module docstring). ``logits``: the ``logits`` metric on the table; ``frequencies``: a
-    ``freq`` series whose non-zero entries are the key frequencies (``key_frequencies``,
-    chosen at a reference step)."""
-    return _restricted_excluded(logits, frequencies, split, "restricted_loss", keep=True)
+    module docstring). ``frequencies``: a ``freq`` series whose non-zero entries are the key
+    frequencies (``key_frequencies``, chosen at a reference step: ``{metric: freqs, step:
+    last}``)."""
+    return _restricted_excluded(acts, prompts, frequencies, split, "restricted_loss", keep=True)
 
 
-@metric(dims=(), inputs=("logits", "frequencies"), input_dims=_TABLE_INPUTS, units="nats")
+@metric(
+    dims=(),
+    hooks=("logits",),
+    inputs=("frequencies",),
+    input_dims=_FREQUENCIES,
+    units="nats",
+    extras=_train_split_extras,
+)
 def excluded_loss(
-    logits: Any, frequencies: Any, split: Literal["all", "train", "test"] = "train"
+    acts: Any, prompts: Any, frequencies: Any, split: Literal["all", "train", "test"] = "train"
 ) -> float:
     """Cross-entropy (nats, on ``split``; default the training pairs) of the logits with their
     key-frequency directions ``cos/sin(w_k(a+b))`` removed (see the module docstring)."""
-    return _restricted_excluded(logits, frequencies, split, "excluded_loss", keep=False)
+    return _restricted_excluded(acts, prompts, frequencies, split, "excluded_loss", keep=False)
 
 
 @metric(dims=("component",), units="gini")

@@ -38,12 +38,17 @@ from mispec.metrics.builtin._common import act, answer_positions
 from mispec.metrics.core import metric
 
 
-@metric(dims=("batch", "vocab"), hooks=("logits",), units="logits", version=1)
+@metric(dims=("batch", "vocab"), hooks=("logits",), units="logits")
 def logits(acts: Any, prompts: Any) -> Any:
     """The logits at each prompt's answer position (its ``answer_pos`` extra, else its last
     real token), ``[batch, vocab]`` — the model's function on a fixed prompt set. Every
     one-value-per-prompt extra (``answer``, ``train_mask`` …) rides along as a coordinate on
-    ``batch``, so metrics derived from the logits know each row's answer and split."""
+    ``batch``, so whoever reads the result knows each row's answer and split."""
+    return answer_logits(acts, prompts)
+
+
+def answer_logits(acts: Any, prompts: Any) -> Any:
+    """The ``logits`` metric's result (see there)."""
     full = act(acts, "logits")  # [batch, pos, vocab]
     pos = answer_positions(prompts)
     values = full[torch.arange(full.shape[0]), pos].double().numpy()
