@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import mispec
+from mispec.execute.summary import summarize
 
 from .test_metrics_grokking import lstsq_part, np_cross_entropy
 
@@ -43,11 +44,15 @@ metrics:
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory):
+def tree(tmp_path_factory):
     folder = tmp_path_factory.mktemp("mini_grokking")
     (folder / "spec.yaml").write_text(SPEC)
-    run = mispec.run(folder / "spec.yaml", progress=False)
-    return run.open()["mod7"].to_dataset()
+    return mispec.run(folder / "spec.yaml", progress=False).open()
+
+
+@pytest.fixture(scope="module")
+def results(tree):
+    return tree["mod7"].to_dataset()
 
 
 def test_progress_measures_use_the_last_steps_key_frequencies(results):
@@ -75,7 +80,7 @@ def test_results_say_which_split_they_measure(results):
     assert "split" not in results.logits.attrs
 
 
-def test_phases_follow_the_threshold_rule(results):
+def test_phases_follow_the_threshold_rule(results, tree):
     ds = results.isel(seed=0)
     steps = ds.step.values
     train, test = ds.train_accuracy.values, ds.test_accuracy.values
@@ -90,6 +95,8 @@ def test_phases_follow_the_threshold_rule(results):
     got = ds.phases.sel(phase=["memorisation", "circuit_formation", "cleanup"]).values
     np.testing.assert_array_equal(got, [mem, circuit, cleanup])
     assert not np.isnan(mem)  # 40 full-batch steps at lr 1e-2 memorise most of 29 pairs
+    [line] = [x for x in summarize(tree) if "phases" in x]
+    assert line.startswith(f"mod7 seed 0: phases: memorisation ends at step {mem:.0f}, ")
 
 
 def test_pca_fit_on_the_past_never_sees_later_steps(results):

@@ -23,6 +23,13 @@ def summarize(tree: Any) -> list[str]:
                         lines.append(f"{model} seed {seed}: {name} = {shown}")
                     else:
                         lines.append(f"{model} seed {seed}: {name} median over heads = {shown}")
+            elif fn == "grokking_phases" and set(var.dims) == {"seed", "phase"}:
+                for seed in var.seed.values:
+                    ends = ", ".join(
+                        f"{ph} ends at step {_value(np.asarray([float(var.sel(seed=seed, phase=ph))]), '.0f', none='- (not reached)')}"
+                        for ph in var.phase.values
+                    )
+                    lines.append(f"{model} seed {seed}: {name}: {ends}")
             elif {"layer", "head", "step"} <= set(var.dims):
                 last = var.isel(step=-1).mean("seed") if "seed" in var.dims else var.isel(step=-1)
                 if _no_value(last.values):
