@@ -199,3 +199,18 @@ def test_fourier_sparsity_equals_gini_of_numpy_fft_norms():
     norms = np.zeros(P)
     norms[[3, 4]] = 1.0
     assert np_gini(norms) == pytest.approx((P - 2) / P)
+
+
+def test_flat_weights_is_every_parameter_once():
+    from mispec.metrics.builtin.phases import flat_weights
+    from mispec.metrics.builtin.weights import weight_norm
+
+    bri = bridge()
+    flat = flat_weights(bri)
+    total = float(weight_norm(bri).sel(component="total"))
+    assert float(np.linalg.norm(flat.values)) == pytest.approx(total, rel=1e-12)
+    mlp = flat_weights(bri, include=["blocks.0.mlp"])
+    sizes = {n: v.numel() for n, v in bri.state_dict().items() if n.startswith("blocks.0.mlp")}
+    assert mlp.sizes["param"] == sum(sizes.values()) and mlp.attrs["parameters"] == list(sizes)
+    with pytest.raises(UserError, match="no parameter"):
+        flat_weights(bri, include=["nothing"])
