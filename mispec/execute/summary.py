@@ -22,7 +22,8 @@ def summarize(tree: Any) -> list[str]:
                     if v.size == 1:
                         lines.append(f"{model} seed {seed}: {name} = {shown}")
                     else:
-                        lines.append(f"{model} seed {seed}: {name} median over heads = {shown}")
+                        over = ", ".join(d for d in var.dims if d != "seed")
+                        lines.append(f"{model} seed {seed}: {name} median over {over} = {shown}")
             elif fn == "grokking_phases" and set(var.dims) == {"seed", "phase"}:
                 for seed in var.seed.values:
                     ends = ", ".join(
