@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from mispec.coords import coord_attrs
 from mispec.errors import MetricError, ResultsError
 from mispec.metrics.core import ASSEMBLED_COORDS
 from mispec.planning.graph import Plan
@@ -70,6 +71,9 @@ def assemble(plan: Plan, store: Store, fresh: dict[str, Any] | None = None) -> A
         constant, per_cell = split_attrs(metric, var, [cells[k] for k in grid], seeds, steps)
         var.attrs = constant
         var.attrs["metric_fn"] = plan.spec.metrics[metric].fn
+        split = _split_of(plan, metric)
+        if split is not None:  # a loss / accuracy says which pairs it measured
+            var.attrs["split"] = split
         per_model[model][metric] = var
         per_model[model].update(per_cell)
     comparisons: dict[tuple[str, str], dict[str, Any]] = {}
@@ -89,7 +93,8 @@ def assemble(plan: Plan, store: Store, fresh: dict[str, Any] | None = None) -> A
             if tps:
                 tokens = ("step", np.asarray(ds.step.values) * tps)
                 ds = ds.assign_coords({ASSEMBLED_COORDS[0]: tokens})
-            ds.step.attrs.update(units="training steps", long_name="training step")
+        for coord in ds.coords:  # long_name and units on every coordinate
+            ds[coord].attrs.update(coord_attrs(str(coord)))
         ds.attrs.update(model=model, source=plan.resolution.sources[model].kind)
         children[model] = xr.DataTree(ds, name=model)
     for (a, b), variables in comparisons.items():
@@ -144,6 +149,14 @@ def _mismatch(metric: str, ids: dict, k1: Any, a: Any, k2: Any, b: Any) -> Metri
         "coordinates)",
         node=ids[k2],
     )
+
+
+def _split_of(plan: Any, metric: str) -> str | None:
+    """The ``split`` (``train`` / ``test`` / ``all``) a metric with that arg measured."""
+    mdef = plan.metric_defs[metric]
+    if not any(a.name == "split" for a in mdef.args):
+        return None
+    return str(mdef.bind_args(dict(plan.spec.metrics[metric].args))["split"])
 
 
 def split_attrs(

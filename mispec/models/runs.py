@@ -49,7 +49,9 @@ def training_identity(train: TrainSpec, seed: int, lineage: Lineage | None = Non
     A run that starts from other checkpoints (``init_from``, ``init`` copies) hashes their
     checkpoint identities in ``lineage`` instead of the names of the models they come from:
     changing a parent changes the child's identity, renaming it does not."""
-    spec = train.model_dump(mode="json", exclude={"steps", "task_args"})
+    # unset (or the default float32): the identity of every spec without the key is kept
+    unset = {"loss_dtype"} if train.loss_dtype in (None, "float32") else set()
+    spec = train.model_dump(mode="json", exclude={"steps", "task_args"} | unset)
     if lineage:
         spec.pop("init_from", None)
         for op in spec.get("init", []):

@@ -8,8 +8,12 @@ module beside the spec is found). A task is both something to train on (``train.
 and a prompt generator (``prompts.<name>.generator``; :mod:`mispec.tasks.generators`).
 
 Built in: ``repeated_tokens`` (induction), ``modular_addition`` (grokking) with
-``modular_subtraction`` and ``modular_division``, ``sorting``, ``toy_ioi``. A ``train:``
-model may also train on a weighted mixture of tasks (:mod:`mispec.tasks.mixture`). Pure numpy; importing this package does not import torch.
+``modular_subtraction`` and ``modular_division``, ``sorting`` (fixed or variable length),
+``toy_ioi``, ``multi_digit_addition``, ``min_max``, ``recurrence``, ``previous_token``,
+``permutation``, ``bracket_matching``. Finite ones (``modular_addition``, ``min_max``,
+``recurrence``, ``permutation``) carry a train / test split (``mispec.tasks.table``). A
+``train:`` model may also train on a weighted mixture of tasks (:mod:`mispec.tasks.mixture`).
+Pure numpy; importing this package does not import torch.
 """
 
 from __future__ import annotations
@@ -28,8 +32,14 @@ from mispec.tasks.arithmetic import (
     modular_subtraction,
 )
 from mispec.tasks.base import Task, TaskBatch, rng_for
+from mispec.tasks.bracket_matching import BracketMatching, bracket_matching
 from mispec.tasks.induction import RepeatedTokens, repeated_tokens
 from mispec.tasks.ioi import ToyIOI, toy_ioi
+from mispec.tasks.min_max import MinMax, min_max
+from mispec.tasks.multi_digit_addition import MultiDigitAddition, multi_digit_addition
+from mispec.tasks.permutation import Permutation, permutation
+from mispec.tasks.previous_token import PreviousToken, previous_token
+from mispec.tasks.recurrence import Recurrence, recurrence
 from mispec.tasks.sorting import Sorting, sorting
 
 if TYPE_CHECKING:
@@ -45,6 +55,12 @@ for _factory in (
     modular_division,
     sorting,
     toy_ioi,
+    multi_digit_addition,
+    min_max,
+    recurrence,
+    previous_token,
+    permutation,
+    bracket_matching,
 ):
     TASKS.register(_factory.__name__, _factory)
 
@@ -78,9 +94,15 @@ def task_for(train: TrainSpec) -> Task:
 
 __all__ = [
     "TASKS",
+    "BracketMatching",
+    "MinMax",
     "ModularAddition",
     "ModularDivision",
     "ModularSubtraction",
+    "MultiDigitAddition",
+    "Permutation",
+    "PreviousToken",
+    "Recurrence",
     "RepeatedTokens",
     "Sorting",
     "Task",

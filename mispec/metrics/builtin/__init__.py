@@ -7,6 +7,8 @@ metric                    kind          dims
 ========================  ============  ==========================================
 loss, accuracy            activation    ()
 per_token_loss            activation    (pos,)
+digit_loss,               activation    (digit,)
+digit_accuracy
 icl_score                 derived       input dims without pos
 induction_score,          activation    (layer, head)
 previous_token_score,
@@ -34,9 +36,16 @@ composition_score         weights       (src_layer, src_head, dst_layer, dst_hea
 weight_norm               weights       (component,)
 embed_fourier             weights       (freq,)
 head_weight_change        weights       (layer, head) — against a ``parameters`` input
+key_frequencies           activation    (freq,)
+restricted_loss,          activation    ()  (input: key frequencies)
+excluded_loss
+fourier_sparsity          weights       (component,)
 transition_step,          reduction     input dims without step
 transition_size
 pca_over_steps            reduction     (step, pc)
+grokking_phases           reduction     (phase,)
+logits                    activation    (batch, vocab)
+flat_weights              weights       (param,)
 reduce                    derived       input dims without ``over``
 token_logprobs            activation    (batch, pos)
 next_token_logprobs       activation    (batch, pos, vocab)
@@ -64,12 +73,15 @@ from mispec.metrics.builtin import (  # noqa: F401  (registers on import)
     checkpoint_values,
     comparisons,
     cross_patching,
+    digits,
     dla,
+    grokking,
     interventions,
     logits,
     loss,
     neurons,
     patching,
+    phases,
     reductions,
     summaries,
     weight_change,
