@@ -38,21 +38,39 @@ class TrainReport:
     saved: list[int] = field(default_factory=list)
 
 
-def training_identity(train: TrainSpec, seed: int) -> str:
-    """Hash of the training config and seed, excluding ``steps`` (so raising it resumes)."""
+Lineage = dict[str, Any]
+"""What a run starts from besides its own config: ``{"init_from": <parent checkpoint
+identity>, "from": [<donor checkpoint identity or None, one per init op>]}``."""
+
+
+def training_identity(train: TrainSpec, seed: int, lineage: Lineage | None = None) -> str:
+    """Hash of the training config and seed, excluding ``steps`` (so raising it resumes).
+
+    A run that starts from other checkpoints (``init_from``, ``init`` copies) hashes their
+    checkpoint identities in ``lineage`` instead of the names of the models they come from:
+    changing a parent changes the child's identity, renaming it does not."""
     # unset (or the default float32): the identity of every spec without the key is kept
     unset = {"loss_dtype"} if train.loss_dtype in (None, "float32") else set()
     spec = train.model_dump(mode="json", exclude={"steps", "task_args"} | unset)
+    if lineage:
+        spec.pop("init_from", None)
+        for op in spec.get("init", []):
+            op.pop("source", None)
+        return content_key(
+            "mispec-train", TRAINER_VERSION, spec, task_for(train).describe(), seed, lineage
+        )
     return content_key("mispec-train", TRAINER_VERSION, spec, task_for(train).describe(), seed)
 
 
-def run_dir(train: TrainSpec, seed: int, store_dir: Path) -> Path:
-    return Path(store_dir) / "checkpoints" / training_identity(train, seed)
+def run_dir(train: TrainSpec, seed: int, store_dir: Path, lineage: Lineage | None = None) -> Path:
+    return Path(store_dir) / "checkpoints" / training_identity(train, seed, lineage)
 
 
-def saved_steps(train: TrainSpec, seed: int, store_dir: Path) -> set[int]:
+def saved_steps(
+    train: TrainSpec, seed: int, store_dir: Path, lineage: Lineage | None = None
+) -> set[int]:
     """Steps with a weights file in the run folder (a directory listing; not verified)."""
-    d = run_dir(train, seed, store_dir)
+    d = run_dir(train, seed, store_dir, lineage)
     if not d.is_dir():
         return set()
     return {int(m.group(1)) for p in d.iterdir() if (m := _MODEL_RE.match(p.name))}

@@ -11,6 +11,11 @@ runs with one seed are bitwise identical.
 Step ``N`` means "after ``N`` optimizer updates"; step 0 is the initialisation. The loss
 is the mean next-token cross-entropy over the task's ``loss_mask``.
 
+A run may start from another checkpoint and surgery on its weights, and hold some entries
+fixed (``init_from``, ``init``, ``freeze``: :mod:`mispec.models.init_weights`); its folder is
+then named by an identity that includes those checkpoints' (``lineage``), and its steps count
+from its own start.
+
 A run that diverges (a NaN or an inf in the loss, a gradient, the weights or the optimizer
 state) stops with :class:`~mispec.errors.TrainingDivergedError` before anything non-finite
 is saved, and a non-finite checkpoint is never loaded (``mispec.models.divergence``).
@@ -20,7 +25,7 @@ from __future__ import annotations
 
 import platform
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -31,17 +36,20 @@ import torch.nn.functional as F
 from mispec.errors import UserError
 from mispec.models import checkpoints as ckpt
 from mispec.models.divergence import FiniteWatch, check_state, read_finite
+from mispec.models.init_weights import Hold, Start, State, check_compatible
 from mispec.models.native import KeyMap, key_map, load_bridge_state, plain_model, to_bridge_state
 from mispec.models.runs import (
     MODEL_FILE,
     OPTIM_FILE,
     TRAINER_VERSION,
+    Lineage,
     TrainReport,
     native_config,
     run_dir,
     saved_steps,
     training_identity,
 )
+from mispec.models.weight_targets import Selection
 from mispec.spec.schema import OptimizerSpec, TrainSpec
 from mispec.tasks import Task, task_for
 
@@ -84,10 +92,12 @@ def masked_loss(
 class _Run:
     """One (train spec, seed) run folder: load/save steps, verify files."""
 
-    def __init__(self, name: str, train: TrainSpec, seed: int, store_dir: Path):
-        self.name, self.train, self.seed = name, train, seed
-        self.dir = run_dir(train, seed, store_dir)
-        self.identity = training_identity(train, seed)
+    def __init__(
+        self, name: str, train: TrainSpec, seed: int, store_dir: Path, lineage: Lineage | None
+    ):
+        self.name, self.train, self.seed, self.lineage = name, train, seed, lineage
+        self.dir = run_dir(train, seed, store_dir, lineage)
+        self.identity = training_identity(train, seed, lineage)
 
     def model_path(self, step: int) -> Path:
         return self.dir / MODEL_FILE.format(step=step)
@@ -134,6 +144,7 @@ class _Run:
                 "seed": self.seed,
                 "tl_config": kwargs,
                 "train": self.train.model_dump(mode="json", exclude={"steps"}),
+                "lineage": self.lineage,
                 "task": task.describe(),
                 "versions": {
                     "torch": torch.__version__,
@@ -177,13 +188,20 @@ def ensure_trained(
     store_dir: Path,
     *,
     progress: bool = True,
+    lineage: Lineage | None = None,
+    start: Callable[[State], Start] | None = None,
+    hold: Selection | None = None,
 ) -> TrainReport:
-    """Train (or resume) until every step in ``steps`` is saved in the store."""
+    """Train (or resume) until every step in ``steps`` is saved in the store.
+
+    ``start`` turns the fresh initialisation (bridge keys) into the run's step 0 when the run
+    does not start fresh (``lineage`` then names what it starts from); ``hold`` selects the
+    weight entries kept at their step-0 values (see :mod:`mispec.models.init_weights`)."""
     wanted = sorted({int(s) for s in steps})
     if wanted and wanted[0] < 0:
         raise UserError(f"model '{name}': negative training step {wanted[0]}")
-    run = _Run(name, train, seed, store_dir)
-    saved = saved_steps(train, seed, store_dir)
+    run = _Run(name, train, seed, store_dir, lineage)
+    saved = saved_steps(train, seed, store_dir, lineage)
     valid = _verified(run, [s for s in wanted if s in saved])
     missing = [s for s in wanted if s not in valid]
     if not missing:
@@ -200,22 +218,32 @@ def ensure_trained(
     keys = key_map(kwargs)
     model = plain_model(kwargs).to(device=device, dtype=dtype).train()
     opt = make_optimizer(model.parameters(), train.optimizer)
-    resume = _resume_point(run, saved_steps(train, seed, store_dir), missing[0])
-    start = 0
+    resume = _resume_point(run, saved_steps(train, seed, store_dir, lineage), missing[0])
+    start_step, elsewhere = 0, 0
     if resume is not None:
-        start, weights, opt_state = resume
+        start_step, weights, opt_state = resume
         load_bridge_state(model, {k: v.to(device) for k, v in weights.items()}, keys)
         opt.load_state_dict(opt_state)
+    elif start is not None:
+        fresh = to_bridge_state(model, keys)
+        begin = start(fresh)
+        check_compatible(begin.weights, fresh, name)
+        load_bridge_state(model, {k: v.to(device, dtype) for k, v in begin.weights.items()}, keys)
+        if begin.optimizer is not None:  # carry the state, keep this run's hyperparameters
+            groups = opt.state_dict()["param_groups"]
+            opt.load_state_dict({"state": begin.optimizer["state"], "param_groups": groups})
+        elsewhere = begin.steps_trained
+    held = Hold(model, hold, keys) if hold else None
     todo = set(missing)
     saved_now: list[int] = []
-    if start in todo:  # only step 0 can be missing here
-        run.save(start, model, opt, keys)
-        saved_now.append(start)
+    if start_step in todo:  # only step 0 can be missing here
+        run.save(start_step, model, opt, keys)
+        saved_now.append(start_step)
     last = missing[-1]
     watch = FiniteWatch(name, train, seed)
-    bar = _progress(name, seed, start, last) if progress else nullcontext(None)
+    bar = _progress(name, seed, start_step, last) if progress else nullcontext(None)
     with bar as bar_state:
-        for t in range(start, last):
+        for t in range(start_step, last):
             for group in opt.param_groups:
                 group["lr"] = learning_rate(train, t)
             b = task.batch(seed, t, train.batch_size)
@@ -225,9 +253,13 @@ def ensure_trained(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             norm = None
+            if held is not None:
+                held.zero_grads()
             if train.grad_clip is not None:
                 norm = torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
             opt.step()
+            if held is not None:
+                held.restore()
             watch.record(t, loss, norm)
             if t + 1 in todo or (t + 1) % _CHECK_EVERY == 0:
                 watch.check()  # one sync: raises at the first non-finite update
@@ -236,11 +268,11 @@ def ensure_trained(
                 saved_now.append(t + 1)
             if bar_state is not None and ((t + 1) % 10 == 0 or t + 1 == last):
                 bar_state[0].update(
-                    bar_state[1], completed=t + 1 - start, loss=f"{loss.item():.4f}"
+                    bar_state[1], completed=t + 1 - start_step, loss=f"{loss.item():.4f}"
                 )
     return TrainReport(
-        steps_trained=last - start,
-        resumed_from=start if resume is not None else None,
+        steps_trained=last - start_step + elsewhere,
+        resumed_from=start_step if resume is not None else None,
         saved=saved_now,
     )
 

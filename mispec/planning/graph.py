@@ -235,6 +235,11 @@ def build_plan(spec: Spec, resolution: Resolution, base_dir: Path | None = None)
                 ),
                 sorted({u for us in ups_by_param.values() for u in us}),
             )
+    for (model, seed), series in sorted(resolution.series.items()):  # a run built on another
+        source = resolution.sources.get(model)
+        for upstream in source.depends_on(seed) if source is not None else ():
+            if series.training_identity is not None and train_id(*upstream) in g:
+                g.add_edge(train_id(*upstream), train_id(model, seed))
     results = [n for n, d in g.nodes(data=True) if isinstance(d["node"], CellNode | ReductionNode)]
     plan_key = content_key("assemble", spec.name, sorted(g.nodes[n]["node"].key for n in results))
     add(AssembleNode(ASSEMBLE_ID, plan_key), sorted(results))

@@ -40,12 +40,12 @@ class Resolution:
 def resolve(loaded: LoadedSpec) -> Resolution:
     """Ask each model's source for its steps, checkpoint identities and training facts;
     fingerprint the prompt sets. Every unavailable checkpoint is one located problem."""
-    from mispec.sources import source_for
+    from mispec.sources import sources_for
     from mispec.spec.selectors import resolve_selector
 
     spec, base = loaded.spec, loaded.base_dir
     series: dict[tuple[str, int], Series] = {}
-    sources = {name: source_for(name, model, base) for name, model in spec.models.items()}
+    sources = sources_for(dict(spec.models), base)
     problems = []
     for name, source in sources.items():
         for seed in source.entry.seeds:

@@ -46,6 +46,14 @@ def source_for(name: str, entry: ModelSpecBase, base_dir: Path) -> ModelSource:
     return cls(name, entry, base_dir)
 
 
+def sources_for(models: dict[str, ModelSpecBase], base_dir: Path) -> dict[str, ModelSource]:
+    """Every model entry's source, bound to each other (see :meth:`ModelSource.bind`)."""
+    sources = {name: source_for(name, entry, base_dir) for name, entry in models.items()}
+    for source in sources.values():
+        source.bind(sources)
+    return sources
+
+
 __all__ = [
     "SOURCES",
     "CheckpointHandle",
@@ -56,4 +64,5 @@ __all__ = [
     "resolve_path",
     "source_class",
     "source_for",
+    "sources_for",
 ]

@@ -70,6 +70,18 @@ class ModelSource(ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
 
+    # ------------------------------------------------------------------ relations
+    def bind(self, sources: dict[str, ModelSource]) -> None:
+        """Called once every model entry of the spec has its source (``sources``, by name,
+        this one included): a source that starts from another model's checkpoints keeps them
+        (``train:`` with ``init_from``). Default: nothing."""
+        return None
+
+    def depends_on(self, seed: int) -> list[tuple[str, int]]:
+        """The (model, seed) runs whose checkpoints this seed's run is built from: their
+        training comes first (the planner's edges). Default: none."""
+        return []
+
     # ------------------------------------------------------------------ planning
     def default_selector(self) -> Selector:
         """The checkpoints to read when the spec names none."""

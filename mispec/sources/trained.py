@@ -4,6 +4,12 @@ Every step from 0 to ``train.steps`` exists (they are trained on demand); a chec
 identified by its training run (``mispec.models.runs.training_identity``: the config without
 ``steps``, the task's full arguments and the seed) and its step. Training itself lives in
 ``mispec.models.training``; the run's files in ``<store>/checkpoints/<training identity>/``.
+
+A model may start from another entry's checkpoint (``init_from``) and edit its initial weights
+with copies from others (``init``): :meth:`TrainedSource.bind` keeps the spec's sources, and the
+run's identity then includes the checkpoint identities it starts from (its *lineage*), so a
+changed parent re-trains exactly its descendants. Checks of these references live in
+:mod:`mispec.sources.trained_checks`.
 """
 
 from __future__ import annotations
@@ -17,12 +23,13 @@ from mispec.errors import Problem, UserError
 from mispec.hashing import content_key
 from mispec.models import runs
 from mispec.sources.base import CheckpointHandle, ModelSource
-from mispec.spec.schema import Selector, TrainedModelSpec, TrainSpec
+from mispec.spec.schema import CheckpointRef, Selector, TrainedModelSpec, TrainSpec
 
 if TYPE_CHECKING:
     import torch
 
     from mispec.models.info import ModelInfo
+    from mispec.models.init_weights import Start, State
     from mispec.spec.yaml_source import SourceMap
 
 # A toy trainer: a model above this many parameters is a typo (or the wrong tool).
@@ -33,10 +40,59 @@ class TrainedSource(ModelSource):
     kind = "train"
     entry_type = TrainedModelSpec
     entry: TrainedModelSpec
+    others: dict[str, ModelSource] | None = None  # the spec's sources, once bound
 
     @property
     def train(self) -> TrainSpec:
         return self.entry.train
+
+    # ------------------------------------------------------------------ relations
+    def bind(self, sources: dict[str, ModelSource]) -> None:
+        self.others = sources
+
+    def refs(self) -> list[tuple[tuple[str | int, ...], CheckpointRef]]:
+        """The checkpoints this model starts from, with their key path under ``train``."""
+        out: list[tuple[tuple[str | int, ...], CheckpointRef]] = []
+        if self.train.init_from is not None:
+            out.append((("init_from",), self.train.init_from))
+        for i, op in enumerate(self.train.init):
+            if op.source is not None:
+                out.append((("init", i, "from"), op.source))
+        return out
+
+    def ref_source(self, ref: CheckpointRef) -> ModelSource:
+        if self.others is None or ref.model not in self.others:
+            raise UserError(f"model '{self.name}' refers to unknown model '{ref.model}'")
+        return self.others[ref.model]
+
+    def ref_point(self, ref: CheckpointRef, seed: int) -> tuple[ModelSource, int, int]:
+        """(source, seed, step) of a reference from this model's ``seed``."""
+        source = self.ref_source(ref)
+        ref_seed = seed if ref.seed is None else ref.seed
+        step = source.available_steps(ref_seed)[-1] if ref.step == "last" else ref.step
+        return source, ref_seed, step
+
+    def lineage(self, seed: int) -> runs.Lineage | None:
+        """The checkpoint identities this seed's run starts from (``None``: a fresh start)."""
+        if not self.refs():
+            return None
+        out: runs.Lineage = {"init_from": None, "from": []}
+        if self.train.init_from is not None:
+            source, s, step = self.ref_point(self.train.init_from, seed)
+            out["init_from"] = {
+                "checkpoint": source.checkpoint_identity(s, step),
+                "optimizer": self.train.init_from.optimizer,
+            }
+        for op in self.train.init:
+            if op.source is None:
+                out["from"].append(None)
+            else:
+                source, s, step = self.ref_point(op.source, seed)
+                out["from"].append(source.checkpoint_identity(s, step))
+        return out
+
+    def depends_on(self, seed: int) -> list[tuple[str, int]]:
+        return [(ref.model, seed if ref.seed is None else ref.seed) for _, ref in self.refs()]
 
     # ------------------------------------------------------------------ planning
     def default_selector(self) -> Selector:
@@ -49,7 +105,7 @@ class TrainedSource(ModelSource):
         return list(range(self.train.steps + 1))
 
     def checkpoint_identity(self, seed: int, step: int) -> str:
-        return content_key(runs.training_identity(self.train, seed), step)
+        return content_key(self.training_identity(seed), step)
 
     def source_identity(self) -> str:
         return content_key(self.kind, "train", self.entry.tokenizer)
@@ -68,13 +124,17 @@ class TrainedSource(ModelSource):
         return False
 
     def training_identity(self, seed: int) -> str:
-        return runs.training_identity(self.train, seed)
+        return runs.training_identity(self.train, seed, self.lineage(seed))
 
     def training_steps_left(
         self, seed: int, steps: list[int], store_dir: Path | None
     ) -> int | None:
         """From the latest saved step at or before the first missing one to the last missing."""
-        saved = runs.saved_steps(self.train, seed, store_dir) if store_dir is not None else set()
+        saved = (
+            runs.saved_steps(self.train, seed, store_dir, self.lineage(seed))
+            if store_dir is not None
+            else set()
+        )
         missing = [s for s in steps if s not in saved]
         if not missing:
             return None
@@ -85,8 +145,61 @@ class TrainedSource(ModelSource):
     ) -> int:
         from mispec.models.training import ensure_trained
 
-        report = ensure_trained(self.name, self.train, seed, steps, store_dir, progress=progress)
+        report = ensure_trained(
+            self.name,
+            self.train,
+            seed,
+            steps,
+            store_dir,
+            progress=progress,
+            **self._how(seed, store_dir),
+        )
         return report.steps_trained
+
+    def _how(self, seed: int, store_dir: Path) -> dict:
+        """``ensure_trained``'s lineage, start and hold for this seed."""
+        from mispec.models.weight_targets import select
+
+        hold = None
+        if self.train.freeze is not None:
+            cfg = runs.native_config(self.train, seed)
+            hold = select(list(self.train.freeze.heads), list(self.train.freeze.params), cfg)[0]
+        lineage = self.lineage(seed)
+        start = self._start(seed, store_dir) if lineage or self.train.init else None
+        return {"lineage": lineage, "start": start, "hold": hold}
+
+    def _start(self, seed: int, store_dir: Path) -> Callable[[State], Start]:
+        """Step 0 from the fresh initialisation: the ``init_from`` checkpoint, then surgery."""
+        from mispec.models.init_weights import Start, apply_surgery, check_compatible
+        from mispec.models.native import key_map
+
+        def load(ref: CheckpointRef, optimizer: bool = False) -> Start:
+            source, s, step = self.ref_point(ref, seed)
+            start = checkpoint_start(source, s, step, store_dir, optimizer=optimizer)
+            trained[0] += start.steps_trained
+            return start
+
+        trained = [0]
+
+        def start(fresh: State) -> Start:
+            weights, opt = fresh, None
+            if self.train.init_from is not None:
+                carry = self.train.init_from.optimizer == "carry"
+                begin = load(self.train.init_from, carry)
+                check_compatible(begin.weights, fresh, self.train.init_from.model)
+                weights, opt = begin.weights, begin.optimizer
+            if self.train.init:
+                kwargs = runs.native_config(self.train, seed)
+                donors = [
+                    (lambda ref=op.source: load(ref).weights) if op.source is not None else None
+                    for op in self.train.init
+                ]
+                weights = apply_surgery(
+                    weights, list(self.train.init), donors, kwargs, key_map(kwargs), seed
+                )
+            return Start(weights, opt, trained[0])
+
+        return start
 
     # ------------------------------------------------------------------ loading
     def open(
@@ -110,10 +223,10 @@ class TrainedSource(ModelSource):
     def _state_for(self, seed: int, store_dir: Path) -> Callable[[int], dict[str, torch.Tensor]]:
         from mispec.models import checkpoints as ckpt
         from mispec.models.divergence import read_finite
-        from mispec.models.training import ensure_trained
 
-        folder = runs.run_dir(self.train, seed, store_dir)
+        folder = runs.run_dir(self.train, seed, store_dir, self.lineage(seed))
         train, name = self.train, self.name
+        prepare = self.prepare
 
         def state_for(step: int) -> dict[str, torch.Tensor]:
             path = folder / runs.MODEL_FILE.format(step=step)
@@ -123,41 +236,57 @@ class TrainedSource(ModelSource):
                 except ckpt.CorruptCheckpoint as exc:
                     warnings.warn(f"{exc}; training step {step} again", stacklevel=4)
                     path.unlink(missing_ok=True)
-            ensure_trained(name, train, seed, [step], store_dir, progress=True)
+            prepare(seed, [step], store_dir, progress=True)
             return read_finite(path, name=name, train=train, seed=seed, step=step)[0]
 
         return state_for
 
     # ------------------------------------------------------------------ validation
     def check(self, source_map: SourceMap) -> list[Problem]:
-        """The task and its ``task_args``; the selector (once the task is known); the
-        tokenizer folder."""
+        """The task and its ``task_args`` (or each mixture task's); the selector (once the
+        task is known); the tokenizer folder; the models it starts from (``init_from``,
+        ``init``: :mod:`mispec.sources.trained_checks`)."""
+        from mispec.sources.trained_checks import check_mixture_tasks, check_refs
         from mispec.spec.checks import _fn_params, _lookup, check_args
         from mispec.tasks import TASKS
 
         problems: list[Problem] = []
         path = ("models", self.name, "train")
-        task = _lookup(TASKS, self.train.task, (*path, "task"), source_map, problems, self.base_dir)
-        if task is not None:
-            check_args(
-                self.train.task_args,
-                _fn_params(task),
-                getattr(task, "__globals__", {}),
-                (*path, "task_args"),
-                source_map,
-                problems,
-                f"task '{self.train.task}'",
+        if self.train.task is not None:
+            task = _lookup(
+                TASKS, self.train.task, (*path, "task"), source_map, problems, self.base_dir
             )
+            if task is not None:
+                check_args(
+                    self.train.task_args,
+                    _fn_params(task),
+                    getattr(task, "__globals__", {}),
+                    (*path, "task_args"),
+                    source_map,
+                    problems,
+                    f"task '{self.train.task}'",
+                )
+        else:
+            problems += check_mixture_tasks(self, source_map)
+        if not problems:
             problems += self.check_selector(source_map)
+        problems += check_refs(self, source_map)
         return problems + self.check_tokenizer(source_map)
 
     def check_built(self, source_map: SourceMap) -> list[Problem]:
         """The task's argument values, the architecture against the task, the model's size."""
+        from mispec.sources.trained_checks import check_weights
+
         try:
             cfg = runs.native_config(self.train, self.entry.seeds[0])
         except UserError as exc:
             where = "arch" if str(exc).startswith("arch.") else "task_args"
+            if where == "task_args" and self.train.mixture is not None:
+                where = "mixture"
             return [self.problem(source_map, ("train", where), str(exc))]
+        problems = check_weights(self, source_map)
+        if problems:
+            return problems
         d, layers = cfg["d_model"], cfg["n_layers"]
         attn = 4 * cfg["n_heads"] * cfg["d_head"] * d
         mlp = 0 if cfg["attn_only"] else 2 * d * cfg.get("d_mlp", 4 * d)
@@ -173,3 +302,36 @@ class TrainedSource(ModelSource):
                 f"{MAX_TRAIN_PARAMS:.0e}: check d_model, d_head, n_heads, n_layers and d_mlp",
             )
         ]
+
+
+def checkpoint_start(
+    source: ModelSource, seed: int, step: int, store_dir: Path, *, optimizer: bool = False
+) -> Start:
+    """The weights (bridge keys) of ``source``'s checkpoint, its optimizer state when asked
+    (``train:`` sources only) and the steps trained to provide them."""
+    from mispec.models.init_weights import Start
+
+    if isinstance(source, TrainedSource):
+        from mispec.models.checkpoints import optimizer_from_tensors
+        from mispec.models.divergence import read_finite
+
+        trained = source.prepare(seed, [step], store_dir, progress=False)
+        folder = runs.run_dir(source.train, seed, store_dir, source.lineage(seed))
+
+        def read(file: str) -> tuple[dict, dict]:
+            path = folder / file.format(step=step)
+            return read_finite(path, name=source.name, train=source.train, seed=seed, step=step)
+
+        weights = read(runs.MODEL_FILE)[0]
+        opt = None
+        if optimizer:
+            tensors, meta = read(runs.OPTIM_FILE)
+            opt = optimizer_from_tensors(tensors, meta)
+        return Start(weights, opt, trained)
+    handle = source.open(seed, store_dir)
+    try:
+        bridge = handle.load(step)
+        weights = {k: v.detach().to("cpu").clone() for k, v in bridge.state_dict().items()}
+    finally:
+        handle.close()
+    return Start(weights, None, 0)

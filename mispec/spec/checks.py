@@ -178,6 +178,7 @@ def _check_models(spec: Spec, source: SourceMap, base_dir: Path, problems: list[
     """Each model's source (a plugin's name must resolve), then what the source checks."""
     from mispec.sources import SOURCES, source_for
 
+    built = {}
     for name, model in spec.models.items():
         ref = model.source_name()
         if isinstance(model, PluginModelSpec):  # a plugin: its name or module:Class resolves
@@ -189,6 +190,9 @@ def _check_models(spec: Spec, source: SourceMap, base_dir: Path, problems: list[
         except UserError as exc:
             problems.append(source.problem(("models", name, "source"), str(exc)))
             continue
+        built[name] = model_source
+    for model_source in built.values():  # entries may refer to each other (init_from)
+        model_source.bind(built)
         problems.extend(model_source.check(source))
 
 

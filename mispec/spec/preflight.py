@@ -78,10 +78,10 @@ def check_built(spec: Spec, source: SourceMap, base_dir: Path) -> list[Problem]:
     """Checks that build things: the training config, generated prompt sets against the
     models that read them, and the dims along metric inputs. Names and args must be valid
     (``check_spec`` runs this only when every other check passed)."""
-    from mispec.sources import source_for
+    from mispec.sources import sources_for
 
     problems: list[Problem] = []
-    sources = {name: source_for(name, model, base_dir) for name, model in spec.models.items()}
+    sources = sources_for(dict(spec.models), base_dir)
     for model_source in sources.values():
         problems.extend(model_source.check_built(source))  # e.g. a training config's size
     built = _build_prompt_sets(spec, source, base_dir, problems)

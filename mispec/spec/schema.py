@@ -166,15 +166,167 @@ class OptimizerSpec(Strict):
     momentum: Annotated[float, Field(ge=0, lt=1)] = Field(default=0.0, description="SGD momentum")
 
 
+class CheckpointRef(Strict):
+    """One checkpoint of another model entry of the spec: ``{model: base, step: 100}``."""
+
+    model: Name = Field(description="the spec's model entry whose checkpoint this is")
+    step: Annotated[int, Field(ge=0, le=MAX_STEP)] | Literal["last"] = Field(
+        "last", description="the step of that model ('last': its last available step)"
+    )
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = Field(
+        None, description="that model's seed (default: the seed of the model being trained)"
+    )
+
+
+class InitFrom(CheckpointRef):
+    """``init_from``: start training from another model's checkpoint instead of a fresh init."""
+
+    optimizer: Literal["fresh", "carry"] = Field(
+        "fresh",
+        description="'fresh': a new optimizer; 'carry': the parent's optimizer state "
+        "(a train: parent with the same optimizer only)",
+    )
+
+
+HeadIndex = Annotated[
+    tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]],
+    BeforeValidator(_list_to_tuple),
+]
+
+
+class WeightTarget(Strict):
+    """Which weights: whole attention heads by ``[layer, head]`` and/or parameters by name
+    (TransformerBridge keys such as ``blocks.0.attn.q.weight``; ``*`` globs allowed)."""
+
+    heads: list[HeadIndex] = Field(
+        default_factory=list,
+        description="attention heads as [layer, head]: their Q, K, V rows and O columns",
+    )
+    params: list[str] = Field(
+        default_factory=list,
+        description="parameter names (bridge keys, e.g. 'embed.weight', 'blocks.*.mlp.*')",
+    )
+
+    @model_validator(mode="after")
+    def _something(self) -> WeightTarget:
+        if not self.heads and not self.params:
+            raise ValueError("name at least one of 'heads' or 'params'")
+        return self
+
+
+class SurgeryOp(WeightTarget):
+    """One edit of the initial weights, applied in order before step 0."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
+
+    op: Literal["copy", "zero", "randomize", "scale"] = Field(
+        description="copy from another checkpoint, zero, re-draw from a fresh init, or scale"
+    )
+    source: CheckpointRef | None = Field(
+        None, alias="from", description="copy: the checkpoint the weights are copied from"
+    )
+    factor: float | None = Field(None, description="scale: the factor the weights are scaled by")
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = Field(
+        None,
+        description="randomize: the seed of the fresh init drawn from (default: 1000003 + "
+        "the model's seed)",
+    )
+
+    @model_validator(mode="after")
+    def _op_fields(self) -> SurgeryOp:
+        if (self.op == "copy") != (self.source is not None):
+            raise ValueError("'from' is required by op 'copy' and only allowed there")
+        if (self.op == "scale") != (self.factor is not None):
+            raise ValueError("'factor' is required by op 'scale' and only allowed there")
+        if self.seed is not None and self.op != "randomize":
+            raise ValueError("'seed' only applies to op 'randomize'")
+        return self
+
+
+class MixtureTask(Strict):
+    """One task of a mixture, with its own arguments and weight."""
+
+    task: str = Field(description="a registered task (see mispec.tasks)")
+    task_args: dict[str, Any] = Field(default_factory=dict, description="the task's arguments")
+    weight: Annotated[float, Field(ge=0)] = Field(
+        1.0, description="relative share of the batch's sequences (before any schedule phase)"
+    )
+
+
+class MixturePhase(Strict):
+    """From update ``step`` on, the mixture's weights are ``weights``."""
+
+    step: Annotated[int, Field(ge=0, le=MAX_STEP)] = Field(
+        description="the first update (0-based) with these weights"
+    )
+    weights: dict[Name, Annotated[float, Field(ge=0)]] = Field(
+        description="task name -> weight (tasks not named get 0)"
+    )
+
+
+class MixtureSpec(Strict):
+    """A weighted mixture of tasks, optionally changing at given steps."""
+
+    tasks: Annotated[dict[Name, MixtureTask], Field(min_length=1)] = Field(
+        description="name -> task of the mixture"
+    )
+    vocab: Literal["shared", "offset"] = Field(
+        "shared",
+        description="'shared': token ids mean the same in every task (checked for clashes); "
+        "'offset': each task gets its own range of ids, in order",
+    )
+    schedule: list[MixturePhase] = Field(
+        default_factory=list, description="weight changes, by increasing step"
+    )
+
+    @model_validator(mode="after")
+    def _phases(self) -> MixtureSpec:
+        steps = [p.step for p in self.schedule]
+        if steps != sorted(set(steps)):
+            raise ValueError("schedule steps must increase")
+        for phase in self.schedule:
+            unknown = sorted(set(phase.weights) - set(self.tasks))
+            if unknown:
+                raise ValueError(
+                    f"schedule names unknown tasks {unknown} (tasks: {list(self.tasks)})"
+                )
+            if not any(phase.weights.values()):
+                raise ValueError(f"schedule phase at step {phase.step} has no positive weight")
+        if not any(t.weight for t in self.tasks.values()):
+            raise ValueError("every task has weight 0")
+        return self
+
+
+# Keys added to ``train:`` after format 1 shipped: dumped only when set, so the training
+# identity (and spec hash) of a spec without them is what it always was.
+TRAIN_CONTROL_KEYS = ("mixture", "init_from", "init", "freeze")
+
+
 class TrainSpec(Strict):
     """A toy model trained by mispec on an algorithmic task (see ``mispec.tasks``)."""
 
-    task: str = Field(
-        description="the task to train on: a registered name (`mispec list tasks`) or module:function"
+    task: str | None = Field(
+        default=None,
+        description="the task to train on: a registered name (`mispec list tasks`) or "
+        "module:function (or give a 'mixture' instead)",
     )
     task_args: dict[str, Any] = Field(
         default_factory=dict,
         description="the task's arguments (`mispec list tasks` shows them with defaults)",
+    )
+    mixture: MixtureSpec | None = Field(
+        None, description="train on a weighted mixture of tasks instead of one 'task'"
+    )
+    init_from: InitFrom | None = Field(
+        None, description="start from another model entry's checkpoint (fine-tuning)"
+    )
+    init: list[SurgeryOp] = Field(
+        default_factory=list, description="edits of the initial weights, in order, before step 0"
+    )
+    freeze: WeightTarget | None = Field(
+        None,
+        description="weights held at their step-0 value during training (no gradient); "
+        "a zeroed head that is frozen stays knocked out",
     )
     arch: ArchSpec = Field(description="architecture of the toy transformer")
     steps: Annotated[int, Field(gt=0, le=10_000_000)] = Field(description="training steps")
@@ -197,6 +349,24 @@ class TrainSpec(Strict):
     )
     dtype: DType = Field(default="float32", description="dtype of training")
     device: str = Field(default="cpu", description="device to train on (cpu, cuda, auto)")
+
+    @model_validator(mode="after")
+    def _one_task(self) -> TrainSpec:
+        if (self.task is None) == (self.mixture is None):
+            raise ValueError("train needs exactly one of 'task' or 'mixture'")
+        if self.mixture is not None and self.task_args:
+            raise ValueError("'task_args' belongs to each task of the mixture")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_unset_control(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        for key in TRAIN_CONTROL_KEYS:
+            if key in data and not data[key]:
+                del data[key]
+        if data.get("task", "") is None:
+            del data["task"]
+        return data
 
 
 class ModelSpecBase(Strict):

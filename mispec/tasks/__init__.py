@@ -7,11 +7,13 @@ tasks through the ``mispec.tasks`` entry-point group or a ``module:function`` na
 module beside the spec is found). A task is both something to train on (``train.task``)
 and a prompt generator (``prompts.<name>.generator``; :mod:`mispec.tasks.generators`).
 
-Built in: ``repeated_tokens`` (induction), ``modular_addition`` (grokking), ``sorting``
-(fixed or variable length), ``toy_ioi``, ``multi_digit_addition``, ``min_max``,
-``recurrence``, ``previous_token``, ``permutation``, ``bracket_matching``. Finite ones
-(``modular_addition``, ``min_max``, ``recurrence``, ``permutation``) carry a train / test
-split (``mispec.tasks.table``). Pure numpy; importing this package does not import torch.
+Built in: ``repeated_tokens`` (induction), ``modular_addition`` (grokking) with
+``modular_subtraction`` and ``modular_division``, ``sorting`` (fixed or variable length),
+``toy_ioi``, ``multi_digit_addition``, ``min_max``, ``recurrence``, ``previous_token``,
+``permutation``, ``bracket_matching``. Finite ones (``modular_addition``, ``min_max``,
+``recurrence``, ``permutation``) carry a train / test split (``mispec.tasks.table``). A
+``train:`` model may also train on a weighted mixture of tasks (:mod:`mispec.tasks.mixture`).
+Pure numpy; importing this package does not import torch.
 """
 
 from __future__ import annotations
@@ -21,7 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 from mispec.errors import UserError
 from mispec.registry import Registry
-from mispec.tasks.arithmetic import ModularAddition, modular_addition
+from mispec.tasks.arithmetic import (
+    ModularAddition,
+    ModularDivision,
+    ModularSubtraction,
+    modular_addition,
+    modular_division,
+    modular_subtraction,
+)
 from mispec.tasks.base import Task, TaskBatch, rng_for
 from mispec.tasks.bracket_matching import BracketMatching, bracket_matching
 from mispec.tasks.induction import RepeatedTokens, repeated_tokens
@@ -42,6 +51,8 @@ TASKS: Registry[TaskFactory] = Registry("task", entry_point_group="mispec.tasks"
 for _factory in (
     repeated_tokens,
     modular_addition,
+    modular_subtraction,
+    modular_division,
     sorting,
     toy_ioi,
     multi_digit_addition,
@@ -71,7 +82,13 @@ def build_task(name: str, factory: TaskFactory, args: dict[str, Any] | None = No
 
 
 def task_for(train: TrainSpec) -> Task:
-    """The :class:`Task` of a ``train:`` model (its ``task`` with its ``task_args``)."""
+    """The :class:`Task` of a ``train:`` model: its ``task`` with its ``task_args``, or its
+    ``mixture`` of tasks."""
+    if train.mixture is not None:
+        from mispec.tasks.mixture import mixture_task
+
+        return mixture_task(train.mixture)
+    assert train.task is not None  # TrainSpec: exactly one of task / mixture
     return make_task(train.task, train.task_args)
 
 
@@ -80,6 +97,8 @@ __all__ = [
     "BracketMatching",
     "MinMax",
     "ModularAddition",
+    "ModularDivision",
+    "ModularSubtraction",
     "MultiDigitAddition",
     "Permutation",
     "PreviousToken",

@@ -1,4 +1,7 @@
-"""Modular addition (grokking): ``a b = c`` with ``c = (a + b) mod p``.
+"""Modular arithmetic (grokking): ``a b = c`` with ``c = (a + b) mod p`` — and the
+``modular_subtraction`` (``a - b``) and ``modular_division`` (``a · b⁻¹``, ``b ≠ 0``, ``p``
+prime) variants, which may give ``=`` a token of its own (``eq_token``) so that a mixture
+with shared vocabulary can tell the operations apart.
 
 Tokens: ``0 … p-1`` are numbers and ``p`` is ``=``; ``d_vocab = p + 1``, no BOS. A
 sequence is ``[a, b, =, c]`` (``n_ctx = 4``) and only the prediction at ``=`` (position 2)
@@ -24,6 +27,8 @@ from mispec.tasks.base import TRAIN_STREAM, Task, TaskBatch, positive, rng_for
 
 
 class ModularAddition(Task):
+    """``(a + b) mod p`` over the full ``p × p`` table (the grokking task)."""
+
     name = "modular_addition"
     has_bos = False
     full_batch = True
@@ -43,18 +48,25 @@ class ModularAddition(Task):
     def eq_token(self) -> int:
         return self.p
 
+    def pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """The operands of every row of the table: ``a * p + b`` for all ``a, b < p``."""
+        return np.divmod(np.arange(self.p * self.p, dtype=np.int64), self.p)
+
+    def answers(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return (a + b) % self.p
+
     @cached_property
     def table(self) -> TaskBatch:
-        """Every pair ``(a, b)``, row ``a * p + b``, with ``answer`` and ``train_mask``."""
-        p = self.p
-        a, b = np.divmod(np.arange(p * p, dtype=np.int64), p)
-        c = (a + b) % p
+        """Every pair ``(a, b)`` in :meth:`pairs` order, with ``answer`` and ``train_mask``."""
+        a, b = self.pairs()
+        n = len(a)
+        c = self.answers(a, b)
         tokens = np.stack([a, b, np.full_like(a, self.eq_token), c], axis=1)
-        mask = np.zeros((p * p, 3), dtype=bool)
+        mask = np.zeros((n, 3), dtype=bool)
         mask[:, 2] = True
         extras = {
             "answer": c,
-            "answer_pos": np.full(p * p, 2, dtype=np.int64),
+            "answer_pos": np.full(n, 2, dtype=np.int64),
             "train_mask": self.train_mask,
         }
         return TaskBatch(tokens=tokens, loss_mask=mask, extras=extras)
@@ -62,7 +74,7 @@ class ModularAddition(Task):
     @cached_property
     def train_indices(self) -> np.ndarray:
         """Rows of the table in the training split (sorted)."""
-        n = self.p * self.p
+        n = len(self.pairs()[0])
         perm = np.random.default_rng(
             np.random.SeedSequence([3, self.split_seed, self.p])
         ).permutation(n)
@@ -71,7 +83,7 @@ class ModularAddition(Task):
 
     @cached_property
     def train_mask(self) -> np.ndarray:
-        mask = np.zeros(self.p * self.p, dtype=bool)
+        mask = np.zeros(len(self.pairs()[0]), dtype=bool)
         mask[self.train_indices] = True
         return mask
 
@@ -103,3 +115,73 @@ class ModularAddition(Task):
 def modular_addition(p: int = 113, train_frac: float = 0.3, split_seed: int = 0) -> ModularAddition:
     """``a b =`` → ``(a + b) mod p`` on a fixed train/test split of the ``p × p`` table."""
     return ModularAddition(p=p, train_frac=train_frac, split_seed=split_seed)
+
+
+class _ModularOp(ModularAddition):
+    """A modular operation other than addition, with an optional ``=`` token of its own."""
+
+    def __init__(
+        self,
+        p: int = 113,
+        train_frac: float = 0.3,
+        split_seed: int = 0,
+        eq_token: int | None = None,
+    ):
+        super().__init__(p=p, train_frac=train_frac, split_seed=split_seed)
+        eq = p if eq_token is None else positive("eq_token", eq_token, p)
+        self.args["eq_token"] = eq
+        self._eq = eq
+        self.d_vocab = eq + 1
+
+    @property
+    def eq_token(self) -> int:
+        return self._eq
+
+
+class ModularSubtraction(_ModularOp):
+    """``(a - b) mod p`` over the full ``p × p`` table."""
+
+    name = "modular_subtraction"
+
+    def answers(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return (a - b) % self.p
+
+
+class ModularDivision(_ModularOp):
+    """``a · b⁻¹ mod p`` (``p`` prime) over the ``p × (p - 1)`` table of ``b ≠ 0``."""
+
+    name = "modular_division"
+
+    def __init__(
+        self,
+        p: int = 113,
+        train_frac: float = 0.3,
+        split_seed: int = 0,
+        eq_token: int | None = None,
+    ):
+        if isinstance(p, int) and p >= 2 and any(p % k == 0 for k in range(2, int(p**0.5) + 1)):
+            raise UserError(f"task argument 'p' must be prime for division, got {p}")
+        super().__init__(p=p, train_frac=train_frac, split_seed=split_seed, eq_token=eq_token)
+
+    def pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Row ``a * (p - 1) + (b - 1)`` for ``a < p`` and ``0 < b < p``."""
+        a, b = np.divmod(np.arange(self.p * (self.p - 1), dtype=np.int64), self.p - 1)
+        return a, b + 1
+
+    def answers(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        inverse = np.array([pow(int(x), -1, self.p) for x in range(1, self.p)], dtype=np.int64)
+        return (a * inverse[b - 1]) % self.p
+
+
+def modular_subtraction(
+    p: int = 113, train_frac: float = 0.3, split_seed: int = 0, eq_token: int | None = None
+) -> ModularSubtraction:
+    """``a b =`` → ``(a - b) mod p``; ``eq_token`` (default ``p``) is the ``=`` token."""
+    return ModularSubtraction(p=p, train_frac=train_frac, split_seed=split_seed, eq_token=eq_token)
+
+
+def modular_division(
+    p: int = 113, train_frac: float = 0.3, split_seed: int = 0, eq_token: int | None = None
+) -> ModularDivision:
+    """``a b =`` → ``a · b⁻¹ mod p`` (``p`` prime, ``b ≠ 0``); ``eq_token`` as for subtraction."""
+    return ModularDivision(p=p, train_frac=train_frac, split_seed=split_seed, eq_token=eq_token)

@@ -35,6 +35,7 @@ backup_heads              intervention  (src_layer, src_head, dst_layer, dst_hea
 composition_score         weights       (src_layer, src_head, dst_layer, dst_head)
 weight_norm               weights       (component,)
 embed_fourier             weights       (freq,)
+head_weight_change        weights       (layer, head) — against a ``parameters`` input
 key_frequencies           activation    (freq,)
 restricted_loss,          activation    ()  (input: key frequencies)
 excluded_loss
@@ -83,6 +84,7 @@ from mispec.metrics.builtin import (  # noqa: F401  (registers on import)
     phases,
     reductions,
     summaries,
+    weight_change,
     weight_comparisons,
     weights,
 )
