@@ -37,8 +37,9 @@ seeded generators, so a checkpoint's value is the same on every run on the same 
 The caller's global random state (torch, numpy, ``random``), which devinterp reseeds, is
 restored afterwards.
 
-The result is ``llc_mean`` over chains; ``llc__std`` (its spread over chains) and
-``llc__init_loss`` (the loss at ``w*``) come with it as variables.
+The result is devinterp's ``llc_mean`` (over chains); ``<name>__std`` (its spread over
+chains) and ``<name>__init_loss`` (devinterp's estimate of the loss at ``w*``, over
+``num_init_loss_batches`` batches) come with it as variables of the results.
 """
 
 from __future__ import annotations
