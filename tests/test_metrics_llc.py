@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from mispec.errors import MissingDependencyError, SpecError, UserError
-from mispec.metrics.builtin.llc import llc
+from mispec.metrics.builtin.llc import _counted_rows, llc
 from mispec.spec.load import load_spec
 from mispec.tasks import make_task
 
@@ -125,6 +125,9 @@ def test_llc_equals_devinterp_called_directly_and_is_deterministic():
 
 def test_llc_refuses_too_few_rows_and_a_missing_devinterp(monkeypatch):
     ps = table()
+    train = np.asarray(ps.extras["train_mask"])
+    assert _counted_rows(ps, "loss_mask", "train") == int(train.sum()) == round(0.6 * P * P)
+    assert _counted_rows(ps, "loss_mask", "test") == int((~train).sum())
     with pytest.raises(UserError, match="fewer than one batch"):
         llc(bridge(), ps, **{**SGLD, "batch_size": 64})
     real = importlib.util.find_spec

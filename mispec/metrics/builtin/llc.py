@@ -61,7 +61,7 @@ import numpy as np
 
 from mispec.errors import MissingDependencyError, UserError
 from mispec.lazy import torch, xr
-from mispec.metrics.builtin._common import check_choice, mask_extras, prediction_weights
+from mispec.metrics.builtin._common import SPLITS, check_choice, mask_extras, prediction_weights
 from mispec.metrics.core import metric
 
 LOSS_DTYPES = ("float32", "float64")
@@ -87,16 +87,30 @@ def _check_llc(prompts: Any, **args: Any) -> None:
     for name in ("lr", "localization", "llc_weight_decay", "num_burnin_steps"):
         if name in args and args[name] < 0:
             raise UserError(f"llc: '{name}' must not be negative, got {args[name]}")
-    tokens = np.asarray(prompts.tokens)
-    w = prediction_weights(
-        prompts, (tokens.shape[0], tokens.shape[1] - 1), args.get("mask"), args["split"]
-    )
-    rows = int((w.sum(1) > 0).sum())
+    rows = _counted_rows(prompts, args.get("mask"), args["split"])
     if rows < int(args.get("batch_size", 32)):
         raise UserError(
             f"llc: only {rows} prompts have counted predictions (split '{args['split']}'), "
             f"fewer than one batch (batch_size {args.get('batch_size', 32)})"
         )
+
+
+def _counted_rows(prompts: Any, mask: str | None, split: str) -> int:
+    """How many prompts have a prediction that ``prediction_weights`` counts (numpy only:
+    validate does not import torch)."""
+    check_choice("split", split, SPLITS)
+    extras = getattr(prompts, "extras", {}) or {}
+    n, t = np.asarray(prompts.tokens).shape
+    w = np.ones((n, t - 1), dtype=bool)
+    if "attention_mask" in extras:
+        real = np.asarray(extras["attention_mask"]).astype(bool)
+        w &= real[:, :-1] & real[:, 1:]
+    if mask is not None and mask in extras:
+        w &= np.asarray(extras[mask]).astype(bool).reshape(n, t - 1)
+    if split != "all" and "train_mask" in extras:
+        train = np.asarray(extras["train_mask"]).astype(bool)
+        w &= (train if split == "train" else ~train)[:, None]
+    return int(w.any(axis=1).sum())
 
 
 @metric(dims=(), units="LLC", extras=_llc_extras, check_prompts=_check_llc)
