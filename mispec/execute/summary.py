@@ -14,8 +14,8 @@ def summarize(tree: Any) -> list[str]:
         model = child.name
         for name, var in ds.data_vars.items():
             fn = var.attrs.get("metric_fn", "")
-            if fn in ("transition_step", "transition_size") and "seed" in var.dims:
-                fmt = ".0f" if fn == "transition_step" else ".3g"
+            if fn in _PER_SEED and "seed" in var.dims:
+                fmt = ".3g" if fn == "transition_size" else ".0f"
                 for seed in var.seed.values:
                     v = np.asarray(var.sel(seed=seed).values, dtype=float)
                     shown = _value(v, fmt, none="none (no transition)")
@@ -44,6 +44,9 @@ def summarize(tree: Any) -> list[str]:
                     )
                 )
     return lines
+
+
+_PER_SEED = ("transition_step", "transition_size", "crossing_step", "crossing_width")
 
 
 def _value(values: np.ndarray, fmt: str, *, none: str) -> str:

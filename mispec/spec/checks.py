@@ -25,6 +25,10 @@ def check_spec(spec: Spec, source: SourceMap, base_dir: Path) -> list[Problem]:
     _check_models(spec, source, base_dir, problems)
     _check_prompts(spec, source, base_dir, problems)
     _check_metrics(spec, source, problems, base_dir)
+    if not problems:
+        from mispec.spec.zoom_checks import zoom_problems  # refine: and live: keys
+
+        problems.extend(zoom_problems(spec, source))
     from mispec.spec import preflight  # files, sizes, prompt sets, dims along inputs
 
     problems.extend(preflight.check_resources(spec, source, base_dir))

@@ -20,6 +20,8 @@ weight_norm               weights       (component,)
 embed_fourier             weights       (freq,)
 transition_step,          reduction     input dims without step
 transition_size
+crossing_step,            reduction     input dims without step
+crossing_width
 pca_over_steps            reduction     (step, pc)
 reduce                    derived       input dims without ``over``
 ========================  ============  ==========================================
@@ -27,6 +29,7 @@ reduce                    derived       input dims without ``over``
 
 from mispec.metrics.builtin import (  # noqa: F401  (registers on import)
     attention,
+    crossing,
     interventions,
     logits,
     loss,
