@@ -18,7 +18,8 @@ def summarize(tree: Any) -> list[str]:
                 fmt = ".3g" if fn == "transition_size" else ".0f"
                 for seed in var.seed.values:
                     v = np.asarray(var.sel(seed=seed).values, dtype=float)
-                    shown = _value(v, fmt, none="none (no transition)")
+                    none = "none (missed)" if fn.startswith("warning") else "none (no transition)"
+                    shown = _value(v, fmt, none=none)
                     if v.size == 1:
                         lines.append(f"{model} seed {seed}: {name} = {shown}")
                     else:
@@ -46,7 +47,15 @@ def summarize(tree: Any) -> list[str]:
     return lines
 
 
-_PER_SEED = ("transition_step", "transition_size", "crossing_step", "crossing_width")
+_PER_SEED = (
+    "transition_step",
+    "transition_size",
+    "crossing_step",
+    "crossing_width",
+    "warning_step",
+    "warning_lead",
+    "false_alarms",
+)
 
 
 def _value(values: np.ndarray, fmt: str, *, none: str) -> str:

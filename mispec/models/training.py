@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import platform
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -173,8 +173,12 @@ def ensure_trained(
     store_dir: Path,
     *,
     progress: bool = True,
+    on_checkpoint: Callable[[int, dict[str, torch.Tensor]], dict[str, float]] | None = None,
 ) -> TrainReport:
-    """Train (or resume) until every step in ``steps`` is saved in the store."""
+    """Train (or resume) until every step in ``steps`` is saved in the store.
+    ``on_checkpoint(step, weights)`` is called with each newly saved step's weights (bridge
+    keys, the very values saved) and returns numbers to show in the progress bar (live
+    metrics, ``mispec.execute.live``)."""
     wanted = sorted({int(s) for s in steps})
     if wanted and wanted[0] < 0:
         raise UserError(f"model '{name}': negative training step {wanted[0]}")
@@ -204,9 +208,12 @@ def ensure_trained(
         opt.load_state_dict(opt_state)
     todo = set(missing)
     saved_now: list[int] = []
+    live: dict[str, float] = {}
     if start in todo:  # only step 0 can be missing here
         run.save(start, model, opt, keys)
         saved_now.append(start)
+        if on_checkpoint is not None:
+            live = on_checkpoint(start, to_bridge_state(model, keys))
     last = missing[-1]
     watch = FiniteWatch(name, train, seed)
     bar = _progress(name, seed, start, last) if progress else nullcontext(None)
@@ -230,9 +237,12 @@ def ensure_trained(
             if t + 1 in todo:
                 run.save(t + 1, model, opt, keys)
                 saved_now.append(t + 1)
+                if on_checkpoint is not None:
+                    live = on_checkpoint(t + 1, to_bridge_state(model, keys))
             if bar_state is not None and ((t + 1) % 10 == 0 or t + 1 == last):
+                shown = "  ".join(f"{k} {v:.3g}" for k, v in live.items())
                 bar_state[0].update(
-                    bar_state[1], completed=t + 1 - start, loss=f"{loss.item():.4f}"
+                    bar_state[1], completed=t + 1 - start, loss=f"{loss.item():.4f}", live=shown
                 )
     return TrainReport(
         steps_trained=last - start,
@@ -266,10 +276,11 @@ class _progress:
             MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}"),
             TimeRemainingColumn(),
+            TextColumn("{task.fields[live]}"),
             transient=False,
         )
         self.progress.__enter__()
-        task = self.progress.add_task(self.desc, total=self.total, loss="-")
+        task = self.progress.add_task(self.desc, total=self.total, loss="-", live="")
         return self.progress, task
 
     def __exit__(self, *exc: Any) -> None:

@@ -81,11 +81,25 @@ class TrainedSource(ModelSource):
         return max(missing) - max([s for s in saved if s <= min(missing)], default=0)
 
     def prepare(
-        self, seed: int, steps: list[int], store_dir: Path, *, progress: bool = True
+        self,
+        seed: int,
+        steps: list[int],
+        store_dir: Path,
+        *,
+        progress: bool = True,
+        on_checkpoint: Callable[..., dict[str, float]] | None = None,
     ) -> int:
         from mispec.models.training import ensure_trained
 
-        report = ensure_trained(self.name, self.train, seed, steps, store_dir, progress=progress)
+        report = ensure_trained(
+            self.name,
+            self.train,
+            seed,
+            steps,
+            store_dir,
+            progress=progress,
+            on_checkpoint=on_checkpoint,
+        )
         return report.steps_trained
 
     # ------------------------------------------------------------------ loading

@@ -22,6 +22,9 @@ transition_step,          reduction     input dims without step
 transition_size
 crossing_step,            reduction     input dims without step
 crossing_width
+warning_step,             reduction     ()  (inputs progress, target)
+warning_lead,
+false_alarms
 pca_over_steps            reduction     (step, pc)
 reduce                    derived       input dims without ``over``
 ========================  ============  ==========================================
@@ -30,6 +33,7 @@ reduce                    derived       input dims without ``over``
 from mispec.metrics.builtin import (  # noqa: F401  (registers on import)
     attention,
     crossing,
+    early_warning,
     interventions,
     logits,
     loss,
