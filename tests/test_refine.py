@@ -117,6 +117,7 @@ def test_refined_checkpoints_equal_a_straight_runs_bit_for_bit(refined, tmp_path
     import torch
     from safetensors.torch import load_file
 
+    from mispec.execute.threads import pinned_torch_threads
     from mispec.models import ensure_trained
     from mispec.models.runs import MODEL_FILE, OPTIM_FILE, run_dir
 
@@ -124,7 +125,8 @@ def test_refined_checkpoints_equal_a_straight_runs_bit_for_bit(refined, tmp_path
     train = mispec.load_spec(spec).spec.models["toy"].train
     for seed in (0, 1):
         steps = [int(s) for s in _series(result, seed)[0]]
-        report = ensure_trained("toy", train, seed, steps, tmp_path, progress=False)
+        with pinned_torch_threads(1):  # as the run's executor (the local profile's torch_threads)
+            report = ensure_trained("toy", train, seed, steps, tmp_path, progress=False)
         assert report.resumed_from is None and report.steps_trained == 60  # straight
         a, b = run_dir(train, seed, root / ".mispec"), run_dir(train, seed, tmp_path)
         for step in steps:
