@@ -3,10 +3,11 @@
 Measures, in ONE run, on the same checkpoints, prompts and metrics (loss, per-token loss,
 induction score, previous-token score): the naive TransformerLens notebook loop, the compute
 floor, and mispec cold / warm / after one metric's arguments changed, at two scales; then
-peak RSS of a mispec run at 25 vs 100 checkpoints, training throughput, and CLI latency.
-Prints tables of ratios against the targets of issue 8 and writes ``<work>/latest.json``
-and ``<work>/latest.md``. Training time is excluded from every comparison: the toy is
-trained once into a shared checkpoint store before any timing (see ``fixtures.py``).
+peak RSS of a mispec run at 25 vs 100 checkpoints, training throughput, the default study end
+to end with serial vs parallel training processes (``study.py``: the one part that includes
+training), and CLI latency. Prints tables of ratios against the targets of issues 8 and 20 and
+writes ``<work>/latest.json`` and ``<work>/latest.md``. Elsewhere training time is excluded:
+the toy is trained once into a shared checkpoint store before any timing (``fixtures.py``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks import baselines, cli_latency, fixtures, mispec_runs, throughput  # noqa: E402
+from benchmarks import (  # noqa: E402
+    baselines,
+    cli_latency,
+    fixtures,
+    mispec_runs,
+    study,
+    throughput,
+)
 from benchmarks.common import (  # noqa: E402
     PYTHON,
     Timing,
@@ -320,6 +328,14 @@ def targets(report: dict[str, Any]) -> list[list[str]]:
         mine = t["minimal loop (same TL NativeModel)"]["steps_per_s"]
         r = t["mispec ensure_trained, 1 save"]["steps_per_s"] / mine
         add("training ≥ 0.9 × minimal loop (steps/s)", fmt_ratio(r), r >= 0.9)
+    if "study" in report:
+        r = report["study"]["ratio"]
+        add("default study end to end ≤ 0.6 × serial", fmt_ratio(r), r <= 0.6)
+        add(
+            "parallel and serial results identical",
+            str(report["study"]["identical"]),
+            report["study"]["identical"],
+        )
     if "cli" in report:
         h = report["cli"]["mispec --help"]["median_s"]
         add("`mispec --help` < 0.5 s", fmt_s(h), h < 0.5)
@@ -395,6 +411,26 @@ def render(report: dict[str, Any]) -> str:
             ),
             "",
         ]
+    if "study" in report:
+        st = report["study"]
+        parts += [
+            f"### The default study end to end, training included (best of {st['repeats']}, "
+            "alternating)",
+            "",
+            markdown_table(
+                ["training", "wall (best)", "all runs", "÷ serial"],
+                [
+                    [
+                        k,
+                        fmt_s(st["best"][k]),
+                        ", ".join(f"{x:.1f}" for x in st["walls"][k]),
+                        fmt_ratio(st["best"][k] / st["best"]["serial"]),
+                    ]
+                    for k in ("serial", "parallel")
+                ],
+            ),
+            "",
+        ]
     if "cli" in report:
         parts += [
             "### CLI latency (median of subprocess runs)",
@@ -417,8 +453,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="small smoke version (a few minutes)")
     p.add_argument(
         "--only",
-        default="toy,neox,rss,train,cli",
-        help="comma-separated parts: toy,neox,rss,train,cli (default: all)",
+        default="toy,neox,rss,train,study,cli",
+        help="comma-separated parts: toy,neox,rss,train,study,cli (default: all)",
     )
     p.add_argument("--work", type=Path, default=REPO / "benchmarks" / ".work")
     p.add_argument("--markdown", type=Path, help="also write the report here")
@@ -474,6 +510,8 @@ def main(argv: list[str] | None = None) -> int:
         report["training_steps"] = steps
         report["training_repeats"] = 1 if quick else 3
         report["training"] = throughput.measure(steps, report["training_repeats"], work / "stores")
+    if "study" in parts:
+        report["study"] = study.measure(work, 1 if quick else 2, log)
     if "cli" in parts:
         log("CLI latency")
         report["cli"] = cli_latency.measure(3 if quick else 7)

@@ -123,7 +123,7 @@ def import_reference(ref: str, base_dir: Path | None = None) -> Any:
     propagates (validation reports it at the spec key that names the plugin)."""
     module_name, _, attr = ref.partition(":")
     try:
-        with _beside(base_dir):
+        with beside(base_dir):
             module = importlib.import_module(module_name)
     except ImportError as exc:
         raise UserError(f"cannot import plugin module '{module_name}' for '{ref}': {exc}") from exc
@@ -136,7 +136,7 @@ def import_reference(ref: str, base_dir: Path | None = None) -> Any:
 
 
 @contextmanager
-def _beside(base_dir: Path | None) -> Iterator[None]:
+def beside(base_dir: Path | None) -> Iterator[None]:
     """``base_dir`` first on ``sys.path`` for the duration (nothing when ``None``)."""
     if base_dir is None:
         yield

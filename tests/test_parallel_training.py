@@ -1,0 +1,101 @@
+"""The local executor trains independent (model, seed) runs in their own processes when cores
+are free: the checkpoints and results equal a serial run's bit for bit."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import xarray as xr
+
+import mispec
+from mispec.errors import SpecError
+
+from .conftest import TOY_SPEC
+
+TWO_SEEDS = TOY_SPEC.replace("seeds: [0]", "seeds: [0, 1]")
+
+
+def _profile(tmp_path: Path, name: str, body: str) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(f"name: {name}\nkind: local\ntorch_threads: 1\n{body}")
+    return path
+
+
+def _checkpoints(store: Path) -> dict[str, tuple[dict[str, str], dict[str, str]]]:
+    """Every saved checkpoint file of the store's runs, by its path in the store: its
+    metadata and a digest of each tensor's bytes (the header's key order is not fixed)."""
+    from safetensors import safe_open
+
+    out = {}
+    for p in sorted(store.rglob("*.safetensors")):
+        with safe_open(p, "np") as f:
+            digests = {k: hashlib.blake2b(f.get_tensor(k).tobytes()).hexdigest() for k in f.keys()}  # noqa: SIM118
+            out[str(p.relative_to(store))] = (dict(f.metadata() or {}), digests)
+    return out
+
+
+def test_parallel_training_equals_serial_bit_for_bit(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    spec_a, spec_b = tmp_path / "a" / "spec.yaml", tmp_path / "b" / "spec.yaml"
+    spec_a.write_text(TWO_SEEDS)
+    spec_b.write_text(TWO_SEEDS)
+    serial = _profile(tmp_path, "serial", "processes: 1\n")
+    parallel = _profile(tmp_path, "parallel", "processes: 2\nparallel_min_steps: 1\n")
+    one = mispec.run(spec_a, executor=str(serial), progress=False)
+    two = mispec.run(spec_b, executor=str(parallel), progress=False)
+    assert one.counters == two.counters
+    assert one.counters["training_steps"] == 80  # 40 steps for each seed, nothing skipped
+    a, b = _checkpoints(tmp_path / "a" / ".mispec"), _checkpoints(tmp_path / "b" / ".mispec")
+    assert sum("model_" in k for k in a) == 6 and a == b  # 3 steps x 2 seeds (+ optimizer)
+    xr.testing.assert_identical(one.open()["toy"].to_dataset(), two.open()["toy"].to_dataset())
+
+
+def test_short_runs_train_in_this_process(tmp_path, monkeypatch):
+    import mispec.execute.parallel_training as pt
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a pool was started for 40-step runs")
+
+    monkeypatch.setattr(pt, "TrainingPool", no_pool)
+    (tmp_path / "spec.yaml").write_text(TWO_SEEDS)
+    auto = _profile(tmp_path, "auto", "processes: auto\n")  # parallel_min_steps: 500
+    result = mispec.run(tmp_path / "spec.yaml", executor=str(auto), progress=False)
+    assert result.counters["training_steps"] == 80
+
+
+def test_a_bad_processes_option_is_refused(tmp_path):
+    (tmp_path / "spec.yaml").write_text(TWO_SEEDS)
+    bad = _profile(tmp_path, "bad", "processes: 0\n")
+    with pytest.raises(SpecError, match=r"bad.yaml:4:.*greater than or equal to 1"):
+        mispec.run(tmp_path / "spec.yaml", executor=str(bad), progress=False)
+
+
+FAILING_TASK = """
+from mispec.errors import UserError
+from tests.helpers.reverse_task import Reverse
+
+
+class Failing(Reverse):
+    def sample(self, rng, n):
+        raise UserError("failing_task: deliberately out of data")
+
+
+def failing(length: int = 4, vocab: int = 8) -> Failing:
+    return Failing(length=length, vocab=vocab)
+"""
+
+
+def test_a_failure_in_a_training_process_names_its_run(tmp_path):
+    from mispec.errors import UserError
+
+    (tmp_path / "failing_task_mod.py").write_text(FAILING_TASK)
+    text = TWO_SEEDS.replace("task: repeated_tokens", "task: failing_task_mod:failing").replace(
+        "task_args: {vocab: 16, half_len: 6}", "task_args: {length: 8, vocab: 16}"
+    )
+    (tmp_path / "spec.yaml").write_text(text)
+    parallel = _profile(tmp_path, "parallel", "processes: 2\nparallel_min_steps: 1\n")
+    with pytest.raises(UserError, match=r"train:toy/s0: failing_task: deliberately out of data"):
+        mispec.run(tmp_path / "spec.yaml", executor=str(parallel), progress=False)
