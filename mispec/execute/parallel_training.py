@@ -41,13 +41,14 @@ def worth_parallel(
     threads: int | None,
 ) -> tuple[list[TrainNode], int]:
     """The training nodes to run in processes and how many processes (0: train here)."""
+    from mispec.execute.live import live_metrics
     from mispec.planning.nodes import TrainNode
 
     plan = ctx.plan
     big: list[TrainNode] = []
     for node in nodes:
-        if not isinstance(node, TrainNode):
-            continue
+        if not isinstance(node, TrainNode) or live_metrics(ctx, node.model):
+            continue  # live: metrics run in the training loop, in this process
         source = plan.resolution.sources[node.model]
         steps = list(plan.resolution.series[(node.model, node.seed)].steps)
         left = source.training_steps_left(node.seed, steps, ctx.store.root)
