@@ -90,3 +90,40 @@ def test_the_metrics_read_the_series_and_agree_with_the_rule():
     assert float(warning_step(progress, target, **args)) == expected["warning_step"]
     assert float(warning_lead(progress, target, **args)) == expected["warning_lead"]
     assert float(false_alarms(progress, target, **args)) == expected["false_alarms"]
+
+
+def test_log_count_reads_only_the_schedule_not_refined_checkpoints():
+    """Checkpoints added near the crossing (as refine: does, knowing the transition) change
+    nothing when the alarm reads only the log schedule; the crossing itself uses them all."""
+    rng = np.random.default_rng(4)
+    base = np.asarray(log_schedule(1000, 20), dtype=float)
+    dense = np.union1d(base, np.arange(560, 620, 3, dtype=float))
+
+    def series(steps):
+        x = np.log10(steps + 1)
+        onset = np.log10(301)
+        raw = np.where(x > onset, (x - onset) * 5.0, 0.0)
+        noise = rng.normal(scale=0.01, size=steps.size)
+        coords = {"step": steps.astype(int)}
+        return (
+            xr.DataArray(raw + noise, dims=("step",), coords=coords),
+            xr.DataArray(1 / (1 + np.exp(-(steps - 600) / 30)), dims=("step",), coords=coords),
+        )
+
+    p_base, t_base = series(base)
+    p_dense, t_dense = series(dense)
+    p_dense.loc[{"step": base.astype(int)}] = p_base.values  # the same values at the schedule
+    args = {"direction": "up", "log_count": 20}
+    assert float(warning_step(p_dense, t_dense, **args)) == float(
+        warning_step(p_base, t_base, **args)
+    )
+    assert float(false_alarms(p_dense, t_dense, **args)) == float(
+        false_alarms(p_base, t_base, **args)
+    )
+    lead = float(warning_lead(p_dense, t_dense, **args))
+    crossing = dense[
+        np.argmax(
+            t_dense.values >= t_dense.values[0] + (t_dense.values[-1] - t_dense.values[0]) / 2
+        )
+    ]
+    assert lead == crossing - float(warning_step(p_base, t_base, **args))

@@ -37,6 +37,13 @@ level ``level``). Alarms come in *episodes* (runs of consecutive alarmed checkpo
 
 A lead as long as the whole run before ``T`` (an alarm on since the first checkpoints it can
 judge) is no warning at all: read ``warning_step`` beside the lead.
+
+**Refined checkpoints are future information.** ``refine:`` places checkpoints where the
+target crosses, i.e. knowing the transition; an alarm read at them (dense just before ``T``)
+would be judged on checkpoints a live run never had. ``log_count: N`` keeps, for the alarm,
+only the checkpoints of the log schedule of ``N`` checkpoints from the first to the last step
+(the model's own ``checkpoints: {schedule: log, count: N}``); the crossing ``T`` still uses
+every checkpoint.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ from mispec.lazy import xr
 from mispec.metrics.builtin.crossing import Level, _check_level, crossing_bracket
 from mispec.metrics.builtin.reductions import _need_step, checkpoint_noise
 from mispec.metrics.core import metric
+from mispec.spec.selectors import log_schedule
 
 Direction = Literal["up", "down", "either"]
 _SIGN = {"up": 1.0, "down": -1.0}
@@ -82,23 +90,31 @@ def alarms(
 
 
 def score(
-    steps: np.ndarray, alarm: np.ndarray, target: np.ndarray, level: Level = "half"
+    steps: np.ndarray,
+    alarm: np.ndarray,
+    target: np.ndarray,
+    level: Level = "half",
+    judged: np.ndarray | None = None,
 ) -> dict[str, float]:
     """``transition``, ``warning_step``, ``warning_lead`` and ``false_alarms`` (module
-    docstring, scoring) of an alarm series against a target series on the same steps."""
+    docstring, scoring) of an alarm series against a target series on the same steps;
+    ``judged`` marks the checkpoints the alarm was computed at (default: all)."""
     nan = float("nan")
     bracket = crossing_bracket(steps, target, level)
     if bracket is None:
         return dict.fromkeys(("transition", "warning_step", "warning_lead", "false_alarms"), nan)
     at = bracket[1]
-    before = np.flatnonzero(np.asarray(steps) < at)
+    judged = np.ones(len(steps), dtype=bool) if judged is None else judged
+    before = np.flatnonzero((np.asarray(steps) < at) & judged)
     episodes: list[tuple[int, int]] = []  # (first index, last index)
+    previous = -2  # the judged checkpoint before i
     for i in before:
         if alarm[i]:
-            if episodes and episodes[-1][1] == i - 1:
+            if episodes and episodes[-1][1] == previous:
                 episodes[-1] = (episodes[-1][0], int(i))
             else:
                 episodes.append((int(i), int(i)))
+        previous = int(i)
     last = int(before[-1]) if before.size else -1
     warning = episodes[-1] if episodes and episodes[-1][1] == last else None
     false = len(episodes) - (warning is not None)
@@ -111,7 +127,11 @@ def score(
     }
 
 
-def _check(window: int, threshold: float, direction: str, level: Any) -> None:
+def _check(window: int, threshold: float, direction: str, level: Any, log_count: Any) -> None:
+    if log_count is not None and (
+        isinstance(log_count, bool) or not isinstance(log_count, int) or log_count < 2
+    ):
+        raise UserError(f"early warning: log_count must be an integer >= 2, got {log_count!r}")
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise UserError(f"early warning: window must be a positive integer, got {window!r}")
     if not threshold > 0:
@@ -123,7 +143,7 @@ def _check(window: int, threshold: float, direction: str, level: Any) -> None:
 
 def _one(progress: Any, target: Any, what: str, **args: Any) -> Any:
     """One score of the rule, for a progress and a target series of one number per step."""
-    _check(args["window"], args["threshold"], args["direction"], args["level"])
+    _check(args["window"], args["threshold"], args["direction"], args["level"], args["log_count"])
     p = _need_step(progress, "early warning (progress)")
     t = _need_step(target, "early warning (target)")
     if p.ndim != 1 or t.ndim != 1:
@@ -136,14 +156,19 @@ def _one(progress: Any, target: Any, what: str, **args: Any) -> Any:
     tv = np.asarray(t.sel(step=both).values, float)
     ok = np.isfinite(pv) & np.isfinite(tv)
     steps = both[ok].astype(float)
-    alarm = alarms(
-        steps,
-        pv[ok],
+    on = np.ones(steps.size, dtype=bool)
+    if args["log_count"] is not None and steps.size:
+        first, last = int(steps[0]), int(steps[-1])
+        on = np.isin(steps, log_schedule(last, min(args["log_count"], last - first + 1), first))
+    alarm = np.zeros(steps.size, dtype=bool)
+    alarm[on] = alarms(
+        steps[on],
+        pv[ok][on],
         window=args["window"],
         threshold=args["threshold"],
         direction=args["direction"],
     )
-    value = score(steps, alarm, tv[ok], args["level"])[what]
+    value = score(steps, alarm, tv[ok], args["level"], judged=on)[what]
     return xr.DataArray(value, attrs={"units": "count" if what == "false_alarms" else "step"})
 
 
@@ -155,11 +180,14 @@ def warning_step(
     threshold: float = 4.0,
     direction: Direction = "either",
     level: Level = "half",
+    log_count: int | None = None,
 ) -> Any:
     """First step of the early-warning alarm episode still on just before ``target``'s
     crossing; the alarm reads ``progress`` at steps up to each checkpoint only. NaN: missed
     (see the module docstring for the rule and the scoring)."""
-    return _one(progress, target, "warning_step", **_args(window, threshold, direction, level))
+    return _one(
+        progress, target, "warning_step", **_args(window, threshold, direction, level, log_count)
+    )
 
 
 @metric(dims=(), inputs=("progress", "target"), reduces="step", units="step")
@@ -170,10 +198,13 @@ def warning_lead(
     threshold: float = 4.0,
     direction: Direction = "either",
     level: Level = "half",
+    log_count: int | None = None,
 ) -> Any:
     """Steps from ``warning_step`` to ``target``'s crossing (the lead time); NaN when the
     transition was missed or there is none (module docstring)."""
-    return _one(progress, target, "warning_lead", **_args(window, threshold, direction, level))
+    return _one(
+        progress, target, "warning_lead", **_args(window, threshold, direction, level, log_count)
+    )
 
 
 @metric(dims=(), inputs=("progress", "target"), reduces="step", units="count")
@@ -184,11 +215,22 @@ def false_alarms(
     threshold: float = 4.0,
     direction: Direction = "either",
     level: Level = "half",
+    log_count: int | None = None,
 ) -> Any:
     """Alarm episodes that started and ended before ``target``'s crossing with no transition
     following them (module docstring)."""
-    return _one(progress, target, "false_alarms", **_args(window, threshold, direction, level))
+    return _one(
+        progress, target, "false_alarms", **_args(window, threshold, direction, level, log_count)
+    )
 
 
-def _args(window: int, threshold: float, direction: str, level: Level) -> dict[str, Any]:
-    return {"window": window, "threshold": threshold, "direction": direction, "level": level}
+def _args(
+    window: int, threshold: float, direction: str, level: Level, log_count: int | None
+) -> dict[str, Any]:
+    return {
+        "window": window,
+        "threshold": threshold,
+        "direction": direction,
+        "level": level,
+        "log_count": log_count,
+    }
