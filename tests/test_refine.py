@@ -183,3 +183,28 @@ def test_refine_needs_one_number_per_checkpoint(write_spec):
     with pytest.raises(SpecError) as err:
         mispec.load_spec(write_spec(text))
     assert "not one number per checkpoint" in str(err.value)
+
+
+def test_the_zoom_spec_at_a_small_size_summarises_crossing_and_lead(tmp_path):
+    """specs/zoom.yaml with 40 training steps: its summary gives each seed's crossing with its
+    resolution (as the results hold them) and the early-warning lead (or 'missed')."""
+    from .conftest import REPO
+
+    text = (REPO / "specs" / "zoom.yaml").read_text().replace("steps: 1000", "steps: 40")
+    (tmp_path / ".mispec").mkdir()
+    spec = tmp_path / "zoom.yaml"
+    spec.write_text(text)
+    result = mispec.run(spec, progress=False)
+    ds = result.open()["toy2l"].to_dataset()
+    for seed in (0, 1):
+        at, width = float(ds.transition.sel(seed=seed)), float(ds.transition_width.sel(seed=seed))
+        lead = float(ds.lead_prev_token.sel(seed=seed))
+        lines = [line for line in result.summary if line.startswith(f"toy2l seed {seed}: ")]
+        refine_line = next(line for line in lines if "refine transition" in line)
+        lead_line = next(line for line in lines if "lead_prev_token" in line)
+        if np.isfinite(at):
+            assert f"refine transition = {at:.0f} (crossed after {at - width:.0f}" in refine_line
+            assert width <= 4 or "budget of 24 spent" in refine_line
+        else:
+            assert "no crossing found" in refine_line
+        assert lead_line.endswith(f"{lead:.0f}" if np.isfinite(lead) else "none (missed)")
