@@ -240,7 +240,7 @@ def ensure_trained(
                 if on_checkpoint is not None:
                     live = on_checkpoint(t + 1, to_bridge_state(model, keys))
             if bar_state is not None and ((t + 1) % 10 == 0 or t + 1 == last):
-                shown = "  ".join(f"{k} {v:.3g}" for k, v in live.items())
+                shown = " ".join(f"{k}={v:.3g}" for k, v in live.items())  # live metrics
                 bar_state[0].update(
                     bar_state[1], completed=t + 1 - start, loss=f"{loss.item():.4f}", live=shown
                 )
