@@ -345,11 +345,11 @@ def test_an_unknown_jsonl_field_is_named_with_its_line(write_spec, capsys):
     spec = write_spec(_text_spec("    tokenizer: tok\n").replace("prompts.txt", "prompts.jsonl"))
     (spec.parent / "tok").mkdir()
     (spec.parent / "prompts.jsonl").write_text(
-        '{"text": "a b"}\n\n{"text": "c d", "answer": " e"}\n'
+        '{"text": "a b"}\n\n{"text": "c d", "label": " e"}\n'
     )
     rc, err = _validate(capsys, str(spec))
     assert rc == 2
-    assert f"prompts.text.file: {spec.parent / 'prompts.jsonl'}:3: unknown field 'answer'" in err
+    assert f"{spec.parent / 'prompts.jsonl'}:3:1: prompts.text: unknown field 'label'" in err
     _clean(err)
     (spec.parent / "prompts.jsonl").write_text('{"text": "a b"}\n{"text": "c d"}\n')
     assert _validate(capsys, str(spec))[0] == 0
@@ -431,4 +431,7 @@ def test_a_text_prompt_set_has_only_its_masks_as_extras(write_spec):
     (spec.parent / "tok").mkdir()
     problems = _problems(spec)
     assert list(problems) == ["metrics.ld.prompts"], problems
-    assert "(it has: attention_mask, loss_mask)" in problems["metrics.ld.prompts"]
+    assert (
+        "(it has: attention_mask, loss_mask, token_strings, word_start)"
+        in problems["metrics.ld.prompts"]
+    )

@@ -38,6 +38,17 @@ def render_plan(planned: Any) -> str:
     lines.append("status:")
     lines.append(f"  results cached   {status.cells_cached}/{status.cells_total}")
     lines.append(f"  forward passes   {status.forward_passes} to run (of {status.forward_total})")
+    if status.pair_cells:
+        own = status.pair_interventions_todo
+        lines.append(
+            f"  comparisons      {status.pair_cells_todo} of {status.pair_cells} pair cells to "
+            "compute, from the sides' cells: "
+            + (
+                f"{own} of them patch a model (passes of their own)"
+                if own
+                else "no forward pass of their own"
+            )
+        )
     for key, n in status.training_steps_todo.items():
         lines.append(f"  training         {key}: ~{n} steps to train")
     lines.append(

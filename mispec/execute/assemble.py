@@ -28,6 +28,7 @@ _INDEX_DIMS = (
     "pc",
     "freq",
     "digit",
+    "head_b",
 )
 
 
@@ -39,12 +40,16 @@ def assemble(plan: Plan, store: Store, fresh: dict[str, Any] | None = None) -> A
     per_model: dict[str, dict[str, Any]] = defaultdict(dict)
     by_metric: dict[tuple[str, str], dict[tuple[int, int | None], Any]] = defaultdict(dict)
     ids: dict[tuple[str, str], dict[tuple[int, int | None], str]] = defaultdict(dict)
+    paired: list[tuple[CellNode, Any]] = []
     for node in plan.nodes(CellNode) + plan.nodes(ReductionNode):
         arr = fresh.get(node.key)
         if arr is None:
             arr = store.cells.read(node.key)
         if arr is None:
             raise ResultsError(f"cell {node.id} is missing from the store; run the spec again")
+        if isinstance(node, CellNode) and node.pair is not None:
+            paired.append((node, arr))
+            continue
         step = node.step if isinstance(node, CellNode) else None
         by_metric[(node.model, node.metric)][(node.seed, step)] = arr
         ids[(node.model, node.metric)][(node.seed, step)] = node.id
@@ -68,12 +73,16 @@ def assemble(plan: Plan, store: Store, fresh: dict[str, Any] | None = None) -> A
         var.attrs["metric_fn"] = plan.spec.metrics[metric].fn
         per_model[model][metric] = var
         per_model[model].update(per_cell)
+    comparisons: dict[tuple[str, str], dict[str, Any]] = {}
+    if paired:
+        from mispec.execute.assemble_pairs import assemble_pairs
+
+        pair_vars, comparisons = assemble_pairs(plan, paired)
+        for model, variables in pair_vars.items():
+            per_model[model].update(variables)
     children = {}
     for model, variables in per_model.items():
-        ds = xr.Dataset(variables)
-        for dim in _INDEX_DIMS:
-            if dim in ds.dims and dim not in ds.coords:
-                ds = ds.assign_coords({dim: np.arange(ds.sizes[dim])})
+        ds = _with_index_coords(xr.Dataset(variables))
         series = plan.resolution.series
         if "step" in ds.coords:
             seed0 = plan.spec.models[model].seeds[0]
@@ -84,10 +93,25 @@ def assemble(plan: Plan, store: Store, fresh: dict[str, Any] | None = None) -> A
             ds.step.attrs.update(units="training steps", long_name="training step")
         ds.attrs.update(model=model, source=plan.resolution.sources[model].kind)
         children[model] = xr.DataTree(ds, name=model)
+    for (a, b), variables in comparisons.items():
+        from mispec.execute.assemble_pairs import comparison_node_name
+
+        ds = _with_index_coords(xr.Dataset(variables))
+        ds.attrs.update(model=a, model_b=b)
+        name = comparison_node_name(a, b)
+        children[name] = xr.DataTree(ds, name=name)
     tree = xr.DataTree(
         xr.Dataset(attrs={"study": plan.spec.name, "plan_key": plan.key}), children=children
     )
     return tree
+
+
+def _with_index_coords(ds: Any) -> Any:
+    """Integer coordinates for the index dims (layer, head, ...) that have none."""
+    for dim in _INDEX_DIMS:
+        if dim in ds.dims and dim not in ds.coords:
+            ds = ds.assign_coords({dim: np.arange(ds.sizes[dim])})
+    return ds
 
 
 def consistent_cells(

@@ -23,6 +23,9 @@ class PlanStatus:
     training_steps_todo: dict[str, int] = field(default_factory=dict)
     activation_bytes_new: int = 0
     activation_bytes_total: int = 0
+    pair_cells: int = 0  # comparison cells (``pairs:``): they read the sides' cells
+    pair_cells_todo: int = 0
+    pair_interventions_todo: int = 0  # of those, interventions (they run side a's model)
 
     @property
     def up_to_date(self) -> bool:
@@ -41,6 +44,11 @@ def plan_status(plan: Plan, store: Store | None) -> PlanStatus:
         status.cells_total += 1
         cached = store is not None and store.cells.has(node.key)
         status.cells_cached += cached
+        if isinstance(node, CellNode) and node.pair is not None:
+            status.pair_cells += 1
+            status.pair_cells_todo += not cached
+            if not cached and plan.metric_defs[node.metric].kind == "intervention":
+                status.pair_interventions_todo += 1
         if isinstance(node, CellNode) and node.forward and not cached:
             consumers.setdefault(node.forward, []).append(node)
     infos: dict[str, Any] = {}  # one config read per model, not per forward node

@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from mispec.execute.summary_pairs import COMPARISON_INPUTS, comparison_lines, is_comparison
+
 
 def summarize(tree: Any) -> list[str]:
     lines = []
@@ -14,7 +16,11 @@ def summarize(tree: Any) -> list[str]:
         model = child.name
         for name, var in ds.data_vars.items():
             fn = var.attrs.get("metric_fn", "")
-            if fn in _PER_SEED and "seed" in var.dims:
+            if fn in COMPARISON_INPUTS:
+                continue
+            if is_comparison(var):  # pairs: explicit second-side dims
+                lines.extend(comparison_lines(model, name, var))
+            elif fn in _PER_SEED and "seed" in var.dims:
                 fmt = ".3g" if fn == "transition_size" else ".0f"
                 for seed in var.seed.values:
                     v = np.asarray(var.sel(seed=seed).values, dtype=float)
@@ -25,16 +31,7 @@ def summarize(tree: Any) -> list[str]:
                     else:
                         lines.append(f"{model} seed {seed}: {name} median over heads = {shown}")
             elif {"layer", "head", "step"} <= set(var.dims):
-                last = var.isel(step=-1).mean("seed") if "seed" in var.dims else var.isel(step=-1)
-                if _no_value(last.values):
-                    lines.append(f"{model}: {name} at the last step: no value")
-                    continue
-                idx = np.unravel_index(int(np.nanargmax(last.values)), last.shape)
-                where = dict(zip(last.dims, idx, strict=True))
-                lines.append(
-                    f"{model}: strongest {name} at the last step: layer {where['layer']} "
-                    f"head {where['head']} = {float(last.values[idx]):.3f}"
-                )
+                lines.append(_strongest_head(model, name, var.isel(step=-1)))
             elif var.dims == ("seed", "step") or set(var.dims) == {"seed", "step"}:
                 final = var.isel(step=-1)
                 lines.append(
@@ -56,6 +53,31 @@ _PER_SEED = (
     "warning_lead",
     "false_alarms",
 )
+
+
+def _strongest_head(model: str, name: str, last: Any) -> str:
+    """The strongest head at the last step, SEED BY SEED: head indices name different heads
+    in different seeds (see ``head_matching``), so a mean over seeds by index would name a
+    head that is nobody's."""
+    if _no_value(last.values):
+        return f"{model}: {name} at the last step: no value"
+    seeds = list(last.seed.values) if "seed" in last.dims else [None]
+    parts = []
+    for seed in seeds:
+        v = last.sel(seed=seed) if seed is not None else last
+        who = f"seed {int(seed)} " if seed is not None else ""
+        if _no_value(v.values):
+            parts.append(f"{who}no value")
+            continue
+        idx = np.unravel_index(int(np.nanargmax(v.values)), v.shape)
+        where = {
+            d: (v[d].values[i] if d in v.coords else i) for d, i in zip(v.dims, idx, strict=True)
+        }
+        parts.append(
+            f"{who}layer {int(where['layer'])} head {int(where['head'])} = "
+            f"{float(v.values[idx]):.3f}"
+        )
+    return f"{model}: strongest {name} at the last step: " + ", ".join(parts)
 
 
 def _value(values: np.ndarray, fmt: str, *, none: str) -> str:

@@ -56,6 +56,15 @@ DIMS: tuple[str, ...] = (
     "mode",
     "split",
     "digit",
+    # per-checkpoint values that comparisons read, and the second side of a comparison
+    "vocab",
+    "d_model",
+    "d_head",
+    "k_pos",
+    "seed_b",
+    "step_b",
+    "head_b",
+    "element",
 )
 # Coordinates the assembly adds beside the dims (``mispec.execute.assemble``): ``tokens_seen``
 # along ``step``.
@@ -168,6 +177,12 @@ class MetricDef:
     extras: ExtrasSpec = ()
     # a check of a built prompt set with the metric's args (raises PromptError), at validate
     check_prompts: Callable[..., None] | None = None
+    # the inputs that read the OTHER side of a comparison (a spec's ``pairs:`` points them at
+    # the second seed, model or step); the rest read this cell's own checkpoint
+    other_side: tuple[str, ...] = ()
+    # ``ModelInfo`` fields the two sides must share (``d_vocab`` for distributions): checked
+    # at validate for a pair of models whose shapes are known before running
+    comparable: tuple[str, ...] = ()
 
     def extras_for(self, args: Mapping[str, Any]) -> tuple[str, ...]:
         """Prompt extras this metric reads with these spec args (sorted, unique)."""
@@ -231,6 +246,8 @@ def metric(
     register: bool = True,
     extras: ExtrasSpec = (),
     check_prompts: Callable[..., None] | None = None,
+    other_side: tuple[str, ...] = (),
+    comparable: tuple[str, ...] = (),
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare a metric. The function stays a plain, directly callable function; its
     ``MetricDef`` is at ``fn.__mispec__`` and in the ``METRICS`` registry.
@@ -247,7 +264,13 @@ def metric(
     or is a named function of (some of) its args returning them (``mask`` names one);
     ``check_prompts(prompts, **args)`` checks a built prompt set further (raising
     ``PromptError``). ``validate`` runs both on the generated prompt sets the metric reads,
-    so a missing extra is reported before any training."""
+    so a missing extra is reported before any training.
+
+    ``other_side`` names the inputs that read the second side of a comparison: a spec's
+    ``pairs:`` (every seed pair, model A against model B, each step against the last) points
+    them at the other (model, seed, step) and the result gains a dim for that side
+    (``seed_b``, ``step_b``; see ``mispec.metrics.builtin.comparisons``); ``comparable``
+    names the ``ModelInfo`` fields (``d_vocab``, ``n_heads`` ...) both sides must share."""
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         metric_name = name or fn.__name__
@@ -271,7 +294,12 @@ def metric(
         needs = dict(input_dims or {})
         for p, need in needs.items():
             _check_input_dims(metric_name, p, need, inputs, arg_names)
+        for p in other_side:
+            if p not in inputs:
+                raise TypeError(f"metric {metric_name}: other_side names '{p}', not an input")
         kind = _infer_kind(metric_name, context, hooks, inputs, reduces)
+        if other_side and kind == "reduction":
+            raise TypeError(f"metric {metric_name}: a reduction cannot compare two sides")
         doc = inspect.getdoc(fn) or ""
         definition = MetricDef(
             name=metric_name,
@@ -290,6 +318,8 @@ def metric(
             input_dims=needs,
             extras=extras if callable(extras) else tuple(extras),
             check_prompts=check_prompts,
+            other_side=tuple(other_side),
+            comparable=tuple(comparable),
         )
         fn.__mispec__ = definition  # type: ignore[attr-defined]
         if register:

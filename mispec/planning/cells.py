@@ -26,6 +26,7 @@ from mispec.planning.nodes import (
     ForwardNode,
     cell_id,
     forward_id,
+    pair_cell_id,
     series_label,
 )
 from mispec.planning.resolve import Resolution
@@ -53,7 +54,7 @@ class CellPlanner:
             for ms, series in resolution.series.items()
         }
         self._forwards: dict[Where, dict[str, ForwardNode]] = {}
-        self._cells: dict[tuple[str, str, int, int], CellNode] = {}
+        self._cells: dict[tuple[Any, ...], CellNode] = {}
         self.crossing = False  # some cell reads another checkpoint's cell
 
     def metrics_on(self, model: str) -> list[str]:
@@ -92,16 +93,30 @@ class CellPlanner:
             self._forwards[where] = out
         return self._forwards[where]
 
-    def cell(self, name: str, model: str, seed: int, step: int) -> CellNode:
-        """The cell of metric ``name`` at checkpoint (model, seed, step)."""
-        at = (name, model, seed, step)
+    def cell(
+        self, name: str, model: str, seed: int, step: int, pair: Where | None = None
+    ) -> CellNode:
+        """The cell of metric ``name`` at checkpoint (model, seed, step); for a comparison
+        (``pairs:``), the one whose other-side inputs read checkpoint ``pair``."""
+        at: tuple[Any, ...] = (
+            (name, model, seed, step) if pair is None else (name, model, seed, step, *pair)
+        )
         if at in self._cells:
             return self._cells[at]
         mdef, m = self.defs[name], self.spec.metrics[name]
         ckpt_key = self._ckpt[(model, seed)][step]
         common = ("cell", mdef.name, mdef.version, mdef.bind_args(m.args))
+        if pair is not None:
+            self.crossing = True
         ups = {
-            p: self.cell(ref.metric, *self.target(name, p, ref, (model, seed, step)))
+            p: self.cell(
+                ref.metric,
+                *(
+                    pair
+                    if pair is not None and p in mdef.other_side
+                    else self.target(name, p, ref, (model, seed, step))
+                ),
+            )
             for p, ref in m.input_refs().items()
         }
         input_keys = {p: c.key for p, c in ups.items()}
@@ -125,7 +140,9 @@ class CellPlanner:
         key = content_key(*common, *parts, *((input_keys,) if input_keys else ()))
         inputs = tuple(sorted((p, c.id) for p, c in ups.items()))
         node = CellNode(
-            cell_id(name, model, seed, step),
+            cell_id(name, model, seed, step)
+            if pair is None
+            else pair_cell_id(name, model, seed, step, pair),
             key,
             model,
             seed,
@@ -134,9 +151,24 @@ class CellPlanner:
             m.prompts,
             forward,
             inputs,
+            pair,
         )
         self._cells[at] = node
         return node
+
+    def cells_at(self, name: str, model: str, seed: int, step: int) -> list[CellNode]:
+        """The cells of metric ``name`` that checkpoint (model, seed, step) computes: its one
+        cell, or for a comparison one per second side that ``pairs:`` gives it (none when it
+        is no first side)."""
+        pairs = self.spec.metrics[name].pairs
+        if pairs is None:
+            return [self.cell(name, model, seed, step)]
+        from mispec.planning.pairs import partners
+
+        return [
+            self.cell(name, model, seed, step, other)
+            for other in partners(pairs, self.resolution, (model, seed, step))
+        ]
 
     def target(self, reader: str, param: str, ref: InputRef, here: Where) -> Where:
         """The checkpoint whose cell ``ref`` names, read from checkpoint ``here``."""

@@ -187,15 +187,15 @@ def build_plan(spec: Spec, resolution: Resolution, base_dir: Path | None = None)
             for name in here:
                 if granularity[name] != "group":
                     continue
-                cell = cells.cell(name, model, seed, step)
-                after = [gid]
-                if cell.forward is not None:
-                    after.append(cell.forward)
-                elif defs[name].kind == "intervention":
-                    after.append(prompts_id(cell.prompts or ""))
-                after.extend(sorted(u for _, u in cell.inputs))
-                add(cell, after)
-                group_cells[name].append(cell.id)
+                for cell in cells.cells_at(name, model, seed, step):
+                    after = [gid]
+                    if cell.forward is not None:
+                        after.append(cell.forward)
+                    elif defs[name].kind == "intervention":
+                        after.append(prompts_id(cell.prompts or ""))
+                    after.extend(sorted(u for _, u in cell.inputs))
+                    add(cell, after)
+                    group_cells[name].append(cell.id)
         # series-level: reductions over step, and metrics derived from them
         series_keys: dict[str, str] = {}
         for name in here:

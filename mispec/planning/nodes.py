@@ -55,6 +55,11 @@ def cell_id(metric: str, model: str, seed: int, step: int) -> str:
     return f"cell:{metric}/{_group_label(model, seed, step)}"
 
 
+def pair_cell_id(metric: str, model: str, seed: int, step: int, other: tuple[str, int, int]) -> str:
+    """A comparison cell: metric at (model, seed, step) against the checkpoint ``other``."""
+    return f"{cell_id(metric, model, seed, step)}/vs/{_group_label(*other)}"
+
+
 def reduction_id(metric: str, model: str, seed: int) -> str:
     return f"reduce:{metric}/{series_label(model, seed)}"
 
@@ -119,6 +124,8 @@ class CellNode(_Node):
     prompts: str | None
     forward: str | None  # the forward node it reads (activation metrics)
     inputs: tuple[tuple[str, str], ...] = ()  # param -> same-group cell id (derived metrics)
+    # a comparison cell (``pairs:``): the (model, seed, step) of its second side
+    pair: tuple[str, int, int] | None = None
 
 
 @dataclass(frozen=True)

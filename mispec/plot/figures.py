@@ -178,6 +178,18 @@ def metric_figure(
     """A figure for one metric, faceted over models."""
     plt = _plt()
     found = find_variable(tree, metric)
+    from mispec.execute.summary_pairs import COMPARISON_INPUTS, is_comparison
+
+    if any(v.attrs.get("metric_fn") in COMPARISON_INPUTS for _, v in found):
+        raise UserError(
+            f"'{metric}' holds per-checkpoint values that comparisons read (dims "
+            f"{found[0][1].dims}); plot a comparison metric that reads it"
+        )
+    if any(is_comparison(v) for _, v in found):  # pairs: one line per pair of sides
+        from mispec.plot.comparisons import comparison_figure
+
+        model, var = found[0]
+        return comparison_figure(var, title=f"{metric} — {model}", log_x=log_x)
     rows = []
     for model, var in found:
         has_heads = set(HEAD_DIMS) <= set(var.dims) and "step" in var.dims

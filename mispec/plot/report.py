@@ -55,7 +55,17 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
                 f"<td>{html.escape(headline(var))}</td>"
                 f"<td>{html.escape(str(var.attrs.get('units', '')))}</td></tr>"
             )
+    from mispec.execute.summary_pairs import COMPARISON_INPUTS
+
+    inputs_only = {
+        str(n)
+        for c in tree.children.values()
+        for n, v in c.to_dataset().data_vars.items()
+        if v.attrs.get("metric_fn") in COMPARISON_INPUTS
+    }
     for name in metrics:
+        if name in inputs_only:  # what comparisons read: drawn through them
+            continue
         fig = metric_figure(tree, name)
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=90)

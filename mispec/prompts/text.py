@@ -1,21 +1,39 @@
 """Text prompt sets from a file, tokenized the TransformerLens way.
 
-``.txt``: one prompt per non-empty line. ``.jsonl``: one ``{"text": ...}`` object per
-non-empty line. Each prompt is tokenized *without* the tokenizer's own special tokens;
-then, as TransformerLens does by default, the BOS token is prepended (``prepend_bos``;
-tokenizers without a BOS use their EOS, like GPT-2). Prompts are truncated to
-``max_tokens`` (BOS included) and right-padded to a common length; the ``attention_mask``
-extra ``[n, pos]`` marks real tokens and ``loss_mask`` ``[n, pos-1]`` the predictions
-whose target is a real token. Right padding never changes the activations of real
-positions under causal attention, so one forward pass serves the whole set. The builtin
-metrics read ``attention_mask`` and never count the padding (no ``mask`` arg needed): per
-prompt, ``loss`` is what ``transformers`` reports with ``labels=tokens`` for the unpadded
-prompt (see ``mispec.metrics.builtin.loss`` for how prompts are pooled).
+The file's lines are read and checked by :mod:`mispec.prompts.records` (``.txt``: one prompt
+per line; ``.jsonl``: ``text`` plus optional ``answer``, ``wrong_answer``, ``corrupt_text``,
+``positions``). Each text is tokenized *without* the tokenizer's own special tokens; then, as
+TransformerLens does by default, the BOS token is prepended (``prepend_bos``; tokenizers
+without a BOS use their EOS, like GPT-2). Prompts are truncated to ``max_tokens`` (BOS
+included) and right-padded to a common length. Right padding never changes the activations
+of real positions under causal attention, so one forward pass serves the whole set; the
+builtin metrics never count the padding.
+
+Extras of every text prompt set (``[n, pos]`` unless said):
+
+* ``attention_mask`` (True at real tokens) and ``loss_mask`` ``[n, pos-1]`` (predictions whose
+  target is a real token);
+* ``token_strings``: each token decoded on its own (``" Mary"``; ``""`` at padding);
+* ``word_start``: True at the token that holds the first character of a whitespace-separated
+  word of the text (BOS, padding and pure-whitespace tokens: False), located by the
+  tokenizer's character offsets (else by the decoded strings, when they spell the text);
+
+From the optional ``.jsonl`` fields:
+
+* ``answer`` / ``wrong_answer`` ``[n]``: token ids. Each must be exactly ONE token for this
+  tokenizer, else a ``PromptFileError`` at the file's line (``validate`` checks every model
+  whose tokenizer is local; others at the run);
+* ``corrupt_tokens``: ``corrupt_text`` tokenized the same way. Clean and corrupt must have the
+  same number of tokens (patching swaps activations position by position), else an error at
+  the line: nothing is padded or cut to make them align;
+* ``pos_<name>`` ``[n]``: each named position as an index into the padded token row (BOS
+  counted), e.g. ``pos_END``, ``pos_IO``; an index outside the prompt is an error at the line.
+
+The answer is predicted at each prompt's last real token (``answer_positions``).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -23,53 +41,84 @@ import numpy as np
 
 from mispec.errors import PromptError
 from mispec.prompts.core import PromptSet
+from mispec.prompts.records import (
+    JSONL_FIELDS,
+    POSITION_PREFIX,
+    Position,
+    PromptFileError,
+    TextRecord,
+    read_records,
+    read_texts,
+    record_extras,
+)
 
 # the extras every text prompt set carries (see the module docstring)
-TEXT_EXTRAS = ("attention_mask", "loss_mask")
-# the fields of one .jsonl prompt line
-JSONL_FIELDS = ("text",)
+TEXT_EXTRAS = ("attention_mask", "loss_mask", "token_strings", "word_start")
+
+__all__ = [
+    "JSONL_FIELDS",
+    "TEXT_EXTRAS",
+    "load_text_prompts",
+    "read_records",
+    "read_texts",
+    "record_extras",
+    "text_extras",
+]
 
 
-def read_texts(path: Path) -> list[str]:
-    """The prompts of a ``.txt`` or ``.jsonl`` file (``PromptError`` when unreadable)."""
-    path = Path(path).expanduser().resolve()
-    if not path.is_file():
-        raise PromptError(f"prompt file not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix not in (".txt", ".jsonl"):
-        raise PromptError(f"{path}: prompt files must be .txt (one per line) or .jsonl")
-    lines = path.read_text(encoding="utf-8").splitlines()
-    texts: list[str] = []
-    for i, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        if suffix == ".txt":
-            texts.append(line)
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise PromptError(f"{path}:{i}: not valid JSON: {exc.msg}") from exc
-        if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-            raise PromptError(f'{path}:{i}: expected an object with a "text" string')
-        unknown = sorted(k for k in obj if k not in JSONL_FIELDS)
-        if unknown:  # never silently dropped: a text prompt carries no per-prompt extras
-            raise PromptError(
-                f"{path}:{i}: unknown field{'s' if len(unknown) > 1 else ''} "
-                f"{', '.join(repr(k) for k in unknown)}; a .jsonl prompt line holds only "
-                '{"text": ...} (per-prompt extras such as answers come from prompt generators)'
-            )
-        texts.append(obj["text"])
-    if not texts:
-        raise PromptError(f"{path}: no prompts in file")
-    return texts
+def text_extras(records: list[TextRecord]) -> tuple[str, ...]:
+    """Every extra a text prompt set built from these records carries."""
+    return TEXT_EXTRAS + record_extras(records)
+
+
+def _is_raw(tokenizer: Any) -> bool:
+    return type(tokenizer).__module__.startswith("tokenizers")
 
 
 def _encode(tokenizer: Any, text: str) -> list[int]:
     """Token ids of ``text`` without special tokens (HF tokenizer or raw ``tokenizers``)."""
-    if type(tokenizer).__module__.startswith("tokenizers"):
+    if _is_raw(tokenizer):
         return list(tokenizer.encode(text, add_special_tokens=False).ids)
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _offsets(tokenizer: Any, text: str) -> list[tuple[int, int]] | None:
+    """Character spans of the tokens of ``text`` where the tokenizer reports them."""
+    try:
+        if _is_raw(tokenizer):
+            return list(tokenizer.encode(text, add_special_tokens=False).offsets)
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        return [tuple(o) for o in enc["offset_mapping"]]
+    except (NotImplementedError, TypeError, ValueError, KeyError):
+        return None
+
+
+def _decode(tokenizer: Any, token: int) -> str:
+    return str(tokenizer.decode([token]))
+
+
+def _word_starts(tokenizer: Any, text: str, ids: list[int], strings: list[str]) -> list[bool]:
+    """True at the token holding the first character of each whitespace-separated word.
+
+    The tokens' character spans come from the tokenizer's offsets, else from the decoded
+    strings when they spell the text; failing both, a token starts a word when it begins with
+    whitespace or is the first."""
+    spans = _offsets(tokenizer, text)
+    if spans is None or len(spans) != len(ids):
+        if "".join(strings) != text:
+            return [i == 0 or s[:1].isspace() for i, s in enumerate(strings)]
+        ends = np.cumsum([len(s) for s in strings]).tolist()
+        spans = list(zip([0, *ends[:-1]], ends, strict=True))
+    firsts = {
+        j for j, c in enumerate(text) if not c.isspace() and (j == 0 or text[j - 1].isspace())
+    }
+    out: list[bool] = []
+    seen: set[int] = set()
+    for start, end in spans:
+        hit = firsts.intersection(range(start, end)) - seen
+        seen |= hit
+        out.append(bool(hit))
+    return out
 
 
 def _special_id(tokenizer: Any, *names: str) -> int | None:
@@ -80,6 +129,42 @@ def _special_id(tokenizer: Any, *names: str) -> int | None:
     return None
 
 
+def _single_token(path: Path, record: TextRecord, field: str, tokenizer: Any, who: str) -> int:
+    value = getattr(record, field)
+    ids = _encode(tokenizer, value)
+    if len(ids) != 1:
+        pieces = [_decode(tokenizer, t) for t in ids]
+        raise PromptFileError(
+            path,
+            record.line,
+            f"{field} {value!r} is {len(ids)} tokens{who} ({pieces}); an answer must be one "
+            "token (a logit difference compares two single logits): pick a single-token word "
+            "(often with its leading space)",
+        )
+    return ids[0]
+
+
+def _resolve(path: Path, record: TextRecord, name: str, at: Position, words: list[bool]) -> int:
+    """A named position as an index into the text's own tokens (no BOS)."""
+    n = len(words)
+    if at.kind == "token":
+        index = at.index + n if at.index < 0 else at.index
+        ok = 0 <= index < n
+    else:
+        starts = [i for i in range(n) if words[i]]
+        k = at.index + len(starts) if at.index < 0 else at.index
+        ok = 0 <= k < len(starts)
+        index = starts[k] if ok else -1
+    if not ok:
+        size = f"{n} tokens" if at.kind == "token" else f"{sum(words)} words"
+        raise PromptFileError(
+            path,
+            record.line,
+            f"position {name!r} ({at.kind} {at.index}) is outside this prompt ({size})",
+        )
+    return index
+
+
 def load_text_prompts(
     path: Path,
     tokenizer: Any,
@@ -87,39 +172,90 @@ def load_text_prompts(
     prepend_bos: bool = True,
     max_tokens: int | None = None,
     limit: int | None = None,
+    model: str | None = None,
 ) -> PromptSet:
-    """Tokenize a prompt file into a padded :class:`PromptSet` (see the module doc)."""
+    """Tokenize a prompt file into a padded :class:`PromptSet` (see the module doc);
+    ``model`` names the model in error messages."""
     path = Path(path).expanduser().resolve()
     if tokenizer is None:
         raise PromptError(
             f"{path}: this model has no tokenizer; give the model a `tokenizer:` folder"
         )
-    texts = read_texts(path)
+    records = read_records(path)
     if limit is not None:
-        texts = texts[:limit]
+        records = records[:limit]
+    who = f" for model '{model}'" if model else ""
     bos = _special_id(tokenizer, "bos_token_id", "eos_token_id")
     if prepend_bos and bos is None:
         raise PromptError(f"{path}: the tokenizer has no BOS (or EOS) token to prepend")
     pad = _special_id(tokenizer, "pad_token_id", "eos_token_id", "bos_token_id") or 0
-    rows: list[list[int]] = []
-    for i, text in enumerate(texts):
-        ids = ([bos] if prepend_bos and bos is not None else []) + _encode(tokenizer, text)
-        if max_tokens is not None:
-            ids = ids[:max_tokens]
-        if not ids:
-            raise PromptError(f"{path}: prompt {i + 1} is empty after tokenization")
-        rows.append(ids)
+    lead: list[int] = [bos] if prepend_bos and bos is not None else []
+    rows, corrupt_rows, strings, starts = [], [], [], []
+    answers: dict[str, list[int]] = {"answer": [], "wrong_answer": []}
+    positions: dict[str, list[int]] = {name: [] for name in records[0].positions}
+    for record in records:
+        ids = _encode(tokenizer, record.text)
+        pieces = [_decode(tokenizer, t) for t in ids]
+        words = _word_starts(tokenizer, record.text, ids, pieces)
+        if record.corrupt_text is not None:
+            corrupt = _encode(tokenizer, record.corrupt_text)
+            if len(corrupt) != len(ids):
+                raise PromptFileError(
+                    path,
+                    record.line,
+                    f"corrupt_text is {len(corrupt)} tokens{who}, text is {len(ids)}: clean "
+                    "and corrupt prompts must align token for token (patching swaps "
+                    "activations position by position; nothing is padded or cut to align them)",
+                )
+            corrupt_rows.append((lead + corrupt)[:max_tokens])
+        for field in answers:
+            if getattr(record, field) is not None:
+                answers[field].append(_single_token(path, record, field, tokenizer, who))
+        for name, at in record.positions.items():
+            positions[name].append(len(lead) + _resolve(path, record, name, at, words))
+        row = (lead + ids)[:max_tokens]
+        if not row:
+            raise PromptFileError(path, record.line, "the prompt is empty after tokenization")
+        rows.append(row)
+        strings.append([_decode(tokenizer, t) for t in lead] + pieces)
+        starts.append([False] * len(lead) + words)
     width = max(len(r) for r in rows)
-    tokens = np.full((len(rows), width), pad, dtype=np.int64)
-    attention = np.zeros((len(rows), width), dtype=bool)
+    n = len(rows)
+    tokens = np.full((n, width), pad, dtype=np.int64)
+    attention = np.zeros((n, width), dtype=bool)
+    token_strings = np.full((n, width), "", dtype=object)
+    word_start = np.zeros((n, width), dtype=bool)
     for i, r in enumerate(rows):
         tokens[i, : len(r)] = r
         attention[i, : len(r)] = True
+        token_strings[i, : len(r)] = strings[i][: len(r)]
+        word_start[i, : len(r)] = starts[i][: len(r)]
+    extras: dict[str, np.ndarray] = {
+        "attention_mask": attention,
+        "loss_mask": attention[:, 1:].copy(),
+        "token_strings": token_strings.astype(str),
+        "word_start": word_start,
+    }
+    if corrupt_rows:
+        corrupt_tokens = tokens.copy()
+        for i, r in enumerate(corrupt_rows):
+            corrupt_tokens[i, : len(r)] = r
+        extras["corrupt_tokens"] = corrupt_tokens
+    for field, ids_ in answers.items():
+        if ids_:
+            extras[field] = np.asarray(ids_, dtype=np.int64)
+    for name, where in positions.items():
+        pos = np.asarray(where, dtype=np.int64)
+        beyond = np.flatnonzero(pos >= np.asarray([len(r) for r in rows]))
+        if beyond.size:
+            line = records[int(beyond[0])].line
+            raise PromptFileError(path, line, f"position {name!r} is cut off by max_tokens")
+        extras[POSITION_PREFIX + name] = pos
     meta = {
         "file": str(path),
         "prepend_bos": prepend_bos,
         "pad_token_id": pad,
         "lengths": [len(r) for r in rows],
+        "lines": [r.line for r in records],
     }
-    extras = dict(zip(TEXT_EXTRAS, (attention, attention[:, 1:].copy()), strict=True))
     return PromptSet(tokens=tokens, extras=extras, meta=meta, has_bos=prepend_bos)

@@ -152,6 +152,21 @@ class ModelSource(ABC):
         True with a spec ``tokenizer:``, else what ``own_tokenizer`` knows."""
         return True if self.entry.tokenizer is not None else self.own_tokenizer()
 
+    def local_tokenizer_folder(self) -> Path | None:
+        """A tokenizer folder on local disk that validation may load (text prompt sets are
+        then tokenized at ``validate``): the spec's ``tokenizer:``, else what the source keeps
+        beside its checkpoints (``own_tokenizer_folder``); None: only the run can tell."""
+        if self.entry.tokenizer is not None:
+            from mispec.models.local import has_tokenizer
+
+            folder = resolve_path(self.entry.tokenizer, self.base_dir)
+            return folder if folder.is_dir() and has_tokenizer(folder) else None
+        return self.own_tokenizer_folder()
+
+    def own_tokenizer_folder(self) -> Path | None:
+        """The local folder of the source's own tokenizer, where it has one (default: None)."""
+        return None
+
     def own_tokenizer(self) -> bool | None:
         """Whether the source brings its own tokenizer: None when only loading tells (the
         default); a source that knows overrides it (a trained toy model has none)."""

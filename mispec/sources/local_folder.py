@@ -73,6 +73,17 @@ class LocalFolderSource(ModelSource):
             folders.insert(0, layout.steps[layout.sorted_steps[0]])
         return any(has_tokenizer(d) for d in folders)
 
+    def own_tokenizer_folder(self) -> Path | None:
+        """The folder ``open`` takes the tokenizer from (first step's folder, then the root)."""
+        try:
+            layout = self.layout(self.entry.seeds[0])
+        except (CheckpointError, OSError, ValueError):
+            return None
+        folders = [layout.root]
+        if layout.kind == "hf":
+            folders.insert(0, layout.steps[layout.sorted_steps[0]])
+        return next((d for d in folders if has_tokenizer(d)), None)
+
     # ------------------------------------------------------------------ loading
     def open(
         self, seed: int, store_dir: Path, *, device: str = "cpu", dtype: str = "float32"

@@ -75,6 +75,20 @@ class PretrainedSource(ModelSource):
         """``None``: the config may need the hub, so prompts are checked when the run loads it."""
         return None
 
+    def own_tokenizer_folder(self) -> Path | None:
+        """The tokenizer of the first seed's repo where the HF cache already holds it (``main``
+        or any cached revision; a legacy TL repo's tokenizer lives elsewhere): no network."""
+        from mispec.models.local import has_tokenizer
+
+        repo = self.repo(self.entry.seeds[0])
+        if schedules.family(repo) == "tl_legacy":
+            return None
+        for rev in dict.fromkeys(["main", *hub.cached_revisions(repo)]):
+            folder = hub.snapshot_dir(repo, rev)
+            if folder is not None and has_tokenizer(folder):
+                return folder
+        return None
+
     # ------------------------------------------------------------------ loading
     def open(
         self, seed: int, store_dir: Path, *, device: str = "cpu", dtype: str = "float32"

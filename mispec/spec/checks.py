@@ -25,6 +25,9 @@ def check_spec(spec: Spec, source: SourceMap, base_dir: Path) -> list[Problem]:
     _check_models(spec, source, base_dir, problems)
     _check_prompts(spec, source, base_dir, problems)
     _check_metrics(spec, source, problems, base_dir)
+    from mispec.spec.pair_checks import check_pairs  # two sides of a comparison
+
+    problems.extend(check_pairs(spec, source, base_dir))
     if not problems:
         from mispec.spec.zoom_checks import zoom_problems  # refine: and live: keys
 

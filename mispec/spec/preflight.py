@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mispec.errors import Problem, PromptError, UserError
+from mispec.spec.prompt_files import build_text_sets, file_problem, text_extras_of
 from mispec.spec.schema import Spec
 from mispec.spec.yaml_source import KeyPath, SourceMap
 
@@ -55,13 +56,13 @@ def check_resources(spec: Spec, source: SourceMap, base_dir: Path) -> list[Probl
                         '({"text": ...} per line)',
                     )
                 )
-            else:  # read as a run reads it: bad JSON, unknown fields, no prompts
-                from mispec.prompts.text import read_texts
+            else:  # read as a run reads it: bad JSON, unknown or missing fields, no prompts
+                from mispec.prompts.records import read_records
 
                 try:
-                    read_texts(path)
+                    read_records(path)
                 except (PromptError, OSError, UnicodeDecodeError) as exc:
-                    problems.append(source.problem(("prompts", name, "file"), str(exc)))
+                    problems.append(file_problem(source, name, exc))
         n = prompt.args.get("n")
         if isinstance(n, int) and not isinstance(n, bool) and not 0 < n <= MAX_PROMPTS:
             problems.append(
@@ -86,7 +87,8 @@ def check_built(spec: Spec, source: SourceMap, base_dir: Path) -> list[Problem]:
     built = _build_prompt_sets(spec, source, base_dir, problems)
     _check_prompt_fit(spec, source, sources, built, problems)
     _check_text_tokenizers(spec, source, sources, problems)
-    _check_prompt_extras(spec, source, built, problems)
+    texts = build_text_sets(spec, source, sources, base_dir, problems)
+    _check_prompt_extras(spec, source, {**built, **texts}, base_dir, problems)
     _check_dataflow(spec, source, problems)
     _check_cache_hooks(spec, source, problems)
     problems.extend(input_step_problems(spec, source, _local_steps(spec, sources)))
@@ -274,14 +276,13 @@ def _check_text_tokenizers(
 
 
 def _check_prompt_extras(
-    spec: Spec, source: SourceMap, built: dict[str, Any], problems: list[Problem]
+    spec: Spec, source: SourceMap, built: dict[str, Any], base_dir: Path, problems: list[Problem]
 ) -> None:
     """Each metric reading a generated or text prompt set finds the extras it declares
     (``@metric(extras=...)``: ``answer``, ``wrong_answer``, a ``mask`` ...) and passes its
     ``check_prompts`` (``logit_diff``: answers at the last position unless told otherwise),
     reported at the metric before any training."""
     from mispec.metrics.core import METRICS, MetricDef
-    from mispec.prompts.text import TEXT_EXTRAS
 
     for name, m in spec.metrics.items():
         is_text = m.prompts in spec.prompts and spec.prompts[m.prompts].file is not None
@@ -291,7 +292,11 @@ def _check_prompt_extras(
         if not isinstance(mdef, MetricDef):
             continue
         prompts = built.get(m.prompts or "")
-        have = set(TEXT_EXTRAS) if prompts is None else set(prompts.extras)
+        have = (
+            set(prompts.extras)
+            if prompts is not None
+            else text_extras_of(spec, m.prompts or "", base_dir)
+        )
         try:
             missing = [e for e in mdef.extras_for(m.args) if e not in have]
         except (TypeError, ValueError) as exc:  # an extras function refusing the args
@@ -303,8 +308,12 @@ def _check_prompt_extras(
                     ("metrics", name, "prompts"),
                     f"metric '{m.fn}' reads the prompt extra{'s' if len(missing) > 1 else ''} "
                     f"{', '.join(repr(e) for e in missing)}, which prompt set '{m.prompts}' "
-                    f"does not have (it has: {', '.join(sorted(have)) or 'none'}); use a "
-                    "generator that provides them",
+                    f"does not have (it has: {', '.join(sorted(have)) or 'none'}); "
+                    + (
+                        "add the field to every line of its .jsonl file"
+                        if is_text
+                        else "use a generator that provides them"
+                    ),
                 )
             )
             continue

@@ -297,7 +297,8 @@ ModelSpec = Annotated[
 # --------------------------------------------------------------------------- prompts
 class PromptSpec(Strict):
     """A prompt set: a registered ``generator`` with ``args`` and ``seed``, or a text ``file``
-    (``.txt``: one prompt per line; ``.jsonl``: ``{"text": ...}`` per line)."""
+    (``.txt``: one prompt per line; ``.jsonl``: ``{"text": ...}`` per line, optionally with
+    ``answer``, ``wrong_answer``, ``corrupt_text`` and named ``positions``)."""
 
     generator: str | None = None
     args: dict[str, Any] = Field(default_factory=dict)
@@ -346,6 +347,49 @@ class InputRef(Strict):
         return self.step is None and self.seed is None and self.model is None
 
 
+class PairSpec(Strict):
+    """Which two sides a comparison metric reads (exactly one key): ``seeds`` — every
+    unordered pair of seeds of each model (``all``, or the listed seeds); ``models`` — model
+    A against model B at the seeds and steps they share; ``steps`` — each checkpoint against
+    one step of the same run (``last``, ``first`` or a step); ``models`` with ``steps`` — model
+    A at each of its steps against one step of model B (a fine-tuned model against its parent's
+    last checkpoint)."""
+
+    seeds: Literal["all"] | Annotated[list[int], Field(min_length=2)] | None = Field(
+        default=None,
+        description="compare every unordered pair of these seeds of each model ('all': every "
+        "seed); results gain a 'seed_b' dim",
+    )
+    models: Annotated[tuple[Name, Name], BeforeValidator(_list_to_tuple)] | None = Field(
+        default=None,
+        description="compare model A (first) against model B (second) at the seeds and steps "
+        "they share; results go to a DataTree node '<A>_vs_<B>'",
+    )
+    steps: Literal["last", "first"] | Annotated[int, Field(ge=0, le=MAX_STEP)] | None = Field(
+        default=None,
+        description="compare each checkpoint with this step of the same run (last, first or "
+        "a step), or with 'models', with this step of model B; results gain a 'step_b' dim",
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> PairSpec:
+        given = [k for k in ("seeds", "models", "steps") if getattr(self, k) is not None]
+        if given == ["models", "steps"]:  # model A at each step against one step of model B
+            return self
+        if len(given) != 1:
+            raise ValueError(
+                "a pair declaration needs exactly one of 'seeds', 'models' or 'steps' (or "
+                "'models' with 'steps': model A at each step against that step of model B)"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        return self
+
+
+def _pairs_shorthand(value: Any) -> Any:
+    """``pairs: seeds`` is ``pairs: {seeds: all}``."""
+    return {"seeds": "all"} if value == "seeds" else value
+
+
 class MetricSpec(Strict):
     """One node of the metric DAG: ``fn`` from the metric registry (or ``module:function``),
     the ``prompts`` it reads, ``inputs`` wiring other metrics to its parameters, ``args``.
@@ -359,6 +403,25 @@ class MetricSpec(Strict):
     args: dict[str, Any] = Field(default_factory=dict)
     models: list[str] | None = None  # restrict to these models (default: all)
     cache: CachePolicy | None = None  # policy for the activations this metric reads
+    pairs: (
+        Annotated[
+            PairSpec,
+            BeforeValidator(_pairs_shorthand, json_schema_input_type=PairSpec | Literal["seeds"]),
+        ]
+        | None
+    ) = Field(
+        default=None,
+        description="the two sides a comparison metric reads: 'seeds' (every seed pair), "
+        "{models: [A, B]} or {steps: last}; its other-side inputs read the second side",
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_absent_pairs(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A metric without ``pairs`` dumps as before the key existed (``spec_hash``)."""
+        data: dict[str, Any] = handler(self)
+        if data.get("pairs") is None:
+            data.pop("pairs", None)
+        return data
 
     def input_refs(self) -> dict[str, InputRef]:
         """Every input as an :class:`InputRef` (a plain name reads the same checkpoint)."""

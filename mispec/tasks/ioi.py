@@ -13,7 +13,10 @@ other earlier name; otherwise it is the last name*.
 
 The prompt generator returns IOI-shaped prompts with ``answer`` (IO), ``wrong_answer``
 (subject) and ``corrupt_tokens`` — the same prompt with the repeated subject replaced by a
-third name (the "ABC" corruption of IOI patching), on which IO and S are symmetric.
+third name (the "ABC" corruption of IOI patching), on which IO and S are symmetric — and the
+named positions of IOI circuit analysis as ``pos_IO``, ``pos_S1``, ``pos_S2`` (the repeated
+subject, position 3) and ``pos_END`` (``MID``, where the answer is predicted), as a text
+``.jsonl`` IOI set names them.
 """
 
 from __future__ import annotations
@@ -82,11 +85,16 @@ class ToyIOI(Task):
         ``wrong_answer`` (S): the pairs a logit difference and patching read."""
         n = self.prompt_n(n)
         clean, io, s, corrupt, c = self._ioi(rng_for(PROMPT_STREAM, seed, 0), n)
+        io_first = clean[:, 0] == io  # template B A A: IO is the first name
         extras = {
             "corrupt_tokens": self._assemble(corrupt, c),
             "answer": io,
             "wrong_answer": s,
             "answer_pos": np.full(n, ANSWER_POS, dtype=np.int64),
+            "pos_IO": np.where(io_first, 1, 2).astype(np.int64),
+            "pos_S1": np.where(io_first, 2, 1).astype(np.int64),
+            "pos_S2": np.full(n, 3, dtype=np.int64),
+            "pos_END": np.full(n, ANSWER_POS, dtype=np.int64),
         }
         batch = TaskBatch(tokens=self._assemble(clean, io), loss_mask=self._mask(n), extras=extras)
         return self.to_prompt_set(batch)
