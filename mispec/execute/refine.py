@@ -120,10 +120,10 @@ def next_steps(
         series = target.input_metrics()["series"]
         level = target.args.get("level", "half")
         for seed in spec.models[model].seeds:
-            state = states.setdefault((model, seed), SeedState(model, seed, refine))
             found = _series_values(plan, read, series, model, seed)
-            if found is None:
+            if found is None:  # not computed yet: nothing is known about this seed
                 return None
+            state = states.setdefault((model, seed), SeedState(model, seed, refine))
             state.bracket = crossing_bracket(found[0], found[1], level)
             if state.bracket is None or state.resolved:
                 continue
