@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 CONSTRAINTS ?= constraints/cpu.txt
 LINT_DIRS := mispec tests $(wildcard benchmarks)
 
-.PHONY: venv run test test-slow lint typecheck format bench clean
+.PHONY: venv browser run test test-slow lint typecheck format docs bench clean
 
 venv: $(STAMP)
 
@@ -17,6 +17,18 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) torch
 	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) -e '.[dev,plot,dask]'
 	touch $(STAMP)
+
+# The report test screenshots report.html in headless Chromium. Installs Debian's `chromium`
+# when no Chromium is on PATH and we are root with apt (CI containers); a no-op otherwise.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the report test (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	      --no-install-recommends chromium >/dev/null; \
+	  else \
+	    echo "note: no chromium on PATH; install it (apt-get install chromium) for the report test"; \
+	  fi; }
 
 run: venv
 	$(BIN)/mispec run specs/induction_heads.yaml
@@ -32,7 +44,13 @@ format: venv
 	$(BIN)/ruff check --fix $(LINT_DIRS)
 	$(BIN)/ruff format $(LINT_DIRS)
 
-test: venv lint typecheck
+# Generated docs: the catalogue and the editor schema, from the registries (a test fails
+# when they are stale, e.g. after adding a metric, task or arg).
+docs: venv
+	$(BIN)/mispec list --builtin --format markdown > docs/catalogue.md
+	$(BIN)/mispec schema --builtin > docs/spec.schema.json
+
+test: venv browser lint typecheck
 	$(BIN)/python -m pytest -q
 
 test-slow: venv

@@ -1,6 +1,7 @@
 """mispec: declarative experiment specs for mechanistic interpretability over training.
 
-``load_spec`` → ``plan`` → ``run`` → ``open_results`` (and ``diff``); heavy libraries load lazily.
+``load_spec`` → ``plan`` → ``run`` → ``open_results`` (and ``diff``; the store's
+``cache_usage`` and ``gc``); heavy libraries load lazily.
 """
 
 from __future__ import annotations
@@ -9,7 +10,20 @@ import importlib
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["load_spec", "plan", "run", "open_results", "diff", "metric", "__version__"]
+__all__ = [
+    "load_spec",
+    "plan",
+    "run",
+    "open_results",
+    "diff",
+    "metric",
+    "RunResult",
+    "PlannedSpec",
+    "Diff",
+    "cache_usage",
+    "gc",
+    "__version__",
+]
 
 # each public name → the module that defines it, imported on first use (``import mispec``
 # stays light; ``dir(mispec)`` lists them all the same)
@@ -20,6 +34,11 @@ _LAZY = {
     "open_results": "mispec.api",
     "diff": "mispec.diffing",
     "metric": "mispec.metrics.core",
+    "RunResult": "mispec.api",
+    "PlannedSpec": "mispec.api",
+    "Diff": "mispec.diffing",
+    "cache_usage": "mispec.store.lifecycle",
+    "gc": "mispec.store.lifecycle",
 }
 
 

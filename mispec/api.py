@@ -33,6 +33,19 @@ class PlannedSpec:
     store_dir: Path
     refinement: Refinement | None = None  # ``refine:`` rounds the store already decides
 
+    def __repr__(self) -> str:
+        st = self.status
+        return (
+            f"<PlannedSpec '{self.plan.spec.name}': {st.cells_cached}/{st.cells_total} results "
+            f"cached, {st.forward_passes} forward passes to run; store {self.store_dir}>"
+        )
+
+    def _repr_markdown_(self) -> str:
+        """Jupyter shows a plan as ``mispec plan`` prints it."""
+        from mispec.cli.render import render_plan
+
+        return "```\n" + render_plan(self) + "\n```"
+
     def to_json(self) -> dict[str, Any]:
         from mispec.planning.graph import plan_json
 
@@ -113,7 +126,15 @@ class RunResult:
     summary: list[str] = field(default_factory=list)
 
     def open(self) -> xr.DataTree:
+        """The run's results (``mispec.open_results(run_dir)``)."""
         return open_results(self.results_path)
+
+    def __repr__(self) -> str:
+        work = "did work" if self.did_work else "nothing to do"
+        return (
+            f"<RunResult {self.run_dir}: {work} in {self.seconds:.1f} s, "
+            f"{self.counters.get('forward_passes', 0)} forward passes; .open() for the results>"
+        )
 
 
 def run(

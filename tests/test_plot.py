@@ -9,7 +9,6 @@ import subprocess
 
 import matplotlib  # noqa: F401  (the plot extra, installed by `make venv`)
 import numpy as np
-import pytest
 
 from mispec.cli.main import main
 
@@ -59,12 +58,27 @@ def test_report_is_self_contained(default_study, tmp_path):
     assert len(images) == 9  # one image per metric
     assert all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
     assert "http://" not in page and "https://" not in page  # nothing fetched from outside
+    assert page.count('<li><a href="#plot-') == 9  # a table of contents, a link per plot
+    assert page.count('<figure id="plot-') == 9
+    # headline values per seed, each seed's own strongest head (never the seed mean's)
+    ds = result.open()["toy2l"].to_dataset()
+    last = ds.induction.isel(step=-1)
+    for seed in (0, 1):
+        one = last.sel(seed=seed).values
+        layer, head = np.unravel_index(int(np.nanargmax(one)), one.shape)
+        assert f"seed {seed}: max {one.max():.4g} at layer {layer}, head {head}" in page
+    # captions from each variable's description
+    assert "<figcaption>loss: Mean next-token cross-entropy" in page
 
 
 def test_report_renders_in_headless_chromium(default_study, tmp_path):
+    """The report as a browser draws it: `make test` installs Debian's chromium first (the
+    Makefile's `browser` step), so this runs wherever the project's own setup ran."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    assert chromium is not None, (
+        "no chromium on PATH: `make browser` installs Debian's chromium (as root with apt); "
+        "elsewhere install a Chromium yourself"
+    )
     _, _, result = default_study
     page = tmp_path / "report.html"
     assert main(["report", str(result.run_dir), "-o", str(page)]) == 0
@@ -89,7 +103,12 @@ def test_report_renders_in_headless_chromium(default_study, tmp_path):
         timeout=120,
     )
     img = _png(shot)
-    assert img.shape[0] >= 1000 and float(img[..., :3].std()) > 0.05
+    assert img.shape[:2] == (2000, 1200)  # the window, drawn
+    rgb = (img[..., :3] * 255).astype(np.uint8)
+    assert float(img[..., :3].std()) > 0.05  # not a blank page
+    # the embedded figures were decoded and drawn: a text-only page at this size has ~200
+    # colours (anti-aliased grey text), the report with its plots and heatmaps ~8000
+    assert len(np.unique(rgb.reshape(-1, 3), axis=0)) > 1000
 
 
 def test_seeds_without_a_transition_get_no_marker():

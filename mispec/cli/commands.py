@@ -14,8 +14,45 @@ def _out(text: str) -> None:
 
 # --------------------------------------------------------------------------- validate
 def cmd_validate(args: argparse.Namespace) -> int:
+    from mispec.errors import SpecError
     from mispec.spec.load import load_spec
 
+    if args.format == "json":  # every spec's verdict, problems located, on stdout
+        verdicts, worst = [], 0
+        for path in args.specs:
+            try:
+                spec = load_spec(path).spec
+            except SpecError as exc:
+                worst = max(worst, exc.exit_code)
+                verdicts.append(
+                    {
+                        "spec": path,
+                        "ok": False,
+                        "problems": [
+                            {
+                                "file": p.file,
+                                "line": p.line,
+                                "col": p.col,
+                                "key": p.key_path,
+                                "message": p.message,
+                            }
+                            for p in exc.problems
+                        ],
+                    }
+                )
+                continue
+            verdicts.append(
+                {
+                    "spec": path,
+                    "ok": True,
+                    "name": spec.name,
+                    "models": len(spec.models),
+                    "prompts": len(spec.prompts),
+                    "metrics": len(spec.metrics),
+                }
+            )
+        _out(json.dumps(verdicts, indent=1))
+        return worst
     for path in args.specs:
         loaded = load_spec(path)
         spec = loaded.spec
@@ -29,19 +66,27 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def _register_validate(sub: Any) -> None:
     p = sub.add_parser("validate", help="check specs; errors point at file:line:col")
     p.add_argument("specs", nargs="+", metavar="SPEC")
+    p.add_argument(
+        "--format", choices=["text", "json"], default="text", help="json: problems as data"
+    )
     p.set_defaults(func=cmd_validate)
 
 
 # --------------------------------------------------------------------------- schema
 def cmd_schema(args: argparse.Namespace) -> int:
-    from mispec.spec.schema import json_schema
+    from mispec.catalogue.editor_schema import editor_schema
 
-    _out(json.dumps(json_schema(), indent=2))
+    _out(json.dumps(editor_schema(builtin_only=args.builtin), indent=2))
     return 0
 
 
 def _register_schema(sub: Any) -> None:
-    p = sub.add_parser("schema", help="print the JSON Schema of spec files (for editors)")
+    p = sub.add_parser(
+        "schema",
+        help="print the JSON Schema of spec files for editors (enums of the metrics, tasks "
+        "and generators installed here, and their args)",
+    )
+    p.add_argument("--builtin", action="store_true", help="leave installed plugins out")
     p.set_defaults(func=cmd_schema)
 
 
@@ -103,6 +148,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
     root = Path(args.store or os.environ.get(STORE_ENV) or ".mispec")
     runs = Store(root).runs()  # lines that are not records are skipped with a warning
+    if args.format == "json":
+        _out(json.dumps(runs[-args.n :], indent=1))
+        return 0
     if not runs:
         _out(f"no runs recorded in {root.resolve()}")
         return 0
@@ -122,6 +170,7 @@ def _register_ls(sub: Any) -> None:
     p = sub.add_parser("ls", help="list recorded runs in a store")
     p.add_argument("--store", help="store folder (default: ./.mispec)")
     p.add_argument("-n", type=int, default=20, help="how many of the latest runs")
+    p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_ls)
 
 
@@ -206,11 +255,15 @@ def cmd_plot(args: argparse.Namespace) -> int:
         args.output or f"{'_'.join(args.metrics)}.png", FIGURE_SUFFIXES, "figure"
     )
     tree = open_results(args.run).load()
-    steps = args.steps
+    notes: list[str] = []
     figs = [
-        metric_figure(tree, m, log_x=not args.linear, heatmap_steps=steps, top_k=args.top_k)
+        metric_figure(
+            tree, m, log_x=not args.linear, heatmap_steps=args.steps, top_k=args.top_k, notes=notes
+        )
         for m in args.metrics
     ]
+    for note in notes:  # a requested step that is not a checkpoint snapped to the nearest
+        print(f"note: {note}", file=sys.stderr)
     if len(figs) == 1:
         save_figure(figs[0], out)
         _out(f"wrote {out}")
@@ -241,7 +294,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if args.output is not None:
         check_output_path(args.output, REPORT_SUFFIXES, "report")
-    path = build_report(args.run, args.output)
+    path = build_report(args.run, args.output, steps=args.steps)
     _out(f"wrote {path}")
     return 0
 
@@ -250,6 +303,7 @@ def _register_report(sub: Any) -> None:
     p = sub.add_parser("report", help="write a self-contained HTML report of a run")
     p.add_argument("run", metavar="RUN")
     p.add_argument("-o", "--output", metavar="FILE.html")
+    p.add_argument("--steps", type=_steps_arg, help="comma-separated steps for the heatmaps")
     p.set_defaults(func=cmd_report)
 
 

@@ -25,9 +25,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    from mispec.cli import commands
+    from mispec.cli import commands, completion, discover, store_verbs
 
-    for register in commands.REGISTER:
+    for register in [
+        *commands.REGISTER,
+        *discover.REGISTER,
+        *store_verbs.REGISTER,
+        *completion.REGISTER,
+    ]:
         register(sub)
     return parser
 

@@ -67,6 +67,24 @@ class Diff:
         out["has_differences"] = self.has_differences
         return out
 
+    def __repr__(self) -> str:
+        results = (
+            "results not compared"
+            if self.results is None
+            else f"{sum(v.change != 'same' for v in self.results)} of {len(self.results)} "
+            "variables changed"
+        )
+        return (
+            f"<Diff {self.a} → {self.b}: {len(self.spec)} spec change(s), "
+            f"{len(self.plan.invalidated)} plan node(s) invalidated, {results}>"
+        )
+
+    def _repr_markdown_(self) -> str:
+        """Jupyter shows a diff as its Markdown rendering (``mispec diff --format markdown``)."""
+        from mispec.diffing.render import RENDERERS
+
+        return RENDERERS["markdown"](self)
+
 
 # --------------------------------------------------------------------------- spec
 def spec_changes(a: Any, b: Any, prefix: str = "") -> list[SpecChange]:
@@ -220,12 +238,9 @@ def diff(
     missing = [f"{s.label}: {s.results_note}" for s in (side_a, side_b) if s.results is None]
     if not results:
         return Diff(a, b, changes, pdiff, None, "results not compared (--no-results)", atol, rtol)
-    if missing:
-        raise DiffError(
-            "cannot compare results: "
-            + "; ".join(missing)
-            + " (or pass --no-results to compare only the specs and plans)"
-        )
+    if missing:  # a side that has not run: the spec and plan layers still say what changed
+        note = "; ".join(missing) + " (run `mispec run SPEC` to compare the results too)"
+        return Diff(a, b, changes, pdiff, None, note, atol, rtol)
     rdiff = results_diff(side_a.results, side_b.results, atol=atol, rtol=rtol)
     note = f"A: {side_a.results_note}; B: {side_b.results_note}"
     return Diff(a, b, changes, pdiff, rdiff, note, atol, rtol)

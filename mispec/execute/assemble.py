@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from mispec.coords import coord_attrs
 from mispec.errors import MetricError, ResultsError
 from mispec.metrics.core import ASSEMBLED_COORDS
 from mispec.planning.graph import Plan
@@ -90,7 +91,8 @@ def assemble(plan: Plan, store: Store, fresh: dict[str, Any] | None = None) -> A
             if tps:
                 tokens = ("step", np.asarray(ds.step.values) * tps)
                 ds = ds.assign_coords({ASSEMBLED_COORDS[0]: tokens})
-            ds.step.attrs.update(units="training steps", long_name="training step")
+        for coord in ds.coords:  # long_name and units on every coordinate
+            ds[coord].attrs.update(coord_attrs(str(coord)))
         ds.attrs.update(model=model, source=plan.resolution.sources[model].kind)
         children[model] = xr.DataTree(ds, name=model)
     for (a, b), variables in comparisons.items():

@@ -30,6 +30,7 @@ def progress_bars(enabled: bool) -> Iterator[Any]:
     if not enabled:
         yield NullBar()
         return
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(
@@ -39,6 +40,7 @@ def progress_bars(enabled: bool) -> Iterator[Any]:
         TimeElapsedColumn(),
         TextColumn("{task.fields[status]}"),
         transient=False,
+        console=Console(stderr=True),  # progress on stderr, results on stdout
     ) as bar:
         yield bar
 

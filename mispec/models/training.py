@@ -262,6 +262,7 @@ class _progress:
         self.total = max(last - start, 1)
 
     def __enter__(self):
+        from rich.console import Console
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -278,6 +279,7 @@ class _progress:
             TimeRemainingColumn(),
             TextColumn("{task.fields[live]}"),
             transient=False,
+            console=Console(stderr=True),  # progress on stderr, results on stdout
         )
         self.progress.__enter__()
         task = self.progress.add_task(self.desc, total=self.total, loss="-", live="")

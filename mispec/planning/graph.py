@@ -59,6 +59,10 @@ class Plan:
     key: str
     base_dir: Path  # where the spec's relative paths resolve
 
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{n} {kind}" for kind, n in self.counts().items())
+        return f"<Plan '{self.spec.name}' {self.key}: {counts}>"
+
     def node(self, node_id: str) -> Node:
         node: Node = self.graph.nodes[node_id]["node"]
         return node
@@ -268,6 +272,9 @@ def plan_json(plan: Plan) -> dict[str, Any]:
             series_label(m, s): {
                 "steps": list(ser.steps),
                 "checkpoint_keys": list(ser.checkpoint_ids),
+                # the trained series' checkpoint folder in the store (None: not trained by
+                # mispec); what ``mispec gc`` keeps for this run
+                "training_identity": ser.training_identity,
             }
             for (m, s), ser in sorted(plan.resolution.series.items())
         },

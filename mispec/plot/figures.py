@@ -105,11 +105,10 @@ def plot_series(
             )
     if log_x:
         ax.set_xscale("log")
-        ax.set_xlabel("training step + 1 (log scale)")
+        ax.set_xlabel("training step + 1 [optimizer updates] (log scale)")
     else:
-        ax.set_xlabel("training step")
-    units = var.attrs.get("units", "")
-    ax.set_ylabel(f"{var.name} [{units}]" if units else str(var.name))
+        ax.set_xlabel("training step [optimizer updates]")
+    ax.set_ylabel(_value_label(var))
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="best", ncol=2 if len(ax.get_legend_handles_labels()[0]) > 6 else 1)
@@ -143,21 +142,114 @@ def unit_label(dims: list[str], coords: Any) -> str:
 
 
 def plot_heatmaps(fig: Any, axes: Any, var: Any, steps: list[int], *, title: str) -> None:
-    """Layer × head heatmaps at a few steps (mean over seeds), one shared colour scale."""
-    v = var.mean("seed") if "seed" in var.dims else var
-    vmin, vmax = float(np.nanmin(v.values)), float(np.nanmax(v.values))
+    """Layer × head heatmaps at a few steps, one row per seed (``axes[seed_row][step_col]``),
+    one shared colour scale. Never averaged over seeds: seeds grow different heads (in the
+    default study seed 0's strongest induction head is L1H1, seed 1's L1H2), and a mean would
+    show a head that is nobody's."""
+    seeds = list(var.seed.values) if "seed" in var.dims else [None]
+    rows = [np.atleast_1d(r) for r in (axes if len(seeds) > 1 else [axes])]
+    finite = np.asarray(var.values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     im = None
-    for ax, step in zip(np.atleast_1d(axes), steps, strict=False):
-        frame = v.sel(step=step, method="nearest").transpose("layer", "head")
-        im = ax.imshow(frame.values, vmin=vmin, vmax=vmax, cmap="viridis", aspect="auto")
-        ax.set_title(f"step {int(frame.step)}", fontsize=9)
-        ax.set_xlabel("head")
-        ax.set_ylabel("layer")
-        ax.set_xticks(range(frame.sizes["head"]))
-        ax.set_yticks(range(frame.sizes["layer"]))
+    for seed, row in zip(seeds, rows, strict=False):
+        v = var.sel(seed=seed) if seed is not None else var
+        for col, (ax, step) in enumerate(zip(row, steps, strict=False)):
+            frame = v.sel(step=step).transpose("layer", "head")
+            im = ax.imshow(frame.values, vmin=vmin, vmax=vmax, cmap="viridis", aspect="auto")
+            _write_values(ax, np.asarray(frame.values, dtype=float))
+            ax.set_title(
+                f"step {int(frame.step)}"
+                if seed is None
+                else f"seed {seed}, step {int(frame.step)}",
+                fontsize=8,
+            )
+            ax.set_xticks(range(frame.sizes["head"]))
+            ax.set_yticks(range(frame.sizes["layer"]))
+            ax.set_xlabel("head", fontsize=8)
+            if col == 0:
+                ax.set_ylabel("layer", fontsize=8)
     if im is not None:
-        fig.colorbar(im, ax=list(np.atleast_1d(axes)), shrink=0.8, label=var.attrs.get("units", ""))
-    fig.suptitle(title)
+        flat = [ax for row in rows for ax in row]
+        fig.colorbar(im, ax=flat, shrink=0.8, label=_value_label(var))
+    if title:
+        fig.suptitle(title)
+
+
+def _write_values(ax: Any, values: np.ndarray, max_cells: int = 64) -> None:
+    """A small map says its numbers, and NaN cells say NaN (a blank cell is no statement);
+    a map with no finite value says so across it."""
+    if not np.isfinite(values).any():
+        ax.text(
+            0.5,
+            0.5,
+            "no value (all NaN)",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            fontsize=9,
+            color="0.3",
+        )
+        return
+    if values.size > max_cells:
+        return
+    for (i, j), v in np.ndenumerate(values):
+        ax.text(
+            j,
+            i,
+            "NaN" if not np.isfinite(v) else f"{v:.3g}",
+            ha="center",
+            va="center",
+            fontsize=6,
+            color="0.5" if not np.isfinite(v) else "w",
+        )
+
+
+def snap_steps(requested: list[int], available: list[int]) -> tuple[list[int], list[str]]:
+    """The checkpoints nearest to ``requested`` steps, and a note for each one that is not
+    itself a checkpoint (``plot --steps`` says so instead of snapping silently)."""
+    out, notes = [], []
+    for r in requested:
+        near = _nearest(available, float(r))
+        if near != r:
+            notes.append(f"step {r} is not a checkpoint; showing the nearest, step {near}")
+        if near not in out:
+            out.append(near)
+    return out, notes
+
+
+def _value_label(var: Any) -> str:
+    units = var.attrs.get("units", "")
+    return f"{var.name} [{units}]" if units else str(var.name)
+
+
+def plot_per_seed(ax: Any, var: Any, *, title: str) -> None:
+    """A value per seed (``transition``: dims ``(seed,)``) as one labelled point per seed,
+    its number written beside it; a seed without a value (NaN) is named as such, never
+    drawn as a bar at 0 or at the seed mean."""
+    from mispec.coords import axis_label
+
+    seeds = [int(s) for s in var.seed.values]
+    colors = _colors(len(seeds))
+    finite = [float(v) for v in np.ravel(var.values) if np.isfinite(v)]
+    for i, seed in enumerate(seeds):
+        v = float(np.asarray(var.sel(seed=seed).values, dtype=float).ravel()[0])
+        if np.isfinite(v):
+            ax.plot([i], [v], "o", ms=9, color=colors[i])
+            ax.annotate(f"{v:.4g}", (i, v), textcoords="offset points", xytext=(8, 4), fontsize=9)
+        else:
+            y = min(finite) if finite else 0.0
+            ax.annotate("no value (NaN)", (i, y), ha="center", fontsize=9, color="0.4")
+    ax.set_xticks(range(len(seeds)), [f"seed {s}" for s in seeds])
+    ax.set_xlim(-0.6, len(seeds) - 0.4)
+    if finite:
+        lo, hi = min(finite), max(finite)
+        pad = 0.15 * (hi - lo) if hi > lo else 0.1 * abs(hi) or 1.0
+        ax.set_ylim(lo - pad, hi + pad)
+    ax.set_xlabel(axis_label("seed"))
+    ax.set_ylabel(_value_label(var))
+    ax.set_title(title)
+    ax.grid(True, axis="y", alpha=0.3)
 
 
 def _colors(n: int) -> list[Any]:
@@ -174,8 +266,12 @@ def metric_figure(
     heatmap: bool | None = None,
     heatmap_steps: list[int] | None = None,
     top_k: int = 3,
+    notes: list[str] | None = None,
 ) -> Any:
-    """A figure for one metric, faceted over models."""
+    """A figure for one metric, a row per model: its series over steps (one line per seed,
+    or per head with the top-k highlighted), layer × head heatmaps per seed at a few steps,
+    or a point per seed for a value per seed. ``heatmap_steps`` that are not checkpoints
+    snap to the nearest one, and ``notes`` (when given) gets a line saying so."""
     plt = _plt()
     found = find_variable(tree, metric)
     from mispec.execute.summary_pairs import COMPARISON_INPUTS, is_comparison
@@ -192,19 +288,24 @@ def metric_figure(
         return comparison_figure(var, title=f"{metric} — {model}", log_x=log_x)
     rows = []
     for model, var in found:
-        has_heads = set(HEAD_DIMS) <= set(var.dims) and "step" in var.dims
+        has_heads = set(HEAD_DIMS) <= set(var.dims)
         want_heat = has_heads if heatmap is None else heatmap and has_heads
-        rows.append((model, var, want_heat))
-    n_cols = 1 + max((4 if h else 0) for _, _, h in rows)
-    fig = plt.figure(figsize=(4.2 * min(n_cols, 3) + 2, 3.8 * len(rows)), constrained_layout=True)
+        n_seeds = var.sizes.get("seed", 1)
+        rows.append((model, var, want_heat, n_seeds))
+    any_heat = any(h for _, _, h, _ in rows)
+    heights = [2.2 + 1.6 * n if h else 3.8 for _, _, h, n in rows]
+    wide = any(h and "step" in var.dims for _, var, h, _ in rows)  # series + heatmaps
+    fig = plt.figure(figsize=(15 if wide else 7, sum(heights)), constrained_layout=True)
     grid = fig.add_gridspec(
         len(rows),
-        2 if any(h for _, _, h in rows) else 1,
-        width_ratios=[1.3, 1.7] if any(h for _, _, h in rows) else None,
+        2 if any_heat else 1,
+        width_ratios=[1.3, 1.9] if any_heat else None,
+        height_ratios=heights,
     )
-    for r, (model, var, want_heat) in enumerate(rows):
+    for r, (model, var, want_heat, n_seeds) in enumerate(rows):
         title = f"{metric} — {model}"
-        if "step" in var.dims:
+        has_step = "step" in var.dims
+        if has_step:
             plot_series(
                 fig.add_subplot(grid[r, 0]),
                 var,
@@ -213,27 +314,66 @@ def metric_figure(
                 top_k=top_k,
                 transitions=transition_steps(tree, model),
             )
-        else:
+        elif not want_heat:
             ax = fig.add_subplot(grid[r, 0])
-            v = var.mean("seed") if "seed" in var.dims else var
-            if set(HEAD_DIMS) <= set(v.dims):
-                ax.imshow(v.transpose("layer", "head").values, cmap="viridis", aspect="auto")
-                ax.set_xlabel("head")
-                ax.set_ylabel("layer")
+            if var.dims == ("seed",):
+                plot_per_seed(ax, var, title=title)
             else:
-                vals = np.ravel(v.values)
-                ax.bar(range(vals.size), vals)
-            ax.set_title(title)
+                _plot_other(ax, var, title=title)
         if want_heat:
-            steps = heatmap_steps or heatmap_steps_for(
-                var.step.values.tolist(), transition_steps(tree, model)
-            )
-            sub = grid[r, 1].subgridspec(1, len(steps))
-            axes = [fig.add_subplot(sub[0, i]) for i in range(len(steps))]
-            for ax in axes:
+            available = var.step.values.tolist() if has_step else []
+            if not has_step:
+                steps: list[int] = [0]
+            elif heatmap_steps:
+                steps, snapped = snap_steps(heatmap_steps, available)
+                if notes is not None:
+                    notes.extend(f"{metric} ({model}): {n}" for n in snapped)
+            else:
+                steps = heatmap_steps_for(available, transition_steps(tree, model))
+            cell = grid[r, 1] if has_step else grid[r, :]
+            sub = cell.subgridspec(n_seeds, len(steps))
+            axes = [[fig.add_subplot(sub[i, j]) for j in range(len(steps))] for i in range(n_seeds)]
+            for ax in (a for row in axes for a in row):
                 ax.tick_params(labelsize=7)
-            plot_heatmaps(fig, axes, var, steps, title="")
+            frames = var if has_step else var.expand_dims(step=[0])
+            plot_heatmaps(fig, axes if n_seeds > 1 else axes[0], frames, steps, title="")
+            if not has_step:
+                for row in axes:
+                    for ax in row:
+                        ax.set_title(
+                            ax.get_title().replace(", step 0", "").replace("step 0", ""), fontsize=8
+                        )
+                fig.suptitle(title)
     return fig
+
+
+def _plot_other(ax: Any, var: Any, *, title: str) -> None:
+    """Values without a step and without heads (``pc``, ``freq`` ...): a line per seed over
+    the first other dim, labelled."""
+    from mispec.coords import axis_label
+
+    seeds = list(var.seed.values) if "seed" in var.dims else [None]
+    colors = _colors(len(seeds))
+    for i, seed in enumerate(seeds):
+        v = var.sel(seed=seed) if seed is not None else var
+        if v.ndim == 0:
+            ax.plot([i], [float(v)], "o", color=colors[i], label=f"seed {seed}")
+            continue
+        dim = v.dims[0]
+        flat = v.stack(unit=v.dims[1:]) if v.ndim > 1 else v
+        ax.plot(
+            np.arange(v.sizes[dim]),
+            np.asarray(flat.values).reshape(v.sizes[dim], -1),
+            color=colors[i],
+            marker=".",
+            label=f"seed {seed}" if seed is not None else None,
+        )
+        ax.set_xlabel(axis_label(str(dim)))
+    ax.set_ylabel(_value_label(var))
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    if len(seeds) > 1:
+        ax.legend(fontsize=7)
 
 
 def heatmap_steps_for(steps: list[int], transitions: dict[int, float], k: int = 4) -> list[int]:

@@ -14,23 +14,46 @@ import numpy as np
 
 
 def headline(var: Any) -> str:
-    """A short description of a metric's final value(s)."""
-    v = var
-    if "step" in v.dims:
-        v = v.isel(step=-1)
-    if "seed" in v.dims:
-        v = v.mean("seed")
-    vals = np.asarray(v.values, dtype=float)
-    if vals.size == 1:
-        return f"{float(vals.ravel()[0]):.4g}"
-    if np.all(np.isnan(vals)):
-        return "—"
-    idx = np.unravel_index(int(np.nanargmax(vals)), vals.shape)
-    where = ", ".join(f"{d} {i}" for d, i in zip(v.dims, idx, strict=True))
-    return f"max {float(vals[idx]):.4g} at {where}"
+    """A metric's value(s) at the last step, per seed, never averaged over seeds: a
+    per-seed value, or for an indexed one (per head ...) each seed's maximum and where it is
+    (seeds grow different heads); with several seeds, the spread (max - min) of the values."""
+    v = var.isel(step=-1) if "step" in var.dims else var
+    seeds = list(v.seed.values) if "seed" in v.dims else [None]
+    parts, values = [], []
+    for seed in seeds:
+        one = v.sel(seed=seed) if seed is not None else v
+        vals = np.asarray(one.values, dtype=float)
+        prefix = f"seed {seed}: " if seed is not None else ""
+        if vals.size == 0 or np.all(np.isnan(vals)):
+            parts.append(prefix + "no value")
+            continue
+        if vals.size == 1:
+            value = float(vals.ravel()[0])
+            parts.append(f"{prefix}{value:.4g}")
+        else:
+            idx = np.unravel_index(int(np.nanargmax(vals)), vals.shape)
+            value = float(vals[idx])
+            where = ", ".join(f"{d} {one[d].values[i]}" for d, i in zip(one.dims, idx, strict=True))
+            parts.append(f"{prefix}max {value:.4g} at {where}")
+        values.append(value)
+    text = "; ".join(parts)
+    if len(values) > 1:
+        text += f" (spread {max(values) - min(values):.3g})"
+    return text
 
 
-def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
+def caption(name: str, var: Any) -> str:
+    """``name``: the metric's description (its docstring's first paragraph) and units."""
+    description = str(var.attrs.get("description", "")).replace("``", "").strip()
+    units = var.attrs.get("units", "")
+    return f"{name}: {description}" + (f" [{units}]" if units else "") if description else name
+
+
+def build_report(
+    run_dir: str | Path, out: str | Path | None = None, *, steps: list[int] | None = None
+) -> Path:
+    """Write the report; ``steps``: heatmap steps (each snapped to the nearest checkpoint,
+    with a note on the page when it is not one)."""
     from mispec.api import open_results
     from mispec.plot.figures import metric_figure
     from mispec.store.run_folder import read_run_json
@@ -63,10 +86,15 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         for n, v in c.to_dataset().data_vars.items()
         if v.attrs.get("metric_fn") in COMPARISON_INPUTS
     }
+    notes: list[str] = []
+    captions: dict[str, str] = {}
+    for child in tree.children.values():
+        for key, value in child.to_dataset().data_vars.items():
+            captions.setdefault(str(key), caption(str(key), value))
     for name in metrics:
         if name in inputs_only:  # what comparisons read: drawn through them
             continue
-        fig = metric_figure(tree, name)
+        fig = metric_figure(tree, name, heatmap_steps=steps, notes=notes)
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=90)
         import matplotlib.pyplot as plt
@@ -74,9 +102,18 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         plt.close(fig)
         data = base64.b64encode(buf.getvalue()).decode()
         images.append(
-            f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{html.escape(name)}</figcaption></figure>"
+            f'<figure id="plot-{html.escape(name)}"><img alt="{html.escape(name)}" '
+            f'src="data:image/png;base64,{data}">'
+            f"<figcaption>{html.escape(captions[name])}</figcaption></figure>"
         )
+    toc = "".join(
+        f'<li><a href="#plot-{html.escape(n)}">{html.escape(n)}</a></li>' for n in metrics
+    )
+    note_html = (
+        "<ul class=notes>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>"
+        if notes
+        else ""
+    )
     study = tree.attrs.get("study", run_dir.name)
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>mispec report — {html.escape(study)}</title>
@@ -89,14 +126,21 @@ figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; }}
 <h1>{html.escape(study)}</h1>
 <p>run <code>{html.escape(str(prov.get("run_id", "")))}</code> · {html.escape(str(prov.get("finished", "")))}
  · {html.escape(str(prov.get("seconds", "")))} s</p>
-<h2>Headline values (last step, mean over seeds)</h2>
+<nav><h2>Contents</h2><ul>
+<li><a href="#headline">Headline values</a></li>
+<li><a href="#plots">Plots</a><ul>{toc}</ul></li>
+<li><a href="#spec">Spec</a></li>
+<li><a href="#provenance">Provenance</a></li>
+</ul></nav>
+<h2 id="headline">Headline values (last step, per seed)</h2>
 <table><tr><th>model</th><th>variable</th><th>metric</th><th>dims</th><th>value</th><th>units</th></tr>
 {"".join(rows)}</table>
-<h2>Plots</h2>
+<h2 id="plots">Plots</h2>
+{note_html}
 {"".join(images)}
-<h2>Spec</h2>
+<h2 id="spec">Spec</h2>
 <pre>{html.escape(spec_text)}</pre>
-<h2>Provenance</h2>
+<h2 id="provenance">Provenance</h2>
 <pre>{html.escape(json.dumps(prov, indent=2))}</pre>
 </body></html>
 """

@@ -52,7 +52,6 @@ def build_text_sets(
     reported at the ``.jsonl`` line. A tokenizer folder that does not load is left to the run
     (which reports it when it opens the model). Returns the first such build of each set."""
     from mispec.errors import CheckpointError
-    from mispec.models import hf
     from mispec.prompts.text import load_text_prompts
 
     built: dict[str, Any] = {}
@@ -70,6 +69,8 @@ def build_text_sets(
             folder = sources[model_name].local_tokenizer_folder()
             if folder is None:
                 continue
+            from mispec.models import hf  # only now: specs without text sets import no torch
+
             try:
                 tokenizer = hf.local_tokenizer(folder)
             except CheckpointError:  # a tokenizer that does not load: the run reports it

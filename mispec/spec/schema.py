@@ -46,15 +46,21 @@ def _list_to_tuple(value: Any) -> Any:
 class StepsSelector(Strict):
     """Explicit training steps: ``{steps: [0, 100, 1000]}``."""
 
-    steps: Annotated[list[Annotated[int, Field(ge=0, le=MAX_STEP)]], Field(min_length=1)]
+    steps: Annotated[list[Annotated[int, Field(ge=0, le=MAX_STEP)]], Field(min_length=1)] = Field(
+        description="the training steps to read, e.g. [0, 100, 1000]"
+    )
 
 
 class RangeSelector(Strict):
     """Every N steps: ``{every: 100}`` or ``{start: 0, stop: 1000, every: 50}`` (stop inclusive)."""
 
-    every: Annotated[int, Field(gt=0, le=MAX_STEP)]
-    start: Annotated[int, Field(ge=0, le=MAX_STEP)] = 0
-    stop: Annotated[int, Field(ge=0, le=MAX_STEP)] | None = None
+    every: Annotated[int, Field(gt=0, le=MAX_STEP)] = Field(description="read every N-th step")
+    start: Annotated[int, Field(ge=0, le=MAX_STEP)] = Field(
+        default=0, description="first step (default 0)"
+    )
+    stop: Annotated[int, Field(ge=0, le=MAX_STEP)] | None = Field(
+        default=None, description="last step, inclusive (default: the last one there is)"
+    )
 
     @model_validator(mode="after")
     def _order(self) -> RangeSelector:
@@ -70,10 +76,16 @@ class ScheduleSelector(Strict):
     training dynamics happen); ``linear`` spaces them evenly.
     """
 
-    schedule: Literal["log", "linear"]
-    count: Annotated[int, Field(gt=0, le=100_000)]
-    start: Annotated[int, Field(ge=0, le=MAX_STEP)] = 0
-    stop: Annotated[int, Field(ge=0, le=MAX_STEP)] | None = None
+    schedule: Literal["log", "linear"] = Field(
+        description="log: more checkpoints early (step 0, then log-spaced); linear: evenly spaced"
+    )
+    count: Annotated[int, Field(gt=0, le=100_000)] = Field(description="how many checkpoints")
+    start: Annotated[int, Field(ge=0, le=MAX_STEP)] = Field(
+        default=0, description="first step (default 0)"
+    )
+    stop: Annotated[int, Field(ge=0, le=MAX_STEP)] | None = Field(
+        default=None, description="last step (default: the last one there is)"
+    )
 
 
 def _selector_kind(value: Any) -> str | None:
@@ -109,55 +121,97 @@ Selector = Annotated[
 class ArchSpec(Strict):
     """Architecture of a toy model mispec trains (a TransformerLens-native model)."""
 
-    n_layers: Annotated[int, Field(gt=0, le=128)]
-    n_heads: Annotated[int, Field(gt=0, le=256)]
-    d_model: Annotated[int, Field(gt=0, le=65536)]
-    d_head: Annotated[int, Field(gt=0, le=4096)]
-    d_mlp: Annotated[int, Field(gt=0, le=262144)] | None = None  # default 4 * d_model
-    attn_only: bool = False
-    normalization: Literal["LN", "LNPre", "RMS", "RMSPre"] | None = "LN"
-    act_fn: Literal["relu", "gelu", "gelu_new", "silu", "solu_ln"] = "relu"
-    positional_embedding: Literal["standard", "rotary"] = "standard"
-    d_vocab: Annotated[int, Field(gt=1, le=1_000_000)] | None = None  # default: the task's
-    n_ctx: Annotated[int, Field(gt=1, le=1_000_000)] | None = None  # default: the task's
-    init_range: Annotated[float, Field(gt=0)] | None = None
+    n_layers: Annotated[int, Field(gt=0, le=128)] = Field(
+        description="number of transformer blocks"
+    )
+    n_heads: Annotated[int, Field(gt=0, le=256)] = Field(description="attention heads per block")
+    d_model: Annotated[int, Field(gt=0, le=65536)] = Field(
+        description="width of the residual stream"
+    )
+    d_head: Annotated[int, Field(gt=0, le=4096)] = Field(description="width of each attention head")
+    d_mlp: Annotated[int, Field(gt=0, le=262144)] | None = Field(
+        default=None, description="MLP hidden width (default 4 * d_model; unused with attn_only)"
+    )  # default 4 * d_model
+    attn_only: bool = Field(default=False, description="attention-only blocks (no MLPs)")
+    normalization: Literal["LN", "LNPre", "RMS", "RMSPre"] | None = Field(
+        default="LN", description="LayerNorm / RMSNorm variant, or null for none"
+    )
+    act_fn: Literal["relu", "gelu", "gelu_new", "silu", "solu_ln"] = Field(
+        default="relu", description="MLP activation function"
+    )
+    positional_embedding: Literal["standard", "rotary"] = Field(
+        default="standard", description="learned absolute (standard) or rotary positions"
+    )
+    d_vocab: Annotated[int, Field(gt=1, le=1_000_000)] | None = Field(
+        default=None, description="vocabulary size (default: the task's)"
+    )  # default: the task's
+    n_ctx: Annotated[int, Field(gt=1, le=1_000_000)] | None = Field(
+        default=None, description="context length (default: the task's)"
+    )  # default: the task's
+    init_range: Annotated[float, Field(gt=0)] | None = Field(
+        default=None, description="std of the weight initialisation (default: TransformerLens's)"
+    )
 
 
 class OptimizerSpec(Strict):
-    name: Literal["adamw", "adam", "sgd"] = "adamw"
-    lr: Annotated[float, Field(gt=0, le=10)] = 1e-3
-    weight_decay: Annotated[float, Field(ge=0, le=100)] = 0.0
+    name: Literal["adamw", "adam", "sgd"] = Field(default="adamw", description="optimizer")
+    lr: Annotated[float, Field(gt=0, le=10)] = Field(default=1e-3, description="learning rate")
+    weight_decay: Annotated[float, Field(ge=0, le=100)] = Field(
+        default=0.0, description="weight decay (decoupled for adamw)"
+    )
     betas: Annotated[
         tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]],
         BeforeValidator(_list_to_tuple),
-    ] = (0.9, 0.999)
-    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    ] = Field(default=(0.9, 0.999), description="Adam betas [beta1, beta2]")
+    momentum: Annotated[float, Field(ge=0, lt=1)] = Field(default=0.0, description="SGD momentum")
 
 
 class TrainSpec(Strict):
     """A toy model trained by mispec on an algorithmic task (see ``mispec.tasks``)."""
 
-    task: str
-    task_args: dict[str, Any] = Field(default_factory=dict)
-    arch: ArchSpec
-    steps: Annotated[int, Field(gt=0, le=10_000_000)]
-    batch_size: Annotated[int, Field(gt=0, le=1_000_000)] | None = 64  # None: full batch
-    optimizer: OptimizerSpec = OptimizerSpec()
-    warmup_steps: Annotated[int, Field(ge=0)] = 0
-    grad_clip: Annotated[float, Field(gt=0)] | None = None
-    dtype: DType = "float32"
-    device: str = "cpu"
+    task: str = Field(
+        description="the task to train on: a registered name (`mispec list tasks`) or module:function"
+    )
+    task_args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the task's arguments (`mispec list tasks` shows them with defaults)",
+    )
+    arch: ArchSpec = Field(description="architecture of the toy transformer")
+    steps: Annotated[int, Field(gt=0, le=10_000_000)] = Field(description="training steps")
+    batch_size: Annotated[int, Field(gt=0, le=1_000_000)] | None = Field(
+        default=64, description="sequences per step; null: the full batch (finite tasks)"
+    )  # None: full batch
+    optimizer: OptimizerSpec = Field(
+        default=OptimizerSpec(), description="optimizer and its hyperparameters"
+    )
+    warmup_steps: Annotated[int, Field(ge=0)] = Field(
+        default=0, description="linear learning-rate warmup steps"
+    )
+    grad_clip: Annotated[float, Field(gt=0)] | None = Field(
+        default=None, description="clip the gradient norm to this value (default: no clipping)"
+    )
+    dtype: DType = Field(default="float32", description="dtype of training")
+    device: str = Field(default="cpu", description="device to train on (cpu, cuda, auto)")
 
 
 class ModelSpecBase(Strict):
     """What every model entry has, whatever its source: the ``seeds`` (one run each), the
     ``checkpoints`` to read (default: the source's), and how to load them."""
 
-    seeds: Annotated[list[Annotated[int, Field(ge=0, le=2**31 - 1)]], Field(min_length=1)] = [0]
-    checkpoints: Selector | None = None  # default: the source's (log/32 for train, else all)
-    dtype: DType = "float32"
-    device: str = "auto"
-    tokenizer: str | None = None  # a local tokenizer folder for models without one
+    seeds: Annotated[list[Annotated[int, Field(ge=0, le=2**31 - 1)]], Field(min_length=1)] = Field(
+        default=[0], description="one training run (or checkpoint family) per seed"
+    )
+    checkpoints: Selector | None = Field(
+        default=None,
+        description="which steps to read: all, last, {steps: [...]}, {every: N}, {schedule: log, count: N} (default: the source's)",
+    )  # default: the source's (log/32 for train, else all)
+    dtype: DType = Field(default="float32", description="dtype to load checkpoints in")
+    device: str = Field(
+        default="auto", description="device to run metrics on (auto: CUDA when present)"
+    )
+    tokenizer: str | None = Field(
+        default=None, description="a local tokenizer folder, for models that come without one"
+    )  # a local tokenizer folder for models without one
 
     @model_validator(mode="after")
     def _distinct_seeds(self) -> ModelSpecBase:
@@ -206,7 +260,7 @@ class RefineSpec(Strict):
 class TrainedModelSpec(_BuiltinSourceSpec):
     """``train:`` a toy model that mispec trains (every step exists)."""
 
-    train: TrainSpec
+    train: TrainSpec = Field(description="a toy model mispec trains itself on an algorithmic task")
     refine: RefineSpec | None = Field(
         default=None, description="add checkpoints where a transition happens (adaptive)"
     )
@@ -223,7 +277,9 @@ class PretrainedModelSpec(_BuiltinSourceSpec):
     """``pretrained:`` a published family, one revision per step; ``{seed}`` names one run
     per seed (``EleutherAI/pythia-70m-seed{seed}``)."""
 
-    pretrained: str
+    pretrained: str = Field(
+        description="a published model family with per-step revisions, e.g. EleutherAI/pythia-70m"
+    )
 
     def source_name(self) -> str:
         return "pretrained"
@@ -233,7 +289,9 @@ class LocalFolderModelSpec(_BuiltinSourceSpec):
     """``path:`` a local folder of checkpoints (relative to the spec); ``{seed}`` names one
     folder per seed."""
 
-    path: str
+    path: str = Field(
+        description="a local folder of checkpoints (step<N>/, checkpoint-<N>/ or *_<N>.safetensors)"
+    )
 
     def source_name(self) -> str:
         return "path"
@@ -243,8 +301,12 @@ class PluginModelSpec(ModelSpecBase):
     """``source:`` a model source from a plugin (a registered name or ``module:Class``) with
     its own ``options``, which the source itself checks."""
 
-    source: str
-    options: dict[str, Any] = Field(default_factory=dict)
+    source: str = Field(
+        description="a model source from a plugin: a registered name (`mispec list sources`) or module:Class"
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="the plugin source's own options"
+    )
 
     def source_name(self) -> str:
         return self.source
@@ -300,13 +362,28 @@ class PromptSpec(Strict):
     (``.txt``: one prompt per line; ``.jsonl``: ``{"text": ...}`` per line, optionally with
     ``answer``, ``wrong_answer``, ``corrupt_text`` and named ``positions``)."""
 
-    generator: str | None = None
-    args: dict[str, Any] = Field(default_factory=dict)
-    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
-    file: str | None = None
-    prepend_bos: bool = True
-    max_tokens: Annotated[int, Field(gt=1, le=1_000_000)] | None = None
-    limit: Annotated[int, Field(gt=0)] | None = None
+    generator: str | None = Field(
+        default=None,
+        description="a prompt generator or task name (`mispec list generators`) or module:function",
+    )
+    args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the generator's arguments (n: how many prompts, then the task's args)",
+    )
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = Field(
+        default=0, description="random seed of the generated prompts"
+    )
+    file: str | None = Field(
+        default=None,
+        description='a text file of prompts (.txt: one per line; .jsonl: {"text": ...} per line)',
+    )
+    prepend_bos: bool = Field(default=True, description="prepend the BOS token to text prompts")
+    max_tokens: Annotated[int, Field(gt=1, le=1_000_000)] | None = Field(
+        default=None, description="truncate text prompts to this many tokens"
+    )
+    limit: Annotated[int, Field(gt=0)] | None = Field(
+        default=None, description="use only the first N prompts of the file"
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> PromptSpec:
@@ -397,12 +474,28 @@ class MetricSpec(Strict):
     An input is a metric name (its result at the same checkpoint) or an :class:`InputRef`
     (its result at a fixed step, another seed or another model)."""
 
-    fn: str
-    prompts: str | None = None
-    inputs: dict[str, str | InputRef] = Field(default_factory=dict)
-    args: dict[str, Any] = Field(default_factory=dict)
-    models: list[str] | None = None  # restrict to these models (default: all)
-    cache: CachePolicy | None = None  # policy for the activations this metric reads
+    fn: str = Field(
+        description="the metric function: a registered name (`mispec list metrics`) or module:function"
+    )
+    prompts: str | None = Field(
+        default=None, description="the prompt set it reads (a key of prompts:)"
+    )
+    inputs: dict[str, str | InputRef] = Field(
+        default_factory=dict,
+        description="other metrics wired to the function's parameters: {parameter: metric} "
+        "or {parameter: {metric: m, step: last}}",
+    )
+    args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the function's arguments (`mispec list metrics` shows them with defaults)",
+    )
+    models: list[str] | None = Field(
+        default=None, description="compute it only for these models (default: all)"
+    )
+    cache: CachePolicy | None = Field(
+        default=None,
+        description="cache policy for the activations it reads: store, float16 or skip",
+    )
     pairs: (
         Annotated[
             PairSpec,
@@ -436,13 +529,25 @@ class MetricSpec(Strict):
 
 class Spec(Strict):
     mispec: Literal[1] = Field(description="spec format version; this is version 1")
-    name: Name
-    description: str = ""
-    include: list[str] = Field(default_factory=list)
-    models: Annotated[dict[Name, ModelSpec], Field(min_length=1)]
-    prompts: dict[Name, PromptSpec] = Field(default_factory=dict)
-    metrics: Annotated[dict[Name, MetricSpec], Field(min_length=1)]
-    cache: dict[str, CachePolicy] = Field(default_factory=dict)  # hook name -> policy
+    name: Name = Field(description="name of the study; the run folder is runs/<name>/")
+    description: str = Field(default="", description="what the study is about (free text)")
+    include: list[str] = Field(
+        default_factory=list,
+        description="other spec files whose models, prompts and metrics this one extends",
+    )
+    models: Annotated[dict[Name, ModelSpec], Field(min_length=1)] = Field(
+        description="the models to measure, by name: train, pretrained, path or a plugin source each"
+    )
+    prompts: dict[Name, PromptSpec] = Field(
+        default_factory=dict, description="prompt sets, by name"
+    )
+    metrics: Annotated[dict[Name, MetricSpec], Field(min_length=1)] = Field(
+        description="the metric DAG, by name: each a variable of the results"
+    )
+    cache: dict[str, CachePolicy] = Field(
+        default_factory=dict,
+        description="activation cache policy per hook name: store, float16 or skip",
+    )  # hook name -> policy
 
 
 def json_schema() -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,11 +33,26 @@ def default_store_dir(spec_path: Path) -> Path:
     return Path(env).resolve() if env else project_root(spec_path) / ".mispec"
 
 
+_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:$")
+
+
 def check_store_dir(root: Path) -> None:
-    """A store is a folder: refuse a path that exists as anything else (a file, a device),
+    """A store is a local folder: refuse a URL (``s3://bucket/x``, which ``Path`` would make
+    a folder named ``s3:``) and a path that exists as anything else (a file, a device),
     naming where the path came from, before anything reads or writes under it."""
+    env = os.environ.get(STORE_ENV)
+    parts = Path(root).parts
+    scheme = next((i for i, part in enumerate(parts) if _URL_SCHEME.match(part)), None)
+    if scheme is not None:
+        url = parts[scheme] + "//" + "/".join(parts[scheme + 1 :])
+        came_from = f" (from {STORE_ENV}={env})" if env and env.startswith(parts[scheme]) else ""
+        raise UserError(
+            f"the store {url}{came_from} is a URL; mispec's store is a local folder (its "
+            "atomic renames and locks need one; fsspec stores are not supported). Mount the "
+            f"bucket (e.g. s3fs, gcsfuse) and point --store / {STORE_ENV} at the mount, or at "
+            "a local folder"
+        )
     if root.exists() and not root.is_dir():
-        env = os.environ.get(STORE_ENV)
         came_from = (
             f" (from {STORE_ENV}={env})" if env and Path(env).resolve() == root.resolve() else ""
         )

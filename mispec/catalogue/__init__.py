@@ -1,0 +1,1 @@
+"""The catalogue of what a spec can name (``mispec list``, ``docs/catalogue.md``, editor enums)."""

@@ -1,0 +1,317 @@
+"""What exists: one plain record per registered metric, task, prompt generator, model source
+and executor kind, read from the registries themselves (built-ins and installed plugins).
+
+``mispec list``, ``docs/catalogue.md`` and the editor schema (``mispec schema``) all read
+these records, so a metric added in a new module appears in all three without a second
+definition. Nothing here imports torch: the records come from signatures and docstrings.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+KINDS = ("metrics", "tasks", "generators", "sources", "executors")
+
+
+@dataclass(frozen=True)
+class ArgEntry:
+    """One spec argument: its name, type as written in the signature, and default
+    (``required`` when there is none; a default that is not JSON is shown as its repr)."""
+
+    name: str
+    type: str
+    default: Any = None
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered name: what it is (``summary``, the docstring's first paragraph), its
+    spec arguments, and for metrics what it returns (``dims`` without the ``seed``/``step``
+    that runs add; ``None`` when they depend on the spec, then ``dims_note`` says how)."""
+
+    kind: str
+    name: str
+    summary: str
+    args: tuple[ArgEntry, ...] = ()
+    origin: str = "built-in"  # or the plugin's module
+    dims: tuple[str, ...] | None = None
+    dims_note: str = ""
+    units: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["args"] = [asdict(a) for a in self.args]
+        out["dims"] = list(self.dims) if self.dims is not None else None
+        return out
+
+
+def entries(kind: str, *, builtin_only: bool = False) -> list[Entry]:
+    """The records of one kind (one of ``KINDS``), sorted by name: built-ins and installed
+    plugins (entry points), or only the built-ins. A ``module:function`` a spec named in this
+    process is no registered name and is left out."""
+    from mispec.errors import UserError
+    from mispec.registry import did_you_mean
+
+    if kind not in _LISTERS:
+        raise UserError(f"nothing to list called '{kind}'{did_you_mean(kind, KINDS)}")
+    found = [
+        e
+        for e in _LISTERS[kind]()
+        if ":" not in e.name and (e.origin == "built-in" or not builtin_only)
+    ]
+    return sorted(found, key=lambda e: e.name)
+
+
+def catalogue(*, builtin_only: bool = False) -> dict[str, list[Entry]]:
+    """Every kind's records, in the order of ``KINDS``."""
+    return {kind: entries(kind, builtin_only=builtin_only) for kind in KINDS}
+
+
+# --------------------------------------------------------------------------- helpers
+def summary_of(obj: Any) -> str:
+    """The first paragraph of ``obj``'s docstring, on one line."""
+    doc = inspect.getdoc(obj) or ""
+    return " ".join(doc.split("\n\n")[0].split())
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, tuple):
+        value = list(value)
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    import json
+
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
+
+
+def _type_text(annotation: Any) -> str:
+    """An annotation as a reader writes it: ``int | Literal['auto']``, ``list[str]`` (the
+    constraints of ``Annotated`` left out; a string annotation as written)."""
+    import types
+    import typing
+
+    if annotation is inspect.Parameter.empty:
+        return "any"
+    if isinstance(annotation, str):
+        return annotation
+    if annotation is type(None) or annotation is None:
+        return "None"
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _type_text(args[0])
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_text(a) for a in args)
+    if origin is typing.Literal:
+        return f"Literal[{', '.join(map(repr, args))}]"
+    if origin is not None:
+        name = getattr(origin, "__name__", str(origin))
+        return f"{name}[{', '.join(_type_text(a) for a in args)}]" if args else name
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")
+
+
+def arg_entries(params: Iterable[tuple[str, Any, Any]]) -> tuple[ArgEntry, ...]:
+    """``(name, default or Parameter.empty, annotation)`` triples as ``ArgEntry`` records."""
+    out = []
+    for name, default, annotation in params:
+        required = default is inspect.Parameter.empty
+        out.append(
+            ArgEntry(
+                name, _type_text(annotation), None if required else _json_default(default), required
+            )
+        )
+    return tuple(out)
+
+
+def _origin(obj: Any) -> str:
+    module = getattr(obj, "__module__", "") or ""
+    return "built-in" if module == "mispec" or module.startswith("mispec.") else module
+
+
+def _pydantic_args(model: Any, skip: Iterable[str] = ()) -> tuple[ArgEntry, ...]:
+    """The fields of a pydantic model class as arguments (``skip``: fields to leave out)."""
+    if model is None:
+        return ()
+    from pydantic import BaseModel
+    from pydantic_core import PydanticUndefined
+
+    out = []
+    for name, f in model.model_fields.items():
+        if name in skip:
+            continue
+        required = f.is_required()
+        default: Any = f.default if f.default is not PydanticUndefined else None
+        if f.default_factory is not None:
+            default = f.default_factory()  # type: ignore[call-arg]
+        if isinstance(default, BaseModel):
+            default = default.model_dump()
+        out.append(
+            ArgEntry(
+                name,
+                _type_text(f.annotation),
+                None if required else _json_default(default),
+                required,
+            )
+        )
+    return tuple(out)
+
+
+# --------------------------------------------------------------------------- per kind
+def _metrics() -> list[Entry]:
+    from mispec.metrics.core import METRICS, load_builtin_metrics
+
+    load_builtin_metrics()
+    out = []
+    for name in _registered(METRICS.names()):
+        d = METRICS.get(name)
+        dims_note = ""
+        if d.dims is None:
+            rule = d.dims_rule
+            dims_note = (
+                summary_of(rule) or "depend on its args and its inputs' dims"
+                if rule is not None
+                else "as the metric's result says (not known before running)"
+            )
+        hooks = None if callable(d.hooks) else list(d.hooks)
+        out.append(
+            Entry(
+                kind="metric",
+                name=name,
+                summary=d.description,
+                args=arg_entries((a.name, a.default, a.annotation) for a in d.args),
+                origin=_origin(d.fn),
+                dims=d.dims,
+                dims_note=dims_note,
+                units=d.units,
+                details={
+                    "metric_kind": d.kind,
+                    "inputs": list(d.inputs),
+                    "hooks": hooks if hooks is not None else "depend on its args",
+                    "version": d.version,
+                },
+            )
+        )
+    return out
+
+
+def _tasks() -> list[Entry]:
+    from mispec.prompts.generators import argument_schema
+    from mispec.tasks import TASKS
+    from mispec.tasks.generators import task_class
+
+    out = []
+    for name in _registered(TASKS.names()):
+        factory = TASKS.get(name)
+        cls = task_class(factory)
+        params = argument_schema(factory)
+        out.append(
+            Entry(
+                kind="task",
+                name=name,
+                summary=summary_of(factory) or summary_of(cls),
+                args=arg_entries((n, d, a) for n, (d, a) in params.items()),
+                origin=_origin(factory),
+                details={"class": cls.__name__, "prompt_count": cls.prompt_count},
+            )
+        )
+    return out
+
+
+def _generators() -> list[Entry]:
+    from mispec.prompts.generators import GENERATORS
+    from mispec.tasks import TASKS
+    from mispec.tasks.generators import PROMPT_GENERATORS
+
+    out = []
+    for name in _registered(PROMPT_GENERATORS.names()):
+        gen = PROMPT_GENERATORS.get(name)
+        is_task = name not in GENERATORS.names()
+        source: Callable[..., Any] = TASKS.get(name) if is_task else GENERATORS.get(name)
+        summary = summary_of(source)
+        if is_task:
+            summary = f"the prompts of task '{name}' (its training format). {summary}"
+        out.append(
+            Entry(
+                kind="generator",
+                name=name,
+                summary=summary.strip(),
+                args=arg_entries((n, d, a) for n, (d, a) in gen.params.items()),
+                origin=_origin(source),
+                details={"from": "task" if is_task else "function"},
+            )
+        )
+    return out
+
+
+def _sources() -> list[Entry]:
+    from mispec.sources import SOURCES, source_class
+    from mispec.spec.schema import ModelSpecBase
+
+    common = set(ModelSpecBase.model_fields)
+    out = []
+    for name in _registered(SOURCES.names()):
+        cls = source_class(name)
+        entry_type = getattr(cls, "entry_type", None)
+        builtin = name in ("train", "pretrained", "path")
+        args = (
+            _pydantic_args(entry_type, skip=common)
+            if builtin
+            else _pydantic_args(getattr(cls, "options_type", None))
+        )
+        own_doc = cls.__dict__.get("__doc__")  # not the base class's
+        summary = summary_of(entry_type) if builtin else summary_of(cls) if own_doc else ""
+        out.append(
+            Entry(
+                kind="source",
+                name=name,
+                summary=summary,
+                args=args,
+                origin=_origin(cls),
+                details={
+                    "spec": f"{name}: ..." if builtin else f"source: {name}, options: {{...}}"
+                },
+            )
+        )
+    return out
+
+
+def _executors() -> list[Entry]:
+    from mispec.execute.executor import EXECUTORS, executor_class
+
+    out = []
+    for name in _registered(EXECUTORS.names()):
+        cls = executor_class(name)
+        out.append(
+            Entry(
+                kind="executor",
+                name=name,
+                summary=summary_of(cls),
+                args=_pydantic_args(getattr(cls, "Options", None)),
+                origin=_origin(cls),
+            )
+        )
+    return out
+
+
+_LISTERS: dict[str, Callable[[], list[Entry]]] = {
+    "metrics": _metrics,
+    "tasks": _tasks,
+    "generators": _generators,
+    "sources": _sources,
+    "executors": _executors,
+}
+
+
+def _registered(names: Iterable[str]) -> list[str]:
+    """Registered names, not the ``module:attr`` references a spec resolved in this process."""
+    return [n for n in names if ":" not in n]
