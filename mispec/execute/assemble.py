@@ -72,6 +72,9 @@ def assemble(plan: Plan, store: Store, fresh: dict[str, Any] | None = None) -> A
         constant, per_cell = split_attrs(metric, var, [cells.get(k) for k in grid], seeds, steps)
         var.attrs = constant
         var.attrs["metric_fn"] = plan.spec.metrics[metric].fn
+        split = _split_of(plan, metric)
+        if split is not None:  # a loss / accuracy says which pairs it measured
+            var.attrs["split"] = split
         per_model[model][metric] = var
         per_model[model].update(per_cell)
     comparisons: dict[tuple[str, str], dict[str, Any]] = {}
@@ -147,6 +150,14 @@ def _mismatch(metric: str, ids: dict, k1: Any, a: Any, k2: Any, b: Any) -> Metri
         "coordinates)",
         node=ids[k2],
     )
+
+
+def _split_of(plan: Any, metric: str) -> str | None:
+    """The ``split`` (``train`` / ``test`` / ``all``) a metric with that arg measured."""
+    mdef = plan.metric_defs[metric]
+    if not any(a.name == "split" for a in mdef.args):
+        return None
+    return str(mdef.bind_args(dict(plan.spec.metrics[metric].args))["split"])
 
 
 def split_attrs(

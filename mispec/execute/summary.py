@@ -29,7 +29,15 @@ def summarize(tree: Any) -> list[str]:
                     if v.size == 1:
                         lines.append(f"{model} seed {seed}: {name} = {shown}")
                     else:
-                        lines.append(f"{model} seed {seed}: {name} median over heads = {shown}")
+                        over = ", ".join(d for d in var.dims if d != "seed")
+                        lines.append(f"{model} seed {seed}: {name} median over {over} = {shown}")
+            elif fn == "grokking_phases" and set(var.dims) == {"seed", "phase"}:
+                for seed in var.seed.values:
+                    ends = ", ".join(
+                        f"{ph} ends at step {_value(np.asarray([float(var.sel(seed=seed, phase=ph))]), '.0f', none='- (not reached)')}"
+                        for ph in var.phase.values
+                    )
+                    lines.append(f"{model} seed {seed}: {name}: {ends}")
             elif {"layer", "head", "step"} <= set(var.dims):
                 lines.append(_strongest_head(model, name, var.isel(step=-1)))
             elif var.dims == ("seed", "step") or set(var.dims) == {"seed", "step"}:

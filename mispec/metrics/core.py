@@ -65,6 +65,9 @@ DIMS: tuple[str, ...] = (
     "step_b",
     "head_b",
     "element",
+    # grokking and the algorithmic-task library: flat parameters, phases of a run
+    "param",
+    "phase",
 )
 # Coordinates the assembly adds beside the dims (``mispec.execute.assemble``): ``tokens_seen``
 # along ``step``.

@@ -40,7 +40,9 @@ class TrainReport:
 
 def training_identity(train: TrainSpec, seed: int) -> str:
     """Hash of the training config and seed, excluding ``steps`` (so raising it resumes)."""
-    spec = train.model_dump(mode="json", exclude={"steps", "task_args"})
+    # unset (or the default float32): the identity of every spec without the key is kept
+    unset = {"loss_dtype"} if train.loss_dtype in (None, "float32") else set()
+    spec = train.model_dump(mode="json", exclude={"steps", "task_args"} | unset)
     return content_key("mispec-train", TRAINER_VERSION, spec, task_for(train).describe(), seed)
 
 

@@ -71,9 +71,13 @@ def learning_rate(train: TrainSpec, update: int) -> float:
     return lr
 
 
-def masked_loss(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy over the predictions selected by ``mask`` [b, n-1]."""
-    pred = logits[:, :-1][mask].float()
+def masked_loss(
+    logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor, dtype: str | None = None
+) -> torch.Tensor:
+    """Mean next-token cross-entropy over the predictions selected by ``mask`` [b, n-1],
+    computed in ``dtype`` (``float64``: the log-softmax of a confident prediction no longer
+    rounds to multiples of float32's 1.2e-7, which makes loss spikes once the loss is tiny)."""
+    pred = logits[:, :-1][mask].to(torch.float64 if dtype == "float64" else torch.float32)
     return F.cross_entropy(pred, tokens[:, 1:][mask])
 
 
@@ -224,7 +228,7 @@ def ensure_trained(
             b = task.batch(seed, t, train.batch_size)
             tokens = torch.from_numpy(b.tokens).to(device)
             mask = torch.from_numpy(task.training_loss_mask(b)).to(device)
-            loss = masked_loss(model(tokens), tokens, mask)
+            loss = masked_loss(model(tokens), tokens, mask, train.loss_dtype)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             norm = None

@@ -190,6 +190,11 @@ class TrainSpec(Strict):
     grad_clip: Annotated[float, Field(gt=0)] | None = Field(
         default=None, description="clip the gradient norm to this value (default: no clipping)"
     )
+    loss_dtype: Literal["float32", "float64"] | None = Field(
+        default=None,
+        description="precision of the training cross-entropy (default float32); float64 "
+        "avoids the loss spikes of a tiny loss (Nanda et al.'s grokking runs)",
+    )
     dtype: DType = Field(default="float32", description="dtype of training")
     device: str = Field(default="cpu", description="device to train on (cpu, cuda, auto)")
 

@@ -7,8 +7,11 @@ tasks through the ``mispec.tasks`` entry-point group or a ``module:function`` na
 module beside the spec is found). A task is both something to train on (``train.task``)
 and a prompt generator (``prompts.<name>.generator``; :mod:`mispec.tasks.generators`).
 
-Built in: ``repeated_tokens`` (induction), ``modular_addition`` (grokking), ``sorting``,
-``toy_ioi``. Pure numpy; importing this package does not import torch.
+Built in: ``repeated_tokens`` (induction), ``modular_addition`` (grokking), ``sorting``
+(fixed or variable length), ``toy_ioi``, ``multi_digit_addition``, ``min_max``,
+``recurrence``, ``previous_token``, ``permutation``, ``bracket_matching``. Finite ones
+(``modular_addition``, ``min_max``, ``recurrence``, ``permutation``) carry a train / test
+split (``mispec.tasks.table``). Pure numpy; importing this package does not import torch.
 """
 
 from __future__ import annotations
@@ -20,8 +23,14 @@ from mispec.errors import UserError
 from mispec.registry import Registry
 from mispec.tasks.arithmetic import ModularAddition, modular_addition
 from mispec.tasks.base import Task, TaskBatch, rng_for
+from mispec.tasks.bracket_matching import BracketMatching, bracket_matching
 from mispec.tasks.induction import RepeatedTokens, repeated_tokens
 from mispec.tasks.ioi import ToyIOI, toy_ioi
+from mispec.tasks.min_max import MinMax, min_max
+from mispec.tasks.multi_digit_addition import MultiDigitAddition, multi_digit_addition
+from mispec.tasks.permutation import Permutation, permutation
+from mispec.tasks.previous_token import PreviousToken, previous_token
+from mispec.tasks.recurrence import Recurrence, recurrence
 from mispec.tasks.sorting import Sorting, sorting
 
 if TYPE_CHECKING:
@@ -30,7 +39,18 @@ if TYPE_CHECKING:
 TaskFactory = Callable[..., Task]
 
 TASKS: Registry[TaskFactory] = Registry("task", entry_point_group="mispec.tasks")
-for _factory in (repeated_tokens, modular_addition, sorting, toy_ioi):
+for _factory in (
+    repeated_tokens,
+    modular_addition,
+    sorting,
+    toy_ioi,
+    multi_digit_addition,
+    min_max,
+    recurrence,
+    previous_token,
+    permutation,
+    bracket_matching,
+):
     TASKS.register(_factory.__name__, _factory)
 
 
@@ -57,7 +77,13 @@ def task_for(train: TrainSpec) -> Task:
 
 __all__ = [
     "TASKS",
+    "BracketMatching",
+    "MinMax",
     "ModularAddition",
+    "MultiDigitAddition",
+    "Permutation",
+    "PreviousToken",
+    "Recurrence",
     "RepeatedTokens",
     "Sorting",
     "Task",

@@ -7,6 +7,8 @@ metric                    kind          dims
 ========================  ============  ==========================================
 loss, accuracy            activation    ()
 per_token_loss            activation    (pos,)
+digit_loss,               activation    (digit,)
+digit_accuracy
 icl_score                 derived       input dims without pos
 induction_score,          activation    (layer, head)
 previous_token_score,
@@ -33,6 +35,10 @@ backup_heads              intervention  (src_layer, src_head, dst_layer, dst_hea
 composition_score         weights       (src_layer, src_head, dst_layer, dst_head)
 weight_norm               weights       (component,)
 embed_fourier             weights       (freq,)
+key_frequencies           activation    (freq,)
+restricted_loss,          activation    ()  (input: key frequencies)
+excluded_loss
+fourier_sparsity          weights       (component,)
 transition_step,          reduction     input dims without step
 transition_size
 crossing_step,            reduction     input dims without step
@@ -41,6 +47,9 @@ warning_step,             reduction     ()  (inputs progress, target)
 warning_lead,
 false_alarms
 pca_over_steps            reduction     (step, pc)
+grokking_phases           reduction     (phase,)
+logits                    activation    (batch, vocab)
+flat_weights              weights       (param,)
 reduce                    derived       input dims without ``over``
 token_logprobs            activation    (batch, pos)
 next_token_logprobs       activation    (batch, pos, vocab)
@@ -69,13 +78,16 @@ from mispec.metrics.builtin import (  # noqa: F401  (registers on import)
     comparisons,
     cross_patching,
     crossing,
+    digits,
     dla,
     early_warning,
+    grokking,
     interventions,
     logits,
     loss,
     neurons,
     patching,
+    phases,
     reductions,
     summaries,
     weight_comparisons,

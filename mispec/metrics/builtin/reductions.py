@@ -51,7 +51,7 @@ that its largest-magnitude loading is positive.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -233,15 +233,41 @@ def transition_size(
     return out
 
 
+def _pca(data: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Projections ``[row, k]`` of ``data [row, feature]`` onto its first ``k`` principal
+    components (signs fixed: each component's largest loading positive), with the explained
+    variance and its ratio per component (NaN beyond the rank)."""
+    n = data.shape[0]
+    proj, var, ratio = np.full((n, k), np.nan), np.full(k, np.nan), np.full(k, np.nan)
+    centred = data - data.mean(axis=0)
+    u, s, vt = np.linalg.svd(centred, full_matrices=False)
+    r = min(k, s.size)
+    signs = np.sign(vt[np.arange(r), np.argmax(np.abs(vt[:r]), axis=1)])
+    signs[signs == 0] = 1.0
+    proj[:, :r] = u[:, :r] * s[:r] * signs
+    total = float((s**2).sum())
+    var[:r] = s[:r] ** 2 / max(n - 1, 1)
+    ratio[:r] = s[:r] ** 2 / total if total > 0 else np.nan
+    return proj, var, ratio
+
+
 @metric(dims=("step", "pc"), inputs=("series",), reduces="step", units="projection")
-def pca_over_steps(series: Any, k: int = 2) -> Any:
+def pca_over_steps(series: Any, k: int = 2, fit: Literal["all", "past"] = "all") -> Any:
     """Projections of each checkpoint onto the first ``k`` principal components of the series
     across steps (every non-step dim flattened), dims ``(step, pc)`` with ``pc = 1..k``;
     ``attrs``: ``explained_variance_ratio`` and ``explained_variance`` per component (in the
     results: data variables ``<name>__explained_variance[_ratio]`` over ``(seed, pc)``). Components
-    beyond the rank of the data are NaN."""
+    beyond the rank of the data are NaN.
+
+    ``fit: past`` uses no information from the future: the checkpoint at step ``t`` is
+    projected onto the components fitted (and centred) on the checkpoints at steps ``<= t``
+    only, so its value never changes when later checkpoints are added (each step has its own
+    basis, so the trajectory is not one rigid picture; the explained variances are those of
+    the last fit, over every step)."""
     if k < 1:
         raise UserError(f"pca_over_steps: k must be >= 1, got {k}")
+    if fit not in ("all", "past"):
+        raise UserError(f"pca_over_steps: fit must be 'all' or 'past', got {fit!r}")
     series = _need_step(series, "pca_over_steps")
     series = series.transpose("step", ...)
     n_steps = series.sizes["step"]
@@ -251,15 +277,12 @@ def pca_over_steps(series: Any, k: int = 2) -> Any:
     var = np.full(k, np.nan)
     ratio = np.full(k, np.nan)
     if data.shape[1] and n_steps > 1:
-        centred = data - data.mean(axis=0)
-        u, s, vt = np.linalg.svd(centred, full_matrices=False)
-        r = min(k, s.size)
-        signs = np.sign(vt[np.arange(r), np.argmax(np.abs(vt[:r]), axis=1)])
-        signs[signs == 0] = 1.0
-        proj[:, :r] = u[:, :r] * s[:r] * signs
-        total = float((s**2).sum())
-        var[:r] = s[:r] ** 2 / (n_steps - 1)
-        ratio[:r] = s[:r] ** 2 / total if total > 0 else np.nan
+        full, var, ratio = _pca(data, k)
+        if fit == "all":
+            proj = full
+        else:
+            for i in range(1, n_steps):
+                proj[i] = _pca(data[: i + 1], k)[0][i]
     return xr.DataArray(
         proj,
         dims=("step", "pc"),
