@@ -4,7 +4,8 @@
 Each is shrunk (tiny architecture, a handful of steps, p = 7) but keeps its structure: the
 same models, relations and metrics. The checks compare values that must agree for a reason
 the study's design gives (a fine-tuned model's step 0 is its parent's last step; a knocked-out
-head's attention never changes; models with one architecture and seed start equal)."""
+head's attention never changes; models with one architecture and seed start equal), and the
+fine-tuning study's parent -> fine-tuned patching equals a hook patch written by hand."""
 
 from __future__ import annotations
 
@@ -110,13 +111,12 @@ def check_parent_patching(spec: Path, result) -> None:
     comp = mispec.open_results(result.run_dir)["switched_vs_base"].to_dataset()
     answer_only = np.zeros((49, 3))
     answer_only[:, 2] = 1  # only the prediction at `=` counts (loss_mask)
-    base = load_checkpoint(spec, "base", 0, 12)
+    base, child = load_checkpoint(spec, "base", 0, 12), load_checkpoint(spec, "switched", 0, 6)
     for var, op, eq in (("sub_parent_patch", np.subtract, 8), ("add_parent_patch", np.add, 7)):
         got = comp[var]
         assert got.dims == ("seed", "step", "step_b", "layer", "head"), var
         assert np.isnan(got.sel(step=0).values).all()  # step 0 is the parent: no gap
         tokens = modular_table(op, eq)
-        child = load_checkpoint(spec, "switched", 0, 6)
         loss_a = hand_head_patch_loss(child, child, tokens, 0, 0, answer_only)  # unpatched
         loss_b = hand_head_patch_loss(base, base, tokens, 0, 0, answer_only)
         assert abs(loss_b - loss_a) > 1e-2, (var, loss_a, loss_b)  # a gap worth normalising by
