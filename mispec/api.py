@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import xarray as xr
 
     from mispec.execute.context import RunContext
+    from mispec.execute.refine import Refinement
     from mispec.execute.status import PlanStatus
     from mispec.planning.graph import Plan
     from mispec.store.store import Store
@@ -30,6 +31,7 @@ class PlannedSpec:
     plan: Plan
     status: PlanStatus
     store_dir: Path
+    refinement: Refinement | None = None  # ``refine:`` rounds the store already decides
 
     def __repr__(self) -> str:
         st = self.status
@@ -50,11 +52,37 @@ class PlannedSpec:
         out = plan_json(self.plan)
         out["status"] = self.status.to_json()
         out["store"] = str(self.store_dir)
+        if self.refinement is not None:
+            out["refinement"] = self.refinement_lines()
         return out
 
+    def refinement_lines(self) -> list[str]:
+        """Where ``refine:`` stands per seed, and how many checkpoints it may still add."""
+        from mispec.execute.refine import refined_models
 
-def plan(spec: str | Path | LoadedSpec, *, store: str | Path | None = None) -> PlannedSpec:
-    """Validate, resolve and plan a spec; report what is cached in the store (read-only)."""
+        if self.refinement is None:
+            return []
+        lines = self.refinement.lines()
+        for model, r in refined_models(self.plan.spec).items():
+            for seed in self.plan.spec.models[model].seeds:
+                state = self.refinement.states.get((model, seed))
+                if state is None or not state.resolved:
+                    left = r.budget - (len(state.added) if state else 0)
+                    lines.append(
+                        f"{model} seed {seed}: refine may add up to {left} more checkpoint(s) "
+                        f"around {r.transition} (to {r.resolution} step(s))"
+                    )
+        return lines
+
+
+def plan(
+    spec: str | Path | LoadedSpec,
+    *,
+    store: str | Path | None = None,
+    extra_steps: Mapping[tuple[str, int], Iterable[int]] | None = None,
+) -> PlannedSpec:
+    """Validate, resolve and plan a spec; report what is cached in the store (read-only).
+    ``extra_steps``: steps added to a (model, seed)'s checkpoints (``refine:`` rounds)."""
     from mispec.execute.status import plan_status
     from mispec.planning.graph import build_plan
     from mispec.planning.resolve import resolve
@@ -63,9 +91,27 @@ def plan(spec: str | Path | LoadedSpec, *, store: str | Path | None = None) -> P
     loaded = spec if isinstance(spec, LoadedSpec) else load_spec(spec)
     store_dir = Path(store).resolve() if store else default_store_dir(loaded.path)
     check_store_dir(store_dir)
-    the_plan = build_plan(loaded.spec, resolve(loaded), loaded.base_dir)
-    status = plan_status(the_plan, Store(store_dir) if store_dir.exists() else None)
-    return PlannedSpec(loaded, the_plan, status, store_dir)
+    the_plan = build_plan(loaded.spec, resolve(loaded, extra_steps), loaded.base_dir)
+    store_obj = Store(store_dir) if store_dir.exists() else None
+    refinement = None
+    from mispec.execute.refine import refined_models, replay
+
+    if refined_models(loaded.spec) and extra_steps is None:
+        read = store_obj.cells.read if store_obj is not None else (lambda key: None)
+        the_plan, refinement = replay(the_plan, read, _replanner(loaded))
+    status = plan_status(the_plan, store_obj)
+    return PlannedSpec(loaded, the_plan, status, store_dir, refinement)
+
+
+def _replanner(loaded: LoadedSpec) -> Callable[[Mapping[tuple[str, int], Iterable[int]]], Plan]:
+    """The plan of ``loaded`` with steps added to some (model, seed)s."""
+    from mispec.planning.graph import build_plan
+    from mispec.planning.resolve import resolve
+
+    def replan(extra: Mapping[tuple[str, int], Iterable[int]]) -> Plan:
+        return build_plan(loaded.spec, resolve(loaded, extra), loaded.base_dir)
+
+    return replan
 
 
 @dataclass
@@ -128,11 +174,22 @@ def run(
 
         walk(ctx, executor_class(profile.kind)(profile), progress=progress)
 
+    def execute_round(round_plan: Plan) -> None:  # a refine: round
+        ctx.close()
+        ctx.plan = round_plan
+        execute()
+
     folder = RunFolder(Path(out).resolve() if out else default_run_dir(loaded))
     run_id = new_run_id()
-    entry = index_entry(run_id, loaded, the_plan, folder.path, started)
     with translate_write_errors(st.root, folder.path):
         execute()
+        if planned.refinement is not None:
+            from mispec.execute.refine import refine
+
+            the_plan = refine(
+                the_plan, planned.refinement, ctx.read_cell, _replanner(loaded), execute_round
+            )
+        entry = index_entry(run_id, loaded, the_plan, folder.path, started)
         # nothing computed and the run folder already holds this run: leave it untouched
         current = None if _did_work(ctx) else folder.unchanged_provenance(loaded, the_plan)
         if current is not None:
@@ -144,6 +201,8 @@ def run(
 
             tree = _assemble(the_plan, st, execute, ctx.fresh)
             summary = summarize(tree)
+            if planned.refinement is not None:
+                summary += planned.refinement.lines()
             provenance = build_provenance(
                 ctx,
                 profile,

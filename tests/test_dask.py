@@ -220,11 +220,13 @@ def test_failing_metric_names_its_node_keeps_finished_cells_rerun_computes_the_r
     assert rerun.counters["cells_computed"] == 3  # the fixed metric, at 3 checkpoints
     assert rerun.counters["reductions_computed"] == 1
     assert rerun.counters["training_steps"] == 0 and rerun.counters["forward_passes"] == 0
-    out = capsys.readouterr().out  # progress drawn on the client, as the local executor does
-    assert "checkpoints" in out and "reductions" in out and "training" in out
-    # and the quiet run printed nothing on stdout
+    drawn = capsys.readouterr()  # progress drawn on the client, as the local executor does
+    assert "checkpoints" in drawn.err and "reductions" in drawn.err and "training" in drawn.err
+    assert drawn.out == ""  # progress goes to stderr, never mixed with results on stdout
+    # and the quiet run printed nothing at all
     mispec.run(spec, executor=str(remote_profile), store=store, progress=False)
-    assert capsys.readouterr().out == ""
+    quiet = capsys.readouterr()
+    assert quiet.out == "" and "checkpoints" not in quiet.err
 
 
 def test_plugin_module_missing_on_the_workers_is_reported(

@@ -212,27 +212,21 @@ PATCHING = (
 )
 
 
-def test_cross_model_patching_in_a_spec_patches_model_b_into_model_a(write_spec, tmp_path):
-    """The pair wiring end to end: side a is the live model, side b's cached z is patched in;
-    checked against a hook patch written here on the two trained checkpoints."""
-    from mispec.sources import source_for
+def load_checkpoint(spec_path, model: str, seed: int, step: int, store=None):
+    """The bridge of one stored checkpoint of a run (store: ``.mispec`` beside the spec)."""
+    from mispec.sources import sources_for
 
-    path = write_spec(PATCHING)
-    res = mispec.run(path, progress=False)
-    comp = res.open()["toy_vs_toy_b"].to_dataset()
-    # every step of model A against model B's last step (a child against its parent's end)
-    assert comp.patch.dims == ("seed", "step", "step_b", "layer", "head")
-    assert list(comp.step.values) == [0, 10, 20] and list(comp.step_b.values) == [20]
-    spec = mispec.load_spec(path).spec
-    store = path.parent / ".mispec"
-    a = source_for("toy", spec.models["toy"], path.parent).open(0, store).load(10)
-    b = source_for("toy_b", spec.models["toy_b"], path.parent).open(0, store).load(20)
-    from mispec.tasks.generators import PROMPT_GENERATORS
+    spec = mispec.load_spec(spec_path).spec
+    store = spec_path.parent / ".mispec" if store is None else store
+    return sources_for(spec.models, spec_path.parent)[model].open(seed, store).load(step)
 
-    tokens = torch.as_tensor(
-        PROMPT_GENERATORS.get("repeated_tokens")(seed=1, **spec.prompts["rep"].args).tokens
-    )
-    layer, head, name = 1, 1, "blocks.1.attn.hook_z"
+
+def hand_head_patch_loss(a, b, tokens, layer: int, head: int, weights=None) -> float:
+    """Model ``a``'s mean next-token loss on ``tokens`` with head ``head``'s output in layer
+    ``layer`` (``hook_z``) replaced by model ``b``'s on the same tokens, written without
+    mispec's hook or loss helpers. ``weights`` ``[batch, pos-1]`` counts only some predictions
+    (default: all). ``a`` patched from itself is ``a``'s own loss."""
+    name = f"blocks.{layer}.attn.hook_z"
     with torch.no_grad():
         _, cache = b.run_with_cache(tokens, names_filter=[name])
 
@@ -241,9 +235,30 @@ def test_cross_model_patching_in_a_spec_patches_model_b_into_model_a(write_spec,
             return x
 
         logits = a.run_with_hooks(tokens, fwd_hooks=[(name, patch)])
-        ref = F.cross_entropy(logits[:, :-1].reshape(-1, 16).double(), tokens[:, 1:].reshape(-1))
-    got = float(comp.patch.sel(seed=0, step=10, step_b=20, layer=layer, head=head))
-    assert got == pytest.approx(float(ref), abs=1e-5)
+    nll = F.cross_entropy(logits[:, :-1].transpose(1, 2).double(), tokens[:, 1:], reduction="none")
+    w = torch.ones_like(nll) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+    return float((nll * w).sum() / w.sum())
+
+
+def test_cross_model_patching_in_a_spec_patches_model_b_into_model_a(write_spec, tmp_path):
+    """The pair wiring end to end: side a is the live model, side b's cached z is patched in;
+    checked against a hook patch written here on the two trained checkpoints."""
+    path = write_spec(PATCHING)
+    res = mispec.run(path, progress=False)
+    comp = res.open()["toy_vs_toy_b"].to_dataset()
+    # every step of model A against model B's last step (a child against its parent's end)
+    assert comp.patch.dims == ("seed", "step", "step_b", "layer", "head")
+    assert list(comp.step.values) == [0, 10, 20] and list(comp.step_b.values) == [20]
+    spec = mispec.load_spec(path).spec
+    a, b = load_checkpoint(path, "toy", 0, 10), load_checkpoint(path, "toy_b", 0, 20)
+    from mispec.tasks.generators import PROMPT_GENERATORS
+
+    tokens = torch.as_tensor(
+        PROMPT_GENERATORS.get("repeated_tokens")(seed=1, **spec.prompts["rep"].args).tokens
+    )
+    ref = hand_head_patch_loss(a, b, tokens, layer=1, head=1)
+    got = float(comp.patch.sel(seed=0, step=10, step_b=20, layer=1, head=1))
+    assert got == pytest.approx(ref, abs=1e-5)
     loss_b = float(res.open()["toy_b"].to_dataset().loss.sel(seed=0, step=20))
     loss_b_seen = comp.patch__loss_b.sel(seed=0, step_b=20)
     np.testing.assert_allclose(loss_b_seen.values, loss_b, atol=1e-12)  # at every step of A

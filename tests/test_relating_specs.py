@@ -4,7 +4,8 @@
 Each is shrunk (tiny architecture, a handful of steps, p = 7) but keeps its structure: the
 same models, relations and metrics. The checks compare values that must agree for a reason
 the study's design gives (a fine-tuned model's step 0 is its parent's last step; a knocked-out
-head's attention never changes; models with one architecture and seed start equal)."""
+head's attention never changes; models with one architecture and seed start equal), and the
+fine-tuning study's parent -> fine-tuned patching equals a hook patch written by hand."""
 
 from __future__ import annotations
 
@@ -13,11 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 import mispec
 from mispec.planning.nodes import TrainNode, train_id
 from mispec.spec.load import load_spec
+
+from .test_pairs import hand_head_patch_loss, load_checkpoint
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
 TINY_MLP = {"n_layers": 1, "n_heads": 2, "d_model": 16, "d_head": 8, "d_mlp": 32, "d_vocab": 9}
@@ -91,6 +95,35 @@ def test_finetuning_study(tmp_path):
         assert (moved.sel(step=0) == 0).all() and (moved.sel(step=6) > 0).all()
         assert (ds.head_change.sel(step=0) == 0).all() and (ds.head_change.sel(step=6) > 0).all()
     assert dataset(result, "mixed").sub_learnt.dims == ("seed",)
+    check_parent_patching(spec, result)
+
+
+def modular_table(op, eq: int) -> torch.Tensor:
+    """Every ``[a, b, =, op(a, b) mod p]`` of the p = 7 table in row-major order, by hand."""
+    a, b = np.divmod(np.arange(49), 7)
+    return torch.as_tensor(np.stack([a, b, np.full(49, eq), op(a, b) % 7], axis=1))
+
+
+def check_parent_patching(spec: Path, result) -> None:
+    """Each head of the base's last checkpoint patched into ``switched`` (the spec's
+    ``cross_model_patching`` cells) against a hook patch written in the tests, on the same
+    two checkpoints: the fraction of the loss gap recovered, answers only."""
+    comp = mispec.open_results(result.run_dir)["switched_vs_base"].to_dataset()
+    answer_only = np.zeros((49, 3))
+    answer_only[:, 2] = 1  # only the prediction at `=` counts (loss_mask)
+    base, child = load_checkpoint(spec, "base", 0, 12), load_checkpoint(spec, "switched", 0, 6)
+    for var, op, eq in (("sub_parent_patch", np.subtract, 8), ("add_parent_patch", np.add, 7)):
+        got = comp[var]
+        assert got.dims == ("seed", "step", "step_b", "layer", "head"), var
+        assert np.isnan(got.sel(step=0).values).all()  # step 0 is the parent: no gap
+        tokens = modular_table(op, eq)
+        loss_a = hand_head_patch_loss(child, child, tokens, 0, 0, answer_only)  # unpatched
+        loss_b = hand_head_patch_loss(base, base, tokens, 0, 0, answer_only)
+        assert abs(loss_b - loss_a) > 1e-2, (var, loss_a, loss_b)  # a gap worth normalising by
+        for head in (0, 1):
+            patched = hand_head_patch_loss(child, base, tokens, 0, head, answer_only)
+            cell = got.sel(seed=0, step=6, step_b=12, layer=0, head=head).item()
+            assert cell == pytest.approx((patched - loss_a) / (loss_b - loss_a), abs=1e-5)
 
 
 def test_lottery_ticket_study(tmp_path):

@@ -31,6 +31,10 @@ def render_plan(planned: Any) -> str:
             else f"{', '.join(map(str, steps[:4]))}, ..., {', '.join(map(str, steps[-2:]))}"
         )
         lines.append(f"  {model} seed {seed}: {len(steps)} checkpoints [{shown}]")
+    refinement = planned.refinement_lines() if hasattr(planned, "refinement_lines") else []
+    if refinement:
+        lines.append("refine:")
+        lines += [f"  {line}" for line in refinement]
     lines.append("status:")
     lines.append(f"  results cached   {status.cells_cached}/{status.cells_total}")
     lines.append(f"  forward passes   {status.forward_passes} to run (of {status.forward_total})")

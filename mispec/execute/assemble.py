@@ -68,7 +68,8 @@ def assemble(plan: Plan, store: Store, fresh: dict[str, Any] | None = None) -> A
                 [cells[(s, None)] for s in seeds], dim="seed", join="outer", coords="minimal"
             ).assign_coords(seed=seeds)
             grid = [(s, None) for s in seeds]
-        constant, per_cell = split_attrs(metric, var, [cells[k] for k in grid], seeds, steps)
+        # a seed may lack a step another has (``refine:`` adds steps per seed): None there
+        constant, per_cell = split_attrs(metric, var, [cells.get(k) for k in grid], seeds, steps)
         var.attrs = constant
         var.attrs["metric_fn"] = plan.spec.metrics[metric].fn
         split = _split_of(plan, metric)
@@ -173,7 +174,8 @@ def split_attrs(
     import xarray as xr
 
     names: list[str] = []
-    for cell in cells:
+    present = [cell for cell in cells if cell is not None]
+    for cell in present:
         names.extend(k for k in cell.attrs if k not in names)
     constant: dict[str, Any] = {}
     per_cell: dict[str, Any] = {}
@@ -181,10 +183,11 @@ def split_attrs(
     grid_shape = (len(seeds), len(steps)) if steps else (len(seeds),)
     grid_coords: dict[str, Any] = {"seed": seeds, **({"step": steps} if steps else {})}
     for name in names:
-        values = [cell.attrs.get(name) for cell in cells]
-        same = all(_same(v, values[0]) for v in values[1:])
-        if same and not _measured(values[0]):
-            constant[name] = values[0]
+        values = [None if cell is None else cell.attrs.get(name) for cell in cells]
+        known = [cell.attrs.get(name) for cell in present]
+        same = all(_same(v, known[0]) for v in known[1:])
+        if same and not _measured(known[0]):
+            constant[name] = known[0]
             continue
         data, extra = _as_array(values, var, name)
         shape = grid_shape + data.shape[1:]
@@ -229,16 +232,19 @@ def _as_array(values: list[Any], var: Any, name: str) -> tuple[np.ndarray, tuple
 
 def concat_cells(cells: dict[tuple[int, Any], Any], seeds: list[int], steps: list[int]) -> Any:
     """``(seed, step, ...)`` from per-checkpoint cells of any shapes and coordinates (outer
-    join: a cell missing a coordinate value gets NaN there)."""
+    join: a cell missing a coordinate value, or a seed missing a step, gets NaN there)."""
     import xarray as xr
 
-    rows = [
-        xr.concat(
-            [cells[(seed, st)] for st in steps], dim="step", coords="minimal", join="outer"
-        ).assign_coords(step=steps)
-        for seed in seeds
-    ]
-    return xr.concat(rows, dim="seed", join="outer").assign_coords(seed=seeds)
+    rows = []
+    for seed in seeds:
+        own = [st for st in steps if (seed, st) in cells]
+        rows.append(
+            xr.concat(
+                [cells[(seed, st)] for st in own], dim="step", coords="minimal", join="outer"
+            ).assign_coords(step=own)
+        )
+    out = xr.concat(rows, dim="seed", join="outer").assign_coords(seed=seeds)
+    return out.reindex(step=steps)
 
 
 def stack_cells(cells: dict[tuple[int, Any], Any], seeds: list[int], steps: list[int]) -> Any:

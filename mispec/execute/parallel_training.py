@@ -41,13 +41,14 @@ def worth_parallel(
     threads: int | None,
 ) -> tuple[list[TrainNode], int]:
     """The training nodes to run in processes and how many processes (0: train here)."""
+    from mispec.execute.live import live_metrics
     from mispec.planning.nodes import TrainNode
 
     plan = ctx.plan
     big: list[TrainNode] = []
     for node in nodes:
-        if not isinstance(node, TrainNode):
-            continue
+        if not isinstance(node, TrainNode) or live_metrics(ctx, node.model):
+            continue  # live: metrics run in the training loop, in this process
         source = plan.resolution.sources[node.model]
         steps = list(plan.resolution.series[(node.model, node.seed)].steps)
         left = source.training_steps_left(node.seed, steps, ctx.store.root)
@@ -65,7 +66,7 @@ class TrainingPool:
     upstream work is done, :meth:`result` waits for one and returns its task record.
 
     A worker is ``python -m mispec.execute.train_worker`` told its job as JSON on stdin (the
-    model's spec entry, seed, steps, store, threads): nothing is pickled, nothing of the
+    spec's model entries, which one, seed, steps, store, threads): nothing is pickled, nothing of the
     caller's ``__main__`` is imported again, and no user text is a command-line option."""
 
     def __init__(self, ctx: RunContext, nodes: list[TrainNode], n: int, threads: int | None):
@@ -88,7 +89,11 @@ class TrainingPool:
                 job = {
                     "node": node_id,
                     "model": node.model,
-                    "entry": plan.spec.models[node.model].model_dump(mode="json"),
+                    # every entry: a run may start from another model's checkpoint
+                    "entries": {
+                        name: entry.model_dump(mode="json")
+                        for name, entry in plan.spec.models.items()
+                    },
                     "base_dir": str(plan.base_dir),
                     "seed": node.seed,
                     "steps": list(plan.resolution.series[(node.model, node.seed)].steps),

@@ -20,11 +20,12 @@ def summarize(tree: Any) -> list[str]:
                 continue
             if is_comparison(var):  # pairs: explicit second-side dims
                 lines.extend(comparison_lines(model, name, var))
-            elif fn in ("transition_step", "transition_size") and "seed" in var.dims:
-                fmt = ".0f" if fn == "transition_step" else ".3g"
+            elif fn in _PER_SEED and "seed" in var.dims:
+                fmt = ".3g" if fn == "transition_size" else ".0f"
                 for seed in var.seed.values:
                     v = np.asarray(var.sel(seed=seed).values, dtype=float)
-                    shown = _value(v, fmt, none="none (no transition)")
+                    none = "none (missed)" if fn.startswith("warning") else "none (no transition)"
+                    shown = _value(v, fmt, none=none)
                     if v.size == 1:
                         lines.append(f"{model} seed {seed}: {name} = {shown}")
                     else:
@@ -49,6 +50,17 @@ def summarize(tree: Any) -> list[str]:
                     )
                 )
     return lines
+
+
+_PER_SEED = (
+    "transition_step",
+    "transition_size",
+    "crossing_step",
+    "crossing_width",
+    "warning_step",
+    "warning_lead",
+    "false_alarms",
+)
 
 
 def _strongest_head(model: str, name: str, last: Any) -> str:

@@ -25,6 +25,10 @@ def train_series(ctx: RunContext, node: TrainNode, *, progress: bool = False) ->
     source = ctx.plan.resolution.sources[node.model]
     steps = list(ctx.plan.resolution.series[(node.model, node.seed)].steps)
     if source.pending_training(node.seed, steps, ctx.store.root):
+        from mispec.execute.live import live_callback
+
+        live = live_callback(ctx, node.model, node.seed)
+        extra = {} if live is None else {"on_checkpoint": live}  # train: models only
         ctx.counters.training_steps += source.prepare(
-            node.seed, steps, ctx.store.root, progress=progress
+            node.seed, steps, ctx.store.root, progress=progress, **extra
         )

@@ -18,13 +18,17 @@ def train(job: dict[str, Any]) -> dict[str, Any]:
     from mispec.execute.remote import failure
     from mispec.execute.threads import pinned_torch_threads
     from mispec.registry import beside
-    from mispec.sources import source_for
-    from mispec.spec.schema import ModelSpec
+    from mispec.sources import sources_for
+    from mispec.spec.schema import ModelSpec, ModelSpecBase
 
     try:
-        entry = TypeAdapter(ModelSpec).validate_python(job["entry"], strict=False)
+        adapter = TypeAdapter(ModelSpec)
+        entries: dict[str, ModelSpecBase] = {
+            name: adapter.validate_python(data, strict=False)
+            for name, data in job["entries"].items()
+        }
         base_dir = Path(job["base_dir"])
-        source = source_for(job["model"], entry, base_dir)
+        source = sources_for(entries, base_dir)[job["model"]]  # bound: parents are known
         # plugins named `module:name` are found beside the spec, as when it was validated
         with beside(base_dir), pinned_torch_threads(job["threads"]):
             trained = source.prepare(job["seed"], job["steps"], Path(job["store"]), progress=False)

@@ -122,8 +122,20 @@ class ModelHandle:
         self._step = step
         return self._bridge
 
-    def _load_native(self, route: NativeSwap, step: int) -> None:
-        state = route.state_for(step)
+    def load_weights(self, step: int, state: dict[str, torch.Tensor]) -> Any:
+        """The bridge with ``state`` (bridge keys) swapped in as checkpoint ``step``, read from
+        memory instead of the checkpoint file (live metrics: the training loop's weights,
+        bit-identical to what it saves). Native models only."""
+        if not isinstance(self.route, NativeSwap):
+            raise CheckpointError(f"model '{self.name}': only a native model takes live weights")
+        self._load_native(self.route, step, state)
+        self._step = step
+        return self._bridge
+
+    def _load_native(
+        self, route: NativeSwap, step: int, state: dict[str, torch.Tensor] | None = None
+    ) -> None:
+        state = route.state_for(step) if state is None else state
         if self._bridge is None:
             self._bridge = native.boot(
                 route.kwargs,

@@ -191,12 +191,16 @@ def ensure_trained(
     lineage: Lineage | None = None,
     start: Callable[[State], Start] | None = None,
     hold: Selection | None = None,
+    on_checkpoint: Callable[[int, dict[str, torch.Tensor]], dict[str, float]] | None = None,
 ) -> TrainReport:
     """Train (or resume) until every step in ``steps`` is saved in the store.
 
     ``start`` turns the fresh initialisation (bridge keys) into the run's step 0 when the run
     does not start fresh (``lineage`` then names what it starts from); ``hold`` selects the
-    weight entries kept at their step-0 values (see :mod:`mispec.models.init_weights`)."""
+    weight entries kept at their step-0 values (see :mod:`mispec.models.init_weights`).
+    ``on_checkpoint(step, weights)`` is called with each newly saved step's weights (bridge
+    keys, the very values saved) and returns numbers to show in the progress bar (live
+    metrics, ``mispec.execute.live``)."""
     wanted = sorted({int(s) for s in steps})
     if wanted and wanted[0] < 0:
         raise UserError(f"model '{name}': negative training step {wanted[0]}")
@@ -236,9 +240,12 @@ def ensure_trained(
     held = Hold(model, hold, keys) if hold else None
     todo = set(missing)
     saved_now: list[int] = []
+    live: dict[str, float] = {}
     if start_step in todo:  # only step 0 can be missing here
         run.save(start_step, model, opt, keys)
         saved_now.append(start_step)
+        if on_checkpoint is not None:
+            live = on_checkpoint(start_step, to_bridge_state(model, keys))
     last = missing[-1]
     watch = FiniteWatch(name, train, seed)
     bar = _progress(name, seed, start_step, last) if progress else nullcontext(None)
@@ -266,9 +273,15 @@ def ensure_trained(
             if t + 1 in todo:
                 run.save(t + 1, model, opt, keys)
                 saved_now.append(t + 1)
+                if on_checkpoint is not None:
+                    live = on_checkpoint(t + 1, to_bridge_state(model, keys))
             if bar_state is not None and ((t + 1) % 10 == 0 or t + 1 == last):
+                shown = " ".join(f"{k}={v:.3g}" for k, v in live.items())  # live metrics
                 bar_state[0].update(
-                    bar_state[1], completed=t + 1 - start_step, loss=f"{loss.item():.4f}"
+                    bar_state[1],
+                    completed=t + 1 - start_step,
+                    loss=f"{loss.item():.4f}",
+                    live=shown,
                 )
     return TrainReport(
         steps_trained=last - start_step + elsewhere,
@@ -303,11 +316,12 @@ class _progress:
             MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}"),
             TimeRemainingColumn(),
+            TextColumn("{task.fields[live]}"),
             transient=False,
             console=Console(stderr=True),  # progress on stderr, results on stdout
         )
         self.progress.__enter__()
-        task = self.progress.add_task(self.desc, total=self.total, loss="-")
+        task = self.progress.add_task(self.desc, total=self.total, loss="-", live="")
         return self.progress, task
 
     def __exit__(self, *exc: Any) -> None:

@@ -5,6 +5,7 @@ weights."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,9 +38,14 @@ class Resolution:
     sources: dict[str, ModelSource] = field(default_factory=dict)
 
 
-def resolve(loaded: LoadedSpec) -> Resolution:
+def resolve(
+    loaded: LoadedSpec, extra_steps: Mapping[tuple[str, int], Iterable[int]] | None = None
+) -> Resolution:
     """Ask each model's source for its steps, checkpoint identities and training facts;
-    fingerprint the prompt sets. Every unavailable checkpoint is one located problem."""
+    fingerprint the prompt sets. Every unavailable checkpoint is one located problem.
+
+    ``extra_steps`` adds steps to a (model, seed)'s selection (``refine:``'s added
+    checkpoints, ``mispec.execute.refine``); they must be available steps."""
     from mispec.sources import sources_for
     from mispec.spec.selectors import resolve_selector
 
@@ -53,6 +59,13 @@ def resolve(loaded: LoadedSpec) -> Resolution:
                 available = source.available_steps(seed)
                 where = f"models.{name}.checkpoints"
                 steps = resolve_selector(source.selector(), available, where=where)
+                extra = set((extra_steps or {}).get((name, seed), ())) - set(steps)
+                if extra:
+                    known = set(available)
+                    bad = sorted(s for s in extra if s not in known)
+                    if bad:
+                        raise CheckpointError(f"{where}: added step {bad[0]} is not available")
+                    steps = sorted(set(steps) | extra)
                 ids = tuple(source.checkpoint_identity(seed, s) for s in steps)
             except CheckpointError as exc:
                 problems.append(

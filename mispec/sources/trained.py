@@ -141,7 +141,13 @@ class TrainedSource(ModelSource):
         return max(missing) - max([s for s in saved if s <= min(missing)], default=0)
 
     def prepare(
-        self, seed: int, steps: list[int], store_dir: Path, *, progress: bool = True
+        self,
+        seed: int,
+        steps: list[int],
+        store_dir: Path,
+        *,
+        progress: bool = True,
+        on_checkpoint: Callable[..., dict[str, float]] | None = None,
     ) -> int:
         from mispec.models.training import ensure_trained
 
@@ -153,6 +159,7 @@ class TrainedSource(ModelSource):
             store_dir,
             progress=progress,
             **self._how(seed, store_dir),
+            on_checkpoint=on_checkpoint,
         )
         return report.steps_trained
 

@@ -28,6 +28,10 @@ def check_spec(spec: Spec, source: SourceMap, base_dir: Path) -> list[Problem]:
     from mispec.spec.pair_checks import check_pairs  # two sides of a comparison
 
     problems.extend(check_pairs(spec, source, base_dir))
+    if not problems:
+        from mispec.spec.zoom_checks import zoom_problems  # refine: and live: keys
+
+        problems.extend(zoom_problems(spec, source))
     from mispec.spec import preflight  # files, sizes, prompt sets, dims along inputs
 
     problems.extend(preflight.check_resources(spec, source, base_dir))

@@ -406,13 +406,43 @@ class _BuiltinSourceSpec(ModelSpecBase):
     @model_serializer(mode="wrap")
     def _with_absent_sources(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
+        for key in _ABSENT_WHEN_UNSET:  # keys added later: an entry without them dumps as before
+            if data.get(key, 0) is None:
+                del data[key]
         return {**dict.fromkeys(BUILTIN_SOURCE_KEYS), **data}
+
+
+class RefineSpec(Strict):
+    """Adaptive checkpoints around a transition: after a first pass, add checkpoints inside
+    the gap where a ``crossing_step`` metric's series crosses its level, round after round,
+    until the gap is at most ``resolution`` steps or ``budget`` checkpoints were added
+    (``mispec.execute.refine``)."""
+
+    transition: Name = Field(
+        description="a crossing_step metric of this spec: its series and level say what to locate"
+    )
+    resolution: Annotated[int, Field(ge=1, le=MAX_STEP)] = Field(
+        default=1, description="stop when the crossing is known to this many steps"
+    )
+    budget: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        default=32, description="at most this many extra checkpoints per seed"
+    )
+    split: Annotated[int, Field(ge=2, le=64)] = Field(
+        default=4, description="each round cuts the gap into this many parts (split - 1 new steps)"
+    )
 
 
 class TrainedModelSpec(_BuiltinSourceSpec):
     """``train:`` a toy model that mispec trains (every step exists)."""
 
     train: TrainSpec = Field(description="a toy model mispec trains itself on an algorithmic task")
+    refine: RefineSpec | None = Field(
+        default=None, description="add checkpoints where a transition happens (adaptive)"
+    )
+    live: list[Name] | None = Field(
+        default=None,
+        description="metrics computed inside the training loop at checkpoint steps, shown live",
+    )
 
     def source_name(self) -> str:
         return "train"
@@ -458,6 +488,7 @@ class PluginModelSpec(ModelSpecBase):
 
 
 BUILTIN_SOURCE_KEYS = ("train", "pretrained", "path")
+_ABSENT_WHEN_UNSET = ("refine", "live")
 SOURCE_KEYS = (*BUILTIN_SOURCE_KEYS, "source")
 _ENTRY_TAGS = {
     "train": "TrainedModelSpec",

@@ -43,6 +43,11 @@ fourier_sparsity          weights       (component,)
 llc                       intervention  ()  (needs the llc extra: devinterp)
 transition_step,          reduction     input dims without step
 transition_size
+crossing_step,            reduction     input dims without step
+crossing_width
+warning_step,             reduction     ()  (inputs progress, target)
+warning_lead,
+false_alarms
 pca_over_steps            reduction     (step, pc)
 grokking_phases           reduction     (phase,)
 logits                    activation    (batch, vocab)
@@ -74,8 +79,10 @@ from mispec.metrics.builtin import (  # noqa: F401  (registers on import)
     checkpoint_values,
     comparisons,
     cross_patching,
+    crossing,
     digits,
     dla,
+    early_warning,
     grokking,
     interventions,
     llc,

@@ -23,13 +23,9 @@ from mispec.lazy import xr
 def assign(similarity: np.ndarray) -> np.ndarray:
     """For a square ``[n, n]`` similarity, the column assigned to each row so that the total
     similarity is maximal (a permutation; Hungarian assignment)."""
-    sim = np.nan_to_num(np.asarray(similarity, dtype=np.float64), nan=-1.0)
-    try:
-        from scipy.optimize import linear_sum_assignment
-    except ImportError:  # scipy is a dependency; an older environment still gets the answer
-        from mispec.metrics.builtin._assignment import max_assignment
+    from scipy.optimize import linear_sum_assignment
 
-        return max_assignment(sim)
+    sim = np.nan_to_num(np.asarray(similarity, dtype=np.float64), nan=-1.0)
     rows, cols = linear_sum_assignment(sim, maximize=True)
     out = np.empty(sim.shape[0], dtype=np.int64)
     out[rows] = cols
