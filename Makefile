@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) torch
-	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) -e '.[dev,plot,dask]'
+	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) -e '.[dev,plot,dask,llc]'
 	touch $(STAMP)
 
 # The report test screenshots report.html in headless Chromium. Installs Debian's `chromium`

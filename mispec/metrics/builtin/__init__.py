@@ -40,6 +40,7 @@ key_frequencies           activation    (freq,)
 restricted_loss,          activation    ()  (input: key frequencies)
 excluded_loss
 fourier_sparsity          weights       (component,)
+llc                       intervention  ()  (needs the llc extra: devinterp)
 transition_step,          reduction     input dims without step
 transition_size
 crossing_step,            reduction     input dims without step
@@ -84,6 +85,7 @@ from mispec.metrics.builtin import (  # noqa: F401  (registers on import)
     early_warning,
     grokking,
     interventions,
+    llc,
     logits,
     loss,
     neurons,
