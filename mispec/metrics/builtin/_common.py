@@ -12,7 +12,7 @@ real positions of the padded batch are exactly each prompt run alone.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -161,3 +161,22 @@ def next_token_loss(logits: Any, tokens: Any, weights: Any) -> Any:
     logp = logits.gather(-1, target[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
     w = weights.to(logp.device)
     return -(logp * w).sum() / w.sum()
+
+
+def weight_tensors(
+    bridge: Any, keep: Callable[[str], bool] | None = None
+) -> Iterator[tuple[str, Any]]:
+    """The checkpoint's floating-point ``state_dict`` entries, in order, each tensor once:
+    tensors that share storage (tied embeddings) are yielded under their first name.
+    ``keep``: only the names it accepts (checked before the once-only rule)."""
+    seen: set[tuple[int, int]] = set()
+    for name, value in bridge.state_dict().items():
+        if not getattr(value, "is_floating_point", lambda: False)():
+            continue
+        if keep is not None and not keep(name):
+            continue
+        ident = (value.untyped_storage().data_ptr(), value.storage_offset())
+        if ident in seen:
+            continue
+        seen.add(ident)
+        yield name, value

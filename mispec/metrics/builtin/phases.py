@@ -34,7 +34,7 @@ import numpy as np
 
 from mispec.errors import UserError
 from mispec.lazy import torch, xr
-from mispec.metrics.builtin._common import act, answer_positions
+from mispec.metrics.builtin._common import act, answer_positions, weight_tensors
 from mispec.metrics.core import metric
 
 
@@ -68,16 +68,8 @@ def flat_weights(bridge: Any, include: list[str] | None = None) -> Any:
     only the parameters whose name starts with one of these prefixes (e.g. ``[embed,
     blocks.0.mlp]``). ``attrs``: the parameter names taken (``parameters``)."""
     parts, names = [], []
-    seen: set[tuple[int, int]] = set()
-    for name, value in bridge.state_dict().items():
-        if not getattr(value, "is_floating_point", lambda: False)():
-            continue
-        if include is not None and not any(name.startswith(p) for p in include):
-            continue
-        ident = (value.untyped_storage().data_ptr(), value.storage_offset())
-        if ident in seen:
-            continue
-        seen.add(ident)
+    keep = None if include is None else (lambda name: any(name.startswith(p) for p in include))
+    for name, value in weight_tensors(bridge, keep):
         names.append(name)
         parts.append(value.detach().to("cpu", torch.float64).reshape(-1).numpy())
     if not parts:

@@ -23,7 +23,7 @@ import numpy as np
 
 from mispec.errors import MetricError
 from mispec.lazy import torch, xr
-from mispec.metrics.builtin._common import check_choice
+from mispec.metrics.builtin._common import check_choice, weight_tensors
 from mispec.metrics.core import InputDims, metric
 
 
@@ -41,14 +41,7 @@ def parameters(bridge: Any) -> Any:
     """Every floating-point ``state_dict`` entry, flattened, one row per entry (NaN-padded
     to the longest); tensors that share storage (tied embeddings) appear once."""
     rows: dict[str, np.ndarray] = {}
-    seen: set[tuple[int, int]] = set()
-    for name, value in bridge.state_dict().items():
-        if not getattr(value, "is_floating_point", lambda: False)():
-            continue
-        ident = (value.untyped_storage().data_ptr(), value.storage_offset())
-        if ident in seen:
-            continue
-        seen.add(ident)
+    for name, value in weight_tensors(bridge):
         rows[name] = value.detach().to("cpu", torch.float32).reshape(-1).numpy()
     width = max(r.size for r in rows.values())
     out = np.full((len(rows), width), np.nan, dtype=np.float32)

@@ -42,7 +42,7 @@ import numpy as np
 
 from mispec.errors import UserError
 from mispec.lazy import torch, xr
-from mispec.metrics.builtin._common import check_choice
+from mispec.metrics.builtin._common import check_choice, weight_tensors
 from mispec.metrics.core import metric
 from mispec.metrics.forward import eval_mode
 
@@ -144,14 +144,7 @@ def weight_norm(bridge: Any, group: Literal["parameter", "layer", "total"] = "to
     Tensors that share storage (tied embeddings) count once."""
     check_choice("group", group, ("parameter", "layer", "total"))
     sums: dict[str, float] = {}
-    seen: set[tuple[int, int]] = set()
-    for name, value in bridge.state_dict().items():
-        if not getattr(value, "is_floating_point", lambda: False)():
-            continue
-        ident = (value.untyped_storage().data_ptr(), value.storage_offset())
-        if ident in seen:
-            continue
-        seen.add(ident)
+    for name, value in weight_tensors(bridge):
         key = {"total": "total", "layer": _layer_group(name), "parameter": name}[group]
         sq = float(value.detach().to(torch.float64).pow(2).sum())
         sums[key] = sums.get(key, 0.0) + sq
