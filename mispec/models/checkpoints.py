@@ -20,6 +20,8 @@ from safetensors import SafetensorError
 from safetensors.torch import safe_open, save_file
 
 from mispec.errors import CheckpointError
+from mispec.models import tensor_file
+from mispec.models.tensor_file import TensorFile
 
 CHECKSUM_KEY = "mispec_checksum"
 
@@ -59,17 +61,30 @@ def read_tensors(
     path: Path, *, verify: bool = True
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and metadata of a safetensors file, checksum verified when recorded."""
+    found = read_file(path, verify=verify)
+    return found.tensors, found.metadata
+
+
+def read_file(path: Path, *, verify: bool = True) -> TensorFile:
+    """The whole file read once (:mod:`mispec.models.tensor_file`: tensors are views of one
+    buffer), checksum verified from its bytes when recorded. A file with a dtype that module
+    does not know is read by the safetensors library instead."""
     path = Path(path)
     try:
-        with safe_open(str(path), framework="pt") as f:  # one open for tensors and metadata
-            meta = dict(f.metadata() or {})
-            tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118
-    except (SafetensorError, OSError, ValueError) as exc:
+        found = tensor_file.read(path)
+        if found is None:
+            with safe_open(str(path), framework="pt") as f:  # one open for tensors and metadata
+                meta = dict(f.metadata() or {})
+                tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118
+            found = TensorFile(tensors, meta, {}, bytearray())  # no spans: per tensor
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError) as exc:
         raise CorruptCheckpoint(f"{path}: unreadable checkpoint ({exc})") from exc
-    expected = meta.get(CHECKSUM_KEY)
-    if verify and expected is not None and tensors_digest(tensors) != expected:
-        raise CorruptCheckpoint(f"{path}: checksum mismatch (the file is corrupt)")
-    return tensors, meta
+    expected = found.metadata.get(CHECKSUM_KEY)
+    if verify and expected is not None:
+        actual = found.digest() if found.spans else tensors_digest(found.tensors)
+        if actual != expected:
+            raise CorruptCheckpoint(f"{path}: checksum mismatch (the file is corrupt)")
+    return found
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -122,10 +122,10 @@ def read_finite(
     :class:`~mispec.models.checkpoints.CorruptCheckpoint`). One holding a NaN or an inf,
     saved by an older mispec from a run that diverged, is refused: every non-finite file of
     its run folder is removed and :class:`TrainingDivergedError` says what to change."""
-    tensors, meta = ckpt.read_tensors(path)
-    bad = nonfinite_names(tensors)
+    found = ckpt.read_file(path)  # one read; finiteness checked over runs of tensors
+    bad = found.nonfinite_names()
     if not bad:
-        return tensors, meta
+        return found.tensors, found.metadata
     removed = purge_nonfinite(Path(path).parent)
     raise TrainingDivergedError(
         f"model '{name}' seed {seed}: the saved checkpoint of step {step} ({path}) holds "
