@@ -1,8 +1,8 @@
 """The local executor: every work node in this process, one after the other, in the
 order the walk submits them (one (model, seed) at a time, so one model stays loaded) —
-except long training runs, which train side by side in their own processes when cores are
-free (:mod:`mispec.execute.parallel_training`), while this process goes on with the work
-that is ready."""
+except the lanes of long training runs (a (model, seed)'s training and the work that waits
+only on it), which run side by side in their own processes when cores are free
+(:mod:`mispec.execute.lanes`), while this process goes on with the work that is ready."""
 
 from __future__ import annotations
 
@@ -25,10 +25,10 @@ if TYPE_CHECKING:
 
 
 class LocalOptions(ExecutorOptions):
-    """``processes``: how many (model, seed) runs may train at once, each in its own process
-    (``auto``: as many as the cores hold ``torch_threads`` each; 1: all in this process);
-    ``parallel_min_steps``: runs with fewer training steps left train in this process
-    (starting one costs about as much as training a few hundred toy steps)."""
+    """``processes``: how many (model, seed) runs may train and be evaluated at once, each in
+    its own process (``auto``: as many as the cores hold ``torch_threads`` each; 1: all in
+    this process); ``parallel_min_steps``: runs with fewer training steps left run in this
+    process (starting one costs about as much as training a few hundred toy steps)."""
 
     processes: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
     parallel_min_steps: Annotated[int, Field(ge=0)] = 500
@@ -55,36 +55,61 @@ class LocalExecutor(Executor):
         self._upstream[node.id] = upstream
 
     def as_completed(self) -> Iterator[tuple[WorkNode | None, Outcome]]:
-        from mispec.execute.parallel_training import TrainingPool, worth_parallel
-        from mispec.execute.remote import outcome_of
+        """Run the queue here, except the lanes (one (model, seed)'s training and the work
+        that waits only on it) given to worker processes; this process runs, in queue order,
+        the first node that is not a lane's and whose upstream is done, and waits for a lane
+        only when nothing else is ready."""
+        from mispec.execute.lanes import LanePool, lanes_of, worth_parallel
 
         ctx = self._ctx
-        nodes, n = worth_parallel(
+        trains, n = worth_parallel(
             ctx,
             self._queue,
             processes=self.options.processes,
             min_steps=self.options.parallel_min_steps,
             threads=self.profile.torch_threads,
         )
-        pool = TrainingPool(ctx, nodes, n, self.profile.torch_threads) if n else None
-        if pool is not None:
+        pool = None
+        if n:
+            pool = LanePool(ctx, lanes_of(trains, self._queue, self._upstream), n, self.profile)
             self._stack.callback(pool.close)
+        pending = list(self._queue)
         done: set[str] = set()
-        for node in self._queue:
-            if pool is not None and pool.owns(node):
-                pool.start(self._upstream, done)
-                self._progress.starting(node)
-                outcome = outcome_of(pool.result(node))
-            else:
-                if pool is not None:
-                    pool.start(self._upstream, done)
-                self._progress.starting(node)
-                run_work_node(ctx, node, progress=self._progress.enabled)
-                outcome = Outcome()
-            done.add(node.id)
-            yield node, outcome
-            if outcome.failure is not None:
+
+        def ready(node: WorkNode) -> bool:
+            return all(u.id in done for u in self._upstream[node.id])
+
+        while pending:
+            ended: list[tuple[WorkNode, Outcome]] = []
+            if pool is not None:
+                for first in pool.start(self._upstream, done):
+                    self._progress.starting(first)
+                ended = list(pool.finished(block=False))
+            here = next(
+                (x for x in pending if (pool is None or not pool.owns(x)) and ready(x)), None
+            )
+            if not ended and here is None:
+                assert pool is not None and pool.busy, "nothing ready and no lane running"
+                ended = list(pool.finished(block=True))
+            if pool is not None and any(o.failure is not None for _, o in ended):
+                while pool.busy:  # the lanes still running end too: every failure is told,
+                    ended += pool.finished(block=True)  # the first in queue order first
+                rank = {node.id: i for i, node in enumerate(self._queue)}
+                ended.sort(key=lambda item: rank[item[0].id])
+            for node, outcome in ended:
+                done.add(node.id)
+                pending.remove(node)
+                yield node, outcome
+            if any(o.failure is not None for _, o in ended):
                 return  # the walk raises it; nodes after it would read what is missing
+            if ended:
+                continue  # a lane's nodes may have made other nodes ready, or lanes startable
+            assert here is not None
+            self._progress.starting(here)
+            run_work_node(ctx, here, progress=self._progress.enabled)
+            done.add(here.id)
+            pending.remove(here)
+            yield here, Outcome()
         ctx.writer.flush()  # raises the first failed write
 
     def finalize(self) -> None:

@@ -1,5 +1,6 @@
-"""The local executor trains independent (model, seed) runs in their own processes when cores
-are free: the checkpoints and results equal a serial run's bit for bit."""
+"""The local executor runs independent (model, seed) lanes — training and the checkpoint
+groups and reductions that wait only on it — in their own processes when cores are free:
+the checkpoints and results equal a serial run's bit for bit."""
 
 from __future__ import annotations
 
@@ -54,12 +55,12 @@ def test_parallel_training_equals_serial_bit_for_bit(tmp_path):
 
 
 def test_short_runs_train_in_this_process(tmp_path, monkeypatch):
-    import mispec.execute.parallel_training as pt
+    import mispec.execute.lanes as pt
 
     def no_pool(*args, **kwargs):
         raise AssertionError("a pool was started for 40-step runs")
 
-    monkeypatch.setattr(pt, "TrainingPool", no_pool)
+    monkeypatch.setattr(pt, "LanePool", no_pool)
     (tmp_path / "spec.yaml").write_text(TWO_SEEDS)
     auto = _profile(tmp_path, "auto", "processes: auto\n")  # parallel_min_steps: 500
     result = mispec.run(tmp_path / "spec.yaml", executor=str(auto), progress=False)
@@ -119,3 +120,58 @@ def test_fine_tuned_runs_train_in_processes_after_their_parent(tmp_path):
     assert sum("model_" in k for k in a) == 2 * (3 + 2) and a == b
     for name in ("base", "tuned"):
         xr.testing.assert_identical(one.open()[name].to_dataset(), two.open()[name].to_dataset())
+
+
+CROSS_SEED = (
+    TWO_SEEDS
+    + """\
+  seed_gap: {fn: "lane_plugin:minus", inputs: {value: loss, ref: {metric: loss, seed: 0}}}
+"""
+)
+PLUGIN = """
+from mispec.metrics.core import metric
+
+
+@metric(dims=(), inputs=("value", "ref"))
+def minus(value, ref):
+    return value - ref
+"""
+
+
+def test_lanes_hold_what_waits_only_on_their_own_training(tmp_path):
+    """A lane is its run's training, groups and reductions; a cell that reads another
+    seed's cell (and the groups that hold it) stays in the run's own process."""
+    from mispec.execute.lanes import lanes_of
+
+    (tmp_path / "spec.yaml").write_text(CROSS_SEED)
+    (tmp_path / "lane_plugin.py").write_text(PLUGIN)
+    planned = mispec.plan(tmp_path / "spec.yaml")
+    order = planned.plan.work_order()
+    work = planned.plan.work()
+    upstream = {n.id: [work.nodes[u]["node"] for u in work.predecessors(n.id)] for n in order}
+    trains = [n for n in order if n.id.startswith("train:")]
+    lanes = lanes_of(trains, order, upstream)
+    ids = [[n.id for n in lane] for lane in lanes]
+    assert [lane[0] for lane in ids] == ["train:toy/s0", "train:toy/s1"]
+    assert len(ids[0]) == 1 + 3 + 1  # training, 3 groups, the transition reduction
+    # seed 1's groups read seed 0's loss: they wait on lane 0, so they run here
+    assert ids[1] == ["train:toy/s1"]
+    everything = {n.id for n in order}
+    assert len(everything - {i for lane in ids for i in lane}) == 3 + 1  # s1 groups + reduction
+
+
+def test_work_reading_another_lane_equals_serial(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "spec.yaml").write_text(CROSS_SEED)
+        (tmp_path / name / "lane_plugin.py").write_text(PLUGIN)  # found beside the spec
+    serial = _profile(tmp_path, "serial", "processes: 1\n")
+    parallel = _profile(tmp_path, "parallel", "processes: 2\nparallel_min_steps: 1\n")
+    one = mispec.run(tmp_path / "a" / "spec.yaml", executor=str(serial), progress=False)
+    two = mispec.run(tmp_path / "b" / "spec.yaml", executor=str(parallel), progress=False)
+    assert one.counters == two.counters
+    xr.testing.assert_identical(one.open()["toy"].to_dataset(), two.open()["toy"].to_dataset())
+    gap = two.open()["toy"].to_dataset()["seed_gap"]
+    loss = two.open()["toy"].to_dataset()["loss"]
+    expected = loss - loss.sel(seed=0)
+    assert float(abs(gap - expected).max()) == 0.0 and float(abs(gap.sel(seed=1)).max()) > 0

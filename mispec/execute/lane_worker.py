@@ -1,0 +1,85 @@
+"""A lane worker process: ``python -m mispec.execute.lane_worker`` reads one job as JSON on
+stdin (see :class:`mispec.execute.lanes.LanePool`), rebuilds the run's plan from the spec
+(refusing to go on if its key differs from the caller's), runs the lane's work nodes in
+order into the shared store under pinned torch threads, and prints its record as one JSON
+line: ``{"counters": {...}, "done": [node ids]}``, plus ``"failed"`` (a failure record of
+:mod:`mispec.execute.remote`) when a node failed."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+
+def run_lane(job: dict[str, Any]) -> dict[str, Any]:
+    from mispec.errors import ExecutorError, MispecError
+    from mispec.execute.context import RunContext
+    from mispec.execute.memory import tune_malloc
+    from mispec.execute.remote import failure
+    from mispec.execute.tasks import run_work_node
+    from mispec.execute.threads import pinned_torch_threads
+    from mispec.registry import beside
+    from mispec.store.store import Store
+
+    base_dir = Path(job["base_dir"])
+    done: list[str] = []
+    current = job["nodes"][0]
+    ctx = None
+    tune_malloc()
+    try:
+        # plugins named `module:name` are found beside the spec, as when it was validated
+        with beside(base_dir), pinned_torch_threads(job["threads"]):
+            plan = _plan(job, base_dir)
+            if plan.key != job["plan_key"]:
+                raise ExecutorError(
+                    f"a worker process rebuilt a different plan ({plan.key}, not "
+                    f"{job['plan_key']}): a plugin or a file the spec reads changed during "
+                    "the run; run it again"
+                )
+            ctx = RunContext(
+                plan,
+                base_dir,
+                Store(Path(job["store"])),
+                device=job["device"],
+                batch_size=job["batch_size"],
+            )
+            for node_id in job["nodes"]:
+                current = node_id
+                run_work_node(ctx, plan.node(node_id))  # type: ignore[arg-type]
+                done.append(node_id)
+    except MispecError as exc:
+        record = failure(current, exc)
+    else:
+        record = {}
+    finally:
+        if ctx is not None:
+            ctx.close()
+    counters = asdict(ctx.counters) if ctx is not None else {}
+    return {**record, "counters": counters, "done": done}
+
+
+def _plan(job: dict[str, Any], base_dir: Path) -> Any:
+    """The caller's plan, rebuilt from the validated spec and every series' steps."""
+    from mispec.planning.graph import build_plan
+    from mispec.planning.resolve import resolve
+    from mispec.spec.load import LoadedSpec
+    from mispec.spec.schema import Spec
+    from mispec.spec.yaml_source import SourceMap
+
+    spec = Spec.model_validate(job["spec"], strict=False)
+    path = base_dir / "spec.yaml"  # only its folder is used: relative paths resolve there
+    loaded = LoadedSpec(spec, path, SourceMap(root_file=str(path)), "")
+    steps = {(m, int(s)): [int(x) for x in xs] for m, s, xs in job["steps"]}
+    return build_plan(spec, resolve(loaded, steps), base_dir)
+
+
+def main() -> None:
+    record = run_lane(json.loads(sys.stdin.read()))
+    sys.stdout.write(json.dumps(record) + "\n")
+
+
+if __name__ == "__main__":
+    main()

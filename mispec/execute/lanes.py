@@ -1,0 +1,205 @@
+"""Lanes: the work of independent (model, seed) runs side by side, one process each, while
+the local executor goes on with whatever is ready.
+
+Training a toy model and evaluating its checkpoints is most of a study's time (the default
+study: two seeds, each ~1000 training steps and 40 checkpoint groups, one after the other on
+one core while the other idled). A *lane* is one (model, seed)'s training node plus every
+later node of that (model, seed) — its checkpoint groups, its reductions — that waits on
+nothing outside the lane. Each lane runs in its own process (a fresh interpreter, no forked
+torch state) with the profile's pinned ``torch_threads``, exactly as it would in this
+process, so the checkpoints and cells it writes into the shared store are bit-identical to a
+serial run's (tests/test_lanes.py). A node that reads another lane's work (another seed's
+cell, a comparison across seeds) runs in this process once that lane is done; a lane whose
+training waits on another run (``init_from``) starts once that run is trained.
+
+When it pays: a process costs a fresh import of torch (~2-3 s), so only runs with at least
+``parallel_min_steps`` training steps left get a lane; ``processes: auto`` uses as many
+processes as the cores hold ``torch_threads`` each.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mispec.execute.context import RunContext
+    from mispec.execute.executor import Outcome
+    from mispec.planning.nodes import TrainNode, WorkNode
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def worth_parallel(
+    ctx: RunContext,
+    nodes: Sequence[WorkNode],
+    *,
+    processes: int | str,
+    min_steps: int,
+    threads: int | None,
+) -> tuple[list[TrainNode], int]:
+    """The training nodes whose lanes run in processes, and how many processes (0: none)."""
+    from mispec.execute.live import live_metrics
+    from mispec.planning.nodes import TrainNode
+
+    plan = ctx.plan
+    big: list[TrainNode] = []
+    for node in nodes:
+        if not isinstance(node, TrainNode) or live_metrics(ctx, node.model):
+            continue  # live: metrics run in the training loop, in this process
+        source = plan.resolution.sources[node.model]
+        steps = list(plan.resolution.series[(node.model, node.seed)].steps)
+        left = source.training_steps_left(node.seed, steps, ctx.store.root)
+        if left is not None and left >= min_steps:
+            big.append(node)
+    if processes == "auto":
+        n = min(len(big), max(1, usable_cores() // (threads or 1)))
+    else:
+        n = min(len(big), int(processes))
+    return (big, n) if n >= 2 else ([], 0)
+
+
+def lanes_of(
+    trains: Sequence[TrainNode],
+    queue: Sequence[WorkNode],
+    upstream: Mapping[str, Sequence[WorkNode]],
+) -> list[list[WorkNode]]:
+    """Each training node followed by the nodes of its (model, seed), in queue order, whose
+    upstream nodes all lie in the lane (``queue`` is in dependency order)."""
+    lanes: list[list[WorkNode]] = []
+    for train in trains:
+        members = {train.id}
+        lane: list[WorkNode] = [train]
+        for node in queue:
+            if node.id in members or (node.model, node.seed) != (train.model, train.seed):
+                continue
+            ups = upstream.get(node.id, ())
+            if ups and all(u.id in members for u in ups):
+                members.add(node.id)
+                lane.append(node)
+        lanes.append(lane)
+    return lanes
+
+
+class LanePool:
+    """Runs lanes in up to ``n`` worker processes at once. :meth:`start` those whose first
+    node's upstream is done; :meth:`finished` yields each node of the lanes that ended, with
+    its outcome.
+
+    A worker is ``python -m mispec.execute.lane_worker`` told its job as JSON on stdin (the
+    spec, the steps of every series, the lane's node ids, the store, the run settings): nothing is
+    pickled, nothing of the caller's ``__main__`` is imported again, and no user text is a
+    command-line option. The worker rebuilds the plan and refuses to run if its key differs."""
+
+    def __init__(self, ctx: RunContext, lanes: list[list[WorkNode]], n: int, settings: Any):
+        self._ctx, self._settings = ctx, settings
+        self._todo = {lane[0].id: lane for lane in lanes}
+        self._owner = {node.id: lane[0].id for lane in lanes for node in lane}
+        self._running: dict[Future[dict[str, Any]], list[WorkNode]] = {}
+        self._pool = ThreadPoolExecutor(n, thread_name_prefix="mispec-lane")
+
+    def owns(self, node: WorkNode) -> bool:
+        return node.id in self._owner
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._running)
+
+    def start(self, upstream: Mapping[str, Sequence[WorkNode]], done: set[str]) -> list[WorkNode]:
+        """Start every held lane whose first node's upstream nodes are all done; the nodes
+        that started."""
+        started = []
+        for first, lane in list(self._todo.items()):
+            if all(u.id in done for u in upstream.get(first, ())):
+                del self._todo[first]
+                self._running[self._pool.submit(run_worker, self._job(lane))] = lane
+                started.append(lane[0])
+        return started
+
+    def finished(self, *, block: bool) -> Iterator[tuple[WorkNode, Outcome]]:
+        """The nodes of every lane that has ended (waiting for one when ``block``)."""
+        from mispec.execute.context import Counters
+        from mispec.execute.executor import Outcome
+        from mispec.execute.remote import outcome_of
+
+        if not self._running:
+            return
+        ended, _ = wait(self._running, timeout=None if block else 0, return_when=FIRST_COMPLETED)
+        for future in ended:
+            lane = self._running.pop(future)
+            record = future.result()
+            ran = set(record.get("done", ()))
+            failed = record.get("failed")
+            counted = False
+            for node in lane:
+                if node.id in ran:
+                    counters = None if counted else Counters(**record.get("counters", {}))
+                    counted = True
+                    yield node, Outcome(counters=counters)
+                elif failed is not None and failed.get("task") == node.id:
+                    outcome = outcome_of({"failed": failed})
+                    if not counted:
+                        outcome.counters = Counters(**record.get("counters", {}))
+                        counted = True
+                    yield node, outcome
+                else:
+                    yield node, Outcome(skipped=True)
+
+    def _job(self, lane: list[WorkNode]) -> dict[str, Any]:
+        plan, ctx, settings = self._ctx.plan, self._ctx, self._settings
+        return {
+            "nodes": [node.id for node in lane],
+            "spec": plan.spec.model_dump(mode="json", by_alias=True),
+            "base_dir": str(plan.base_dir),
+            # every series' steps: a refine round's added checkpoints are part of the plan
+            "steps": [
+                [m, s, list(series.steps)] for (m, s), series in plan.resolution.series.items()
+            ],
+            "plan_key": plan.key,
+            "store": str(ctx.store.root),
+            "device": settings.device,
+            "batch_size": settings.batch_size,
+            "threads": settings.torch_threads,
+        }
+
+    def close(self) -> None:
+        for future in self._running:
+            future.cancel()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run_worker(job: dict[str, Any]) -> dict[str, Any]:
+    """Run one lane in a worker process; its record (counters, the nodes done, a failure)."""
+    import json
+    import subprocess
+    import sys
+
+    from mispec.errors import ExecutorError
+    from mispec.execute.remote import failure
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "mispec.execute.lane_worker"],
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        tail = proc.stderr.strip().splitlines()[-5:]
+        return failure(
+            job["nodes"][0],
+            ExecutorError(
+                f"the worker process of {job['nodes'][0]} exited with code {proc.returncode}: "
+                + " | ".join(tail)
+            ),
+        )
+    record: dict[str, Any] = json.loads(lines[-1])
+    return record
