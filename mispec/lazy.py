@@ -14,8 +14,14 @@ class LazyModule(ModuleType):
         self._lazy_name = name
 
     def __getattr__(self, attr: str) -> Any:
+        """Called only for a name this proxy does not hold yet: fetch it from the real
+        module and keep it, so the next access is a plain attribute read (metrics touch
+        ``torch.*`` thousands of times per sweep; each miss costs an import lookup)."""
         module = importlib.import_module(self._lazy_name)
-        return getattr(module, attr)
+        value = getattr(module, attr)
+        if not attr.startswith("__"):
+            setattr(self, attr, value)
+        return value
 
 
 torch: Any = LazyModule("torch")

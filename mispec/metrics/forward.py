@@ -20,6 +20,7 @@ micro-batches concatenated in order into preallocated outputs.
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -62,13 +63,26 @@ def eval_mode(bridge: Any) -> Iterator[None]:
 
 
 def check_hooks(bridge: Any, names: Sequence[str]) -> None:
-    """A readable error for a hook name this model does not have (instead of a KeyError)."""
+    """A readable error for a hook name this model does not have (instead of a KeyError).
+    A bridge's hook names are read once (``hook_dict`` walks the module tree on each call)."""
+    key = tuple(names)
+    try:
+        checked = _CHECKED_HOOKS.setdefault(bridge, set())
+    except TypeError:  # not weak-referenceable: check every time
+        checked = set()
+    if key in checked:
+        return
     available = bridge.hook_dict
     for name in names:
         if name not in available:
             raise UserError(
                 f"hook '{name}' does not exist on this model{did_you_mean(name, list(available))}"
             )
+    checked.add(key)
+
+
+# bridge -> the hook-name tuples already found on it (a loaded checkpoint keeps its hooks)
+_CHECKED_HOOKS: weakref.WeakKeyDictionary[Any, set[tuple[str, ...]]] = weakref.WeakKeyDictionary()
 
 
 def run_forward(

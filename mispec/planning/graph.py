@@ -85,7 +85,11 @@ class Plan:
     # ------------------------------------------------------------------ work
     def work(self) -> nx.DiGraph:
         """The work graph: training, group and reduction nodes, with an edge wherever one
-        needs what another produces (through the cells and forwards a group owns)."""
+        needs what another produces (through the cells and forwards a group owns). Built
+        once per plan (a plan never changes); callers must not modify it."""
+        cached = self.__dict__.get("_work")
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
         g = self.graph
         work = nx.DiGraph()
         for node in self.nodes():
@@ -95,6 +99,7 @@ class Plan:
             a, b = self.owner(u), self.owner(v)
             if a is not None and b is not None and a != b:
                 work.add_edge(a, b)
+        self.__dict__["_work"] = work  # frozen dataclass: cache beside the fields
         return work
 
     def owner(self, node_id: str) -> str | None:
