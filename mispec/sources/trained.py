@@ -230,12 +230,26 @@ class TrainedSource(ModelSource):
     def _state_for(self, seed: int, store_dir: Path) -> Callable[[int], dict[str, torch.Tensor]]:
         from mispec.models import checkpoints as ckpt
         from mispec.models.divergence import read_finite
+        from mispec.models.read_ahead import ReadAhead
 
         folder = runs.run_dir(self.train, seed, store_dir, self.lineage(seed))
         train, name = self.train, self.name
         prepare = self.prepare
+        saved: list[int] = []  # listed at the first load (training runs before it)
+
+        def read(step: int) -> tuple[dict[str, torch.Tensor], list[str]]:
+            found = ckpt.read_file(folder / runs.MODEL_FILE.format(step=step))
+            return found.tensors, found.nonfinite_names()
+
+        ahead = ReadAhead(read)
 
         def state_for(step: int) -> dict[str, torch.Tensor]:
+            early = ahead.take(step)
+            if not saved:
+                saved.extend(sorted(runs.saved_steps(train, seed, store_dir, self.lineage(seed))))
+            ahead.start(next((s for s in saved if s > step), None))
+            if early is not None and not early[1]:
+                return early[0]  # read, verified and finite: what read_finite returns
             path = folder / runs.MODEL_FILE.format(step=step)
             if path.is_file():
                 try:  # a NaN/inf checkpoint raises TrainingDivergedError
