@@ -125,7 +125,7 @@ def test_fine_tuned_runs_train_in_processes_after_their_parent(tmp_path):
 CROSS_SEED = (
     TWO_SEEDS
     + """\
-  seed_gap: {fn: "lane_plugin:minus", inputs: {value: loss, ref: {metric: loss, seed: 0}}}
+  seed_gap: {fn: "lane_plugin:lane_gap", inputs: {value: loss, ref: {metric: loss, seed: 0}}}
 """
 )
 PLUGIN = """
@@ -133,7 +133,7 @@ from mispec.metrics.core import metric
 
 
 @metric(dims=(), inputs=("value", "ref"))
-def minus(value, ref):
+def lane_gap(value, ref):
     return value - ref
 """
 
