@@ -175,3 +175,47 @@ def test_work_reading_another_lane_equals_serial(tmp_path):
     loss = two.open()["toy"].to_dataset()["loss"]
     expected = loss - loss.sel(seed=0)
     assert float(abs(gap - expected).max()) == 0.0 and float(abs(gap.sel(seed=1)).max()) > 0
+
+
+def test_evaluation_lanes_from_this_runs_own_timing(tmp_path, monkeypatch):
+    """Without training lanes, once a group of the model is timed, the other seed's pending
+    work (estimated at >= parallel_min_seconds) goes to a worker; results equal serial."""
+    from mispec.execute.lanes import LanePool
+
+    added: list[list[str]] = []
+    real_add = LanePool.add
+
+    def spy(self, lane):
+        added.append([n.id for n in lane])
+        real_add(self, lane)
+
+    monkeypatch.setattr(LanePool, "add", spy)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "spec.yaml").write_text(TWO_SEEDS)
+    serial = _profile(tmp_path, "serial", "processes: 1\n")
+    lanes = _profile(
+        tmp_path,
+        "lanes",
+        "processes: 2\nparallel_min_steps: 100000\nparallel_min_seconds: 0\n",
+    )
+    one = mispec.run(tmp_path / "a" / "spec.yaml", executor=str(serial), progress=False)
+    assert added == []
+    two = mispec.run(tmp_path / "b" / "spec.yaml", executor=str(lanes), progress=False)
+    # seed 0 trains and evaluates here; after its first group, seed 1's whole lane is given away
+    assert len(added) == 1 and added[0][0] == "train:toy/s1"
+    assert [i for i in added[0] if i.startswith("group:")] == [
+        f"group:toy/s1/step{s}" for s in (0, 20, 40)
+    ]
+    assert one.counters == two.counters
+    xr.testing.assert_identical(one.open()["toy"].to_dataset(), two.open()["toy"].to_dataset())
+
+
+def test_no_evaluation_lane_below_the_estimate(tmp_path, monkeypatch):
+    from mispec.execute.lanes import LanePool
+
+    monkeypatch.setattr(LanePool, "add", lambda self, lane: pytest.fail(f"lane {lane[0].id}"))
+    (tmp_path / "spec.yaml").write_text(TWO_SEEDS)
+    lanes = _profile(tmp_path, "lanes", "processes: 2\nparallel_min_steps: 100000\n")
+    result = mispec.run(tmp_path / "spec.yaml", executor=str(lanes), progress=False)
+    assert result.counters["forward_passes"] == 6  # 20 s default: a toy's groups stay here

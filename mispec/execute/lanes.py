@@ -14,7 +14,8 @@ training waits on another run (``init_from``) starts once that run is trained.
 
 When it pays: a process costs a fresh import of torch (~2-3 s), so only runs with at least
 ``parallel_min_steps`` training steps left get a lane; ``processes: auto`` uses as many
-processes as the cores hold ``torch_threads`` each.
+processes as the cores hold ``torch_threads`` each, and none for a model on CUDA (one GPU is
+shared best by one process that batches seeds and checkpoints: ``docs/speed.md``).
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ def worth_parallel(
     for node in nodes:
         if not isinstance(node, TrainNode) or live_metrics(ctx, node.model):
             continue  # live: metrics run in the training loop, in this process
+        if processes == "auto" and ctx.model_device(node.model).startswith("cuda"):
+            continue  # one GPU, one process: batch_seeds / batch_checkpoints use it instead
         source = plan.resolution.sources[node.model]
         steps = list(plan.resolution.series[(node.model, node.seed)].steps)
         left = source.training_steps_left(node.seed, steps, ctx.store.root)
@@ -66,6 +69,18 @@ def worth_parallel(
     return (big, n) if n >= 2 else ([], 0)
 
 
+def lane_processes(
+    ctx: RunContext, queue: Sequence[WorkNode], processes: int | str, settings: Any
+) -> int:
+    """How many lane processes this run may use for evaluation lanes (0 or 1: none)."""
+    if processes != "auto":
+        return int(processes)
+    models = {node.model for node in queue}
+    if any(ctx.model_device(m).startswith("cuda") for m in models):
+        return 0  # one GPU, one process: batch_checkpoints uses it instead
+    return max(1, usable_cores() // (settings.torch_threads or 1))
+
+
 def lanes_of(
     trains: Sequence[TrainNode],
     queue: Sequence[WorkNode],
@@ -73,19 +88,28 @@ def lanes_of(
 ) -> list[list[WorkNode]]:
     """Each training node followed by the nodes of its (model, seed), in queue order, whose
     upstream nodes all lie in the lane (``queue`` is in dependency order)."""
-    lanes: list[list[WorkNode]] = []
-    for train in trains:
-        members = {train.id}
-        lane: list[WorkNode] = [train]
-        for node in queue:
-            if node.id in members or (node.model, node.seed) != (train.model, train.seed):
-                continue
-            ups = upstream.get(node.id, ())
-            if ups and all(u.id in members for u in ups):
-                members.add(node.id)
-                lane.append(node)
-        lanes.append(lane)
-    return lanes
+    return [lane_from(train, queue, upstream, set()) for train in trains]
+
+
+def lane_from(
+    first: WorkNode,
+    queue: Sequence[WorkNode],
+    upstream: Mapping[str, Sequence[WorkNode]],
+    done: set[str],
+) -> list[WorkNode]:
+    """``first`` and the later nodes of its (model, seed), in queue order, that wait only on
+    nodes of the lane or on nodes already ``done`` (a training node's groups wait on it; a
+    ``path:`` model's groups wait on nothing)."""
+    members = {first.id}
+    lane: list[WorkNode] = [first]
+    key = (first.model, first.seed)
+    for node in queue[queue.index(first) + 1 :]:
+        if (node.model, node.seed) != key:
+            continue
+        if all(u.id in members or u.id in done for u in upstream.get(node.id, ())):
+            members.add(node.id)
+            lane.append(node)
+    return lane
 
 
 class LanePool:
@@ -99,11 +123,18 @@ class LanePool:
     command-line option. The worker rebuilds the plan and refuses to run if its key differs."""
 
     def __init__(self, ctx: RunContext, lanes: list[list[WorkNode]], n: int, settings: Any):
-        self._ctx, self._settings = ctx, settings
-        self._todo = {lane[0].id: lane for lane in lanes}
-        self._owner = {node.id: lane[0].id for lane in lanes for node in lane}
+        self._ctx, self._settings, self.size = ctx, settings, n
+        self._todo: dict[str, list[WorkNode]] = {}
+        self._owner: dict[str, str] = {}
         self._running: dict[Future[dict[str, Any]], list[WorkNode]] = {}
         self._pool = ThreadPoolExecutor(n, thread_name_prefix="mispec-lane")
+        for lane in lanes:
+            self.add(lane)
+
+    def add(self, lane: list[WorkNode]) -> None:
+        """Hold ``lane`` until :meth:`start` finds its first node's upstream done."""
+        self._todo[lane[0].id] = lane
+        self._owner.update({node.id: lane[0].id for node in lane})
 
     def owns(self, node: WorkNode) -> bool:
         return node.id in self._owner
@@ -111,6 +142,11 @@ class LanePool:
     @property
     def busy(self) -> bool:
         return bool(self._running)
+
+    @property
+    def free(self) -> int:
+        """Processes neither running nor promised to a held lane."""
+        return self.size - len(self._running) - len(self._todo)
 
     def start(self, upstream: Mapping[str, Sequence[WorkNode]], done: set[str]) -> list[WorkNode]:
         """Start every held lane whose first node's upstream nodes are all done; the nodes

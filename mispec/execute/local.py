@@ -14,7 +14,6 @@ from pydantic import Field
 
 from mispec.execute.executor import Executor, ExecutorOptions, Outcome
 from mispec.execute.memory import tune_malloc
-from mispec.execute.tasks import run_work_node
 from mispec.execute.threads import pinned_torch_threads
 from mispec.store.writer import BackgroundWriter, InlineWriter
 
@@ -28,10 +27,14 @@ class LocalOptions(ExecutorOptions):
     """``processes``: how many (model, seed) runs may train and be evaluated at once, each in
     its own process (``auto``: as many as the cores hold ``torch_threads`` each; 1: all in
     this process); ``parallel_min_steps``: runs with fewer training steps left run in this
-    process (starting one costs about as much as training a few hundred toy steps)."""
+    process (starting one costs about as much as training a few hundred toy steps);
+    ``parallel_min_seconds``: another (model, seed)'s checkpoint groups get their own process
+    once this run has timed a group of that model and the groups left are estimated at this
+    many seconds or more (a worker starts in ~3 s)."""
 
     processes: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
     parallel_min_steps: Annotated[int, Field(ge=0)] = 500
+    parallel_min_seconds: Annotated[float, Field(ge=0)] = 20.0
 
 
 class LocalExecutor(Executor):
@@ -55,62 +58,18 @@ class LocalExecutor(Executor):
         self._upstream[node.id] = upstream
 
     def as_completed(self) -> Iterator[tuple[WorkNode | None, Outcome]]:
-        """Run the queue here, except the lanes (one (model, seed)'s training and the work
-        that waits only on it) given to worker processes; this process runs, in queue order,
-        the first node that is not a lane's and whose upstream is done, and waits for a lane
-        only when nothing else is ready."""
-        from mispec.execute.lanes import LanePool, lanes_of, worth_parallel
+        """Run the queue here and in lanes (:mod:`mispec.execute.local_schedule`)."""
+        from mispec.execute.local_schedule import LocalSchedule
 
-        ctx = self._ctx
-        trains, n = worth_parallel(
-            ctx,
+        schedule = LocalSchedule(
+            self._ctx,
             self._queue,
-            processes=self.options.processes,
-            min_steps=self.options.parallel_min_steps,
-            threads=self.profile.torch_threads,
+            self._upstream,
+            profile=self.profile,
+            progress=self._progress,
+            stack=self._stack,
         )
-        pool = None
-        if n:
-            pool = LanePool(ctx, lanes_of(trains, self._queue, self._upstream), n, self.profile)
-            self._stack.callback(pool.close)
-        pending = list(self._queue)
-        done: set[str] = set()
-
-        def ready(node: WorkNode) -> bool:
-            return all(u.id in done for u in self._upstream[node.id])
-
-        while pending:
-            ended: list[tuple[WorkNode, Outcome]] = []
-            if pool is not None:
-                for first in pool.start(self._upstream, done):
-                    self._progress.starting(first)
-                ended = list(pool.finished(block=False))
-            here = next(
-                (x for x in pending if (pool is None or not pool.owns(x)) and ready(x)), None
-            )
-            if not ended and here is None:
-                assert pool is not None and pool.busy, "nothing ready and no lane running"
-                ended = list(pool.finished(block=True))
-            if pool is not None and any(o.failure is not None for _, o in ended):
-                while pool.busy:  # the lanes still running end too: every failure is told,
-                    ended += pool.finished(block=True)  # the first in queue order first
-                rank = {node.id: i for i, node in enumerate(self._queue)}
-                ended.sort(key=lambda item: rank[item[0].id])
-            for node, outcome in ended:
-                done.add(node.id)
-                pending.remove(node)
-                yield node, outcome
-            if any(o.failure is not None for _, o in ended):
-                return  # the walk raises it; nodes after it would read what is missing
-            if ended:
-                continue  # a lane's nodes may have made other nodes ready, or lanes startable
-            assert here is not None
-            self._progress.starting(here)
-            run_work_node(ctx, here, progress=self._progress.enabled)
-            done.add(here.id)
-            pending.remove(here)
-            yield here, Outcome()
-        ctx.writer.flush()  # raises the first failed write
+        yield from schedule.run()
 
     def finalize(self) -> None:
         ctx = self._ctx
