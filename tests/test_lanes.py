@@ -37,19 +37,27 @@ def _checkpoints(store: Path) -> dict[str, tuple[dict[str, str], dict[str, str]]
     return out
 
 
-def test_parallel_training_equals_serial_bit_for_bit(tmp_path):
-    (tmp_path / "a").mkdir()
+@pytest.fixture(scope="module")
+def serial_two_seeds(tmp_path_factory) -> mispec.RunResult:
+    """The reference: two seeds run entirely in the run's own process."""
+    root = tmp_path_factory.mktemp("serial")
+    (root / "a").mkdir()
+    (root / "a" / "spec.yaml").write_text(TWO_SEEDS)
+    serial = _profile(root, "serial", "processes: 1\n")
+    return mispec.run(root / "a" / "spec.yaml", executor=str(serial), progress=False)
+
+
+def test_parallel_training_equals_serial_bit_for_bit(tmp_path, serial_two_seeds):
     (tmp_path / "b").mkdir()
-    spec_a, spec_b = tmp_path / "a" / "spec.yaml", tmp_path / "b" / "spec.yaml"
-    spec_a.write_text(TWO_SEEDS)
+    spec_b = tmp_path / "b" / "spec.yaml"
     spec_b.write_text(TWO_SEEDS)
-    serial = _profile(tmp_path, "serial", "processes: 1\n")
     parallel = _profile(tmp_path, "parallel", "processes: 2\nparallel_min_steps: 1\n")
-    one = mispec.run(spec_a, executor=str(serial), progress=False)
+    one = serial_two_seeds
     two = mispec.run(spec_b, executor=str(parallel), progress=False)
     assert one.counters == two.counters
     assert one.counters["training_steps"] == 80  # 40 steps for each seed, nothing skipped
-    a, b = _checkpoints(tmp_path / "a" / ".mispec"), _checkpoints(tmp_path / "b" / ".mispec")
+    a = _checkpoints(one.run_dir.parents[1] / ".mispec")
+    b = _checkpoints(tmp_path / "b" / ".mispec")
     assert sum("model_" in k for k in a) == 6 and a == b  # 3 steps x 2 seeds (+ optimizer)
     xr.testing.assert_identical(one.open()["toy"].to_dataset(), two.open()["toy"].to_dataset())
 
@@ -177,7 +185,7 @@ def test_work_reading_another_lane_equals_serial(tmp_path):
     assert float(abs(gap - expected).max()) == 0.0 and float(abs(gap.sel(seed=1)).max()) > 0
 
 
-def test_evaluation_lanes_from_this_runs_own_timing(tmp_path, monkeypatch):
+def test_evaluation_lanes_from_this_runs_own_timing(tmp_path, monkeypatch, serial_two_seeds):
     """Without training lanes, once a group of the model is timed, the other seed's pending
     work (estimated at >= parallel_min_seconds) goes to a worker; results equal serial."""
     from mispec.execute.lanes import LanePool
@@ -190,17 +198,14 @@ def test_evaluation_lanes_from_this_runs_own_timing(tmp_path, monkeypatch):
         real_add(self, lane)
 
     monkeypatch.setattr(LanePool, "add", spy)
-    for name in ("a", "b"):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "spec.yaml").write_text(TWO_SEEDS)
-    serial = _profile(tmp_path, "serial", "processes: 1\n")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "spec.yaml").write_text(TWO_SEEDS)
     lanes = _profile(
         tmp_path,
         "lanes",
         "processes: 2\nparallel_min_steps: 100000\nparallel_min_seconds: 0\n",
     )
-    one = mispec.run(tmp_path / "a" / "spec.yaml", executor=str(serial), progress=False)
-    assert added == []
+    one = serial_two_seeds
     two = mispec.run(tmp_path / "b" / "spec.yaml", executor=str(lanes), progress=False)
     # seed 0 trains and evaluates here; after its first group, seed 1's whole lane is given away
     assert len(added) == 1 and added[0][0] == "train:toy/s1"
