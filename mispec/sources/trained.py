@@ -124,7 +124,12 @@ class TrainedSource(ModelSource):
         return False
 
     def training_identity(self, seed: int) -> str:
-        return runs.training_identity(self.train, seed, self.lineage(seed))
+        """The run's identity (asked once per checkpoint by the planner: kept per seed; it
+        depends only on the spec)."""
+        known = self.__dict__.setdefault("_identities", {})
+        if seed not in known:
+            known[seed] = runs.training_identity(self.train, seed, self.lineage(seed))
+        return str(known[seed])
 
     def training_steps_left(
         self, seed: int, steps: list[int], store_dir: Path | None
