@@ -55,6 +55,7 @@ class LocalExecutor(Executor):
         self._upstream[node.id] = upstream
 
     def as_completed(self) -> Iterator[tuple[WorkNode | None, Outcome]]:
+        from mispec.execute.batched import prefetch
         from mispec.execute.parallel_training import TrainingPool, worth_parallel
         from mispec.execute.remote import outcome_of
 
@@ -70,7 +71,7 @@ class LocalExecutor(Executor):
         if pool is not None:
             self._stack.callback(pool.close)
         done: set[str] = set()
-        for node in self._queue:
+        for i, node in enumerate(self._queue):
             if pool is not None and pool.owns(node):
                 pool.start(self._upstream, done)
                 self._progress.starting(node)
@@ -79,6 +80,7 @@ class LocalExecutor(Executor):
                 if pool is not None:
                     pool.start(self._upstream, done)
                 self._progress.starting(node)
+                prefetch(ctx, self._queue[i:], self.profile)  # batched checkpoints (GPU)
                 run_work_node(ctx, node, progress=self._progress.enabled)
                 outcome = Outcome()
             done.add(node.id)
