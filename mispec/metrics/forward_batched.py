@@ -130,6 +130,10 @@ def run_forward_batched(
                 for t, value in pseudo_hooks(logits[i], chunk_dev, pseudo).items():
                     _place(out, t, value, start, n)
             del logits, hooked, values
+    for out in outs:  # a whole-batch hook is a view of the [K, ...] output: its own copy
+        for t, value in out.items():
+            if value._base is not None:
+                out[t] = value.clone()
     return outs
 
 
