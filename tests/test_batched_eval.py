@@ -15,6 +15,7 @@ import yaml
 
 import mispec
 from mispec.cli.main import main
+from mispec.cli.render import render_run
 from mispec.execute.prompts import build_prompts
 from mispec.metrics.core import METRICS, load_builtin_metrics
 from mispec.metrics.forward import run_forward
@@ -182,7 +183,7 @@ def builtin_activation_metrics() -> set[str]:
         name
         for name in METRICS.names()
         if METRICS.get(name).fn.__module__.startswith("mispec.metrics.builtin")
-        and METRICS.get(name).kind == "activation"
+        and (METRICS.get(name).kind == "activation" or METRICS.get(name).hooks)
     }
 
 
@@ -242,6 +243,8 @@ def test_every_builtin_activation_metric_batched_equals_one_at_a_time(project):
     assert c["batched_forward_calls"] == N_PROMPT_SETS  # the 3 checkpoints of each prompt set
     for key in ("forward_passes", "cells_computed", "activations_written"):
         assert c[key] == ref[key], key
+    told = render_run(three, quiet=True)
+    assert f"{c['forward_passes']} forward passes in {N_PROMPT_SETS} batched call(s)" in told
     n = assert_same_results(one.open(), three.open())
     assert n >= len(covered)
 
