@@ -361,3 +361,47 @@ def test_cuda_run_batched_equals_one_at_a_time_for_every_builtin_metric(project)
     gpu, cpu = results["gpu-auto"].open()["toy"], cpu_one.open()["toy"]
     for var in ("loss", "per_token_loss", "induction", "neurons", "logit_diff", "digit_loss"):
         np.testing.assert_allclose(gpu[var].values, cpu[var].values, atol=1e-4, rtol=0)
+
+
+def test_prefetch_batches_groups_of_two_seeds_with_their_own_weights(project):
+    """Seeds share the architecture: a run of groups spanning seeds 0 and 1 is one call, each
+    checkpoint with its own seed's weights (read through that seed's own handle)."""
+    from mispec.execute.batched import prefetch
+    from mispec.execute.context import RunContext
+    from mispec.execute.profile import Profile
+    from mispec.planning.nodes import GroupNode, group_id
+    from mispec.store.store import Store
+
+    root, _ = project
+    spec = root / "seeds.yaml"
+    spec.write_text(
+        f"mispec: 1\nname: batched-seeds\nmodels:\n{MODEL.replace('seeds: [0]', 'seeds: [0, 1]')}"
+        "prompts:\n"
+        "  rep: {generator: repeated_tokens, args: {n: 8, vocab: 16, half_len: 6}, seed: 1}\n"
+        "metrics:\n  loss: {fn: loss, prompts: rep}\n"
+        "  induction: {fn: induction_score, prompts: rep}\n"
+    )
+    mispec.run(spec, executor=profile(root, "one"), out=root / "runs" / "seeds", progress=False)
+    drop_results(root / ".mispec")  # seed 1 is trained now; nothing else is kept
+    planned = mispec.plan(spec)
+    ctx = RunContext(planned.plan, root, Store(planned.store_dir), device="cpu")
+    order = [(0, 30), (1, 0), (1, 15), (1, 30)]
+    upcoming = [planned.plan.node(group_id("toy", seed, step)) for seed, step in order]
+    assert all(isinstance(g, GroupNode) for g in upcoming)
+    prefetch(ctx, upcoming, Profile(batch_checkpoints=3))
+    assert ctx.counters.batched_forward_calls == 1
+    stash = ctx.prefetched.acts
+    assert len(stash) == 3  # (1, 30) is beyond batch_checkpoints
+    _, tokens = open_toy(root)
+    hooks = ["blocks.{layer}.attn.hook_pattern", "next_logprob"]
+    source = planned.plan.resolution.sources["toy"]
+    for seed, step in order[:3]:
+        acts = stash[f"forward:toy/s{seed}/step{step}/rep"]
+        bridge = source.open(seed, planned.store_dir).load(step)
+        ref = run_forward(bridge, tokens, hooks, batch_size=64)
+        assert sorted(acts) == sorted(hooks)
+        for h in hooks:
+            torch.testing.assert_close(acts[h], ref[h], atol=1e-6, rtol=0)
+    # seed 0 and seed 1 at step 0 differ: the weights really were each seed's own
+    s0 = run_forward(source.open(0, planned.store_dir).load(0), tokens, hooks)
+    assert not torch.allclose(stash["forward:toy/s1/step0/rep"]["next_logprob"], s0["next_logprob"])
