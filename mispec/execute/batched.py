@@ -118,7 +118,12 @@ def prefetch(ctx: RunContext, upcoming: Sequence[WorkNode], settings: RunSetting
     """Before ``upcoming[0]`` runs: if it is a checkpoint group whose activations are not
     stashed yet, compute those of it and of the groups right after it that can share its
     forward calls (see the module docstring), at most one call's worth, into
-    ``ctx.prefetched``. Does nothing for other nodes, or where one checkpoint would go alone."""
+    ``ctx.prefetched``. Does nothing for other nodes, or where one checkpoint would go alone.
+
+    ``upcoming``: the nodes THIS process will run next, in the order it runs them, each with
+    its upstream done (a group whose training is still running elsewhere must not be in it:
+    reading its weights would train them here). A group that runs in another order than
+    ``upcoming`` said is still correct: its activations are computed again."""
     if not upcoming or not isinstance(upcoming[0], GroupNode):
         return
     first = upcoming[0]
