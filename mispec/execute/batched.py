@@ -23,7 +23,7 @@ made.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -114,7 +114,7 @@ def _signature(needs: Needs) -> dict[str, frozenset[str]]:
     return {prompts: hooks for prompts, (_fid, hooks) in needs.items()}
 
 
-def prefetch(ctx: RunContext, upcoming: Sequence[WorkNode], settings: RunSettings) -> None:
+def prefetch(ctx: RunContext, upcoming: Iterable[WorkNode], settings: RunSettings) -> None:
     """Before ``upcoming[0]`` runs: if it is a checkpoint group whose activations are not
     stashed yet, compute those of it and of the groups right after it that can share its
     forward calls (see the module docstring), at most one call's worth, into
@@ -122,12 +122,14 @@ def prefetch(ctx: RunContext, upcoming: Sequence[WorkNode], settings: RunSetting
 
     ``upcoming``: the nodes THIS process will run next, in the order it runs them, each with
     its upstream done (a group whose training is still running elsewhere must not be in it:
-    reading its weights would train them here). A group that runs in another order than
-    ``upcoming`` said is still correct: its activations are computed again."""
-    if not upcoming or not isinstance(upcoming[0], GroupNode):
-        return
-    first = upcoming[0]
+    reading its weights would train them here); read lazily, only as far as one call reaches
+    (a generator keeps a long queue's cost per node constant). A group that runs in another
+    order than ``upcoming`` said is still correct: its activations are computed again."""
     if settings.batch_checkpoints == 1:
+        return
+    nodes = iter(upcoming)
+    first = next(nodes, None)
+    if not isinstance(first, GroupNode):
         return
     state = ctx.prefetched if ctx.prefetched is not None else Prefetched()
     ctx.prefetched = state
@@ -140,7 +142,7 @@ def prefetch(ctx: RunContext, upcoming: Sequence[WorkNode], settings: RunSetting
         return
     state.acts.clear()  # what is left was not taken: stale
     run = [(first, needs)]
-    for node in upcoming[1:]:
+    for node in nodes:
         if len(run) >= limit or not isinstance(node, GroupNode) or node.model != first.model:
             break
         node_needs = forward_needs(ctx, node)

@@ -55,6 +55,8 @@ class LocalExecutor(Executor):
         self._upstream[node.id] = upstream
 
     def as_completed(self) -> Iterator[tuple[WorkNode | None, Outcome]]:
+        from itertools import islice
+
         from mispec.execute.batched import prefetch
         from mispec.execute.parallel_training import TrainingPool, worth_parallel
         from mispec.execute.remote import outcome_of
@@ -80,7 +82,7 @@ class LocalExecutor(Executor):
                 if pool is not None:
                     pool.start(self._upstream, done)
                 self._progress.starting(node)
-                prefetch(ctx, self._queue[i:], self.profile)  # batched checkpoints (GPU)
+                prefetch(ctx, islice(self._queue, i, None), self.profile)  # batched ckpts
                 run_work_node(ctx, node, progress=self._progress.enabled)
                 outcome = Outcome()
             done.add(node.id)
