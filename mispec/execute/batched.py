@@ -115,7 +115,7 @@ def _signature(needs: Needs) -> dict[str, frozenset[str]]:
 
 
 def prefetch(ctx: RunContext, upcoming: Iterable[WorkNode], settings: RunSettings) -> None:
-    """Before ``upcoming[0]`` runs: if it is a checkpoint group whose activations are not
+    """Before the first node of ``upcoming`` runs: if it is a checkpoint group whose activations are not
     stashed yet, compute those of it and of the groups right after it that can share its
     forward calls (see the module docstring), at most one call's worth, into
     ``ctx.prefetched``. Does nothing for other nodes, or where one checkpoint would go alone.
@@ -194,10 +194,10 @@ def _batched_calls(
     if len(states) < 2:
         return
     ctx.counters.checkpoints_loaded += len(states)  # the first one's by ``handle.load``
+    import torch
+
     try:
         for prompts, (_fid, hooks) in needs.items():
-            import torch
-
             outs = run_forward_batched(
                 bridge,
                 states,
