@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 CONSTRAINTS ?= constraints/cpu.txt
 LINT_DIRS := mispec tests $(wildcard benchmarks)
 
-.PHONY: venv browser run test test-slow lint typecheck format docs bench clean
+.PHONY: venv browser run test test-slow test-cuda lint typecheck format docs bench clean
 
 venv: $(STAMP)
 
@@ -55,6 +55,10 @@ test: venv browser lint typecheck
 
 test-slow: venv
 	$(BIN)/python -m pytest -q -m slow
+
+# On a machine with a CUDA GPU: the batched device path against the CPU path.
+test-cuda: venv
+	$(BIN)/python -m pytest -q -m cuda
 
 bench: venv
 	$(BIN)/python benchmarks/run_all.py

@@ -28,10 +28,23 @@ def write_profile(folder: Path, threads: int) -> Path:
     return path
 
 
-def run_spec(spec: Path, store: Path, out: Path) -> tuple[Timing, dict[str, int]]:
+def write_batched_profile(folder: Path, checkpoints: int) -> Path:
+    """The benchmark profile plus ``batch_checkpoints``: ``checkpoints`` checkpoints per
+    forward call (``vmap`` over their stacked weights, mispec/execute/batched.py)."""
+    base = PROFILE["path"]
+    assert base is not None, "write_profile first"
+    path = folder / f"bench-profile-batched-{checkpoints}.yaml"
+    text = base.read_text(encoding="utf-8").replace("name: bench", "name: bench-batched")
+    path.write_text(text + f"batch_checkpoints: {checkpoints}\n", encoding="utf-8")
+    return path
+
+
+def run_spec(
+    spec: Path, store: Path, out: Path, profile: Path | None = None
+) -> tuple[Timing, dict[str, int]]:
     import mispec
 
-    profile = PROFILE["path"]
+    profile = profile or PROFILE["path"]
     with timed() as t:
         result = mispec.run(
             spec,

@@ -2,7 +2,8 @@
 
 Measures, in ONE run, on the same checkpoints, prompts and metrics (loss, per-token loss,
 induction score, previous-token score): the naive TransformerLens notebook loop, the compute
-floor, and mispec cold / warm / after one metric's arguments changed, at two scales; then
+floor, and mispec cold / warm / after one metric's arguments changed, at two scales (at toy
+scale also cold with ``BATCHED_K`` checkpoints per forward call, ``batch_checkpoints``); then
 peak RSS of a mispec run at 25 vs 100 checkpoints, training throughput, the default study end
 to end with serial vs parallel training processes (``study.py``: the one part that includes
 training), and CLI latency. Prints tables of ratios against the targets of issues 8 and 20 and
@@ -56,6 +57,12 @@ METHODS = (
     "mispec cold, no act. cache",
 )
 TOL = 1e-3  # max |difference| of any metric value between contenders
+BATCHED_TOL = 1e-6  # batched checkpoints against the cold run (issue 20)
+BATCHED_K = 8  # checkpoints per forward call of the batched contender (toy scale)
+
+
+def batched_method(k: int) -> str:
+    return f"mispec cold, batched checkpoints ({k})"
 
 
 def log(msg: str) -> None:
@@ -72,12 +79,15 @@ def measure_scale(
     specs: dict[str, Path],
     work: Path,
     shared_store: Path | None,
+    batched: int | None = None,
 ) -> dict[str, Any]:
-    """``naive``/``floor``/``warmup``: callables; mispec runs read ``specs``."""
+    """``naive``/``floor``/``warmup``: callables; mispec runs read ``specs``; ``batched``:
+    also a cold run evaluating that many checkpoints per forward call."""
     n = len(scale.steps)
     log(f"{scale.key}: warm-up")
     warmup()
-    timings: dict[str, list[Timing]] = {m: [] for m in METHODS}
+    methods = METHODS + ((batched_method(batched),) if batched else ())
+    timings: dict[str, list[Timing]] = {m: [] for m in methods}
     counters: dict[str, dict[str, int]] = {}
     results: dict[str, Any] = {}
     for rep in range(scale.repeats):
@@ -114,11 +124,32 @@ def measure_scale(
         t, c = mispec_runs.run_spec(specs["nocache"], bare, work / "runs" / f"{scale.key}-nc")
         timings[method].append(t)
         counters[method] = c
+        if batched:  # the cold run, several checkpoints per forward call, its own fresh store
+            method = batched_method(batched)
+            log(f"{scale.key}: {method}")
+            name = f"{scale.key}-batched"
+            store = fixtures.cold_store(work / "stores" / name, shared_store)
+            out = fresh_dir(work / "runs" / name)
+            profile = mispec_runs.write_batched_profile(work, batched)
+            t, c = mispec_runs.run_spec(specs["base"], store, out, profile)
+            timings[method].append(t)
+            counters[method] = c
+            results["batched"] = mispec_runs.read_results(out, scale.model)
+            calls = -(-n // batched)  # ceil: the runs of consecutive groups, chunked
+            _require(
+                c["forward_passes"] == n and c["batched_forward_calls"] == calls,
+                f"batched cold run: {c} (expected {calls} batched calls)",
+            )
         _check_counters(scale, counters)
     checks = {
         "naive_vs_floor": baselines.max_difference(results["naive"], results["floor"]),
         "mispec_vs_floor": baselines.max_difference(results["mispec"], results["floor"]),
     }
+    if batched:
+        checks["batched_vs_floor"] = baselines.max_difference(results["batched"], results["floor"])
+        vs_cold = baselines.max_difference(results["batched"], results["mispec"])
+        checks["batched_vs_cold"] = vs_cold
+        _require(max(vs_cold.values()) <= BATCHED_TOL, f"batched vs cold run: {vs_cold}")
     bad = {k: v for k, v in checks.items() if max(v.values()) > TOL}
     if bad:
         warnings.warn(f"{scale.key}: contenders disagree beyond {TOL}: {bad}", stacklevel=1)
@@ -186,6 +217,7 @@ def toy(work: Path, n_ckpts: int, repeats: int) -> dict[str, Any]:
         specs=specs,
         work=work,
         shared_store=shared,
+        batched=BATCHED_K,
     )
     out["training_steps_done_before_timing"] = ck["trained"]
     return out
@@ -265,10 +297,8 @@ def rss(work: Path, small: int, large: int) -> dict[str, Any]:
 def scale_rows(s: dict[str, Any]) -> list[list[str]]:
     w, c, n = s["wall"], s["cpu"], s["checkpoints"]
     rows = []
-    for m in METHODS:
+    for m in w:  # METHODS, then the batched contender where it ran
         ref = w["mispec cold"] if m in ("mispec warm", "mispec changed") else None
-        if m not in w:  # a report from before this contender existed
-            continue
         rows.append(
             [
                 m,
@@ -318,6 +348,10 @@ def targets(report: dict[str, Any]) -> list[list[str]]:
         fp = s["counters"]["mispec changed"]["forward_passes"]
         add(f"{tag} changed-metric run: 0 forward passes", str(fp), fp == 0)
         add(f"{tag} all contenders agree (max abs diff ≤ {TOL})", _agree(s), s["agreement_ok"])
+        vs_cold = s["agreement_max_abs_diff"].get("batched_vs_cold")
+        if vs_cold is not None:
+            d = max(vs_cold.values())
+            add(f"{tag} batched checkpoints = cold (≤ {BATCHED_TOL})", f"{d:.1e}", d <= BATCHED_TOL)
     if "rss" in report:
         g = report["rss"]["growth"]
         a, b = report["rss"]["sizes"]

@@ -70,9 +70,11 @@ def render_run(result: Any, *, quiet: bool = False) -> str:
             f"(0 forward passes, {c['cells_cached']} cached results)"
         )
     else:
+        batched = c.get("batched_forward_calls", 0)  # several checkpoints per call (GPU)
+        calls = f" in {batched} batched call(s)" if batched else ""
         lines.append(
             f"done in {result.seconds:.1f} s: {c['training_steps']} training steps, "
-            f"{c['forward_passes']} forward passes, {c['cells_computed']} results computed, "
+            f"{c['forward_passes']} forward passes{calls}, {c['cells_computed']} results computed, "
             f"{c['reductions_computed']} reductions, {c['cells_cached']} reused from cache"
         )
     if not quiet:

@@ -24,6 +24,9 @@ class Counters:
     activations_written: int = 0
     checkpoints_loaded: int = 0
     training_steps: int = 0
+    # vmapped forward calls that evaluated several checkpoints at once (each checkpoint's
+    # forward pass still counts in forward_passes): mispec/execute/batched.py
+    batched_forward_calls: int = 0
 
     def add(self, other: Counters) -> None:
         for name in vars(self):
@@ -47,6 +50,9 @@ class RunContext:
     # the cells and reductions this run computed, by content key: read back from memory (by
     # later groups, reductions and the assembly) instead of from the store
     fresh: dict[str, Any] = field(default_factory=dict)
+    # activations computed ahead for the next checkpoint groups, several checkpoints per
+    # forward call (a ``mispec.execute.batched.Prefetched``; None: none were)
+    prefetched: Any = None
 
     @property
     def spec(self) -> Any:

@@ -134,7 +134,8 @@ def read_only(value: Any) -> Any:
 
 
 def _activations(ctx: RunContext, cells: list[CellNode], bridge: Any) -> dict[str, Any]:
-    """Per forward node: the hooks its missing cells read, from the cache or ONE forward pass."""
+    """Per forward node: the hooks its missing cells read, from the cache, else from a batched
+    call made ahead (``ctx.prefetched``), else from ONE forward pass."""
     import torch
 
     plan, store = ctx.plan, ctx.store
@@ -161,17 +162,20 @@ def _activations(ctx: RunContext, cells: list[CellNode], bridge: Any) -> dict[st
                     ctx.counters.activations_read += 1
         missing = [h for h in sorted(hooks) if h not in acts]
         if missing:
-            from mispec.metrics.forward import run_forward
+            # computed ahead with other checkpoints in one forward call (execute/batched.py)
+            fresh = ctx.prefetched.take(fid, missing) if ctx.prefetched is not None else None
+            if fresh is None:
+                from mispec.metrics.forward import run_forward
 
-            prompts = ctx.prompts(fnode.prompts, fnode.model)
-            b = bridge()
-            fresh = run_forward(
-                b,
-                torch.from_numpy(prompts.tokens),
-                missing,
-                batch_size=ctx.batch_size,
-                device=b.cfg.device,
-            )
+                prompts = ctx.prompts(fnode.prompts, fnode.model)
+                b = bridge()
+                fresh = run_forward(
+                    b,
+                    torch.from_numpy(prompts.tokens),
+                    missing,
+                    batch_size=ctx.batch_size,
+                    device=b.cfg.device,
+                )
             ctx.counters.forward_passes += 1
             source_dtype = ctx.spec.models[fnode.model].dtype
             for hook in missing:

@@ -16,8 +16,10 @@ from typing import Any
 
 def run_lane(job: dict[str, Any]) -> dict[str, Any]:
     from mispec.errors import ExecutorError, MispecError
+    from mispec.execute.batched import prefetch
     from mispec.execute.context import RunContext
     from mispec.execute.memory import tune_malloc
+    from mispec.execute.profile import RunSettings
     from mispec.execute.remote import failure
     from mispec.execute.tasks import run_work_node
     from mispec.execute.threads import pinned_torch_threads
@@ -46,10 +48,13 @@ def run_lane(job: dict[str, Any]) -> dict[str, Any]:
                 device=job["device"],
                 batch_size=job["batch_size"],
             )
-            for node_id in job["nodes"]:
-                current = node_id
-                run_work_node(ctx, plan.node(node_id))  # type: ignore[arg-type]
-                done.append(node_id)
+            settings = RunSettings.model_validate(job["settings"])
+            nodes = [plan.node(node_id) for node_id in job["nodes"]]
+            for i, node in enumerate(nodes):
+                current = node.id
+                prefetch(ctx, nodes[i:], settings)  # type: ignore[arg-type]
+                run_work_node(ctx, node)  # type: ignore[arg-type]
+                done.append(node.id)
     except MispecError as exc:
         record = failure(current, exc)
     else:

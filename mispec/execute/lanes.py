@@ -189,6 +189,8 @@ class LanePool:
                     yield node, Outcome(skipped=True)
 
     def _job(self, lane: list[WorkNode]) -> dict[str, Any]:
+        from mispec.execute.profile import RunSettings
+
         plan, ctx, settings = self._ctx.plan, self._ctx, self._settings
         return {
             "nodes": [node.id for node in lane],
@@ -203,6 +205,10 @@ class LanePool:
             "device": settings.device,
             "batch_size": settings.batch_size,
             "threads": settings.torch_threads,
+            # the run settings, for batched checkpoints in the worker too
+            "settings": RunSettings.model_validate(
+                {k: getattr(settings, k) for k in RunSettings.model_fields}
+            ).model_dump(mode="json"),
         }
 
     def close(self) -> None:

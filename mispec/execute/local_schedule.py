@@ -115,12 +115,23 @@ class LocalSchedule:
             yield here, self._run_here(here)
         self.ctx.writer.flush()  # raises the first failed write
 
+    def _runs_here(self, start: WorkNode) -> Iterator[WorkNode]:
+        """The nodes this process will run from ``start`` on, each ready now (lazily: a
+        batched evaluation reads only as far as it batches). Nodes a lane holds are left
+        out, or this process would read — and train — a lane's checkpoints."""
+        pool = self.pool
+        for node in self.pending[self.pending.index(start) :]:
+            if (pool is None or not pool.owns(node)) and self.ready(node):
+                yield node
+
     def _run_here(self, node: WorkNode) -> Outcome:
+        from mispec.execute.batched import prefetch
         from mispec.planning.nodes import GroupNode
 
         ctx = self.ctx
         self.progress.starting(node)
         before, t0 = ctx.counters.cells_computed, time.perf_counter()
+        prefetch(ctx, self._runs_here(node), self.profile)  # batched checkpoints (GPU)
         run_work_node(ctx, node, progress=self.progress.enabled)
         self.done.add(node.id)
         self.pending.remove(node)

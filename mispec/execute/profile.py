@@ -9,7 +9,7 @@ level of one YAML file.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError
 
@@ -30,6 +30,13 @@ class RunSettings(BaseModel):
     # torch intra-op threads per process; null: torch's default. The same count in every
     # executor keeps results bit-identical (see mispec/execute/threads.py).
     torch_threads: Annotated[int, Field(gt=0)] | None = 1
+    # checkpoints of one model evaluated in ONE forward call (torch.vmap over their stacked
+    # weights, mispec/execute/batched.py): an int is at most that many (1: one at a time);
+    # auto: 1 on CPU (not faster there, see docs/speed.md), on CUDA as many as batch_memory holds
+    batch_checkpoints: Annotated[int, Field(ge=1, le=4096)] | Literal["auto"] = "auto"
+    # MiB one batched call may hold (stacked weights, activations, its outputs); auto: 1024 on
+    # CPU, a quarter of the device's free memory on CUDA
+    batch_memory: Annotated[float, Field(gt=0)] | Literal["auto"] = "auto"
 
 
 class Profile(RunSettings):
