@@ -210,18 +210,12 @@ def ensure_trained(
 
 def train_alone(seat: Seat, *, progress: bool = True) -> TrainReport:
     """Train one seat from its ``start_step`` to its ``last`` step, saving its ``todo``."""
-    run, model, opt, keys, task, train = (
-        seat.run,
-        seat.model,
-        seat.opt,
-        seat.keys,
-        seat.task,
-        seat.run.train,
-    )
+    run, model, opt, keys, task = seat.run, seat.model, seat.opt, seat.keys, seat.task
+    train = run.train
     held = Hold(model, seat.hold, keys) if seat.hold else None
     watch = FiniteWatch(run.name, train, seat.seed)
     bar = (
-        _progress(f"train {run.name} seed {seat.seed}", seat.start_step, seat.last)
+        ProgressBar(f"train {run.name} seed {seat.seed}", seat.start_step, seat.last)
         if progress
         else nullcontext(None)
     )
@@ -262,7 +256,7 @@ def show(bar_state: Any, completed: int, loss: torch.Tensor, live: dict[str, flo
 CHECK_EVERY = 10  # updates between finiteness checks that are not before a save
 
 
-class _progress:
+class ProgressBar:
     """A rich progress bar showing the training loss (context manager)."""
 
     def __init__(self, desc: str, start: int, last: int):

@@ -1,0 +1,293 @@
+"""Training the seeds of one ``train:`` model together: stacked parameters, one set of kernels.
+
+A toy model leaves a GPU almost idle; S seeds trained in one batched forward and backward pass
+do S runs' work in about one run's time. :func:`ensure_trained_together` trains several
+seeds of ONE train spec so that each seed's run is the run :func:`~mispec.models.training.
+ensure_trained` trains alone, within float rounding (tests: within 1e-6):
+
+* each seed's run is set up exactly as alone (:func:`~mispec.models.training.seat_for`: its
+  own seeded initialisation, ``init_from``/``init``, resume point with optimizer state, step 0
+  saved), then the parameters are stacked along a new leading seed axis
+  (``torch.func.stack_module_state``);
+* the forward runs under ``torch.func.vmap`` over the seed axis (``functional_call`` of one
+  module), each seed on its own batch ``task.batch(seed, t)`` — its own data stream;
+* the loss is the sum of the per-seed mean losses (each in ``loss_dtype``), so the gradient
+  of each seed's slice is that seed's own gradient;
+* one optimizer steps the stacked tensors: Adam, AdamW and SGD (momentum, weight decay) are
+  elementwise, and the learning rate depends only on the step, which all seeds share;
+  gradient clipping uses each seed's own norm (:func:`clip_per_seed`, ``clip_grad_norm_``'s
+  arithmetic per seed) and ``freeze`` holds each seed's own entries;
+* each seed's checkpoints (weights, optimizer state sliced to that seed) are written by that
+  seed's run folder in exactly the one-at-a-time format, and each seed has its own divergence
+  watch: a seed that diverges saves nothing more, the others train on, and its error is
+  raised once they are done.
+
+Seeds train together only when they resume from the same step, stop at the same last step
+and carry the same optimizer scalars (Adam's step count, hyperparameters); any other seed
+trains alone, one after the other (:func:`groups`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import torch
+
+from mispec.errors import CheckpointError, TrainingDivergedError
+from mispec.models.divergence import FiniteWatch
+from mispec.models.init_weights import Hold, Start, State, mask_of
+from mispec.models.native import KeyMap
+from mispec.models.runs import Lineage, TrainReport
+from mispec.models.seedwise import seedwise
+from mispec.models.training import (
+    CHECK_EVERY,
+    ProgressBar,
+    Seat,
+    learning_rate,
+    make_optimizer,
+    masked_loss,
+    seat_for,
+    show,
+    train_alone,
+)
+from mispec.models.weight_targets import Selection
+from mispec.spec.schema import TrainSpec
+
+
+@dataclass(frozen=True)
+class SeedJob:
+    """One seed to train, with :func:`~mispec.models.training.ensure_trained`'s per-run
+    arguments."""
+
+    seed: int
+    steps: list[int]
+    lineage: Lineage | None = None
+    start: Callable[[State], Start] | None = None
+    hold: Selection | None = None
+    on_checkpoint: Callable[[int, dict[str, torch.Tensor]], dict[str, float]] | None = None
+
+
+def ensure_trained_together(
+    name: str, train: TrainSpec, jobs: list[SeedJob], store_dir: Path, *, progress: bool = True
+) -> dict[int, TrainReport]:
+    """Train every job's seed until its ``steps`` are saved; the seeds that can train together
+    do (:func:`groups`), the others one at a time. A seed that diverges does not stop the
+    others: its :class:`~mispec.errors.TrainingDivergedError` is raised at the end."""
+    reports: dict[int, TrainReport] = {}
+    seats: list[Seat] = []
+    for job in jobs:
+        seat = seat_for(
+            name, train, job.seed, job.steps, store_dir,
+            lineage=job.lineage, start=job.start, hold=job.hold, on_checkpoint=job.on_checkpoint,
+        )  # fmt: skip
+        if seat is None:
+            reports[job.seed] = TrainReport()
+        else:
+            seats.append(seat)
+    failed: list[TrainingDivergedError] = []
+    for group in groups(seats):
+        if len(group) == 1:
+            try:
+                reports[group[0].seed] = train_alone(group[0], progress=progress)
+            except TrainingDivergedError as exc:
+                failed.append(exc)
+        else:
+            done, errors = train_stacked(group, progress=progress)
+            reports.update(done)
+            failed += errors
+    if failed:
+        raise failed[0]
+    return reports
+
+
+def groups(seats: list[Seat]) -> list[list[Seat]]:
+    """The seats that can train together, in seed order: same resume step, same last step,
+    same optimizer scalars and hyperparameters (e.g. a resumed Adam's step count)."""
+    by_key: dict[tuple[int, int, str], list[Seat]] = {}
+    for seat in seats:
+        key = (seat.start_step, seat.last, _scalars(seat.opt.state_dict()))
+        by_key.setdefault(key, []).append(seat)
+    return sorted(by_key.values(), key=lambda g: g[0].seed)
+
+
+def _scalars(state: dict[str, Any]) -> str:
+    """Everything of an optimizer state that is not one value per weight entry, as text."""
+    groups = [{k: v for k, v in g.items() if k != "params"} for g in state["param_groups"]]
+    per_param = {
+        idx: {k: (v.tolist() if v.dim() == 0 else list(v.shape)) if torch.is_tensor(v) else v
+              for k, v in s.items()}
+        for idx, s in state["state"].items()
+    }  # fmt: skip
+    return json.dumps([groups, per_param], sort_keys=True, default=str)
+
+
+def train_stacked(
+    seats: list[Seat], *, progress: bool = True
+) -> tuple[dict[int, TrainReport], list[TrainingDivergedError]]:
+    """Train seats of one spec that share their start and last step together (see the module
+    docstring); their reports, and the divergence errors of the seats that diverged."""
+    from torch.func import functional_call, stack_module_state, vmap
+
+    first, n = seats[0], len(seats)
+    train, device = first.run.train, first.device
+    params, buffers = stack_module_state([s.model for s in seats])  # type: ignore[arg-type]
+    opt = make_optimizer(params.values(), train.optimizer)  # type: ignore[arg-type]
+    _load_stacked_state(opt, [s.opt.state_dict() for s in seats])
+    shells = [dict(s.model.named_parameters()) for s in seats]
+
+    template = seedwise(first.model)  # layer norms seed by seed: see mispec.models.seedwise
+
+    def forward(p: dict, b: dict, tokens: torch.Tensor) -> torch.Tensor:
+        return functional_call(template, (p, b), (tokens,))
+
+    batched = vmap(forward)
+    held = StackedHold(params, first.hold, first.keys) if first.hold else None
+    watches = [FiniteWatch(s.run.name, train, s.seed) for s in seats]
+    failed: dict[int, TrainingDivergedError] = {}
+    seeds = ",".join(str(s.seed) for s in seats)
+    bar = (
+        ProgressBar(f"train {first.run.name} seeds {seeds}", first.start_step, first.last)
+        if progress
+        else nullcontext(None)
+    )
+    with bar as bar_state:
+        for t in range(first.start_step, first.last):
+            for group in opt.param_groups:
+                group["lr"] = learning_rate(train, t)
+            tokens, masks = _batches(seats, t, device)
+            logits = batched(params, buffers, tokens)
+            losses = [
+                masked_loss(logits[i], tokens[i], masks[i], train.loss_dtype) for i in range(n)
+            ]
+            opt.zero_grad(set_to_none=True)
+            torch.stack(losses).sum().backward()
+            norms = None
+            if held is not None:
+                held.zero_grads()
+            if train.grad_clip is not None:
+                norms = clip_per_seed(list(params.values()), train.grad_clip)
+            opt.step()
+            if held is not None:
+                held.restore()
+            for i, seat in enumerate(seats):
+                if i in failed:
+                    continue
+                watches[i].record(t, losses[i], None if norms is None else norms[i])
+                if t + 1 in seat.todo or (t + 1) % CHECK_EVERY == 0:
+                    try:
+                        watches[i].check()
+                    except TrainingDivergedError as exc:
+                        failed[i] = exc
+                        continue
+                if t + 1 in seat.todo:
+                    _save(seat, i, shells[i], params, opt, t + 1)
+            if len(failed) == n:
+                break
+            if bar_state is not None and ((t + 1) % 10 == 0 or t + 1 == first.last):
+                show(bar_state, t + 1 - first.start_step, losses[0], first.live)
+    reports = {s.seed: s.report() for i, s in enumerate(seats) if i not in failed}
+    return reports, [failed[i] for i in sorted(failed)]
+
+
+def _batches(seats: list[Seat], t: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each seat's batch of update ``t`` stacked [seed, batch, pos], with its loss mask. Batches
+    of different sizes are padded with rows and positions the mask leaves out: a causal model's
+    logits before a position do not depend on it, so each seed's loss is unchanged."""
+    train = seats[0].run.train
+    got = [s.task.batch(s.seed, t, train.batch_size) for s in seats]
+    masks = [s.task.training_loss_mask(b) for s, b in zip(seats, got, strict=True)]
+    rows = max(b.tokens.shape[0] for b in got)
+    width = max(b.tokens.shape[1] for b in got)
+    tokens = torch.zeros((len(got), rows, width), dtype=torch.int64)
+    mask = torch.zeros((len(got), rows, width - 1), dtype=torch.bool)
+    for i, (b, m) in enumerate(zip(got, masks, strict=True)):
+        r, w = b.tokens.shape
+        tokens[i, :r, :w] = torch.from_numpy(b.tokens)
+        mask[i, :r, : w - 1] = torch.from_numpy(m)
+    return tokens.to(device), mask.to(device)
+
+
+@torch.no_grad()
+def clip_per_seed(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """``torch.nn.utils.clip_grad_norm_`` for each seed's slice of the stacked gradients: that
+    seed's total norm by ``get_total_norm`` on its own slices (the very reduction it runs
+    alone: a norm reduced over the seed axis instead rounds differently), then every slice
+    scaled by ``max_norm / (norm + 1e-6)`` clamped at 1. Returns the [seed] norms."""
+    grads = [p.grad for p in params if p.grad is not None]
+    n = grads[0].shape[0]
+    total = torch.stack([torch.nn.utils.get_total_norm([g[i] for g in grads]) for i in range(n)])
+    coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+    for g in grads:
+        g.mul_(coef.to(g.device).reshape((n,) + (1,) * (g.dim() - 1)))
+    return total
+
+
+class StackedHold(Hold):
+    """:class:`~mispec.models.init_weights.Hold` on stacked parameters [seed, ...]: the same
+    entries of every seed, each held at its own values."""
+
+    def __init__(self, params: dict[str, torch.Tensor], selection: Selection, keys: KeyMap):
+        by_bridge = {b: params[p] for p, b in keys.plain_to_bridge.items() if p in params}
+        missing = sorted(set(selection) - set(by_bridge))
+        if missing:
+            raise CheckpointError(f"freeze: {missing} are not trainable parameters")
+        one_seed = {k: v[0].detach() for k, v in by_bridge.items()}
+        self.items = []
+        for k, m in mask_of(selection, one_seed).items():
+            p = cast(torch.nn.Parameter, by_bridge[k])  # a stacked leaf, held like one
+            every = m.to(p.device).expand(p.shape)
+            self.items.append((p, every, p.detach()[every].clone()))
+
+
+def _load_stacked_state(opt: torch.optim.Optimizer, states: list[dict[str, Any]]) -> None:
+    """Load the seats' optimizer states (equal but for per-entry tensors: :func:`groups`)
+    into the stacked optimizer: per-entry tensors stacked, the rest taken as they are."""
+    if not states[0]["state"]:
+        return
+    shapes = [p.shape[1:] for group in opt.param_groups for p in group["params"]]
+    merged: dict[int, dict[str, Any]] = {}
+    for idx, entries in states[0]["state"].items():
+        merged[idx] = {}
+        for key, value in entries.items():
+            if torch.is_tensor(value) and value.shape == shapes[idx]:
+                value = torch.stack([s["state"][idx][key] for s in states])
+            merged[idx][key] = value
+    opt.load_state_dict({"state": merged, "param_groups": states[0]["param_groups"]})
+
+
+def _seed_state(opt: torch.optim.Optimizer, i: int) -> dict[str, Any]:
+    """Seed ``i``'s slice of the stacked optimizer's ``state_dict()``: what its optimizer
+    alone would hold."""
+    full = opt.state_dict()
+    shapes = [p.shape for group in opt.param_groups for p in group["params"]]
+    state = {
+        idx: {
+            key: value[i].clone()
+            if torch.is_tensor(value) and value.shape == shapes[idx]
+            else value
+            for key, value in entries.items()
+        }
+        for idx, entries in full["state"].items()
+    }
+    return {"state": state, "param_groups": full["param_groups"]}
+
+
+@torch.no_grad()
+def _save(
+    seat: Seat,
+    i: int,
+    shell: dict[str, torch.nn.Parameter],
+    params: dict[str, torch.Tensor],
+    opt: torch.optim.Optimizer,
+    step: int,
+) -> None:
+    """Save seed ``i``'s ``step``: its slice of the weights copied into its own model, and of
+    the optimizer state, written by its run folder as one-at-a-time training writes them."""
+    for key, p in shell.items():
+        p.copy_(params[key][i])
+    seat.save(step, _seed_state(opt, i))
