@@ -57,11 +57,13 @@ class LocalExecutor(Executor):
     def as_completed(self) -> Iterator[tuple[WorkNode | None, Outcome]]:
         from mispec.execute.parallel_training import TrainingPool, worth_parallel
         from mispec.execute.remote import outcome_of
+        from mispec.execute.train_together import ready_now, seed_groups, train_series_together
 
         ctx = self._ctx
+        together = seed_groups(ctx, self._queue, self.profile.batch_seeds)  # seeds batched
         nodes, n = worth_parallel(
             ctx,
-            self._queue,
+            [node for node in self._queue if node.id not in together],
             processes=self.options.processes,
             min_steps=self.options.parallel_min_steps,
             threads=self.profile.torch_threads,
@@ -71,6 +73,9 @@ class LocalExecutor(Executor):
             self._stack.callback(pool.close)
         done: set[str] = set()
         for node in self._queue:
+            if node.id in done:  # trained together with an earlier node of its model
+                yield node, Outcome()
+                continue
             if pool is not None and pool.owns(node):
                 pool.start(self._upstream, done)
                 self._progress.starting(node)
@@ -79,7 +84,12 @@ class LocalExecutor(Executor):
                 if pool is not None:
                     pool.start(self._upstream, done)
                 self._progress.starting(node)
-                run_work_node(ctx, node, progress=self._progress.enabled)
+                if node.id in together:
+                    group = ready_now(node, together[node.id], self._upstream, done)
+                    train_series_together(ctx, group, progress=self._progress.enabled)
+                    done.update(g.id for g in group)
+                else:
+                    run_work_node(ctx, node, progress=self._progress.enabled)
                 outcome = Outcome()
             done.add(node.id)
             yield node, outcome

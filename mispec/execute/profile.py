@@ -9,7 +9,7 @@ level of one YAML file.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError
 
@@ -30,6 +30,10 @@ class RunSettings(BaseModel):
     # torch intra-op threads per process; null: torch's default. The same count in every
     # executor keeps results bit-identical (see mispec/execute/threads.py).
     torch_threads: Annotated[int, Field(gt=0)] | None = 1
+    # seeds of a `train:` model trained together in one set of batched kernels (1: one at a
+    # time; auto: all of a model's seeds when it trains on CUDA, one at a time on CPU, where
+    # batching measured slower). See mispec/execute/train_together.py.
+    batch_seeds: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
 
 
 class Profile(RunSettings):

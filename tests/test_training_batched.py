@@ -1,0 +1,189 @@
+"""Seeds of one ``train:`` model trained together (stacked parameters under vmap) save what
+one-at-a-time training saves: every checkpoint file's metadata, and its weights and optimizer
+state within 1e-6 (on CPU they are bitwise equal: the largest difference measured is 0)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import xarray as xr
+
+import mispec
+from mispec.errors import TrainingDivergedError
+from mispec.models import checkpoints as ckpt
+from mispec.models.runs import native_config, run_dir
+from mispec.models.training import ensure_trained
+from mispec.models.training_batched import SeedJob, ensure_trained_together
+from mispec.models.weight_targets import select
+from mispec.spec.schema import ArchSpec, TrainSpec
+
+from .conftest import TOY_SPEC
+from .reliability_helpers import cli
+
+TOL = 1e-6
+ATTN_LN = ArchSpec(n_layers=2, n_heads=2, d_model=16, d_head=8, attn_only=True, normalization="LN")
+
+
+def spec(**kw) -> TrainSpec:
+    base = dict(
+        task="repeated_tokens",
+        task_args={"vocab": 16, "half_len": 4},
+        arch=ATTN_LN,
+        steps=24,
+        batch_size=8,
+        optimizer={"name": "adamw", "lr": 3e-3, "weight_decay": 0.1},
+        grad_clip=0.5,
+        warmup_steps=5,
+    )
+    return TrainSpec(**{**base, **kw})
+
+
+def largest_difference(train: TrainSpec, seeds, steps, a: Path, b: Path) -> float:
+    """The largest |difference| between the two stores' checkpoint tensors (weights and
+    optimizer state) of every seed and step; their metadata must be equal but the checksum."""
+    worst = 0.0
+    for seed in seeds:
+        for step in steps:
+            for kind in ("model", "optim"):
+                name = f"{kind}_{step}.safetensors"
+                ta, ma = ckpt.read_tensors(run_dir(train, seed, a) / name)
+                tb, mb = ckpt.read_tensors(run_dir(train, seed, b) / name)
+                ma.pop(ckpt.CHECKSUM_KEY), mb.pop(ckpt.CHECKSUM_KEY)
+                assert ma == mb, (seed, step, kind)
+                assert ta.keys() == tb.keys(), (seed, step, kind)
+                for k in ta:
+                    assert ta[k].dtype == tb[k].dtype and ta[k].shape == tb[k].shape, k
+                    d = (ta[k].double() - tb[k].double()).abs().max().item()
+                    worst = max(worst, d)
+    return worst
+
+
+def hold_for(train: TrainSpec, heads=(), params=()):
+    return select(list(heads), list(params), native_config(train, 0))[0]
+
+
+CASES = {
+    # the default study's kind of model, with clipping, weight decay and warmup on
+    "attn-LN-adamw-clip-wd": spec(),
+    # MLP, RMS norm, rotary positions, SGD with momentum and weight decay, float64 loss
+    "mlp-RMS-rotary-sgd": spec(
+        arch=ArchSpec(
+            n_layers=1,
+            n_heads=2,
+            d_model=16,
+            d_head=8,
+            d_mlp=32,
+            act_fn="gelu",
+            normalization="RMS",
+            positional_embedding="rotary",
+        ),
+        optimizer={"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 0.01},
+        loss_dtype="float64",
+    ),  # fmt: skip
+    # Adam (coupled weight decay), LNPre, one head frozen (its own values in every seed)
+    "LNPre-adam-freeze": spec(
+        arch=ArchSpec(n_layers=1, n_heads=2, d_model=16, d_head=8, normalization="LNPre"),
+        optimizer={"name": "adam", "lr": 3e-3, "weight_decay": 0.01},
+        freeze={"heads": [[0, 1]]},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_seeds_together_equal_one_at_a_time(case, tmp_path):
+    train = CASES[case]
+    hold = hold_for(train, heads=[[0, 1]]) if train.freeze else None
+    seeds, steps = [0, 1, 2], [0, 1, 10, 24]
+    alone = [
+        ensure_trained("t", train, s, steps, tmp_path / "a", progress=False, hold=hold)
+        for s in seeds
+    ]
+    jobs = [SeedJob(s, steps, hold=hold) for s in seeds]
+    together = ensure_trained_together("t", train, jobs, tmp_path / "b", progress=False)
+    assert [together[s] for s in seeds] == alone
+    assert largest_difference(train, seeds, steps, tmp_path / "a", tmp_path / "b") <= TOL
+    if hold is not None:  # the frozen head kept each seed's own step-0 values
+        w0 = ckpt.read_tensors(run_dir(train, 1, tmp_path / "b") / "model_0.safetensors")[0]
+        w24 = ckpt.read_tensors(run_dir(train, 1, tmp_path / "b") / "model_24.safetensors")[0]
+        key = "blocks.0.attn.q.weight"
+        assert torch.equal(w0[key][8:], w24[key][8:]) and not torch.equal(w0[key], w24[key])
+
+
+def test_resumed_seeds_train_together_from_a_shared_step(tmp_path):
+    """Raising the steps resumes every seed from its last saved step, optimizer state (Adam's
+    step count and moments) stacked; a seed saved elsewhere trains alone. Both equal a
+    straight one-at-a-time run."""
+    train, seeds = spec(), [0, 1, 2]
+    for s in seeds:
+        ensure_trained("t", train, s, [0, 12, 24], tmp_path / "a", progress=False)
+    b = tmp_path / "b"
+    first = ensure_trained_together("t", train, [SeedJob(s, [0, 12]) for s in seeds[:2]], b)
+    assert [r.saved for r in first.values()] == [[0, 12], [0, 12]]
+    ensure_trained("t", train, 2, [0, 6], b, progress=False)  # seed 2 stopped elsewhere
+    jobs = [SeedJob(s, [0, 12, 24]) for s in seeds]
+    again = ensure_trained_together("t", train, jobs, b, progress=False)
+    assert [(again[s].resumed_from, again[s].saved) for s in seeds] == [
+        (12, [24]),
+        (12, [24]),
+        (6, [12, 24]),
+    ]
+    assert largest_difference(train, seeds, [0, 12, 24], tmp_path / "a", b) <= TOL
+
+
+def test_a_diverging_run_fails_as_alone_and_saves_nothing_non_finite(tmp_path):
+    wild = spec(optimizer={"name": "adamw", "lr": 10, "weight_decay": 100}, grad_clip=None)
+    with pytest.raises(TrainingDivergedError) as alone:
+        ensure_trained("t", wild, 0, [0, 10, 24], tmp_path / "a", progress=False)
+    jobs = [SeedJob(s, [0, 10, 24]) for s in (0, 1)]
+    with pytest.raises(TrainingDivergedError) as together:
+        ensure_trained_together("t", wild, jobs, tmp_path / "b", progress=False)
+    assert str(together.value) == str(alone.value)  # seed 0's, at the same step
+    for seed in (0, 1):
+        for path in run_dir(wild, seed, tmp_path / "b").glob("*.safetensors"):
+            assert all(torch.isfinite(t).all() for t in ckpt.read_tensors(path)[0].values())
+
+
+THREE_SEEDS = TOY_SPEC.replace("seeds: [0]", "seeds: [0, 1, 2]")
+
+
+def _profile(tmp_path: Path, name: str, body: str) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(f"name: {name}\nkind: local\ntorch_threads: 1\nprocesses: 1\n{body}")
+    return path
+
+
+def test_a_run_with_batch_seeds_equals_the_default_run(tmp_path, monkeypatch):
+    import mispec.models.training_batched as tb
+
+    calls = []
+    stacked = tb.train_stacked
+    monkeypatch.setattr(
+        tb, "train_stacked", lambda seats, **kw: calls.append(1) or stacked(seats, **kw)
+    )
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "spec.yaml").write_text(THREE_SEEDS)
+    one = mispec.run(tmp_path / "a" / "spec.yaml", progress=False)  # auto: one at a time on CPU
+    assert calls == []
+    batched = _profile(tmp_path, "batched", "batch_seeds: 3\n")
+    three = mispec.run(tmp_path / "b" / "spec.yaml", executor=str(batched), progress=False)
+    assert calls == [1]  # the three seeds trained in one stacked run
+    assert one.counters == three.counters and one.counters["training_steps"] == 120
+    store_a, store_b = tmp_path / "a" / ".mispec", tmp_path / "b" / ".mispec"
+    train = mispec.load_spec(tmp_path / "a" / "spec.yaml").spec.models["toy"].train
+    assert largest_difference(train, [0, 1, 2], [0, 20, 40], store_a, store_b) <= TOL
+    xr.testing.assert_allclose(
+        one.open()["toy"].to_dataset(), three.open()["toy"].to_dataset(), rtol=0, atol=TOL
+    )
+
+
+def test_a_bad_batch_seeds_value_is_a_located_error(tmp_path):
+    (tmp_path / "spec.yaml").write_text(THREE_SEEDS)
+    bad = _profile(tmp_path, "bad", "batch_seeds: 0\n")
+    res = cli("run", str(tmp_path / "spec.yaml"), "--executor", str(bad), cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    assert "bad.yaml:5:" in res.stderr and "batch_seeds" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / ".mispec" / "checkpoints").exists()
