@@ -146,6 +146,10 @@ def test_a_diverging_run_fails_as_alone_and_saves_nothing_non_finite(tmp_path):
 
 
 THREE_SEEDS = TOY_SPEC.replace("seeds: [0]", "seeds: [0, 1, 2]")
+LIVE = THREE_SEEDS.replace(
+    "    checkpoints: {steps: [0, 20, 40]}\n",
+    "    checkpoints: {steps: [0, 20, 40]}\n    live: [loss]\n",
+)
 
 
 def _profile(tmp_path: Path, name: str, body: str) -> Path:
@@ -155,6 +159,9 @@ def _profile(tmp_path: Path, name: str, body: str) -> Path:
 
 
 def test_a_run_with_batch_seeds_equals_the_default_run(tmp_path, monkeypatch):
+    """Through ``mispec.run``: the checkpoints and results of a profile with ``batch_seeds:
+    3`` equal the default profile's (one at a time on CPU); each seed's live metric is
+    computed from its own weights inside the stacked loop."""
     import mispec.models.training_batched as tb
 
     calls = []
@@ -164,13 +171,14 @@ def test_a_run_with_batch_seeds_equals_the_default_run(tmp_path, monkeypatch):
     )
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
-        (tmp_path / name / "spec.yaml").write_text(THREE_SEEDS)
+        (tmp_path / name / "spec.yaml").write_text(LIVE)
     one = mispec.run(tmp_path / "a" / "spec.yaml", progress=False)  # auto: one at a time on CPU
     assert calls == []
     batched = _profile(tmp_path, "batched", "batch_seeds: 3\n")
     three = mispec.run(tmp_path / "b" / "spec.yaml", executor=str(batched), progress=False)
     assert calls == [1]  # the three seeds trained in one stacked run
     assert one.counters == three.counters and one.counters["training_steps"] == 120
+    assert three.counters["forward_passes"] == 2 * 9  # live loss 3 x 3, then the rest 3 x 3
     store_a, store_b = tmp_path / "a" / ".mispec", tmp_path / "b" / ".mispec"
     train = mispec.load_spec(tmp_path / "a" / "spec.yaml").spec.models["toy"].train
     assert largest_difference(train, [0, 1, 2], [0, 20, 40], store_a, store_b) <= TOL
