@@ -195,3 +195,25 @@ def test_a_bad_batch_seeds_value_is_a_located_error(tmp_path):
     assert "bad.yaml:5:" in res.stderr and "batch_seeds" in res.stderr, res.stderr
     assert "Traceback" not in res.stderr
     assert not (tmp_path / ".mispec" / "checkpoints").exists()
+
+
+def test_a_seed_that_diverges_does_not_stop_the_others(tmp_path):
+    """Seed 0 starts from weights scaled by 1e30 (its loss is not finite from the first
+    update): it stops with the error it raises alone, while seed 1, in the same stack, trains
+    to the end and saves what it saves alone."""
+    from mispec.models.init_weights import Start
+
+    def blown(fresh):
+        return Start({k: v * 1e30 for k, v in fresh.items()})
+
+    train, steps = spec(), [0, 10, 24]
+    with pytest.raises(TrainingDivergedError) as alone:
+        ensure_trained("t", train, 0, steps, tmp_path / "a", progress=False, start=blown)
+    ensure_trained("t", train, 1, steps, tmp_path / "a", progress=False)
+    jobs = [SeedJob(0, steps, start=blown), SeedJob(1, steps)]
+    with pytest.raises(TrainingDivergedError) as together:
+        ensure_trained_together("t", train, jobs, tmp_path / "b", progress=False)
+    assert str(together.value) == str(alone.value) and "seed 0" in str(alone.value)
+    assert largest_difference(train, [1], steps, tmp_path / "a", tmp_path / "b") <= TOL
+    saved = sorted(p.name for p in run_dir(train, 0, tmp_path / "b").glob("model_*"))
+    assert saved == sorted(p.name for p in run_dir(train, 0, tmp_path / "a").glob("model_*"))

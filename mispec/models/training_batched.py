@@ -178,14 +178,13 @@ def train_stacked(
                 if i in failed:
                     continue
                 watches[i].record(t, losses[i], None if norms is None else norms[i])
-                if t + 1 in seat.todo or (t + 1) % CHECK_EVERY == 0:
-                    try:
+                try:  # a seed that diverged saves nothing more; the others train on
+                    if t + 1 in seat.todo or (t + 1) % CHECK_EVERY == 0:
                         watches[i].check()
-                    except TrainingDivergedError as exc:
-                        failed[i] = exc
-                        continue
-                if t + 1 in seat.todo:
-                    _save(seat, i, shells[i], params, opt, t + 1)
+                    if t + 1 in seat.todo:
+                        _save(seat, i, shells[i], params, opt, t + 1)
+                except TrainingDivergedError as exc:
+                    failed[i] = exc
             if len(failed) == n:
                 break
             if bar_state is not None and ((t + 1) % 10 == 0 or t + 1 == first.last):
