@@ -158,17 +158,26 @@ def _profile(tmp_path: Path, name: str, body: str) -> Path:
     return path
 
 
+def count_stacked_runs(monkeypatch) -> list[list]:
+    """A list that records [model, seeds] of every stacked training run from now on."""
+    import mispec.models.training_batched as tb
+
+    calls: list[list] = []
+    stacked = tb.train_stacked
+
+    def counted(seats, **kw):
+        calls.append([seats[0].run.name, len(seats)])
+        return stacked(seats, **kw)
+
+    monkeypatch.setattr(tb, "train_stacked", counted)
+    return calls
+
+
 def test_a_run_with_batch_seeds_equals_the_default_run(tmp_path, monkeypatch):
     """Through ``mispec.run``: the checkpoints and results of a profile with ``batch_seeds:
     3`` equal the default profile's (one at a time on CPU); each seed's live metric is
     computed from its own weights inside the stacked loop."""
-    import mispec.models.training_batched as tb
-
-    calls = []
-    stacked = tb.train_stacked
-    monkeypatch.setattr(
-        tb, "train_stacked", lambda seats, **kw: calls.append(1) or stacked(seats, **kw)
-    )
+    calls = count_stacked_runs(monkeypatch)
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "spec.yaml").write_text(LIVE)
@@ -176,15 +185,55 @@ def test_a_run_with_batch_seeds_equals_the_default_run(tmp_path, monkeypatch):
     assert calls == []
     batched = _profile(tmp_path, "batched", "batch_seeds: 3\n")
     three = mispec.run(tmp_path / "b" / "spec.yaml", executor=str(batched), progress=False)
-    assert calls == [1]  # the three seeds trained in one stacked run
+    assert calls == [["toy", 3]]  # the three seeds trained in one stacked run
     assert one.counters == three.counters and one.counters["training_steps"] == 120
     assert three.counters["forward_passes"] == 2 * 9  # live loss 3 x 3, then the rest 3 x 3
-    store_a, store_b = tmp_path / "a" / ".mispec", tmp_path / "b" / ".mispec"
-    train = mispec.load_spec(tmp_path / "a" / "spec.yaml").spec.models["toy"].train
-    assert largest_difference(train, [0, 1, 2], [0, 20, 40], store_a, store_b) <= TOL
+    assert store_difference(tmp_path / "a" / ".mispec", tmp_path / "b" / ".mispec") <= TOL
     xr.testing.assert_allclose(
         one.open()["toy"].to_dataset(), three.open()["toy"].to_dataset(), rtol=0, atol=TOL
     )
+
+
+def store_difference(a: Path, b: Path) -> float:
+    """The largest |difference| between two stores' checkpoint tensors, file by file: the
+    same files, with the same metadata but the checksum."""
+    files = sorted(p.relative_to(a) for p in (a / "checkpoints").rglob("*.safetensors"))
+    assert files and files == sorted(
+        p.relative_to(b) for p in (b / "checkpoints").rglob("*.safetensors")
+    )
+    worst = 0.0
+    for rel in files:
+        (ta, ma), (tb, mb) = ckpt.read_tensors(a / rel), ckpt.read_tensors(b / rel)
+        ma.pop(ckpt.CHECKSUM_KEY), mb.pop(ckpt.CHECKSUM_KEY)
+        assert ma == mb and ta.keys() == tb.keys(), rel
+        for k in ta:
+            worst = max(worst, (ta[k].double() - tb[k].double()).abs().max().item())
+    return worst
+
+
+def test_fine_tuned_seeds_train_together_from_their_parents(tmp_path, monkeypatch):
+    """``init_from`` with the parent's optimizer state carried, two seeds: each child starts
+    from its own parent's checkpoint and Adam state, stacked; a run with ``batch_seeds: 2``
+    equals the default run (parents and children)."""
+    from .test_training_control import SPEC as FINETUNE
+
+    text = FINETUNE.replace("seeds: [0]", "seeds: [0, 1]").replace(
+        "init_from: {model: base, step: 7}", "init_from: {model: base, step: 7, optimizer: carry}"
+    )
+    assert "optimizer: carry" in text
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "spec.yaml").write_text(text)
+    one = mispec.run(tmp_path / "a" / "spec.yaml", progress=False)
+    stacked = count_stacked_runs(monkeypatch)
+    batched = _profile(tmp_path, "batched", "batch_seeds: 2\n")
+    two = mispec.run(tmp_path / "b" / "spec.yaml", executor=str(batched), progress=False)
+    assert stacked == [["base", 2], ["tuned", 2]]  # each model's two seeds in one stack
+    assert one.counters == two.counters and one.counters["training_steps"] == 2 * (12 + 6)
+    assert store_difference(tmp_path / "a" / ".mispec", tmp_path / "b" / ".mispec") <= TOL
+    for name in ("base", "tuned"):
+        a, b = one.open()[name].to_dataset(), two.open()[name].to_dataset()
+        xr.testing.assert_allclose(a, b, rtol=0, atol=TOL)
 
 
 def test_a_bad_batch_seeds_value_is_a_located_error(tmp_path):
