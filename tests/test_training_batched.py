@@ -91,9 +91,14 @@ CASES = {
 }
 
 
+# where a GPU is present the comparison runs there too (batched kernels may round otherwise)
+DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("case", list(CASES))
-def test_seeds_together_equal_one_at_a_time(case, tmp_path):
-    train = CASES[case]
+def test_seeds_together_equal_one_at_a_time(case, device, tmp_path):
+    train = CASES[case].model_copy(update={"device": device})
     hold = hold_for(train, heads=[[0, 1]]) if train.freeze else None
     seeds, steps = [0, 1, 2], [0, 1, 10, 24]
     alone = [

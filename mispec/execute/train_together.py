@@ -4,8 +4,11 @@
 batched kernels (:mod:`mispec.models.training_batched`); 1 trains them one at a time. ``auto``
 (the default) batches all of a model's seeds when it trains on CUDA, where a toy model leaves
 the device idle, and keeps CPU at one at a time, where batching measured slower (see
-``benchmarks/throughput.py``). Results are those of one-at-a-time training: bitwise on CPU
-(tests/test_training_batched.py), within float rounding on a GPU.
+``benchmarks/seeds_together.py``). Results are those of one-at-a-time training: bitwise on
+CPU (tests/test_training_batched.py). On a GPU this is not measured yet: batched kernels may
+round differently from one seed's, and Adam turns rounding differences into whole steps in
+entries whose true gradient is zero (see :mod:`mispec.models.seedwise`); the same tests run
+on CUDA where it is present.
 
 An executor asks :func:`seed_groups` which training nodes may go together, and when it reaches
 one calls :func:`train_series_together` with those of its group that are ready
