@@ -57,7 +57,7 @@ class LocalExecutor(Executor):
     def as_completed(self) -> Iterator[tuple[WorkNode | None, Outcome]]:
         from mispec.execute.parallel_training import TrainingPool, worth_parallel
         from mispec.execute.remote import outcome_of
-        from mispec.execute.train_together import ready_now, seed_groups, train_series_together
+        from mispec.execute.train_together import seed_groups, train_ready_together
 
         ctx = self._ctx
         together = seed_groups(ctx, self._queue, self.profile.batch_seeds)  # seeds batched
@@ -84,10 +84,11 @@ class LocalExecutor(Executor):
                 if pool is not None:
                     pool.start(self._upstream, done)
                 self._progress.starting(node)
-                if node.id in together:
-                    group = ready_now(node, together[node.id], self._upstream, done)
-                    train_series_together(ctx, group, progress=self._progress.enabled)
-                    done.update(g.id for g in group)
+                if node.id in together:  # with its model's other seeds that are ready
+                    trained = train_ready_together(
+                        ctx, node, together, self._upstream, done, progress=self._progress.enabled
+                    )
+                    done.update(g.id for g in trained)
                 else:
                     run_work_node(ctx, node, progress=self._progress.enabled)
                 outcome = Outcome()

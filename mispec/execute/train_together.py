@@ -10,9 +10,9 @@ round differently from one seed's, and Adam turns rounding differences into whol
 entries whose true gradient is zero (see :mod:`mispec.models.seedwise`); the same tests run
 on CUDA where it is present.
 
-An executor asks :func:`seed_groups` which training nodes may go together, and when it reaches
-one calls :func:`train_series_together` with those of its group that are ready
-(:func:`ready_now`).
+An executor asks :func:`seed_groups` which training nodes may go together (and keeps those out
+of its training processes); when it reaches one, :func:`train_ready_together` trains it with
+the nodes of its group that are ready, and the executor counts them all as done.
 """
 
 from __future__ import annotations
@@ -78,6 +78,23 @@ def ready_now(
         if other.id == node.id
         or (other.id not in done and all(u.id in done for u in upstream.get(other.id, ())))
     ]
+
+
+def train_ready_together(
+    ctx: RunContext,
+    node: WorkNode,
+    groups: dict[str, list[TrainNode]],
+    upstream: dict[str, Sequence[WorkNode]],
+    done: set[str],
+    *,
+    progress: bool = False,
+) -> list[TrainNode]:
+    """Train ``node`` (a key of :func:`seed_groups`' ``groups``) with the nodes of its group
+    that are ready (:func:`ready_now`); the nodes trained, ``node`` among them: the executor
+    counts them all as done."""
+    group = ready_now(node, groups[node.id], upstream, done)
+    train_series_together(ctx, group, progress=progress)
+    return group
 
 
 def train_series_together(
