@@ -137,6 +137,26 @@ def test_resumed_seeds_train_together_from_a_shared_step(tmp_path):
     assert largest_difference(train, seeds, [0, 12, 24], tmp_path / "a", b) <= TOL
 
 
+@pytest.mark.parametrize("from_step", [0, 10])
+def test_seeds_whose_batches_differ_in_shape_train_apart(from_step, tmp_path, monkeypatch):
+    """A plugin task gives odd seeds shorter batches from update ``from_step`` on: seeds whose
+    first batches differ train in separate stacks (from 0), or the stack splits where they
+    start to differ (from 10) and each seed goes on alone; all equal one at a time."""
+    train = spec(
+        task="tests.helpers.ragged_task:ragged",
+        task_args={"length": 5, "vocab": 8, "from_step": from_step},
+    )
+    seeds, steps = [0, 1, 2], [0, 10, 24]
+    for s in seeds:
+        ensure_trained("t", train, s, steps, tmp_path / "a", progress=False)
+    calls = count_stacked_runs(monkeypatch)
+    jobs = [SeedJob(s, steps) for s in seeds]
+    together = ensure_trained_together("t", train, jobs, tmp_path / "b", progress=False)
+    assert calls == ([["t", 2]] if from_step == 0 else [["t", 3]])  # seeds 0 and 2 / all
+    assert [together[s].steps_trained for s in seeds] == [24, 24, 24]
+    assert largest_difference(train, seeds, steps, tmp_path / "a", tmp_path / "b") <= TOL
+
+
 def test_a_diverging_run_fails_as_alone_and_saves_nothing_non_finite(tmp_path):
     wild = spec(optimizer={"name": "adamw", "lr": 10, "weight_decay": 100}, grad_clip=None)
     with pytest.raises(TrainingDivergedError) as alone:

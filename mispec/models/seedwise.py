@@ -1,20 +1,23 @@
-"""Layer norm seed by seed under ``vmap``: the one op whose batching rule rounds differently.
+"""Layer norms and linear layers seed by seed under ``vmap``: bitwise what one seed computes.
 
 Training S seeds together runs one module's forward under ``torch.func.vmap`` over stacked
-parameters (:mod:`mispec.models.training_batched`). On CPU every op of a native toy model then
-gives each seed bitwise its one-at-a-time values and gradients — except ``F.layer_norm`` with
-per-seed weights: vmap's rule normalises without the affine part and applies ``* weight +
-bias`` itself, so the weight and bias gradients are summed in another order (a difference of
-~1e-8 in float32). That would not matter, but Adam turns rounding noise into whole steps where
-the true gradient is zero (an attention key bias: softmax ignores a shift, so its gradient is
-noise around 0 and each step moves it by ~lr in the noise's direction): within 30 steps such
-entries differed by 1e-3 between batched and one-at-a-time training.
+parameters (:mod:`mispec.models.training_batched`). Most ops of a native toy model then give
+each seed bitwise its one-at-a-time values and gradients, but two batching rules round
+differently: ``F.layer_norm`` with per-seed weights (vmap normalises without the affine part
+and applies ``* weight + bias`` itself, so their gradients are summed in another order), and
+``F.linear`` for some shapes (the unembedding's weight gradient with a vocabulary of 10, as a
+batched matmul, differed by 3e-8). That would not matter, but Adam turns rounding noise into
+whole steps where the true gradient is zero: an attention key bias (softmax ignores a shift,
+so its gradient is noise around 0, and each update moves it by ~lr in the noise's direction).
+Within 24 updates such entries differed by 1e-3 between batched and one-at-a-time training.
 
-So :func:`seedwise` swaps a template module's ``nn.LayerNorm`` layers for
-:class:`SeedwiseLayerNorm`, whose forward is the custom op ``mispec::seed_layer_norm``: under
-vmap its rule runs the ordinary ``F.layer_norm`` once per seed on that seed's slice, and
-autograd records exactly the kernels one-at-a-time training runs (S small kernels instead of
-one; a toy model has a few layer norms). Called outside vmap, it is plain ``F.layer_norm``.
+So :func:`seedwise` swaps a template module's ``nn.LayerNorm`` and ``nn.Linear`` layers for
+:class:`SeedwiseLayerNorm` and :class:`SeedwiseLinear`, whose forwards are the custom ops
+``mispec::seed_layer_norm`` and ``mispec::seed_linear``: under vmap their rules run the
+ordinary ``F.layer_norm`` / ``F.linear`` once per seed on that seed's slice, so autograd
+records exactly the kernels one-at-a-time training runs (S small kernels instead of one for
+these layers; attention, embeddings, softmax and the optimizer stay batched). Called outside
+vmap, each is the plain op.
 """
 
 from __future__ import annotations
@@ -52,6 +55,38 @@ def _per_seed(
 torch.library.register_vmap("mispec::seed_layer_norm", _per_seed)
 
 
+@torch.library.custom_op("mispec::seed_linear", mutates_args=())
+def seed_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``F.linear`` (the op's body outside vmap)."""
+    return F.linear(x, weight, bias)
+
+
+def _linear_per_seed(
+    info: Any, in_dims: tuple[int | None, ...], x: torch.Tensor, w: torch.Tensor,
+    b: torch.Tensor | None,
+) -> tuple[torch.Tensor, int]:  # fmt: skip
+    """The vmap rule: ``F.linear`` on each seed's slice, stacked along dim 0."""
+    n = info.batch_size
+    xs, ws = _seeds(x, in_dims[0], n), _seeds(w, in_dims[1], n)
+    bs = None if b is None else _seeds(b, in_dims[2], n)
+    out = [F.linear(xs[i], ws[i], None if bs is None else bs[i]) for i in range(n)]
+    return torch.stack(out), 0
+
+
+torch.library.register_vmap("mispec::seed_linear", _linear_per_seed)
+
+
+def _seeds(t: torch.Tensor, dim: int | None, n: int) -> torch.Tensor:
+    return t.movedim(dim, 0) if dim is not None else t.expand(n, *t.shape)
+
+
+class SeedwiseLinear(torch.nn.Linear):
+    """``nn.Linear`` (same parameters, same names) computed seed by seed under vmap."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return seed_linear(x, self.weight, self.bias)
+
+
 class SeedwiseLayerNorm(torch.nn.LayerNorm):
     """``nn.LayerNorm`` (same parameters, same names) computed seed by seed under vmap."""
 
@@ -68,4 +103,6 @@ def seedwise(model: torch.nn.Module) -> torch.nn.Module:
     for module in template.modules():
         if type(module) is torch.nn.LayerNorm:
             module.__class__ = SeedwiseLayerNorm
+        elif type(module) is torch.nn.Linear:
+            module.__class__ = SeedwiseLinear
     return template

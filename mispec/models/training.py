@@ -208,19 +208,21 @@ def ensure_trained(
     return TrainReport() if seat is None else train_alone(seat, progress=progress)
 
 
-def train_alone(seat: Seat, *, progress: bool = True) -> TrainReport:
-    """Train one seat from its ``start_step`` to its ``last`` step, saving its ``todo``."""
+def train_alone(seat: Seat, *, progress: bool = True, begin: int | None = None) -> TrainReport:
+    """Train one seat from its ``start_step`` (or from ``begin``, where its model and optimizer
+    already are) to its ``last`` step, saving its ``todo``."""
     run, model, opt, keys, task = seat.run, seat.model, seat.opt, seat.keys, seat.task
     train = run.train
+    first = seat.start_step if begin is None else begin
     held = Hold(model, seat.hold, keys) if seat.hold else None
     watch = FiniteWatch(run.name, train, seat.seed)
     bar = (
-        ProgressBar(f"train {run.name} seed {seat.seed}", seat.start_step, seat.last)
+        ProgressBar(f"train {run.name} seed {seat.seed}", first, seat.last)
         if progress
         else nullcontext(None)
     )
     with bar as bar_state:
-        for t in range(seat.start_step, seat.last):
+        for t in range(first, seat.last):
             for group in opt.param_groups:
                 group["lr"] = learning_rate(train, t)
             b = task.batch(seat.seed, t, train.batch_size)
@@ -243,7 +245,7 @@ def train_alone(seat: Seat, *, progress: bool = True) -> TrainReport:
             if t + 1 in seat.todo:
                 seat.save(t + 1)
             if bar_state is not None and ((t + 1) % 10 == 0 or t + 1 == seat.last):
-                show(bar_state, t + 1 - seat.start_step, loss, seat.live)
+                show(bar_state, t + 1 - first, loss, seat.live)
     return seat.report()
 
 

@@ -10,7 +10,9 @@ ensure_trained` trains alone, within float rounding (tests: within 1e-6):
   saved), then the parameters are stacked along a new leading seed axis
   (``torch.func.stack_module_state``);
 * the forward runs under ``torch.func.vmap`` over the seed axis (``functional_call`` of one
-  module), each seed on its own batch ``task.batch(seed, t)`` — its own data stream;
+  module), each seed on its own batch ``task.batch(seed, t)`` — its own data stream; its
+  layer norms and linear layers run seed by seed inside it (:mod:`mispec.models.seedwise`:
+  vmap's own rules for them round differently, which Adam amplifies);
 * the loss is the sum of the per-seed mean losses (each in ``loss_dtype``), so the gradient
   of each seed's slice is that seed's own gradient;
 * one optimizer steps the stacked tensors: Adam, AdamW and SGD (momentum, weight decay) are
@@ -22,13 +24,15 @@ ensure_trained` trains alone, within float rounding (tests: within 1e-6):
   watch: a seed that diverges saves nothing more, the others train on, and its error is
   raised once they are done.
 
-Seeds train together only when they resume from the same step, stop at the same last step
-and carry the same optimizer scalars (Adam's step count, hyperparameters); any other seed
-trains alone, one after the other (:func:`groups`).
+Seeds train together only when they resume from the same step, stop at the same last step,
+carry the same optimizer scalars (Adam's step count, hyperparameters) and draw batches of one
+shape; any other seed trains alone, one after the other (:func:`groups`). Should the seeds'
+batches differ in shape at a later update (a plugin task), each goes on alone from there.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -107,10 +111,12 @@ def ensure_trained_together(
 
 def groups(seats: list[Seat]) -> list[list[Seat]]:
     """The seats that can train together, in seed order: same resume step, same last step,
-    same optimizer scalars and hyperparameters (e.g. a resumed Adam's step count)."""
-    by_key: dict[tuple[int, int, str], list[Seat]] = {}
+    same optimizer scalars and hyperparameters (e.g. a resumed Adam's step count), and
+    batches of one shape at the first update (see :func:`_batches`)."""
+    by_key: dict[tuple[int, int, str, tuple[int, ...]], list[Seat]] = {}
     for seat in seats:
-        key = (seat.start_step, seat.last, _scalars(seat.opt.state_dict()))
+        shape = seat.task.batch(seat.seed, seat.start_step, seat.run.train.batch_size).tokens.shape
+        key = (seat.start_step, seat.last, _scalars(seat.opt.state_dict()), tuple(shape))
         by_key.setdefault(key, []).append(seat)
     return sorted(by_key.values(), key=lambda g: g[0].seed)
 
@@ -140,7 +146,7 @@ def train_stacked(
     _load_stacked_state(opt, [s.opt.state_dict() for s in seats])
     shells = [dict(s.model.named_parameters()) for s in seats]
 
-    template = seedwise(first.model)  # layer norms seed by seed: see mispec.models.seedwise
+    template = seedwise(first.model)  # norms and linears seed by seed: mispec.models.seedwise
 
     def forward(p: dict, b: dict, tokens: torch.Tensor) -> torch.Tensor:
         return functional_call(template, (p, b), (tokens,))
@@ -149,6 +155,7 @@ def train_stacked(
     held = StackedHold(params, first.hold, first.keys) if first.hold else None
     watches = [FiniteWatch(s.run.name, train, s.seed) for s in seats]
     failed: dict[int, TrainingDivergedError] = {}
+    switch: int | None = None
     seeds = ",".join(str(s.seed) for s in seats)
     bar = (
         ProgressBar(f"train {first.run.name} seeds {seeds}", first.start_step, first.last)
@@ -159,7 +166,11 @@ def train_stacked(
         for t in range(first.start_step, first.last):
             for group in opt.param_groups:
                 group["lr"] = learning_rate(train, t)
-            tokens, masks = _batches(seats, t, device)
+            stacked_batch = _batches(seats, t, device)
+            if stacked_batch is None:
+                switch = t  # the seeds' batches differ in shape from here: train apart
+                break
+            tokens, masks = stacked_batch
             logits = batched(params, buffers, tokens)
             losses = [
                 masked_loss(logits[i], tokens[i], masks[i], train.loss_dtype) for i in range(n)
@@ -190,24 +201,34 @@ def train_stacked(
             if bar_state is not None and ((t + 1) % 10 == 0 or t + 1 == first.last):
                 show(bar_state, t + 1 - first.start_step, losses[0], first.live)
     reports = {s.seed: s.report() for i, s in enumerate(seats) if i not in failed}
+    if switch is not None:
+        for i, seat in enumerate(seats):
+            if i in failed:
+                continue
+            try:  # each seat goes on alone from its own weights and optimizer state
+                watches[i].check()
+                _unstack(seat, i, shells[i], params, opt)
+                reports[seat.seed] = train_alone(seat, progress=progress, begin=switch)
+            except TrainingDivergedError as exc:
+                failed[i] = exc
+                reports.pop(seat.seed)
     return reports, [failed[i] for i in sorted(failed)]
 
 
-def _batches(seats: list[Seat], t: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each seat's batch of update ``t`` stacked [seed, batch, pos], with its loss mask. Batches
-    of different sizes are padded with rows and positions the mask leaves out: a causal model's
-    logits before a position do not depend on it, so each seed's loss is unchanged."""
+def _batches(
+    seats: list[Seat], t: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Each seat's batch of update ``t`` stacked [seed, batch, pos], with its loss mask; None
+    when they differ in shape. (Padding them would be exact in exact arithmetic only: matmuls
+    over other widths round otherwise, which Adam amplifies; see :mod:`mispec.models.seedwise`.)"""
     train = seats[0].run.train
     got = [s.task.batch(s.seed, t, train.batch_size) for s in seats]
-    masks = [s.task.training_loss_mask(b) for s, b in zip(seats, got, strict=True)]
-    rows = max(b.tokens.shape[0] for b in got)
-    width = max(b.tokens.shape[1] for b in got)
-    tokens = torch.zeros((len(got), rows, width), dtype=torch.int64)
-    mask = torch.zeros((len(got), rows, width - 1), dtype=torch.bool)
-    for i, (b, m) in enumerate(zip(got, masks, strict=True)):
-        r, w = b.tokens.shape
-        tokens[i, :r, :w] = torch.from_numpy(b.tokens)
-        mask[i, :r, : w - 1] = torch.from_numpy(m)
+    if len({b.tokens.shape for b in got}) > 1:
+        return None
+    tokens = torch.stack([torch.from_numpy(b.tokens) for b in got])
+    mask = torch.stack(
+        [torch.from_numpy(s.task.training_loss_mask(b)) for s, b in zip(seats, got, strict=True)]
+    )
     return tokens.to(device), mask.to(device)
 
 
@@ -255,25 +276,41 @@ def _load_stacked_state(opt: torch.optim.Optimizer, states: list[dict[str, Any]]
         for key, value in entries.items():
             if torch.is_tensor(value) and value.shape == shapes[idx]:
                 value = torch.stack([s["state"][idx][key] for s in states])
-            merged[idx][key] = value
+            merged[idx][key] = value.clone() if torch.is_tensor(value) else value
     opt.load_state_dict({"state": merged, "param_groups": states[0]["param_groups"]})
 
 
 def _seed_state(opt: torch.optim.Optimizer, i: int) -> dict[str, Any]:
     """Seed ``i``'s slice of the stacked optimizer's ``state_dict()``: what its optimizer
-    alone would hold."""
+    alone would hold. Every tensor is a copy of its own (an optimizer loading a state keeps
+    a scalar such as Adam's step count as it is, and steps it in place)."""
     full = opt.state_dict()
     shapes = [p.shape for group in opt.param_groups for p in group["params"]]
+
+    def own(value: Any, shape: torch.Size) -> Any:
+        if not torch.is_tensor(value):
+            return copy.deepcopy(value)
+        return (value[i] if value.shape == shape else value).clone()
+
     state = {
-        idx: {
-            key: value[i].clone()
-            if torch.is_tensor(value) and value.shape == shapes[idx]
-            else value
-            for key, value in entries.items()
-        }
+        idx: {key: own(value, shapes[idx]) for key, value in entries.items()}
         for idx, entries in full["state"].items()
     }
-    return {"state": state, "param_groups": full["param_groups"]}
+    return {"state": state, "param_groups": copy.deepcopy(full["param_groups"])}
+
+
+@torch.no_grad()
+def _unstack(
+    seat: Seat,
+    i: int,
+    shell: dict[str, torch.nn.Parameter],
+    params: dict[str, torch.Tensor],
+    opt: torch.optim.Optimizer,
+) -> None:
+    """Seed ``i``'s weights and optimizer state back into its own model and optimizer."""
+    for key, p in shell.items():
+        p.copy_(params[key][i])
+    seat.opt.load_state_dict(_seed_state(opt, i))
 
 
 @torch.no_grad()
