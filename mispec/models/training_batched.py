@@ -32,21 +32,20 @@ batches differ in shape at a later update (a plugin task), each goes on alone fr
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import torch
 
-from mispec.errors import CheckpointError, TrainingDivergedError
+from mispec.errors import TrainingDivergedError
 from mispec.models.divergence import FiniteWatch
-from mispec.models.init_weights import Hold, Start, State, mask_of
-from mispec.models.native import KeyMap
+from mispec.models.init_weights import Start, State
 from mispec.models.runs import Lineage, TrainReport
+from mispec.models.seed_stack import StackedHold, clip_per_seed, load_stacked_state, seed_state
 from mispec.models.seedwise import seedwise
 from mispec.models.training import (
     CHECK_EVERY,
@@ -143,7 +142,7 @@ def train_stacked(
     train, device = first.run.train, first.device
     params, buffers = stack_module_state([s.model for s in seats])  # type: ignore[arg-type]
     opt = make_optimizer(params.values(), train.optimizer)  # type: ignore[arg-type]
-    _load_stacked_state(opt, [s.opt.state_dict() for s in seats])
+    load_stacked_state(opt, [s.opt.state_dict() for s in seats])
     shells = [dict(s.model.named_parameters()) for s in seats]
 
     template = seedwise(first.model)  # norms and linears seed by seed: mispec.models.seedwise
@@ -233,73 +232,6 @@ def _batches(
 
 
 @torch.no_grad()
-def clip_per_seed(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
-    """``torch.nn.utils.clip_grad_norm_`` for each seed's slice of the stacked gradients: that
-    seed's total norm by ``get_total_norm`` on its own slices (the very reduction it runs
-    alone: a norm reduced over the seed axis instead rounds differently), then every slice
-    scaled by ``max_norm / (norm + 1e-6)`` clamped at 1. Returns the [seed] norms."""
-    grads = [p.grad for p in params if p.grad is not None]
-    n = grads[0].shape[0]
-    total = torch.stack([torch.nn.utils.get_total_norm([g[i] for g in grads]) for i in range(n)])
-    coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
-    for g in grads:
-        g.mul_(coef.to(g.device).reshape((n,) + (1,) * (g.dim() - 1)))
-    return total
-
-
-class StackedHold(Hold):
-    """:class:`~mispec.models.init_weights.Hold` on stacked parameters [seed, ...]: the same
-    entries of every seed, each held at its own values."""
-
-    def __init__(self, params: dict[str, torch.Tensor], selection: Selection, keys: KeyMap):
-        by_bridge = {b: params[p] for p, b in keys.plain_to_bridge.items() if p in params}
-        missing = sorted(set(selection) - set(by_bridge))
-        if missing:
-            raise CheckpointError(f"freeze: {missing} are not trainable parameters")
-        one_seed = {k: v[0].detach() for k, v in by_bridge.items()}
-        self.items = []
-        for k, m in mask_of(selection, one_seed).items():
-            p = cast(torch.nn.Parameter, by_bridge[k])  # a stacked leaf, held like one
-            every = m.to(p.device).expand(p.shape)
-            self.items.append((p, every, p.detach()[every].clone()))
-
-
-def _load_stacked_state(opt: torch.optim.Optimizer, states: list[dict[str, Any]]) -> None:
-    """Load the seats' optimizer states (equal but for per-entry tensors: :func:`groups`)
-    into the stacked optimizer: per-entry tensors stacked, the rest taken as they are."""
-    if not states[0]["state"]:
-        return
-    shapes = [p.shape[1:] for group in opt.param_groups for p in group["params"]]
-    merged: dict[int, dict[str, Any]] = {}
-    for idx, entries in states[0]["state"].items():
-        merged[idx] = {}
-        for key, value in entries.items():
-            if torch.is_tensor(value) and value.shape == shapes[idx]:
-                value = torch.stack([s["state"][idx][key] for s in states])
-            merged[idx][key] = value.clone() if torch.is_tensor(value) else value
-    opt.load_state_dict({"state": merged, "param_groups": states[0]["param_groups"]})
-
-
-def _seed_state(opt: torch.optim.Optimizer, i: int) -> dict[str, Any]:
-    """Seed ``i``'s slice of the stacked optimizer's ``state_dict()``: what its optimizer
-    alone would hold. Every tensor is a copy of its own (an optimizer loading a state keeps
-    a scalar such as Adam's step count as it is, and steps it in place)."""
-    full = opt.state_dict()
-    shapes = [p.shape for group in opt.param_groups for p in group["params"]]
-
-    def own(value: Any, shape: torch.Size) -> Any:
-        if not torch.is_tensor(value):
-            return copy.deepcopy(value)
-        return (value[i] if value.shape == shape else value).clone()
-
-    state = {
-        idx: {key: own(value, shapes[idx]) for key, value in entries.items()}
-        for idx, entries in full["state"].items()
-    }
-    return {"state": state, "param_groups": copy.deepcopy(full["param_groups"])}
-
-
-@torch.no_grad()
 def _unstack(
     seat: Seat,
     i: int,
@@ -310,7 +242,7 @@ def _unstack(
     """Seed ``i``'s weights and optimizer state back into its own model and optimizer."""
     for key, p in shell.items():
         p.copy_(params[key][i])
-    seat.opt.load_state_dict(_seed_state(opt, i))
+    seat.opt.load_state_dict(seed_state(opt, i))
 
 
 @torch.no_grad()
@@ -326,4 +258,4 @@ def _save(
     the optimizer state, written by its run folder as one-at-a-time training writes them."""
     for key, p in shell.items():
         p.copy_(params[key][i])
-    seat.save(step, _seed_state(opt, i))
+    seat.save(step, seed_state(opt, i))
