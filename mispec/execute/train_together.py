@@ -3,8 +3,9 @@
 ``batch_seeds`` (execution profile): how many seeds of a ``train:`` model train in one set of
 batched kernels (:mod:`mispec.models.training_batched`); 1 trains them one at a time. ``auto``
 (the default) batches all of a model's seeds when it trains on CUDA, where a toy model leaves
-the device idle, and keeps CPU at one at a time, where batching measured slower (see
-``benchmarks/seeds_together.py``). Results are those of one-at-a-time training: bitwise on
+the device idle, and keeps CPU at one at a time, where batching measured slower (4 seeds of
+the default study's model, 1 thread: 15.8 seed-steps/s together against 19.4 one at a time,
+``python -m benchmarks.seeds_together``). Results are those of one-at-a-time training: bitwise on
 CPU (tests/test_training_batched.py). On a GPU this is not measured yet: batched kernels may
 round differently from one seed's, and Adam turns rounding differences into whole steps in
 entries whose true gradient is zero (see :mod:`mispec.models.seedwise`); the same tests run
