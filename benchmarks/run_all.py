@@ -4,7 +4,8 @@ Measures, in ONE run, on the same checkpoints, prompts and metrics (loss, per-to
 induction score, previous-token score): the naive TransformerLens notebook loop, the compute
 floor, and mispec cold / warm / after one metric's arguments changed, at two scales (at toy
 scale also cold with ``BATCHED_K`` checkpoints per forward call, ``batch_checkpoints``); then
-peak RSS of a mispec run at 25 vs 100 checkpoints, training throughput, the default study end
+peak RSS of a mispec run at 25 vs 100 checkpoints, training throughput, 4 seeds trained
+together vs one at a time (``seeds_together.py``), the default study end
 to end with serial vs parallel training processes (``study.py``: the one part that includes
 training), and CLI latency. Prints tables of ratios against the targets of issues 8 and 20 and
 writes ``<work>/latest.json`` and ``<work>/latest.md``. Elsewhere training time is excluded:
@@ -31,6 +32,7 @@ from benchmarks import (  # noqa: E402
     cli_latency,
     fixtures,
     mispec_runs,
+    seeds_together,
     study,
     throughput,
 )
@@ -450,6 +452,27 @@ def render(report: dict[str, Any]) -> str:
             ),
             "",
         ]
+    if "seeds" in report:
+        sd = report["seeds"]
+        one = sd["variants"]["4 seeds one at a time"]["seed_steps_per_s"]
+        parts += [
+            f"### 4 seeds trained together vs one at a time ({sd['device']}, {sd['steps']} "
+            f"steps each, saves every 10, best of {sd['repeats']})",
+            "",
+            markdown_table(
+                ["training", "seed-steps/s (wall)", "all runs", "÷ one at a time"],
+                [
+                    [
+                        k,
+                        f"{v['seed_steps_per_s']:.1f}",
+                        ", ".join(f"{x:.1f}" for x in v["all_seed_steps_per_s"]),
+                        fmt_ratio(v["seed_steps_per_s"] / one),
+                    ]
+                    for k, v in sd["variants"].items()
+                ],
+            ),
+            "",
+        ]
     if "study" in report:
         st = report["study"]
         parts += [
@@ -492,10 +515,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="small smoke version (a few minutes)")
     p.add_argument(
         "--only",
-        default="toy,neox,toy@2,neox@2,rss,train,study,cli",
-        help="comma-separated parts: toy,neox,rss,train,study,cli; toy@N / neox@N measure that "
-        "scale again with N torch threads for every contender (default: all, and both scales "
-        "at 2 threads too)",
+        default="toy,neox,toy@2,neox@2,rss,train,seeds,study,cli",
+        help="comma-separated parts: toy,neox,rss,train,seeds,study,cli; toy@N / neox@N measure "
+        "that scale again with N torch threads for every contender (default: all, and both "
+        "scales at 2 threads too)",
     )
     p.add_argument("--work", type=Path, default=REPO / "benchmarks" / ".work")
     p.add_argument("--markdown", type=Path, help="also write the report here")
@@ -567,6 +590,12 @@ def main(argv: list[str] | None = None) -> int:
         report["training_steps"] = steps
         report["training_repeats"] = 1 if quick else 3
         report["training"] = throughput.measure(steps, report["training_repeats"], work / "stores")
+    if "seeds" in parts:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        log(f"4 seeds trained together vs one at a time ({device})")
+        report["seeds"] = seeds_together.measure(
+            60 if quick else 200, 1 if quick else 2, work / "stores", device
+        )
     if "study" in parts:
         report["study"] = study.measure(work, 1 if quick else 2, log)
     if "cli" in parts:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from mispec.execute.executor import Outcome
 from mispec.execute.tasks import run_work_node
+from mispec.execute.train_together import seed_groups, train_ready_together
 
 if TYPE_CHECKING:
     from mispec.execute.context import RunContext
@@ -51,6 +52,8 @@ class LocalSchedule:
         self.pending = list(queue)
         self.done: set[str] = set()
         self.seconds: dict[str, list[float]] = defaultdict(list)  # model -> group times
+        # seeds of a train: model trained together here (batch_seeds): never in a lane
+        self.together = seed_groups(ctx, queue, profile.batch_seeds)
         self.pool = self._pool(stack)
 
     def _pool(self, stack: ExitStack) -> LanePool | None:
@@ -60,7 +63,7 @@ class LocalSchedule:
 
         trains, n = worth_parallel(
             self.ctx,
-            self.queue,
+            [node for node in self.queue if node.id not in self.together],
             processes=self.options.processes,
             min_steps=self.options.parallel_min_steps,
             threads=self.profile.torch_threads,
@@ -112,6 +115,20 @@ class LocalSchedule:
             if ended:
                 continue  # a lane's nodes may have made other nodes ready, or lanes startable
             assert here is not None
+            if here.id in self.together:  # with its model's other seeds that are ready
+                self.progress.starting(here)
+                for node in train_ready_together(
+                    self.ctx,
+                    here,
+                    self.together,
+                    self.upstream,
+                    self.done,
+                    progress=self.progress.enabled,
+                ):
+                    self.done.add(node.id)
+                    self.pending.remove(node)
+                    yield node, Outcome()
+                continue
             yield here, self._run_here(here)
         self.ctx.writer.flush()  # raises the first failed write
 
@@ -160,6 +177,8 @@ class LocalSchedule:
                 continue
             if (pool is not None and any(pool.owns(n) for n in nodes)) or not self.ready(nodes[0]):
                 continue
+            if any(n.id in self.together for n in nodes):
+                continue  # its seeds train together here
             lane = lane_from(nodes[0], self.pending, self.upstream, self.done)
             groups = sum(isinstance(n, GroupNode) for n in lane)
             if groups * sum(times) / len(times) < self.options.parallel_min_seconds:

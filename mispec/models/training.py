@@ -23,10 +23,9 @@ is saved, and a non-finite checkpoint is never loaded (``mispec.models.divergenc
 
 from __future__ import annotations
 
-import platform
-import warnings
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,21 +33,11 @@ import torch
 import torch.nn.functional as F
 
 from mispec.errors import UserError
-from mispec.models import checkpoints as ckpt
-from mispec.models.divergence import FiniteWatch, check_state, read_finite
+from mispec.models.divergence import FiniteWatch
 from mispec.models.init_weights import Hold, Start, State, check_compatible
 from mispec.models.native import KeyMap, key_map, load_bridge_state, plain_model, to_bridge_state
-from mispec.models.runs import (
-    MODEL_FILE,
-    OPTIM_FILE,
-    TRAINER_VERSION,
-    Lineage,
-    TrainReport,
-    native_config,
-    run_dir,
-    saved_steps,
-    training_identity,
-)
+from mispec.models.run_folder import RunFolder, resume_point, verified
+from mispec.models.runs import Lineage, TrainReport, native_config, saved_steps
 from mispec.models.weight_targets import Selection
 from mispec.spec.schema import OptimizerSpec, TrainSpec
 from mispec.tasks import Task, task_for
@@ -89,95 +78,106 @@ def masked_loss(
     return F.cross_entropy(pred, tokens[:, 1:][mask])
 
 
-class _Run:
-    """One (train spec, seed) run folder: load/save steps, verify files."""
+@dataclass
+class Seat:
+    """One seed's run, set up to train: its model (at ``start_step``, weights and optimizer
+    state restored), what to save, and how. Built by :func:`seat_for` for one-at-a-time
+    training and for training seeds together (:mod:`mispec.models.training_batched`)."""
 
-    def __init__(
-        self, name: str, train: TrainSpec, seed: int, store_dir: Path, lineage: Lineage | None
-    ):
-        self.name, self.train, self.seed, self.lineage = name, train, seed, lineage
-        self.dir = run_dir(train, seed, store_dir, lineage)
-        self.identity = training_identity(train, seed, lineage)
+    run: RunFolder
+    task: Task
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    keys: KeyMap
+    device: torch.device
+    todo: set[int]  # the steps to save
+    start_step: int
+    last: int  # the last step to save
+    resumed: bool
+    elsewhere: int  # steps other runs trained to provide step 0 (init_from, init copies)
+    hold: Selection | None
+    on_checkpoint: Callable[[int, dict[str, torch.Tensor]], dict[str, float]] | None
+    saved: list[int] = field(default_factory=list)
+    live: dict[str, float] = field(default_factory=dict)
 
-    def model_path(self, step: int) -> Path:
-        return self.dir / MODEL_FILE.format(step=step)
+    @property
+    def seed(self) -> int:
+        return self.run.seed
 
-    def optim_path(self, step: int) -> Path:
-        return self.dir / OPTIM_FILE.format(step=step)
+    def save(self, step: int, opt_state: dict[str, Any] | None = None) -> None:
+        """Save ``step`` from :attr:`model` and the optimizer state (default: :attr:`opt`'s),
+        and hand its weights to ``on_checkpoint``."""
+        state = self.opt.state_dict() if opt_state is None else opt_state
+        self.run.save(step, self.model, state, self.keys)
+        self.saved.append(step)
+        if self.on_checkpoint is not None:
+            self.live = self.on_checkpoint(step, to_bridge_state(self.model, self.keys))
 
-    def discard(self, step: int, reason: Exception) -> None:
-        warnings.warn(f"{reason}; discarding step {step} and training it again", stacklevel=3)
-        for p in (self.model_path(step), self.optim_path(step)):
-            p.unlink(missing_ok=True)
-
-    def load(self, step: int) -> dict[str, torch.Tensor]:
-        """The weights of ``step``: checksum verified, refused when non-finite."""
-        return self.read(self.model_path(step), step)[0]
-
-    def read(self, path: Path, step: int) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-        """A checkpoint file of this run: checksum verified, refused when non-finite."""
-        return read_finite(path, name=self.name, train=self.train, seed=self.seed, step=step)
-
-    def save(
-        self, step: int, model: torch.nn.Module, opt: torch.optim.Optimizer, keys: KeyMap
-    ) -> None:
-        """Write the weights and optimizer state of ``step``, refusing non-finite ones."""
-        meta = {"step": str(step), "training_identity": self.identity, "format": "mispec-native/1"}
-        tensors, ometa = ckpt.optimizer_to_tensors(opt.state_dict())
-        weights = to_bridge_state(model, keys)
-        check_state(self.name, self.train, self.seed, step, {**tensors, **weights})
-        ckpt.write_tensors(self.optim_path(step), tensors, {**meta, **ometa})
-        ckpt.write_tensors(self.model_path(step), weights, meta)
-
-    def write_config(self, kwargs: dict[str, Any], task: Task) -> None:
-        path = self.dir / "config.json"
-        if path.is_file():
-            return
-        import transformer_lens
-
-        ckpt.write_json(
-            path,
-            {
-                "format": "mispec-native/1",
-                "training_identity": self.identity,
-                "trainer_version": TRAINER_VERSION,
-                "seed": self.seed,
-                "tl_config": kwargs,
-                "train": self.train.model_dump(mode="json", exclude={"steps"}),
-                "lineage": self.lineage,
-                "task": task.describe(),
-                "versions": {
-                    "torch": torch.__version__,
-                    "transformer_lens": getattr(transformer_lens, "__version__", "?"),
-                    "python": platform.python_version(),
-                },
-            },
+    def report(self) -> TrainReport:
+        return TrainReport(
+            steps_trained=self.last - self.start_step + self.elsewhere,
+            resumed_from=self.start_step if self.resumed else None,
+            saved=self.saved,
         )
 
 
-def _verified(run: _Run, steps: Iterable[int]) -> set[int]:
-    """The ``steps`` whose weights pass their checksum; corrupt ones are discarded (a
-    non-finite one raises :class:`~mispec.errors.TrainingDivergedError`)."""
-    good = set()
-    for step in steps:
-        try:
-            run.load(step)
-            good.add(step)
-        except ckpt.CorruptCheckpoint as exc:
-            run.discard(step, exc)
-    return good
-
-
-def _resume_point(run: _Run, saved: set[int], first_missing: int):
-    """(step, weights, optimizer state) of the latest loadable saved step <= first_missing."""
-    for step in sorted((s for s in saved if s <= first_missing), reverse=True):
-        try:
-            weights = run.load(step)
-            otensors, ometa = run.read(run.optim_path(step), step)
-            return step, weights, ckpt.optimizer_from_tensors(otensors, ometa)
-        except (ckpt.CorruptCheckpoint, KeyError) as exc:
-            run.discard(step, exc)
-    return None
+def seat_for(
+    name: str,
+    train: TrainSpec,
+    seed: int,
+    steps: list[int],
+    store_dir: Path,
+    *,
+    lineage: Lineage | None = None,
+    start: Callable[[State], Start] | None = None,
+    hold: Selection | None = None,
+    on_checkpoint: Callable[[int, dict[str, torch.Tensor]], dict[str, float]] | None = None,
+) -> Seat | None:
+    """The run of ``seed`` set up at its resume point (step 0 saved when it is missing), or
+    ``None`` when every step in ``steps`` is saved already (arguments: :func:`ensure_trained`)."""
+    wanted = sorted({int(s) for s in steps})
+    if wanted and wanted[0] < 0:
+        raise UserError(f"model '{name}': negative training step {wanted[0]}")
+    run = RunFolder(name, train, seed, store_dir, lineage)
+    saved = saved_steps(train, seed, store_dir, lineage)
+    valid = verified(run, [s for s in wanted if s in saved])
+    missing = [s for s in wanted if s not in valid]
+    if not missing:
+        return None
+    task = task_for(train)
+    if train.batch_size is None and not task.full_batch:
+        task.batch(seed, 0, None)  # raises the task's explanation
+    kwargs = native_config(train, seed, task)
+    run.write_config(kwargs, task)
+    device = torch.device(train.device)
+    dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[
+        train.dtype
+    ]
+    keys = key_map(kwargs)
+    model = plain_model(kwargs).to(device=device, dtype=dtype).train()
+    opt = make_optimizer(model.parameters(), train.optimizer)
+    resume = resume_point(run, saved_steps(train, seed, store_dir, lineage), missing[0])
+    start_step, elsewhere = 0, 0
+    if resume is not None:
+        start_step, weights, opt_state = resume
+        load_bridge_state(model, {k: v.to(device) for k, v in weights.items()}, keys)
+        opt.load_state_dict(opt_state)
+    elif start is not None:
+        fresh = to_bridge_state(model, keys)
+        begin = start(fresh)
+        check_compatible(begin.weights, fresh, name)
+        load_bridge_state(model, {k: v.to(device, dtype) for k, v in begin.weights.items()}, keys)
+        if begin.optimizer is not None:  # carry the state, keep this run's hyperparameters
+            groups = opt.state_dict()["param_groups"]
+            opt.load_state_dict({"state": begin.optimizer["state"], "param_groups": groups})
+        elsewhere = begin.steps_trained
+    seat = Seat(
+        run, task, model, opt, keys, device, set(missing), start_step, missing[-1],
+        resume is not None, elsewhere, hold, on_checkpoint,
+    )  # fmt: skip
+    if start_step in seat.todo:  # only step 0 can be missing here
+        seat.save(start_step)
+    return seat
 
 
 def ensure_trained(
@@ -201,61 +201,33 @@ def ensure_trained(
     ``on_checkpoint(step, weights)`` is called with each newly saved step's weights (bridge
     keys, the very values saved) and returns numbers to show in the progress bar (live
     metrics, ``mispec.execute.live``)."""
-    wanted = sorted({int(s) for s in steps})
-    if wanted and wanted[0] < 0:
-        raise UserError(f"model '{name}': negative training step {wanted[0]}")
-    run = _Run(name, train, seed, store_dir, lineage)
-    saved = saved_steps(train, seed, store_dir, lineage)
-    valid = _verified(run, [s for s in wanted if s in saved])
-    missing = [s for s in wanted if s not in valid]
-    if not missing:
-        return TrainReport()
-    task = task_for(train)
-    if train.batch_size is None and not task.full_batch:
-        task.batch(seed, 0, None)  # raises the task's explanation
-    kwargs = native_config(train, seed, task)
-    run.write_config(kwargs, task)
-    device = torch.device(train.device)
-    dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[
-        train.dtype
-    ]
-    keys = key_map(kwargs)
-    model = plain_model(kwargs).to(device=device, dtype=dtype).train()
-    opt = make_optimizer(model.parameters(), train.optimizer)
-    resume = _resume_point(run, saved_steps(train, seed, store_dir, lineage), missing[0])
-    start_step, elsewhere = 0, 0
-    if resume is not None:
-        start_step, weights, opt_state = resume
-        load_bridge_state(model, {k: v.to(device) for k, v in weights.items()}, keys)
-        opt.load_state_dict(opt_state)
-    elif start is not None:
-        fresh = to_bridge_state(model, keys)
-        begin = start(fresh)
-        check_compatible(begin.weights, fresh, name)
-        load_bridge_state(model, {k: v.to(device, dtype) for k, v in begin.weights.items()}, keys)
-        if begin.optimizer is not None:  # carry the state, keep this run's hyperparameters
-            groups = opt.state_dict()["param_groups"]
-            opt.load_state_dict({"state": begin.optimizer["state"], "param_groups": groups})
-        elsewhere = begin.steps_trained
-    held = Hold(model, hold, keys) if hold else None
-    todo = set(missing)
-    saved_now: list[int] = []
-    live: dict[str, float] = {}
-    if start_step in todo:  # only step 0 can be missing here
-        run.save(start_step, model, opt, keys)
-        saved_now.append(start_step)
-        if on_checkpoint is not None:
-            live = on_checkpoint(start_step, to_bridge_state(model, keys))
-    last = missing[-1]
-    watch = FiniteWatch(name, train, seed)
-    bar = _progress(name, seed, start_step, last) if progress else nullcontext(None)
+    seat = seat_for(
+        name, train, seed, steps, store_dir,
+        lineage=lineage, start=start, hold=hold, on_checkpoint=on_checkpoint,
+    )  # fmt: skip
+    return TrainReport() if seat is None else train_alone(seat, progress=progress)
+
+
+def train_alone(seat: Seat, *, progress: bool = True, begin: int | None = None) -> TrainReport:
+    """Train one seat from its ``start_step`` (or from ``begin``, where its model and optimizer
+    already are) to its ``last`` step, saving its ``todo``."""
+    run, model, opt, keys, task = seat.run, seat.model, seat.opt, seat.keys, seat.task
+    train = run.train
+    first = seat.start_step if begin is None else begin
+    held = Hold(model, seat.hold, keys) if seat.hold else None
+    watch = FiniteWatch(run.name, train, seat.seed)
+    bar = (
+        ProgressBar(f"train {run.name} seed {seat.seed}", first, seat.last)
+        if progress
+        else nullcontext(None)
+    )
     with bar as bar_state:
-        for t in range(start_step, last):
+        for t in range(first, seat.last):
             for group in opt.param_groups:
                 group["lr"] = learning_rate(train, t)
-            b = task.batch(seed, t, train.batch_size)
-            tokens = torch.from_numpy(b.tokens).to(device)
-            mask = torch.from_numpy(task.training_loss_mask(b)).to(device)
+            b = task.batch(seat.seed, t, train.batch_size)
+            tokens = torch.from_numpy(b.tokens).to(seat.device)
+            mask = torch.from_numpy(task.training_loss_mask(b)).to(seat.device)
             loss = masked_loss(model(tokens), tokens, mask, train.loss_dtype)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -268,36 +240,29 @@ def ensure_trained(
             if held is not None:
                 held.restore()
             watch.record(t, loss, norm)
-            if t + 1 in todo or (t + 1) % _CHECK_EVERY == 0:
+            if t + 1 in seat.todo or (t + 1) % CHECK_EVERY == 0:
                 watch.check()  # one sync: raises at the first non-finite update
-            if t + 1 in todo:
-                run.save(t + 1, model, opt, keys)
-                saved_now.append(t + 1)
-                if on_checkpoint is not None:
-                    live = on_checkpoint(t + 1, to_bridge_state(model, keys))
-            if bar_state is not None and ((t + 1) % 10 == 0 or t + 1 == last):
-                shown = " ".join(f"{k}={v:.3g}" for k, v in live.items())  # live metrics
-                bar_state[0].update(
-                    bar_state[1],
-                    completed=t + 1 - start_step,
-                    loss=f"{loss.item():.4f}",
-                    live=shown,
-                )
-    return TrainReport(
-        steps_trained=last - start_step + elsewhere,
-        resumed_from=start_step if resume is not None else None,
-        saved=saved_now,
-    )
+            if t + 1 in seat.todo:
+                seat.save(t + 1)
+            if bar_state is not None and ((t + 1) % 10 == 0 or t + 1 == seat.last):
+                show(bar_state, t + 1 - first, loss, seat.live)
+    return seat.report()
 
 
-_CHECK_EVERY = 10  # updates between finiteness checks that are not before a save
+def show(bar_state: Any, completed: int, loss: torch.Tensor, live: dict[str, float]) -> None:
+    """Update the progress bar: updates done, the loss, the live metrics' values."""
+    shown = " ".join(f"{k}={v:.3g}" for k, v in live.items())
+    bar_state[0].update(bar_state[1], completed=completed, loss=f"{loss.item():.4f}", live=shown)
 
 
-class _progress:
+CHECK_EVERY = 10  # updates between finiteness checks that are not before a save
+
+
+class ProgressBar:
     """A rich progress bar showing the training loss (context manager)."""
 
-    def __init__(self, name: str, seed: int, start: int, last: int):
-        self.desc = f"train {name} seed {seed}" + (f" (resume @{start})" if start else "")
+    def __init__(self, desc: str, start: int, last: int):
+        self.desc = desc + (f" (resume @{start})" if start else "")
         self.total = max(last - start, 1)
 
     def __enter__(self):

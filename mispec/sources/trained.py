@@ -168,6 +168,26 @@ class TrainedSource(ModelSource):
         )
         return report.steps_trained
 
+    def prepare_together(
+        self,
+        steps: dict[int, list[int]],
+        store_dir: Path,
+        *,
+        progress: bool = True,
+        on_checkpoint: dict[int, Callable[..., dict[str, float]]] | None = None,
+    ) -> int:
+        """:meth:`prepare` for several seeds (``seed -> steps``), trained together where
+        they can be (:mod:`mispec.models.training_batched`); the steps trained in all."""
+        from mispec.models.training_batched import SeedJob, ensure_trained_together
+
+        live = on_checkpoint or {}
+        jobs = [
+            SeedJob(seed, s, on_checkpoint=live.get(seed), **self._how(seed, store_dir))
+            for seed, s in steps.items()
+        ]
+        reports = ensure_trained_together(self.name, self.train, jobs, store_dir, progress=progress)
+        return sum(r.steps_trained for r in reports.values())
+
     def _how(self, seed: int, store_dir: Path) -> dict:
         """``ensure_trained``'s lineage, start and hold for this seed."""
         from mispec.models.weight_targets import select
