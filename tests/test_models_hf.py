@@ -155,3 +155,58 @@ def test_pretrained_model_info_without_cache(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match="huggingface-cli download some/model"):
         source_for("x", PretrainedModelSpec(pretrained="some/model"), tmp_path).info()
     shutil.rmtree(tmp_path / "empty", ignore_errors=True)
+
+
+def test_later_steps_swap_into_one_bridge_bit_for_bit(neox_root, tmp_path):
+    """The HF route reuses one bridge (its HF tensors copied, q/k/v re-split): every hooked
+    activation and the logits equal a fresh boot of that step's folder exactly."""
+    from mispec.metrics.forward import run_forward
+    from mispec.models.handle import ModelHandle
+
+    spec = LocalFolderModelSpec(path=str(neox_root))
+    handle = source_for("neox", spec, tmp_path).open(0, tmp_path / "store")
+    fresh_handle = source_for("neox", spec, tmp_path).open(0, tmp_path / "store")
+    tokens = torch.randint(0, 64, (3, 17), generator=torch.Generator().manual_seed(0))
+    hooks = ["blocks.{layer}.attn.hook_pattern", "blocks.{layer}.hook_resid_post", "logits"]
+    handle.load(0)
+    # the bridge TransformerLens builds with a tokenizer adds a zero unembedding bias: not
+    # the HF model's, so the second step boots fresh to confirm it does not depend on them
+    assert handle._hf_swap is not None and not handle._hf_swap.proven
+    assert set(handle._hf_swap.unknown) == {"unembed._original_component.bias"}
+    first = handle.load(100)
+    assert handle._hf_swap.proven
+    for step in (10, 0):
+        swapped = handle.load(step)
+        assert swapped is first  # the same bridge, its weights replaced
+        fresh_handle.close()  # a fresh boot of this very step
+        fresh = ModelHandle.load(fresh_handle, step)
+        assert fresh is not swapped
+        a = run_forward(swapped, tokens, hooks)
+        b = run_forward(fresh, tokens, hooks)
+        for hook in hooks:
+            assert torch.equal(a[hook], b[hook]), hook
+
+
+def test_a_bridge_holding_a_weight_copy_boots_every_step(neox_root, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from mispec.models import hf
+    from mispec.models.hf_swap import HFSwap
+
+    def build(step: int, stale: bool) -> HFSwap:
+        model = AutoModelForCausalLM.from_pretrained(str(neox_root / f"step{step}"))
+        captured = HFSwap.capture(model)
+        bridge = hf.bridge_from_hf(model, "neox", tokenizer=None, device="cpu", dtype="float32")
+        if stale:  # a component keeping its own copy of a weight: a swap would leave it stale
+            bridge.blocks[0].register_buffer("copy", bridge.blocks[0].ln1.weight.detach().clone())
+        swap = captured.attach(bridge)
+        assert swap is not None
+        return swap
+
+    plain_first, plain_second = build(0, stale=False), build(100, stale=False)
+    assert set(plain_first.unknown) == {"unembed._original_component.bias"}
+    assert plain_second.confirm(plain_first)  # a zero bias in both: the swap is proven
+    first, second = build(0, stale=True), build(100, stale=True)
+    assert set(first.unknown) == {"unembed._original_component.bias", "blocks.0.copy"}
+    assert not second.confirm(first)  # the copy differs with the weights: never swapped
+    assert not second.load(AutoModelForCausalLM.from_pretrained(str(neox_root / "step10")))

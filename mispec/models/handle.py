@@ -9,8 +9,11 @@ A model source (``mispec.sources``) opens a handle with one of two routes, each 
   each tensor into the live parameters (``mispec.models.swap``, ~0.2 ms for the toy;
   ``load_state_dict(strict=True)`` where that cannot be proven equivalent).
 * :class:`HFBoot` — ``path:`` folders of HF checkpoints and hub models with a revision per
-  step (Pythia, stanford-crfm, any HF model): a fresh ``boot_transformers(hf_model=…)``
-  per step (see ``mispec.models.hf`` for why swapping is unsafe there).
+  step (Pythia, stanford-crfm, any HF model): each step's HF model is read with
+  ``from_pretrained``; the first is wrapped in a bridge, and later steps are copied into
+  that bridge's HF model where :mod:`mispec.models.hf_swap` proves it gives what a fresh
+  boot gives (every tensor the bridge holds is the HF model's or a rebuilt q/k/v split);
+  otherwise a fresh ``boot_transformers(hf_model=…)`` per step.
 
 ``load`` returns the bridge in eval mode with gradients off, on the handle's device and
 dtype; the bridge of the previous step must not be used after the next ``load``.
@@ -27,6 +30,7 @@ import torch
 
 from mispec.errors import CheckpointError
 from mispec.models import hf, native
+from mispec.models.hf_swap import HFSwap
 from mispec.models.info import ModelInfo
 from mispec.models.swap import InPlaceSwap
 from mispec.spec.selectors import check_step
@@ -82,6 +86,7 @@ class ModelHandle:
         self._bridge: Any = None
         self._step: int | None = None
         self._swap: InPlaceSwap | Literal[False] | None = None  # False: the bridge can't
+        self._hf_swap: HFSwap | None = None  # HF route: one bridge reused (mispec.models.hf_swap)
 
     @property
     def tokenizer(self) -> Any | None:
@@ -111,14 +116,22 @@ class ModelHandle:
         if isinstance(self.route, NativeSwap):
             self._load_native(self.route, step)
         else:
-            self._bridge = None  # drop the previous checkpoint before loading the next
-            self._bridge = hf.bridge_from_hf(
-                self.route.model_for(step),
-                self.route.name,
-                tokenizer=self.tokenizer,
-                device=self.device,
-                dtype=self.dtype,
-            )
+            model = self.route.model_for(step)
+            if self._hf_swap is not None and self._bridge is not None and self._hf_swap.load(model):
+                native.freeze(self._bridge)  # the rebuilt q/k/v: eval, no gradients
+            else:
+                self._bridge = None  # drop the previous checkpoint before loading the next
+                captured = HFSwap.capture(model)  # before the build rewrites its modules
+                self._bridge = hf.bridge_from_hf(
+                    model,
+                    self.route.name,
+                    tokenizer=self.tokenizer,
+                    device=self.device,
+                    dtype=self.dtype,
+                )
+                earlier, self._hf_swap = self._hf_swap, captured.attach(self._bridge)
+                if self._hf_swap is not None and earlier is not None:
+                    self._hf_swap.confirm(earlier)  # the build's own tensors: weight-free?
         self._step = step
         return self._bridge
 
@@ -158,6 +171,7 @@ class ModelHandle:
     def close(self) -> None:
         self._bridge = None
         self._swap = None
+        self._hf_swap = None
         self._step = None
 
     def __enter__(self) -> ModelHandle:

@@ -1,8 +1,10 @@
-"""Hugging Face-format checkpoints → TransformerBridge (one fresh boot per checkpoint).
+"""Hugging Face-format checkpoints → TransformerBridge.
 
-Swapping weights into a live HF-backed bridge is not safe (``load_state_dict(strict=False)``
-skips keys silently; copying into the wrapped HF parameters leaves the bridge's split
-q/k/v stale), so each checkpoint is loaded with ``from_pretrained`` (eager attention, so
+Swapping weights into a live HF-backed bridge is not safe in general
+(``load_state_dict(strict=False)`` skips keys silently; copying into the wrapped HF
+parameters leaves the bridge's split q/k/v stale); :mod:`mispec.models.hf_swap` does it
+only where it proves the result equals a fresh boot. Each checkpoint is loaded with
+``from_pretrained`` (eager attention, so
 attention patterns are hookable) and wrapped by ``TransformerBridge.boot_transformers``
 with ``hf_model=`` — ~40 ms on top of reading the weights. Without a tokenizer the
 bridge is assembled by ``build_bridge_from_module`` (``boot_transformers`` would try to
