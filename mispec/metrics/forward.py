@@ -85,6 +85,33 @@ def check_hooks(bridge: Any, names: Sequence[str]) -> None:
 _CHECKED_HOOKS: weakref.WeakKeyDictionary[Any, set[tuple[str, ...]]] = weakref.WeakKeyDictionary()
 
 
+def resolve_templates(
+    bridge: Any, templates: Sequence[str]
+) -> tuple[list[str], list[str], dict[str, list[str]], list[str]]:
+    """``(real, pseudo, names, flat)``: the real templates, the pseudo hooks, each real
+    template's concrete hook names, and every concrete name once (checked on ``bridge``)."""
+    templates = list(dict.fromkeys(templates))
+    pseudo = [t for t in templates if t in PSEUDO_HOOKS]
+    real = [t for t in templates if t not in PSEUDO_HOOKS]
+    names = expand_hooks(real, int(bridge.cfg.n_layers))
+    flat = list(dict.fromkeys(n for t in real for n in names[t]))
+    if flat:
+        check_hooks(bridge, flat)
+    return real, pseudo, names, flat
+
+
+def micro_batching(
+    bridge: Any, tokens: Any, batch_size: int | None, device: Any
+) -> tuple[Any, int, int, Any]:
+    """``(tokens, n, step, device)``: int64 tokens, how many prompts, prompts per
+    micro-batch, and where the tokens go (the bridge's ``cfg.device`` unless given)."""
+    tokens = torch.as_tensor(tokens, dtype=torch.long)
+    n = int(tokens.shape[0])
+    step = int(batch_size) if batch_size else max(n, 1)
+    device = device if device is not None else getattr(bridge.cfg, "device", None)
+    return tokens, n, step, device
+
+
 def run_forward(
     bridge: Any,
     tokens: Any,
@@ -99,18 +126,8 @@ def run_forward(
     once); ``device``: where the tokens go (None = the bridge's ``cfg.device``).
     Per-layer templates come back as ``[layer, batch, ...]``, the others as ``[batch, ...]``.
     """
-    templates = list(dict.fromkeys(templates))
-    pseudo = [t for t in templates if t in PSEUDO_HOOKS]
-    real = [t for t in templates if t not in PSEUDO_HOOKS]
-    names = expand_hooks(real, int(bridge.cfg.n_layers))
-    flat = list(dict.fromkeys(n for t in real for n in names[t]))
-    if flat:
-        check_hooks(bridge, flat)
-
-    tokens = torch.as_tensor(tokens, dtype=torch.long)
-    n = int(tokens.shape[0])
-    step = int(batch_size) if batch_size else max(n, 1)
-    device = device if device is not None else getattr(bridge.cfg, "device", None)
+    real, pseudo, names, flat = resolve_templates(bridge, templates)
+    tokens, n, step, device = micro_batching(bridge, tokens, batch_size, device)
     out: dict[str, Any] = {}
     with eval_mode(bridge):
         for start in range(0, n, step):

@@ -35,11 +35,12 @@ from mispec.lazy import torch
 from mispec.metrics.core import PSEUDO_HOOKS
 from mispec.metrics.forward import (
     _place,
-    check_hooks,
     eval_mode,
     expand_hooks,
     is_layer_template,
+    micro_batching,
     pseudo_hooks,
+    resolve_templates,
 )
 
 # bridge -> {state-dict key: module paths holding that tensor}, learned once per bridge
@@ -100,17 +101,8 @@ def run_forward_batched(
     """One vmapped forward call per micro-batch for ALL ``states`` (bridge-keyed state
     dicts of ``bridge``'s architecture); returns one ``run_forward``-shaped dict per state,
     in order. The bridge's own weights are left as they were."""
-    templates = list(dict.fromkeys(templates))
-    pseudo = [t for t in templates if t in PSEUDO_HOOKS]
-    real = [t for t in templates if t not in PSEUDO_HOOKS]
-    names = expand_hooks(real, int(bridge.cfg.n_layers))
-    flat = list(dict.fromkeys(n for t in real for n in names[t]))
-    if flat:
-        check_hooks(bridge, flat)
-    tokens = torch.as_tensor(tokens, dtype=torch.long)
-    n = int(tokens.shape[0])
-    step = int(batch_size) if batch_size else max(n, 1)
-    device = device if device is not None else getattr(bridge.cfg, "device", None)
+    real, pseudo, names, flat = resolve_templates(bridge, templates)
+    tokens, n, step, device = micro_batching(bridge, tokens, batch_size, device)
     outs: list[dict[str, Any]] = [{} for _ in states]
     with eval_mode(bridge):
         weights = stack_states(bridge, states)
