@@ -19,6 +19,7 @@ every failure is told, the first in queue order first.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -49,7 +50,7 @@ class LocalSchedule:
     ):
         self.ctx, self.queue, self.upstream = ctx, queue, upstream
         self.profile, self.options, self.progress = profile, profile.options, progress
-        self.pending = list(queue)
+        self.pending = {node.id: node for node in queue}  # in queue order; O(1) removal
         self.done: set[str] = set()
         self.seconds: dict[str, list[float]] = defaultdict(list)  # model -> group times
         # seeds of a train: model trained together here (batch_seeds): never in a lane
@@ -95,7 +96,11 @@ class LocalSchedule:
                     self.progress.starting(first)
                 ended = list(pool.finished(block=False))
             here = next(
-                (x for x in self.pending if (pool is None or not pool.owns(x)) and self.ready(x)),
+                (
+                    x
+                    for x in self.pending.values()
+                    if (pool is None or not pool.owns(x)) and self.ready(x)
+                ),
                 None,
             )
             if not ended and here is None:
@@ -108,7 +113,7 @@ class LocalSchedule:
                 ended.sort(key=lambda item: rank[item[0].id])
             for node, outcome in ended:
                 self.done.add(node.id)
-                self.pending.remove(node)
+                del self.pending[node.id]
                 yield node, outcome
             if any(o.failure is not None for _, o in ended):
                 return  # the walk raises it; nodes after it would read what is missing
@@ -126,7 +131,7 @@ class LocalSchedule:
                     progress=self.progress.enabled,
                 ):
                     self.done.add(node.id)
-                    self.pending.remove(node)
+                    del self.pending[node.id]
                     yield node, Outcome()
                 continue
             yield here, self._run_here(here)
@@ -137,7 +142,11 @@ class LocalSchedule:
         batched evaluation reads only as far as it batches). Nodes a lane holds are left
         out, or this process would read — and train — a lane's checkpoints."""
         pool = self.pool
-        for node in self.pending[self.pending.index(start) :]:
+        nodes = iter(self.pending.values())
+        for node in nodes:  # skip to ``start`` (near the front: the first node ready here)
+            if node is start:
+                break
+        for node in itertools.chain([start], nodes):
             if (pool is None or not pool.owns(node)) and self.ready(node):
                 yield node
 
@@ -151,7 +160,7 @@ class LocalSchedule:
         prefetch(ctx, self._runs_here(node), self.profile)  # batched checkpoints (GPU)
         run_work_node(ctx, node, progress=self.progress.enabled)
         self.done.add(node.id)
-        self.pending.remove(node)
+        del self.pending[node.id]
         if isinstance(node, GroupNode) and ctx.counters.cells_computed > before:
             self.seconds[node.model].append(time.perf_counter() - t0)
             self._evaluation_lanes(node)
@@ -166,7 +175,7 @@ class LocalSchedule:
         if self.size <= 1 or (self.pool is not None and self.pool.free <= 1):
             return  # one core stays with this process's own work
         series: dict[tuple[str, int], list[WorkNode]] = defaultdict(list)
-        for node in self.pending:
+        for node in self.pending.values():
             series[(node.model, node.seed)].append(node)
         for (model, seed), nodes in series.items():
             pool = self.pool
@@ -179,7 +188,7 @@ class LocalSchedule:
                 continue
             if any(n.id in self.together for n in nodes):
                 continue  # its seeds train together here
-            lane = lane_from(nodes[0], self.pending, self.upstream, self.done)
+            lane = lane_from(nodes[0], list(self.pending.values()), self.upstream, self.done)
             groups = sum(isinstance(n, GroupNode) for n in lane)
             if groups * sum(times) / len(times) < self.options.parallel_min_seconds:
                 continue
