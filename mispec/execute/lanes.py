@@ -20,22 +20,16 @@ shared best by one process that batches seeds and checkpoints: ``docs/speed.md``
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
+
+from mispec.execute.threads import usable_cores
 
 if TYPE_CHECKING:
     from mispec.execute.context import RunContext
     from mispec.execute.executor import Outcome
     from mispec.planning.nodes import TrainNode, WorkNode
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def worth_parallel(
@@ -62,23 +56,25 @@ def worth_parallel(
         left = source.training_steps_left(node.seed, steps, ctx.store.root)
         if left is not None and left >= min_steps:
             big.append(node)
-    if processes == "auto":
-        n = min(len(big), max(1, usable_cores() // (threads or 1)))
-    else:
-        n = min(len(big), int(processes))
+    n = min(len(big), process_cap(processes, threads))
     return (big, n) if n >= 2 else ([], 0)
+
+
+def process_cap(processes: int | str, threads: int | None) -> int:
+    """``processes`` as a number: ``auto`` is as many as the cores hold ``threads`` each."""
+    if processes == "auto":
+        return max(1, usable_cores() // (threads or 1))
+    return int(processes)
 
 
 def lane_processes(
     ctx: RunContext, queue: Sequence[WorkNode], processes: int | str, settings: Any
 ) -> int:
     """How many lane processes this run may use for evaluation lanes (0 or 1: none)."""
-    if processes != "auto":
-        return int(processes)
     models = {node.model for node in queue}
-    if any(ctx.model_device(m).startswith("cuda") for m in models):
+    if processes == "auto" and any(ctx.model_device(m).startswith("cuda") for m in models):
         return 0  # one GPU, one process: batch_checkpoints uses it instead
-    return max(1, usable_cores() // (settings.torch_threads or 1))
+    return process_cap(processes, settings.torch_threads)
 
 
 def lanes_of(

@@ -14,7 +14,7 @@ from pydantic import Field
 
 from mispec.execute.executor import Executor, ExecutorOptions, Outcome
 from mispec.execute.memory import tune_malloc
-from mispec.execute.threads import pinned_torch_threads
+from mispec.execute.threads import core_free, pinned_torch_threads
 from mispec.store.writer import BackgroundWriter, InlineWriter
 
 if TYPE_CHECKING:
@@ -87,12 +87,4 @@ def _writer() -> BackgroundWriter | InlineWriter:
     an OpenMP thread also needs stalls every parallel region of the forward pass: measured on
     2 cores with 2 torch threads, the background writer made a toy cold run 1.1-1.3x slower
     than writing inline, while with 1 torch thread it hid the writes entirely."""
-    import os
-
-    import torch
-
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    return BackgroundWriter() if torch.get_num_threads() < cores else InlineWriter()
+    return BackgroundWriter() if core_free() else InlineWriter()

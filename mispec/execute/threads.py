@@ -10,6 +10,7 @@ per process was also 4.5x faster than torch's default under contention).
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 
@@ -30,3 +31,19 @@ def pinned_torch_threads(n: int | None) -> Iterator[None]:
     finally:
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def core_free() -> bool:
+    """Whether a core is left over from torch's intra-op threads (for a helper thread: a
+    thread on a core an OpenMP thread also needs stalls every parallel region)."""
+    import torch
+
+    return torch.get_num_threads() < usable_cores()

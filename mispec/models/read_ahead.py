@@ -12,11 +12,12 @@ thread on a core that an OpenMP thread also needs stalls the forward pass)."""
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Generic, TypeVar
+
+from mispec.execute.threads import core_free
 
 T = TypeVar("T")
 
@@ -30,17 +31,6 @@ def _pool() -> ThreadPoolExecutor:
         if _POOL is None:
             _POOL = ThreadPoolExecutor(1, thread_name_prefix="mispec-read-ahead")
         return _POOL
-
-
-def core_free() -> bool:
-    """Whether this process has a core that torch's intra-op threads leave idle."""
-    import torch
-
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    return torch.get_num_threads() < cores
 
 
 class ReadAhead(Generic[T]):
