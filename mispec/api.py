@@ -160,6 +160,10 @@ def run(
 
     t0 = time.perf_counter()
     started = utc_now()
+    if out is not None:
+        from mispec.store.store import check_run_dir
+
+        check_run_dir(out)  # before any work: a URL or a file is refused at once
     profile = load_profile(executor)
     planned = plan(spec, store=store or profile.store)
     loaded, the_plan = planned.loaded, planned.plan

@@ -161,7 +161,7 @@ def test_every_builtin_activation_metric_batched_equals_one_at_a_time(project):
     assert c["batched_forward_calls"] == N_PROMPT_SETS  # the 3 checkpoints of each prompt set
     for key in ("forward_passes", "cells_computed", "activations_written"):
         assert c[key] == ref[key], key
-    told = render_run(three, quiet=True)
+    told = render_run(three)
     assert f"{c['forward_passes']} forward passes in {N_PROMPT_SETS} batched call(s)" in told
     n = assert_same_results(one.open(), three.open())
     assert n >= len(covered)

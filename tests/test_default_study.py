@@ -4,7 +4,6 @@ prompt set, labelled results, incremental re-runs, and the induction-head transi
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -118,15 +117,28 @@ def test_induction_score_equals_transformer_lens_head_detector(default_study, ds
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
-def test_rerun_does_nothing_quickly(default_study):
-    _, spec, result = default_study
+def test_rerun_does_nothing(default_study):
+    project, spec, result = default_study
     prov = (result.run_dir / "provenance.json").read_text()
-    t0 = time.perf_counter()
+    store = project / ".mispec"
+    before = {p: p.stat().st_mtime_ns for p in store.rglob("*") if p.is_file()}
     again = mispec.run(spec, progress=False)
-    elapsed = time.perf_counter() - t0
     assert not again.did_work and again.counters["forward_passes"] == 0
-    assert again.counters["cells_cached"] == again.counters["cells_cached"] > 0
-    assert elapsed < 5.0, elapsed
+    assert again.counters["cells_cached"] > 0
+    # no work of any kind: counted, not timed (a busy machine must not fail this test)
+    for counter in (
+        "cells_computed",
+        "reductions_computed",
+        "activations_read",
+        "activations_written",
+        "checkpoints_loaded",
+        "training_steps",
+    ):
+        assert again.counters[counter] == 0, counter
+    # nothing in the store was rewritten; only the run index may have grown
+    after = {p: p.stat().st_mtime_ns for p in store.rglob("*") if p.is_file()}
+    changed = {p.name for p in after if before.get(p) != after[p]}
+    assert changed <= {"runs.jsonl"}, changed
     # the run folder already held this run: left as it was, the same headline lines
     assert again.results_path == result.results_path
     assert (again.run_dir / "provenance.json").read_text() == prov

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import errno
 import threading
-import time
 
 import pytest
 
@@ -49,11 +48,10 @@ def test_a_failure_is_raised_by_the_next_submit():
         raise PermissionError(errno.EACCES, "Permission denied")
 
     w.submit(1, fail)
-    deadline = time.monotonic() + 5
-    with pytest.raises(PermissionError):  # the failure lands asynchronously
-        while time.monotonic() < deadline:
-            w.submit(1, lambda: None)
-            time.sleep(0.01)
+    with w._cond:  # the failure lands asynchronously: wait for it (no sleep, no timing)
+        assert w._cond.wait_for(lambda: w._pending == 0, timeout=30)
+    with pytest.raises(PermissionError):
+        w.submit(1, lambda: None)
     w.close()
 
 
@@ -66,17 +64,24 @@ def test_pending_bytes_stay_under_the_bound():
         release.wait(5)
 
     w.submit(60, slow)
-    started = threading.Event()
+    blocked = threading.Event()
+    submitted = threading.Event()
+    wait = w._cond.wait
+
+    def observed_wait(timeout: float | None = None) -> bool:
+        blocked.set()  # the producer reached the bound's wait: no timing involved
+        return wait(timeout)
+
+    w._cond.wait = observed_wait  # type: ignore[method-assign]
 
     def producer() -> None:
-        started.set()
         w.submit(60, lambda: seen.append(w._pending_bytes))  # must wait: 60 + 60 > 100
+        submitted.set()
 
     t = threading.Thread(target=producer)
     t.start()
-    started.wait(5)
-    time.sleep(0.1)
-    assert t.is_alive()  # blocked by the bound
+    assert blocked.wait(30)  # blocked by the bound ...
+    assert not submitted.is_set() and seen == []  # ... and still blocked while the first is queued
     release.set()
     t.join(5)
     w.flush()

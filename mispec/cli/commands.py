@@ -125,7 +125,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     from mispec.cli.render import render_run
 
-    _out(render_run(result, quiet=args.quiet))
+    _out(render_run(result))
     return 0
 
 
@@ -135,7 +135,9 @@ def _register_run(sub: Any) -> None:
     p.add_argument("--executor", "-e", help="execution profile: a name in executors/ or a path")
     p.add_argument("--out", help="run folder (default: runs/<name>/ in the project)")
     p.add_argument("--store", help="store folder (default: .mispec beside the spec)")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--quiet", "-q", action="store_true", help="no progress on stderr (results still print)"
+    )
     p.set_defaults(func=cmd_run)
 
 

@@ -46,9 +46,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_command(args.func, args)
 
 
+def show_warnings_plainly(verbose: bool) -> None:
+    """Warnings reach the user as ``warning: <message>`` lines on stderr, each once, not as
+    Python's ``path:line: UserWarning: ...`` with a source line; ``-v`` keeps Python's form."""
+    import warnings
+
+    if verbose:
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        print(f"warning: {message}", file=file or sys.stderr)
+
+    warnings.showwarning = show
+
+
 def run_command(func: Command, args: argparse.Namespace) -> int:
     from mispec.errors import MispecError
 
+    show_warnings_plainly(args.verbose)
     try:
         return func(args)
     except MispecError as exc:

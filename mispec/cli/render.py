@@ -61,7 +61,9 @@ def render_plan(planned: Any) -> str:
     return "\n".join(lines)
 
 
-def render_run(result: Any, *, quiet: bool = False) -> str:
+def render_run(result: Any) -> str:
+    """The run's outcome and its results summary (stdout). ``--quiet`` silences progress
+    (stderr) only: the summary is the run's result, never dropped."""
     c = result.counters
     lines = []
     if not result.did_work:
@@ -77,8 +79,7 @@ def render_run(result: Any, *, quiet: bool = False) -> str:
             f"{c['forward_passes']} forward passes{calls}, {c['cells_computed']} results computed, "
             f"{c['reductions_computed']} reductions, {c['cells_cached']} reused from cache"
         )
-    if not quiet:
-        lines.extend(f"  {line}" for line in result.summary)
+    lines.extend(f"  {line}" for line in result.summary)
     lines.append(f"results: {result.results_path}")
     lines.append(f"  open with: mispec.open_results('{result.run_dir}')")
     return "\n".join(lines)

@@ -193,7 +193,7 @@ def _batched_calls(
             break  # its own group run raises (or repairs) it, one at a time
     if len(states) < 2:
         return
-    ctx.counters.checkpoints_loaded += len(states)  # the first one's by ``handle.load``
+    ctx.counted_load(handle.name, handle.seed, len(states))  # the first by ``handle.load``
     import torch
 
     try:

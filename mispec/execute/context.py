@@ -72,6 +72,13 @@ class RunContext:
             self._handle_id = (model, seed)
         return self._handle
 
+    def counted_load(self, model: str, seed: int, n: int = 1) -> None:
+        """Count ``n`` checkpoints of (model, seed) loaded, and the training that loading
+        them ran (a corrupt checkpoint is trained again on load)."""
+        self.counters.checkpoints_loaded += n
+        source = self.plan.resolution.sources[model]
+        self.counters.training_steps += source.take_steps_trained_on_load(seed)
+
     def info(self, model: str) -> Any:
         """The model's ``ModelInfo``, read once per run (a ``path:`` model reads its config)."""
         if model not in self._infos:

@@ -77,7 +77,7 @@ def run_group(ctx: RunContext, group: GroupNode, only: list[CellNode] | None = N
     def bridge() -> Any:
         if "b" not in bridge_holder:
             bridge_holder["b"] = ctx.handle(model, seed).load(step)
-            ctx.counters.checkpoints_loaded += 1
+            ctx.counted_load(model, seed)
         return bridge_holder["b"]
 
     info = ctx.info(model)

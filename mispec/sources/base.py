@@ -143,6 +143,11 @@ class ModelSource(ABC):
         """Make ``steps`` loadable (train what is missing); the number of steps trained."""
         return 0
 
+    def take_steps_trained_on_load(self, seed: int) -> int:
+        """Optimizer updates run while opening checkpoints of ``seed`` (a corrupt checkpoint
+        trained again on load) since the last call: the run counts them as training."""
+        return 0
+
     # ------------------------------------------------------------------ loading
     @abstractmethod
     def open(

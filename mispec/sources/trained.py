@@ -17,7 +17,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mispec.errors import Problem, UserError
 from mispec.hashing import content_key
@@ -41,6 +41,10 @@ class TrainedSource(ModelSource):
     entry_type = TrainedModelSpec
     entry: TrainedModelSpec
     others: dict[str, ModelSource] | None = None  # the spec's sources, once bound
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._trained_on_load: dict[int, int] = {}  # seed -> updates run on load (repairs)
 
     @property
     def train(self) -> TrainSpec:
@@ -282,10 +286,14 @@ class TrainedSource(ModelSource):
                 except ckpt.CorruptCheckpoint as exc:
                     warnings.warn(f"{exc}; training step {step} again", stacklevel=4)
                     path.unlink(missing_ok=True)
-            prepare(seed, [step], store_dir, progress=True)
+            trained = prepare(seed, [step], store_dir, progress=True)
+            self._trained_on_load[seed] = self._trained_on_load.get(seed, 0) + trained
             return read_finite(path, name=name, train=train, seed=seed, step=step)[0]
 
         return state_for
+
+    def take_steps_trained_on_load(self, seed: int) -> int:
+        return self._trained_on_load.pop(seed, 0)
 
     # ------------------------------------------------------------------ validation
     def check(self, source_map: SourceMap) -> list[Problem]:

@@ -226,6 +226,25 @@ def _build(
         return None
 
 
+def _merge_overridden(
+    loader: yaml.SafeLoader, pairs: list[tuple[yaml.Node, yaml.Node]], explicit: set[int]
+) -> list[tuple[yaml.Node, yaml.Node]]:
+    """YAML's merge rule: a key written in the mapping itself overrides the same key brought
+    in by ``<<`` (and, of several merged mappings, the first one listed wins: PyYAML's
+    ``flatten_mapping`` puts it last). Only keys written twice in the mapping itself stay
+    duplicates."""
+    later: set[Any] = set()
+    keep: list[tuple[yaml.Node, yaml.Node]] = []
+    for key_node, value_node in reversed(pairs):
+        key = loader.construct_scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else None
+        if id(key_node) not in explicit and key is not None and key in later:
+            continue  # a merged key overridden by one written later (or listed earlier)
+        if key is not None:
+            later.add(key)
+        keep.append((key_node, value_node))
+    return keep[::-1]
+
+
 def _build_collection(
     loader: yaml.SafeLoader,
     node: yaml.Node,
@@ -236,9 +255,10 @@ def _build_collection(
     budget: _Budget,
 ) -> Any:
     if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)  # YAML merge keys (<<) resolve to plain keys
+        explicit = {id(k) for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"}
+        loader.flatten_mapping(node)  # YAML merge keys (<<) resolve to plain keys, first
         out: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
+        for key_node, value_node in _merge_overridden(loader, node.value, explicit):
             if not isinstance(key_node, yaml.ScalarNode):
                 problems.append(
                     Problem(

@@ -36,16 +36,36 @@ def default_store_dir(spec_path: Path) -> Path:
 _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:$")
 
 
+def url_of(path: str | Path) -> str | None:
+    """The URL a path spells (``s3://bucket/x`` becomes the parts ``s3:``, ``bucket``, ``x``
+    once it is a ``Path``), or None for a plain path."""
+    parts = Path(path).parts
+    scheme = next((i for i, part in enumerate(parts) if _URL_SCHEME.match(part)), None)
+    return None if scheme is None else parts[scheme] + "//" + "/".join(parts[scheme + 1 :])
+
+
+def check_run_dir(path: str | Path) -> None:
+    """A run folder (``--out``) is a local folder too: refuse a URL before anything is
+    computed, rather than writing a folder named ``s3:``."""
+    url = url_of(path)
+    if url is not None:
+        raise UserError(
+            f"the run folder --out {url} is a URL; a run folder is a local folder. Mount the "
+            "bucket (e.g. s3fs, gcsfuse) and point --out at the mount, or at a local folder"
+        )
+    if Path(path).exists() and not Path(path).is_dir():
+        raise UserError(f"the run folder --out {path} is a file, not a folder; name a folder")
+
+
 def check_store_dir(root: Path) -> None:
     """A store is a local folder: refuse a URL (``s3://bucket/x``, which ``Path`` would make
     a folder named ``s3:``) and a path that exists as anything else (a file, a device),
     naming where the path came from, before anything reads or writes under it."""
     env = os.environ.get(STORE_ENV)
-    parts = Path(root).parts
-    scheme = next((i for i, part in enumerate(parts) if _URL_SCHEME.match(part)), None)
-    if scheme is not None:
-        url = parts[scheme] + "//" + "/".join(parts[scheme + 1 :])
-        came_from = f" (from {STORE_ENV}={env})" if env and env.startswith(parts[scheme]) else ""
+    url = url_of(root)
+    if url is not None:
+        scheme = url.split("//", 1)[0]
+        came_from = f" (from {STORE_ENV}={env})" if env and env.startswith(scheme) else ""
         raise UserError(
             f"the store {url}{came_from} is a URL; mispec's store is a local folder (its "
             "atomic renames and locks need one; fsspec stores are not supported). Mount the "
