@@ -2,14 +2,14 @@
 against the models it runs on, before any compute (run by ``check_spec``, every problem
 collected, each at its arg in the spec):
 
-* ``check=``: the metric's own verdict on its args together (``icl_score``: ``early`` before
-  ``late``);
+* ``check=``: the metric's own verdict on its args together (two positions that must come in
+  order);
 * ``indexes=``: an arg naming a layer, head, neuron, position or token is inside every model
   the metric runs on whose shape is known before running (a trained model's ``arch``, a local
   folder's config; a pretrained model's config may need the hub: its args are checked when the
   run loads it);
 * ``sized_by=``: two metrics of one model that give a result dim different lengths (the
-  results of a model share each dim: ``pca_over_steps`` with ``k: 2`` beside ``k: 3``);
+  results of a model share each dim: a PCA with ``k: 2`` beside one with ``k: 3``);
 * ``hooks=``: every hook an activation metric reads exists on the models it runs on (a
   TransformerLens hook template, or a name the model's bridge has: a native model's hook names
   are listed from its config without training).
