@@ -124,11 +124,25 @@ TL_HOOK_TEMPLATES: tuple[str, ...] = (
     *(f"blocks.{{layer}}.{h}" for h in _BLOCK_HOOKS),
 )
 
+# What an arg may index (``@metric(indexes=...)``), and the ``ModelInfo`` field that bounds it:
+# validation checks each such arg against every model the metric runs on whose shape is known
+# before running.
+INDEX_AXES: dict[str, str] = {
+    "layer": "n_layers",
+    "head": "n_heads",
+    "neuron": "d_mlp",
+    "pos": "n_ctx",
+    "vocab": "d_vocab",
+}
+
 # Prompt extras a metric reads: fixed names, or a function of (some of) its args by name.
 ExtrasSpec = tuple[str, ...] | Callable[..., Sequence[str]]
 HookSpec = tuple[str, ...] | Callable[..., tuple[str, ...]]
 # Output dims from args and input dims, each passed by its parameter name (see ``metric``).
 DimsRule = Callable[..., Sequence[str]]
+# A check of a metric's args together: takes (some of) them by name, returns the problems as
+# ``{arg: what is wrong and what to do}`` (empty or None when they are fine).
+ArgCheck = Callable[..., Mapping[str, str] | None]
 
 
 @dataclass(frozen=True)
@@ -136,6 +150,9 @@ class ArgInfo:
     name: str
     default: Any  # inspect.Parameter.empty when required
     annotation: str
+    # the annotation resolved to a type (``typing.get_type_hints``, with or without ``from
+    # __future__ import annotations``); None when it cannot be resolved
+    type: Any = field(default=None, compare=False, hash=False)
 
     @property
     def required(self) -> bool:
@@ -186,6 +203,22 @@ class MetricDef:
     # ``ModelInfo`` fields the two sides must share (``d_vocab`` for distributions): checked
     # at validate for a pair of models whose shapes are known before running
     comparable: tuple[str, ...] = ()
+    # args that index the model (``INDEX_AXES``): arg -> the axes of each of its entries (one
+    # axis: an int or a list of ints; several: a list of ``[i, j]``), checked at validate
+    indexes: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
+    # a check of the args together (``ArgCheck``), run at validate, each problem at its arg
+    check: ArgCheck | None = None
+    # result dims whose length an arg gives (``{"pc": "k"}``): the results of one model share
+    # each dim, so validate refuses two metrics of a model that size it differently
+    sized_by: dict[str, str] = field(default_factory=dict, hash=False)
+
+    def arg_problems(self, args: Mapping[str, Any]) -> dict[str, str]:
+        """The ``check`` hook's verdict on these spec args: ``{arg: message}``."""
+        if self.check is None:
+            return {}
+        bound = self.bind_args(args)
+        wanted = _named_params(self.check, bound)
+        return dict(self.check(**{p: bound[p] for p in wanted}) or {})
 
     def extras_for(self, args: Mapping[str, Any]) -> tuple[str, ...]:
         """Prompt extras this metric reads with these spec args (sorted, unique)."""
@@ -251,6 +284,9 @@ def metric(
     check_prompts: Callable[..., None] | None = None,
     other_side: tuple[str, ...] = (),
     comparable: tuple[str, ...] = (),
+    indexes: Mapping[str, str | tuple[str, ...]] | None = None,
+    check: ArgCheck | None = None,
+    sized_by: Mapping[str, str] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare a metric. The function stays a plain, directly callable function; its
     ``MetricDef`` is at ``fn.__mispec__`` and in the ``METRICS`` registry.
@@ -273,7 +309,14 @@ def metric(
     ``pairs:`` (every seed pair, model A against model B, each step against the last) points
     them at the other (model, seed, step) and the result gains a dim for that side
     (``seed_b``, ``step_b``; see ``mispec.metrics.builtin.comparisons``); ``comparable``
-    names the ``ModelInfo`` fields (``d_vocab``, ``n_heads`` ...) both sides must share."""
+    names the ``ModelInfo`` fields (``d_vocab``, ``n_heads`` ...) both sides must share.
+
+    ``indexes`` maps an arg to what it indexes in the model, one of ``INDEX_AXES`` (``{"layer":
+    "layer", "neurons": "neuron"}``), or a tuple of them for a list of ``[layer, head]``
+    pairs (``{"receivers": ("layer", "head")}``); ``check(**args)`` (a named function of some
+    of the args) returns ``{arg: message}`` for args that do not fit together (``early``
+    after ``late``); ``sized_by`` maps a result dim to the arg that gives its length
+    (``{"pc": "k"}``). ``validate`` runs all three, each problem at its arg in the spec."""
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         metric_name = name or fn.__name__
@@ -282,8 +325,9 @@ def metric(
             if p not in params:
                 raise TypeError(f"metric {metric_name}: input '{p}' is not a parameter")
         context = frozenset(p for p in params if p in CONTEXT_PARAMS)
+        hints = _type_hints(fn)
         args = tuple(
-            ArgInfo(p.name, p.default, str(p.annotation))
+            ArgInfo(p.name, p.default, _annotation_text(p.annotation), hints.get(p.name))
             for p in params.values()
             if p.name not in CONTEXT_PARAMS
             and p.name not in inputs
@@ -300,6 +344,12 @@ def metric(
         for p in other_side:
             if p not in inputs:
                 raise TypeError(f"metric {metric_name}: other_side names '{p}', not an input")
+        index_axes = _check_indexes(metric_name, indexes or {}, arg_names)
+        for dim, arg in (sized_by or {}).items():
+            if arg not in arg_names:
+                raise TypeError(f"metric {metric_name}: sized_by['{dim}'] names no arg '{arg}'")
+        if check is not None:
+            _check_dims_rule(metric_name, check, arg_names, what="check")
         kind = _infer_kind(metric_name, context, hooks, inputs, reduces)
         if other_side and kind == "reduction":
             raise TypeError(f"metric {metric_name}: a reduction cannot compare two sides")
@@ -323,6 +373,9 @@ def metric(
             check_prompts=check_prompts,
             other_side=tuple(other_side),
             comparable=tuple(comparable),
+            indexes=index_axes,
+            check=check,
+            sized_by=dict(sized_by or {}),
         )
         fn.__mispec__ = definition  # type: ignore[attr-defined]
         if register:
@@ -332,25 +385,68 @@ def metric(
     return wrap
 
 
+def _type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    """The parameters' annotations as types, whether or not the module has ``from __future__
+    import annotations`` (an annotation that names what is not importable at run time, e.g.
+    under ``TYPE_CHECKING``, leaves the whole function unresolved: {})."""
+    import typing
+
+    try:
+        return typing.get_type_hints(fn)
+    except Exception:
+        return {}
+
+
+def _annotation_text(annotation: Any) -> str:
+    """An annotation as the text a user reads (``int``, ``list[int] | None``)."""
+    if isinstance(annotation, str):
+        return annotation
+    if annotation is inspect.Parameter.empty:
+        return str(annotation)
+    if isinstance(annotation, type) and not getattr(annotation, "__args__", None):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")
+
+
+def _check_indexes(
+    name: str, indexes: Mapping[str, str | tuple[str, ...]], args: set[str]
+) -> dict[str, tuple[str, ...]]:
+    out: dict[str, tuple[str, ...]] = {}
+    for arg, axes in indexes.items():
+        axes = (axes,) if isinstance(axes, str) else tuple(axes)
+        if arg not in args:
+            raise TypeError(f"metric {name}: indexes names '{arg}', which is not an arg")
+        bad = [a for a in axes if a not in INDEX_AXES]
+        if bad or not axes:
+            raise TypeError(
+                f"metric {name}: indexes['{arg}'] must name axes among {sorted(INDEX_AXES)}"
+            )
+        out[arg] = axes
+    return out
+
+
 def _check_vocabulary(name: str, what: str, dims: Sequence[str]) -> None:
     bad = [d for d in dims if d not in DIMS]
     if bad:
         raise TypeError(f"metric {name}: {what} {bad} not in the vocabulary {DIMS}")
 
 
-def _check_dims_rule(name: str, rule: DimsRule, allowed: set[str]) -> None:
-    """A dims function is a named function taking, by keyword, only args and inputs."""
+def _check_dims_rule(
+    name: str, rule: Callable[..., Any], allowed: set[str], what: str = "dims"
+) -> None:
+    """A dims (or check) function is a named function taking, by keyword, only args and
+    inputs."""
     if getattr(rule, "__name__", "") == "<lambda>":
         raise TypeError(
-            f"metric {name}: dims must be a named function, not a lambda (the plan is pickled "
-            "for distributed executors, and a lambda cannot be)"
+            f"metric {name}: {what} must be a named function, not a lambda (the plan is "
+            "pickled for distributed executors, and a lambda cannot be)"
         )
     for p in inspect.signature(rule).parameters.values():
         if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
             continue
         if p.kind is p.POSITIONAL_ONLY or p.name not in allowed:
             raise TypeError(
-                f"metric {name}: the dims function's parameter '{p.name}' is not an arg or "
+                f"metric {name}: the {what} function's parameter '{p.name}' is not an arg or "
                 f"input of the metric (those are: {sorted(allowed)})"
             )
 

@@ -84,7 +84,7 @@ def read_records(path: Path) -> list[TextRecord]:
     if suffix not in (".txt", ".jsonl"):
         raise PromptError(f"{path}: prompt files must be .txt (one per line) or .jsonl")
     records: list[TextRecord] = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for i, line in enumerate(_read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         if suffix == ".txt":
@@ -113,11 +113,77 @@ def record_extras(records: list[TextRecord]) -> tuple[str, ...]:
     return tuple(out + [POSITION_PREFIX + name for name in first.positions])
 
 
+def _read_text(path: Path) -> str:
+    """The file as text; bytes that are not UTF-8 are a PromptFileError at their line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        bad = data[exc.start : exc.end].hex(" ")
+        raise PromptFileError(
+            path,
+            line,
+            f"not valid UTF-8 (bytes {bad} at column {col}): save the file as UTF-8",
+        ) from None
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def _lone_surrogate(value: Any) -> str | None:
+    """The first string in a parsed JSON value that is not valid Unicode text (a lone
+    surrogate escape such as ``"\\ud800"``), or None."""
+    items = (
+        [*value.keys(), *value.values()]
+        if isinstance(value, dict)
+        else value
+        if isinstance(value, list)
+        else [value]
+    )
+    for item in items:
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return item
+        elif isinstance(item, dict | list):
+            found = _lone_surrogate(item)
+            if found is not None:
+                return found
+    return None
+
+
 def _parse_line(path: Path, i: int, line: str) -> TextRecord:
     try:
-        obj = json.loads(line)
+        obj = json.loads(line, object_pairs_hook=_no_duplicates)
     except json.JSONDecodeError as exc:
         raise PromptFileError(path, i, f"not valid JSON: {exc.msg}") from exc
+    except _DuplicateKey as exc:
+        raise PromptFileError(
+            path,
+            i,
+            f"field {str(exc)!r} appears twice in this line: keep one (JSON would keep the last silently)",
+        ) from None
+    bad = _lone_surrogate(obj)
+    if bad is not None:
+        raise PromptFileError(
+            path,
+            i,
+            f"{ascii(bad)} holds a lone surrogate escape (\\ud800-\\udfff without its pair), which is no "
+            "character: fix the escape or write the character itself",
+        )
     if not isinstance(obj, dict):
         raise PromptFileError(path, i, 'expected a JSON object such as {"text": ...}')
     unknown = sorted(k for k in obj if k not in JSONL_FIELDS)

@@ -141,7 +141,25 @@ def _single_token(path: Path, record: TextRecord, field: str, tokenizer: Any, wh
             "token (a logit difference compares two single logits): pick a single-token word "
             "(often with its leading space)",
         )
+    unk = _unk_id(tokenizer)
+    if unk is not None and ids[0] == unk:
+        raise PromptFileError(
+            path,
+            record.line,
+            f"{field} {value!r} is not in the vocabulary{who}: it becomes the unknown token "
+            f"{_decode(tokenizer, unk)!r}, so the logit difference would read that token's "
+            "logit: pick a word the tokenizer knows (often with its leading space)",
+        )
     return ids[0]
+
+
+def _unk_id(tokenizer: Any) -> int | None:
+    """The unknown token's id (HF tokenizer or raw ``tokenizers``), None when there is none."""
+    if _is_raw(tokenizer):
+        name = getattr(tokenizer.model, "unk_token", None)
+        return tokenizer.token_to_id(name) if isinstance(name, str) else None
+    value = getattr(tokenizer, "unk_token_id", None)
+    return int(value) if value is not None else None
 
 
 def _resolve(path: Path, record: TextRecord, name: str, at: Position, words: list[bool]) -> int:
@@ -165,6 +183,20 @@ def _resolve(path: Path, record: TextRecord, name: str, at: Position, words: lis
     return index
 
 
+def _check_context(
+    path: Path, record: TextRecord, n: int, max_tokens: int | None, n_ctx: int | None, who: str
+) -> None:
+    kept = n if max_tokens is None else min(n, max_tokens)
+    if n_ctx is not None and kept > n_ctx:
+        raise PromptFileError(
+            path,
+            record.line,
+            f"the prompt is {n} tokens{who} (BOS included), longer than the model's context "
+            f"(n_ctx = {n_ctx}): shorten it, or set `max_tokens: {n_ctx}` on the prompt set "
+            "to cut every prompt there",
+        )
+
+
 def load_text_prompts(
     path: Path,
     tokenizer: Any,
@@ -173,9 +205,12 @@ def load_text_prompts(
     max_tokens: int | None = None,
     limit: int | None = None,
     model: str | None = None,
+    n_ctx: int | None = None,
 ) -> PromptSet:
     """Tokenize a prompt file into a padded :class:`PromptSet` (see the module doc);
-    ``model`` names the model in error messages."""
+    ``model`` names the model in error messages. With ``n_ctx`` (the model's context) a
+    prompt longer than it (after ``max_tokens``) is refused at its line, before any work
+    per token."""
     path = Path(path).expanduser().resolve()
     if tokenizer is None:
         raise PromptError(
@@ -195,6 +230,7 @@ def load_text_prompts(
     positions: dict[str, list[int]] = {name: [] for name in records[0].positions}
     for record in records:
         ids = _encode(tokenizer, record.text)
+        _check_context(path, record, len(lead) + len(ids), max_tokens, n_ctx, who)
         pieces = [_decode(tokenizer, t) for t in ids]
         words = _word_starts(tokenizer, record.text, ids, pieces)
         if record.corrupt_text is not None:

@@ -300,7 +300,7 @@ class TrainedSource(ModelSource):
         """The task and its ``task_args`` (or each mixture task's); the selector (once the
         task is known); the tokenizer folder; the models it starts from (``init_from``,
         ``init``: :mod:`mispec.sources.trained_checks`)."""
-        from mispec.sources.trained_checks import check_mixture_tasks, check_refs
+        from mispec.sources.trained_checks import check_freeze, check_mixture_tasks, check_refs
         from mispec.spec.checks import _fn_params, _lookup, check_args
         from mispec.tasks import TASKS
 
@@ -325,6 +325,8 @@ class TrainedSource(ModelSource):
         if not problems:
             problems += self.check_selector(source_map)
         problems += check_refs(self, source_map)
+        if not problems:
+            problems += check_freeze(self, source_map)
         return problems + self.check_tokenizer(source_map)
 
     def check_built(self, source_map: SourceMap) -> list[Problem]:

@@ -6,6 +6,7 @@ Everything a run would trip over is found before compute, each at its key in the
   references, a seed the referenced entry does not list, a step it does not have, optimizer
   state carried from a model that has none (or another optimizer); each mixture task's name
   and arguments.
+* :func:`check_freeze` (builds the config, never weights): a ``freeze`` of every weight.
 * :func:`check_weights` (builds configs, never weights): an ``init_from`` parent whose
   parameters differ in shape (each named, with both shapes), heads out of range, parameter
   names that match nothing, copies between differently shaped entries, and a mixture whose
@@ -114,6 +115,16 @@ def check_mixture_tasks(src: TrainedSource, source_map: SourceMap) -> list[Probl
     if src.train.batch_size is None:
         message = "a task mixture needs a batch_size (its weights share each batch)"
         problems.append(src.problem(source_map, ("train", "batch_size"), message))
+    steps = src.train.steps
+    for i, phase in enumerate(mixture.schedule):
+        if phase.step >= steps:
+            message = (
+                f"schedule step {phase.step} is never reached: training runs updates "
+                f"0..{steps - 1} (steps: {steps}); move the phase before {steps} or remove it"
+            )
+            problems.append(
+                src.problem(source_map, ("train", "mixture", "schedule", i, "step"), message)
+            )
     for name, part in mixture.tasks.items():
         where = (*at, "tasks", name)
         factory = _lookup(TASKS, part.task, (*where, "task"), source_map, problems, src.base_dir)
@@ -182,6 +193,35 @@ def check_weights(src: TrainedSource, source_map: SourceMap) -> list[Problem]:
                 problems.append(src.problem(source_map, ("train", *path, "from", "model"), message))
     problems += _check_clashes(src, source_map)
     return problems
+
+
+def check_freeze(src: TrainedSource, source_map: SourceMap) -> list[Problem]:
+    """A ``freeze:`` that holds every weight whole leaves nothing to train (checked with the
+    names, from the built config: no weights; a config that does not build is reported by
+    the training checks)."""
+    from mispec.models.weight_targets import param_shapes, select
+
+    freeze = src.train.freeze
+    if freeze is None:
+        return []
+    try:
+        cfg = runs.native_config(src.train, src.entry.seeds[0])
+    except Exception:
+        return []
+    selection, found = select(list(freeze.heads), list(freeze.params), cfg)
+    if found or not _covers_all(selection, param_shapes(cfg)):
+        return []
+    message = (
+        "this freezes every weight, which leaves nothing to train: name only the weights "
+        "to hold (e.g. params: ['embed.*'] or heads: [[0, 1]]), or drop `train:` and read "
+        "a checkpoint instead"
+    )
+    return [src.problem(source_map, ("train", "freeze"), message)]
+
+
+def _covers_all(selection: dict, shapes: dict) -> bool:
+    """Whether a selection holds every parameter whole."""
+    return all(key in selection and selection[key] is None for key in shapes)
 
 
 def _check_clashes(src: TrainedSource, source_map: SourceMap) -> list[Problem]:

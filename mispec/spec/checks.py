@@ -25,6 +25,12 @@ def check_spec(spec: Spec, source: SourceMap, base_dir: Path) -> list[Problem]:
     _check_models(spec, source, base_dir, problems)
     _check_prompts(spec, source, base_dir, problems)
     _check_metrics(spec, source, problems, base_dir)
+    from mispec.spec.metric_arg_checks import metric_arg_problems  # args against the models
+
+    problems.extend(metric_arg_problems(spec, source, base_dir))
+    from mispec.spec.ring_checks import group_ring_problems  # reads across checkpoints
+
+    problems.extend(group_ring_problems(spec, source, base_dir))
     from mispec.spec.pair_checks import check_pairs  # two sides of a comparison
 
     problems.extend(check_pairs(spec, source, base_dir))
@@ -102,9 +108,10 @@ def check_args(
             continue
         _default, annotation = params[name]
         tp = _eval_annotation(annotation, globals_)
-        if tp is not None:
+        adapter = _adapter(tp)
+        if adapter is not None:
             try:
-                got = TypeAdapter(tp).validate_python(value, strict=False)
+                got = adapter.validate_python(value, strict=False)
             except ValidationError as exc:
                 msg = exc.errors(include_url=False)[0]["msg"]
                 problems.append(source.problem((*path, name), f"{msg} (got {value!r})"))
@@ -115,6 +122,17 @@ def check_args(
     for name, (default, _ann) in params.items():
         if default is inspect.Parameter.empty and name not in given:
             problems.append(source.problem(path, f"{what} needs argument '{name}'", at_key=True))
+
+
+def _adapter(tp: Any) -> TypeAdapter[Any] | None:
+    """A validator for an arg's type, None for no type or one pydantic cannot check (a
+    tensor, a class of the plugin's own): the metric checks those itself."""
+    if tp is None:
+        return None
+    try:
+        return TypeAdapter(tp)
+    except Exception:
+        return None
 
 
 def _coerced(value: Any, got: Any) -> str | None:
@@ -272,7 +290,9 @@ def _check_metrics(
             )
             continue
         defs[name] = mdef
-        params = {a.name: (a.default, a.annotation) for a in mdef.args}
+        params = {
+            a.name: (a.default, a.type if a.type is not None else a.annotation) for a in mdef.args
+        }
         check_args(
             m.args,
             params,

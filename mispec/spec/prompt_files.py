@@ -75,6 +75,7 @@ def build_text_sets(
                 tokenizer = hf.local_tokenizer(folder)
             except CheckpointError:  # a tokenizer that does not load: the run reports it
                 continue
+            info = sources[model_name].validation_info()
             try:
                 prompts = load_text_prompts(
                     _resolve(prompt.file, base_dir),
@@ -83,6 +84,7 @@ def build_text_sets(
                     max_tokens=prompt.max_tokens,
                     limit=prompt.limit,
                     model=model_name,
+                    n_ctx=info.n_ctx if info is not None else None,
                 )
             except (PromptError, OSError, UnicodeDecodeError) as exc:
                 problems.append(file_problem(source, m.prompts, exc))

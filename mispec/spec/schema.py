@@ -7,6 +7,7 @@ rules that need registries or cross-references live in ``mispec.spec.checks``.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -17,6 +18,7 @@ from pydantic import (
     Field,
     SerializerFunctionWrapHandler,
     Tag,
+    field_validator,
     model_serializer,
     model_validator,
 )
@@ -26,6 +28,8 @@ Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
 DType = Literal["float32", "float16", "bfloat16"]
 CachePolicy = Literal["store", "float16", "skip"]
 MAX_STEP = 10**9
+# The largest scale factor of a weight edit (``init: [{op: scale, factor: ...}]``).
+MAX_SCALE_FACTOR = 1e6
 
 
 class Strict(BaseModel):
@@ -225,12 +229,27 @@ class SurgeryOp(WeightTarget):
     source: CheckpointRef | None = Field(
         None, alias="from", description="copy: the checkpoint the weights are copied from"
     )
-    factor: float | None = Field(None, description="scale: the factor the weights are scaled by")
+    factor: float | None = Field(
+        None,
+        description=f"scale: the factor the weights are scaled by (finite, |factor| <= "
+        f"{MAX_SCALE_FACTOR:g})",
+    )
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = Field(
         None,
         description="randomize: the seed of the fresh init drawn from (default: 1000003 + "
         "the model's seed)",
     )
+
+    @field_validator("factor")
+    @classmethod
+    def _finite_factor(cls, factor: float | None) -> float | None:
+        if factor is not None and not (math.isfinite(factor) and abs(factor) <= MAX_SCALE_FACTOR):
+            raise ValueError(
+                f"a scale factor must be a finite number between {-MAX_SCALE_FACTOR:g} and "
+                f"{MAX_SCALE_FACTOR:g} (got {factor!r}): a larger one overflows float32 "
+                "weights (max ~3.4e38) or makes every activation inf/NaN"
+            )
+        return factor
 
     @model_validator(mode="after")
     def _op_fields(self) -> SurgeryOp:

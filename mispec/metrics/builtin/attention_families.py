@@ -195,6 +195,7 @@ def declared_targets(
     hooks=(PATTERN,),
     units="fraction of attention",
     extras=_attention_to_extras,
+    indexes={"key_token": "vocab"},
 )
 def attention_to(
     acts: Any,

@@ -217,6 +217,7 @@ def _freq_result(values: np.ndarray, p: int, **attrs: Any) -> Any:
     hooks=("blocks.{layer}.mlp.hook_post",),
     units="neurons",
     extras=("answer",),
+    indexes={"layer": "layer"},
 )
 def key_frequencies(acts: Any, prompts: Any, layer: int = 0, min_share: float = 0.85) -> Any:
     """Per frequency ``k = 1 … (p-1)//2``, how many MLP neurons of ``layer`` have ``k`` as
@@ -319,7 +320,7 @@ def excluded_loss(
     return _restricted_excluded(acts, prompts, frequencies, split, "excluded_loss", keep=False)
 
 
-@metric(dims=("component",), units="gini")
+@metric(dims=("component",), units="gini", indexes={"layer": "layer"})
 def fourier_sparsity(bridge: Any, p: int, layer: int = 0) -> Any:
     """Gini coefficient of the Fourier-component norms of the embedding (component ``embed``)
     and of the neuron-logit map ``W_out[layer] W_U`` (component ``neuron_logit``), over the

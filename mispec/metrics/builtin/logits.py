@@ -33,8 +33,17 @@ def _logit_diff_hooks(position: str = "last", **_: Any) -> tuple[str, ...]:
 
 
 def _check_answer_pos(prompts: Any, position: str = "last", **_: Any) -> None:
-    """With ``position="last"`` every prompt's answer must be predicted at the last token
-    (run at validate on generated prompt sets, and again on every call)."""
+    """With ``position="last"`` every prompt's answer must be predicted at the last token, and
+    that token is no padding (run at validate on the prompt sets it can build, generated or
+    text, and again on every call)."""
+    if position == "last":
+        padded = padded_at_last_position(prompts)
+        if padded:
+            raise PromptError(
+                f"logit_diff: the last position is padding for {padded} of {prompts.n} prompts "
+                "(they differ in length); set args: {position: answer_pos} to read each prompt "
+                "at its own last token (or its 'answer_pos' extra)"
+            )
     extras = getattr(prompts, "extras", {}) or {}
     if position == "last" and "answer_pos" in extras:
         seq = np.asarray(prompts.tokens).shape[1]
@@ -63,13 +72,6 @@ def logit_diff(acts: Any, prompts: Any, position: Literal["last", "answer_pos"] 
     (prompts of different lengths padded to one width)."""
     check_choice("position", position, ("last", "answer_pos"))
     if position == "last":
-        padded = padded_at_last_position(prompts)
-        if padded:
-            raise PromptError(
-                f"logit_diff: the last position is padding for {padded} of {prompts.n} prompts "
-                "(they differ in length); set args: {position: answer_pos} to read each prompt "
-                "at its own last token (or its 'answer_pos' extra)"
-            )
         _check_answer_pos(prompts, position)
         diff = answer_logit_diff(act(acts, "final_logits"), prompts, at=None)
     else:

@@ -86,9 +86,22 @@ def _without_pos(per_token_loss: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(d for d in per_token_loss if d != "pos")
 
 
+def _check_positions(early: int, late: int) -> dict[str, str]:
+    """``early`` and ``late`` are positions of ``pos`` (1, 2, ...), ``early`` the first."""
+    if isinstance(early, int) and early < 1:
+        return {"early": f"early = {early} is not a position (positions count from 1)"}
+    if isinstance(early, int) and isinstance(late, int) and late <= early:
+        return {
+            "late": f"late = {late} must come after early = {early} (the score is the loss at "
+            "late minus the loss at early): swap them"
+        }
+    return {}
+
+
 @metric(
     dims=_without_pos,
     inputs=("per_token_loss",),
+    check=_check_positions,
     input_dims={
         "per_token_loss": InputDims(
             ("pos",), why="per-token values (a 'pos' dim, e.g. from per_token_loss)"

@@ -77,7 +77,20 @@ def _chosen(layer: int, neurons: list[int] | None, post: Any) -> tuple[Any, list
     return post[layer], ids
 
 
-@metric(dims=("neuron", "batch", "pos"), hooks=(POST,), units="selection (1 = top example)")
+def _check_k(k: int) -> dict[str, str]:
+    return {"k": f"k = {k}: select at least 1 example"} if isinstance(k, int) and k < 1 else {}
+
+
+NEURON_INDEXES = {"layer": "layer", "neurons": "neuron"}
+
+
+@metric(
+    dims=("neuron", "batch", "pos"),
+    hooks=(POST,),
+    units="selection (1 = top example)",
+    indexes=NEURON_INDEXES,
+    check=_check_k,
+)
 def neuron_top_examples(
     acts: Any, prompts: Any, layer: int, neurons: list[int] | None = None, k: int = 10
 ) -> Any:
@@ -105,6 +118,7 @@ def neuron_top_examples(
     inputs=("examples",),
     input_dims={"examples": InputDims(("neuron", "batch", "pos"), why="a selection of examples")},
     units="activation",
+    indexes=NEURON_INDEXES,
 )
 def top_examples(
     acts: Any, prompts: Any, examples: Any, layer: int, neurons: list[int] | None = None
@@ -129,7 +143,10 @@ def _ablation_extras(measure: str = "loss") -> tuple[str, ...]:
 
 
 @metric(
-    dims=("neuron",), units="change of loss (nats) or logit difference", extras=_ablation_extras
+    dims=("neuron",),
+    units="change of loss (nats) or logit difference",
+    extras=_ablation_extras,
+    indexes=NEURON_INDEXES,
 )
 def neuron_ablation(
     bridge: Any,

@@ -128,7 +128,19 @@ def _receivers(receivers: Any, n_layers: int, n_heads: int) -> list[tuple[int, i
     return out
 
 
-@metric(dims=("layer", "head"), units="fraction of logit difference (noising)", extras=_path_extras)
+def _check_receivers(receivers: Any) -> dict[str, str]:
+    if isinstance(receivers, list) and not receivers:
+        return {"receivers": "name at least one receiver head [layer, head]"}
+    return {}
+
+
+@metric(
+    dims=("layer", "head"),
+    units="fraction of logit difference (noising)",
+    extras=_path_extras,
+    indexes={"receivers": ("layer", "head")},
+    check=_check_receivers,
+)
 def path_patching(
     bridge: Any,
     prompts: Any,

@@ -251,7 +251,18 @@ def _pca(data: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return proj, var, ratio
 
 
-@metric(dims=("step", "pc"), inputs=("series",), reduces="step", units="projection")
+def _check_k(k: int) -> dict[str, str]:
+    return {"k": f"k = {k}: keep at least 1 component"} if isinstance(k, int) and k < 1 else {}
+
+
+@metric(
+    dims=("step", "pc"),
+    inputs=("series",),
+    reduces="step",
+    units="projection",
+    check=_check_k,
+    sized_by={"pc": "k"},
+)
 def pca_over_steps(series: Any, k: int = 2, fit: Literal["all", "past"] = "all") -> Any:
     """Projections of each checkpoint onto the first ``k`` principal components of the series
     across steps (every non-step dim flattened), dims ``(step, pc)`` with ``pc = 1..k``;
