@@ -3,12 +3,22 @@ layer × head heatmaps; transition steps marked. matplotlib (Agg) from the `plot
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mispec.errors import MissingDependencyError, UserError
+from mispec.plot.shown import (
+    Shown,
+    colour_scale,
+    has_values,
+    legend_if_any,
+    say_no_values,
+    steps_with_values,
+)
+from mispec.plot.transitions import Transition, transitions_of
 
 HEAD_DIMS = ("layer", "head")
 
@@ -39,22 +49,6 @@ def find_variable(tree: Any, metric: str) -> list[tuple[str, Any]]:
     return found
 
 
-def transition_steps(tree: Any, model: str) -> dict[int, float]:
-    """Per seed, the transition step of the first transition_step variable (median over heads
-    that have one); seeds without a transition (NaN) are left out."""
-    ds = tree[model].to_dataset()
-    for var in ds.data_vars.values():
-        if var.attrs.get("metric_fn") == "transition_step" and "seed" in var.dims:
-            out = {}
-            for s in var.seed.values:
-                found = np.asarray(var.sel(seed=s).values, dtype=float)
-                found = found[np.isfinite(found)]
-                if found.size:
-                    out[int(s)] = float(np.median(found))
-            return out
-    return {}
-
-
 def plot_series(
     ax: Any,
     var: Any,
@@ -62,56 +56,79 @@ def plot_series(
     title: str,
     log_x: bool = True,
     top_k: int = 3,
-    transitions: dict[int, float] | None = None,
+    transitions: Sequence[Transition] = (),
 ) -> None:
-    """One line per seed (scalar per step), or per head: the top-k heads by final value
-    highlighted, the rest faded."""
-    steps = np.asarray(var.step.values, dtype=float)
-    x = steps + 1 if log_x else steps  # step 0 on a log axis
+    """One line per seed (scalar per step), or per head: the top-k heads by the seed's last
+    value highlighted, the rest faded. Each seed is drawn over the steps where it has values
+    (another seed's extra checkpoints do not break its line); each transition computed from
+    this series is a dashed line per seed at its step; a series without any value says so."""
+    shown = var if isinstance(var, Shown) else Shown.of(var)
+    var = shown.data
     seeds = var.seed.values if "seed" in var.dims else [None]
     colors = _colors(len(seeds))
+    if not has_values(var):
+        say_no_values(ax)
     for si, seed in enumerate(seeds):
-        v = var.sel(seed=seed) if seed is not None else var
+        v = steps_with_values(var.sel(seed=seed) if seed is not None else var)
+        if not v.sizes["step"]:
+            continue
+        x = _step_x(v, log_x)
         extra = [d for d in v.dims if d != "step"]
         label_seed = f"seed {seed}" if seed is not None else ""
         if not extra:
             ax.plot(x, v.values, color=colors[si], lw=2, label=label_seed, marker=".", ms=3)
             continue
         flat = v.stack(unit=extra).transpose("step", "unit")
-        final = flat.isel(step=-1).values
+        final = flat.isel(step=-1).values  # this seed's last checkpoint with values
         order = np.argsort(-np.nan_to_num(final, nan=-np.inf))
-        for rank, u in enumerate(order):
+        shown_rank = 0
+        for u in order:
+            line = np.asarray(flat.values[:, u], dtype=float)
+            if not np.isfinite(line).any():
+                continue  # a unit without values draws nothing and names nothing
             label = unit_label(extra, np.atleast_1d(flat.unit.values[u]))
-            if rank < top_k:
+            if shown_rank < top_k:
                 ax.plot(
                     x,
-                    flat.values[:, u],
+                    line,
                     lw=2,
                     color=colors[si],
-                    alpha=1 - 0.25 * rank,
+                    alpha=1 - 0.25 * shown_rank,
                     label=f"{label_seed} {label}".strip(),
                 )
             else:
-                ax.plot(x, flat.values[:, u], lw=0.8, color="0.6", alpha=0.35)
-    for si, seed in enumerate(seeds):
-        if transitions and seed is not None and int(seed) in transitions:
-            t = transitions[int(seed)]
+                ax.plot(x, line, lw=0.8, color="0.6", alpha=0.35)
+            shown_rank += 1
+    for ti, transition in enumerate(transitions):
+        for si, seed in enumerate(seeds):
+            if seed is None or int(seed) not in transition.steps:
+                continue
+            t = transition.steps[int(seed)]
             ax.axvline(
                 t + 1 if log_x else t,
                 color=colors[si],
-                ls="--",
+                ls=_TRANSITION_STYLES[ti % len(_TRANSITION_STYLES)],
                 lw=1,
-                label=f"transition seed {seed}: step {t:.0f}",
+                label=transition.label(int(seed)),
             )
     if log_x:
         ax.set_xscale("log")
         ax.set_xlabel("training step + 1 [optimizer updates] (log scale)")
     else:
         ax.set_xlabel("training step [optimizer updates]")
-    ax.set_ylabel(_value_label(var))
+    ax.set_ylabel(shown.value_label())
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="best", ncol=2 if len(ax.get_legend_handles_labels()[0]) > 6 else 1)
+    n_labels = len(ax.get_legend_handles_labels()[0])
+    legend_if_any(ax, fontsize=7, loc="best", ncol=2 if n_labels > 6 else 1)
+
+
+_TRANSITION_STYLES = ("--", ":", "-.")
+
+
+def _step_x(v: Any, log_x: bool) -> np.ndarray:
+    steps = np.asarray(v.step.values, dtype=float)
+    return steps + 1 if log_x else steps  # step 0 on a log axis
 
 
 _SHORT = {
@@ -143,21 +160,22 @@ def unit_label(dims: list[str], coords: Any) -> str:
 
 def plot_heatmaps(fig: Any, axes: Any, var: Any, steps: list[int], *, title: str) -> None:
     """Layer × head heatmaps at a few steps, one row per seed (``axes[seed_row][step_col]``),
-    one shared colour scale. Never averaged over seeds: seeds grow different heads (in the
-    default study seed 0's strongest induction head is L1H1, seed 1's L1H2), and a mean would
-    show a head that is nobody's."""
+    one shared colour scale: a diverging map centred on 0 for a signed quantity (DLA,
+    patching), a sequential one otherwise. Never averaged over seeds: seeds grow different
+    heads (in the default study seed 0's strongest induction head is L1H1, seed 1's L1H2),
+    and a mean would show a head that is nobody's."""
+    shown = var if isinstance(var, Shown) else Shown.of(var)
+    var = shown.data
     seeds = list(var.seed.values) if "seed" in var.dims else [None]
     rows = [np.atleast_1d(r) for r in (axes if len(seeds) > 1 else [axes])]
-    finite = np.asarray(var.values, dtype=float)
-    finite = finite[np.isfinite(finite)]
-    vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    cmap, norm = colour_scale(var)
     im = None
     for seed, row in zip(seeds, rows, strict=False):
         v = var.sel(seed=seed) if seed is not None else var
         for col, (ax, step) in enumerate(zip(row, steps, strict=False)):
             frame = v.sel(step=step).transpose("layer", "head")
-            im = ax.imshow(frame.values, vmin=vmin, vmax=vmax, cmap="viridis", aspect="auto")
-            _write_values(ax, np.asarray(frame.values, dtype=float))
+            im = ax.imshow(frame.values, cmap=cmap, norm=norm, aspect="auto")
+            _write_values(ax, np.asarray(frame.values, dtype=float), im)
             ax.set_title(
                 f"step {int(frame.step)}"
                 if seed is None
@@ -171,14 +189,15 @@ def plot_heatmaps(fig: Any, axes: Any, var: Any, steps: list[int], *, title: str
                 ax.set_ylabel("layer", fontsize=8)
     if im is not None:
         flat = [ax for row in rows for ax in row]
-        fig.colorbar(im, ax=flat, shrink=0.8, label=_value_label(var))
+        fig.colorbar(im, ax=flat, shrink=0.8, label=shown.value_label())
     if title:
         fig.suptitle(title)
 
 
-def _write_values(ax: Any, values: np.ndarray, max_cells: int = 64) -> None:
-    """A small map says its numbers, and NaN cells say NaN (a blank cell is no statement);
-    a map with no finite value says so across it."""
+def _write_values(ax: Any, values: np.ndarray, im: Any = None, max_cells: int = 64) -> None:
+    """A small map says its numbers (dark text on light cells, light on dark), and NaN
+    cells say NaN (a blank cell is no statement); a map with no finite value says so
+    across it."""
     if not np.isfinite(values).any():
         ax.text(
             0.5,
@@ -194,15 +213,12 @@ def _write_values(ax: Any, values: np.ndarray, max_cells: int = 64) -> None:
     if values.size > max_cells:
         return
     for (i, j), v in np.ndenumerate(values):
-        ax.text(
-            j,
-            i,
-            "NaN" if not np.isfinite(v) else f"{v:.3g}",
-            ha="center",
-            va="center",
-            fontsize=6,
-            color="0.5" if not np.isfinite(v) else "w",
-        )
+        if not np.isfinite(v):
+            ax.text(j, i, "NaN", ha="center", va="center", fontsize=6, color="0.5")
+            continue
+        r, g, b, _ = im.cmap(im.norm(v)) if im is not None else (0, 0, 0, 1)
+        light = 0.299 * r + 0.587 * g + 0.114 * b > 0.5
+        ax.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=6, color="k" if light else "w")
 
 
 def snap_steps(requested: list[int], available: list[int]) -> tuple[list[int], list[str]]:
@@ -216,11 +232,6 @@ def snap_steps(requested: list[int], available: list[int]) -> tuple[list[int], l
         if near not in out:
             out.append(near)
     return out, notes
-
-
-def _value_label(var: Any) -> str:
-    units = var.attrs.get("units", "")
-    return f"{var.name} [{units}]" if units else str(var.name)
 
 
 def plot_per_seed(ax: Any, var: Any, *, title: str) -> None:
@@ -247,7 +258,7 @@ def plot_per_seed(ax: Any, var: Any, *, title: str) -> None:
         pad = 0.15 * (hi - lo) if hi > lo else 0.1 * abs(hi) or 1.0
         ax.set_ylim(lo - pad, hi + pad)
     ax.set_xlabel(axis_label("seed"))
-    ax.set_ylabel(_value_label(var))
+    ax.set_ylabel(Shown.of(var).value_label())
     ax.set_title(title)
     ax.grid(True, axis="y", alpha=0.3)
 
@@ -271,7 +282,9 @@ def metric_figure(
     """A figure for one metric, a row per model: its series over steps (one line per seed,
     or per head with the top-k highlighted), layer × head heatmaps per seed at a few steps,
     or a point per seed for a value per seed. ``heatmap_steps`` that are not checkpoints
-    snap to the nearest one, and ``notes`` (when given) gets a line saying so."""
+    snap to the nearest one, and ``notes`` (when given) gets a line saying so. A dim the
+    maps cannot show (``pos`` of a per-position patching) is averaged over, and the title
+    says so."""
     plt = _plt()
     found = find_variable(tree, metric)
     from mispec.execute.summary_pairs import COMPARISON_INPUTS, is_comparison
@@ -284,8 +297,7 @@ def metric_figure(
     if any(is_comparison(v) for _, v in found):  # pairs: one line per pair of sides
         from mispec.plot.comparisons import comparison_figure
 
-        model, var = found[0]
-        return comparison_figure(var, title=f"{metric} — {model}", log_x=log_x)
+        return comparison_figure(found, metric=metric, log_x=log_x)
     rows = []
     for model, var in found:
         has_heads = set(HEAD_DIMS) <= set(var.dims)
@@ -303,16 +315,20 @@ def metric_figure(
         height_ratios=heights,
     )
     for r, (model, var, want_heat, n_seeds) in enumerate(rows):
-        title = f"{metric} — {model}"
+        shown = Shown.of(var)
+        maps = shown.keep_only(("seed", "step", *HEAD_DIMS)) if want_heat else shown
+        map_notes = maps.reductions[len(shown.reductions) :]
+        title = shown.title(f"{metric} — {model}")
         has_step = "step" in var.dims
+        transitions = transitions_of(tree, model, metric) if has_step else []
         if has_step:
             plot_series(
                 fig.add_subplot(grid[r, 0]),
-                var,
-                title=title,
+                shown,
+                title=title + (f"; maps: {'; '.join(map_notes)}" if map_notes else ""),
                 log_x=log_x,
                 top_k=top_k,
-                transitions=transition_steps(tree, model),
+                transitions=transitions,
             )
         elif not want_heat:
             ax = fig.add_subplot(grid[r, 0])
@@ -329,33 +345,40 @@ def metric_figure(
                 if notes is not None:
                     notes.extend(f"{metric} ({model}): {n}" for n in snapped)
             else:
-                steps = heatmap_steps_for(available, transition_steps(tree, model))
+                at = [v for t in transitions for v in t.steps.values()]
+                steps = heatmap_steps_for(available, at)
             cell = grid[r, 1] if has_step else grid[r, :]
             sub = cell.subgridspec(n_seeds, len(steps))
             axes = [[fig.add_subplot(sub[i, j]) for j in range(len(steps))] for i in range(n_seeds)]
             for ax in (a for row in axes for a in row):
                 ax.tick_params(labelsize=7)
-            frames = var if has_step else var.expand_dims(step=[0])
-            plot_heatmaps(fig, axes if n_seeds > 1 else axes[0], frames, steps, title="")
+            if not has_step:
+                maps = Shown(maps.data.expand_dims(step=[0]), maps.reductions)
+            plot_heatmaps(fig, axes if n_seeds > 1 else axes[0], maps, steps, title="")
             if not has_step:
                 for row in axes:
                     for ax in row:
                         ax.set_title(
                             ax.get_title().replace(", step 0", "").replace("step 0", ""), fontsize=8
                         )
-                fig.suptitle(title)
+                fig.suptitle(maps.title(f"{metric} — {model}"))
     return fig
 
 
 def _plot_other(ax: Any, var: Any, *, title: str) -> None:
     """Values without a step and without heads (``pc``, ``freq`` ...): a line per seed over
-    the first other dim, labelled."""
+    the first other dim (a line per entry of any further dim), labelled; no values at all
+    say so."""
     from mispec.coords import axis_label
 
     seeds = list(var.seed.values) if "seed" in var.dims else [None]
     colors = _colors(len(seeds))
+    if not has_values(var):
+        say_no_values(ax)
     for i, seed in enumerate(seeds):
         v = var.sel(seed=seed) if seed is not None else var
+        if not has_values(v):
+            continue
         if v.ndim == 0:
             ax.plot([i], [float(v)], "o", color=colors[i], label=f"seed {seed}")
             continue
@@ -369,20 +392,21 @@ def _plot_other(ax: Any, var: Any, *, title: str) -> None:
             label=f"seed {seed}" if seed is not None else None,
         )
         ax.set_xlabel(axis_label(str(dim)))
-    ax.set_ylabel(_value_label(var))
+    ax.set_ylabel(Shown.of(var).value_label())
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     if len(seeds) > 1:
-        ax.legend(fontsize=7)
+        legend_if_any(ax, fontsize=7)
 
 
-def heatmap_steps_for(steps: list[int], transitions: dict[int, float], k: int = 4) -> list[int]:
+def heatmap_steps_for(steps: list[int], transitions: Sequence[float], k: int = 4) -> list[int]:
     """Steps worth a heatmap: the first, the checkpoints just before and after the (median)
-    transition when there is one, and the last; else ``k`` steps log-spaced in value."""
+    transition of this series when there is one, and the last; else ``k`` steps log-spaced
+    in value."""
     if len(steps) <= k:
         return steps
     if transitions:
-        t = float(np.median(list(transitions.values())))
+        t = float(np.median(list(transitions)))
         before = max((s for s in steps if s < t), default=steps[0])
         after = min((s for s in steps if s > t), default=steps[-1])
         return sorted({steps[0], before, after, steps[-1]})

@@ -42,6 +42,7 @@ from mispec.metrics.builtin._common import (
     real_tokens,
     tokens_of,
 )
+from mispec.metrics.builtin.interventions import ablation_units
 from mispec.metrics.core import InputDims, metric
 from mispec.metrics.forward import eval_mode
 
@@ -128,9 +129,7 @@ def _ablation_extras(measure: str = "loss") -> tuple[str, ...]:
     return ("answer", "wrong_answer") if measure == "logit_diff" else ()
 
 
-@metric(
-    dims=("neuron",), units="change of loss (nats) or logit difference", extras=_ablation_extras
-)
+@metric(dims=("neuron",), units=ablation_units, extras=_ablation_extras, version=2)
 def neuron_ablation(
     bridge: Any,
     prompts: Any,
