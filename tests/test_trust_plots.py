@@ -17,6 +17,14 @@ from mispec.plot.figures import metric_figure
 STEPS = [0, 10, 100, 1000]
 
 
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
 def _tree(**children):
     return xr.DataTree(children={name: xr.DataTree(xr.Dataset(v)) for name, v in children.items()})
 

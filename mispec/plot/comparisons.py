@@ -45,7 +45,7 @@ def comparison_shown(var: Any) -> Shown:
 def comparison_figure(found: list[tuple[str, Any]], *, metric: str, log_x: bool = True) -> Any:
     """Lines over steps, one per computed pair of sides; a row per model that has the
     metric, a panel per layer if any. The title names every dim averaged or picked."""
-    from mispec.plot.figures import _colors, _plt
+    from mispec.plot.panels import _colors, _plt
 
     plt = _plt()
     rows = [(model, comparison_shown(var)) for model, var in found]

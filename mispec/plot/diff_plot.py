@@ -8,7 +8,8 @@ from typing import Any
 
 def plot_diff(result: Any, a: str, b: str, out: str | Path, *, store: str | None = None) -> Path:
     from mispec.diffing.sides import open_side
-    from mispec.plot.figures import _plt, save_figure
+    from mispec.plot.figures import save_figure
+    from mispec.plot.panels import _plt
     from mispec.plot.shown import Shown, legend_if_any, steps_with_values
 
     plt = _plt()
