@@ -18,7 +18,8 @@ from mispec.models.info import ModelInfo
 from mispec.prompts.core import PromptSet
 
 # name: (kind, dims, version) — version 2: padding never counts (text prompt sets), a near-zero
-# patching denominator is masked, a transition must stand out of the noise (issue 14)
+# patching denominator is masked, a transition must stand out of the noise (issue 14);
+# head_ablation 3: its units follow ``measure`` (issue 26)
 EXPECTED = {
     "loss": ("activation", (), 2),
     "accuracy": ("activation", (), 2),
@@ -30,7 +31,7 @@ EXPECTED = {
     "logit_diff": ("activation", (), 2),
     "activation_patching": ("intervention", None, 2),
     "patching_gap_z": ("intervention", (), 1),
-    "head_ablation": ("intervention", ("layer", "head"), 2),
+    "head_ablation": ("intervention", ("layer", "head"), 3),
     "composition_score": ("weights", ("src_layer", "src_head", "dst_layer", "dst_head"), 1),
     "weight_norm": ("weights", ("component",), 1),
     "embed_fourier": ("weights", ("freq",), 1),

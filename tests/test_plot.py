@@ -114,13 +114,16 @@ def test_report_renders_in_headless_chromium(default_study, tmp_path):
 def test_seeds_without_a_transition_get_no_marker():
     import xarray as xr
 
-    from mispec.plot.figures import transition_steps
+    from mispec.plot.transitions import transitions_of
 
+    series = xr.DataArray(np.zeros((2, 3)), dims=("seed", "step"), coords={"seed": [0, 1]})
     var = xr.DataArray(
         [[534.0, np.nan], [np.nan, np.nan]],
         dims=("seed", "head"),
         coords={"seed": [0, 1]},
-        attrs={"metric_fn": "transition_step"},
+        attrs={"metric_fn": "transition_step", "inputs": ["induction"]},
     )
-    tree = xr.DataTree(children={"toy": xr.DataTree(xr.Dataset({"transition": var}))})
-    assert transition_steps(tree, "toy") == {0: 534.0}
+    ds = xr.Dataset({"induction": series, "transition": var})
+    tree = xr.DataTree(children={"toy": xr.DataTree(ds)})
+    (found,) = transitions_of(tree, "toy", "induction")
+    assert found.steps == {0: 534.0}

@@ -72,6 +72,9 @@ def assemble(plan: Plan, store: Store, fresh: dict[str, Any] | None = None) -> A
         constant, per_cell = split_attrs(metric, var, [cells.get(k) for k in grid], seeds, steps)
         var.attrs = constant
         var.attrs["metric_fn"] = plan.spec.metrics[metric].fn
+        read = sorted(set(plan.spec.metrics[metric].input_metrics().values()))
+        if read:  # the metrics it was computed from (a plot marks a transition on its series)
+            var.attrs["inputs"] = read
         split = _split_of(plan, metric)
         if split is not None:  # a loss / accuracy says which pairs it measured
             var.attrs["split"] = split

@@ -40,7 +40,7 @@ def call_metric(
         expected = mdef.dims_for(
             args, {p: getattr(v, "dims", None) for p, v in (inputs or {}).items()}
         )
-    return label(mdef, out, node, info=info, expected=expected)
+    return label(mdef, out, node, info=info, expected=expected, units=mdef.units_for(args))
 
 
 # Dims whose length the model fixes: an unlabelled one has exactly this many entries, a
@@ -63,9 +63,11 @@ def label(
     *,
     info: Any = None,
     expected: tuple[str, ...] | None = None,
+    units: str | None = None,
 ) -> Any:
     """The metric's return value as a DataArray in its declared dims (``expected``: the dims
-    its args give, for a ``dims=`` rule), numeric, with model-sized dims of the model's sizes
+    its args give, for a ``dims=`` rule), labelled with its ``units`` (those its args give,
+    default the record's) unless it set its own, numeric, with model-sized dims of the model's sizes
     (``info``: its ``ModelInfo``) — else a MetricError naming the metric and the node."""
     import xarray as xr
 
@@ -103,7 +105,7 @@ def label(
     canonical = _canonical(values)
     if canonical.dtype != values.dtype:
         arr = arr.astype(canonical.dtype)
-    arr.attrs.setdefault("units", mdef.units)
+    arr.attrs.setdefault("units", mdef.units if units is None else units)
     arr.attrs.setdefault("description", mdef.description)
     return arr
 

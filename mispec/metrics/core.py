@@ -143,6 +143,8 @@ DimsRule = Callable[..., Sequence[str]]
 # A check of a metric's args together: takes (some of) them by name, returns the problems as
 # ``{arg: what is wrong and what to do}`` (empty or None when they are fine).
 ArgCheck = Callable[..., Mapping[str, str] | None]
+# Units from args, each passed by its parameter name (``relative`` → "relative L2 distance").
+UnitsRule = Callable[..., str]
 
 
 @dataclass(frozen=True)
@@ -220,6 +222,18 @@ class MetricDef:
         wanted = _named_params(self.check, bound)
         return dict(self.check(**{p: bound[p] for p in wanted}) or {})
 
+    # units from the metric's args (``units=`` a function); ``units`` is then its text for
+    # the catalogue (the function's docstring, else its value at the defaults)
+    units_rule: UnitsRule | None = None
+
+    def units_for(self, args: Mapping[str, Any]) -> str:
+        """The units of this metric's result with these spec args."""
+        if self.units_rule is None:
+            return self.units
+        bound = self.bind_args(args)
+        wanted = _named_params(self.units_rule, bound)
+        return str(self.units_rule(**{p: bound[p] for p in wanted}))
+
     def extras_for(self, args: Mapping[str, Any]) -> tuple[str, ...]:
         """Prompt extras this metric reads with these spec args (sorted, unique)."""
         if not callable(self.extras):
@@ -277,7 +291,7 @@ def metric(
     reduces: str | None = None,
     version: int = 1,
     description: str | None = None,
-    units: str = "",
+    units: str | UnitsRule = "",
     name: str | None = None,
     register: bool = True,
     extras: ExtrasSpec = (),
@@ -298,6 +312,10 @@ def metric(
     (the plan is pickled for distributed executors, which cannot pickle a lambda).
     ``input_dims`` maps an input to the ``InputDims`` it needs. Both are checked here, when
     the function is decorated.
+
+    ``units`` is a string, or a named function of (some of) the metric's args returning one
+    when they change what the numbers mean (``weight_distance``: ``relative`` divides by a
+    norm); its docstring is the units' text in the catalogue.
 
     ``extras`` names the prompt-set extras the metric reads (``("answer", "wrong_answer")``),
     or is a named function of (some of) its args returning them (``mask`` names one);
@@ -350,6 +368,8 @@ def metric(
                 raise TypeError(f"metric {metric_name}: sized_by['{dim}'] names no arg '{arg}'")
         if check is not None:
             _check_dims_rule(metric_name, check, arg_names, what="check")
+        if callable(units):
+            _check_dims_rule(metric_name, units, arg_names, what="units")
         kind = _infer_kind(metric_name, context, hooks, inputs, reduces)
         if other_side and kind == "reduction":
             raise TypeError(f"metric {metric_name}: a reduction cannot compare two sides")
@@ -364,7 +384,7 @@ def metric(
             args=args,
             version=version,
             description=description or doc.split("\n\n")[0].replace("\n", " "),
-            units=units,
+            units=_units_text(units, args) if callable(units) else units,
             reduces=reduces,
             context=context,
             dims_rule=dims if callable(dims) else None,
@@ -376,6 +396,7 @@ def metric(
             indexes=index_axes,
             check=check,
             sized_by=dict(sized_by or {}),
+            units_rule=units if callable(units) else None,
         )
         fn.__mispec__ = definition  # type: ignore[attr-defined]
         if register:
@@ -425,6 +446,15 @@ def _check_indexes(
     return out
 
 
+def _units_text(rule: UnitsRule, args: tuple[ArgInfo, ...]) -> str:
+    """A units rule's text for the catalogue: its docstring, else its value at the defaults."""
+    doc = inspect.getdoc(rule)
+    if doc:
+        return " ".join(doc.split())
+    defaults = {a.name: a.default for a in args if not a.required}
+    return str(rule(**{p: defaults[p] for p in _named_params(rule, defaults)}))
+
+
 def _check_vocabulary(name: str, what: str, dims: Sequence[str]) -> None:
     bad = [d for d in dims if d not in DIMS]
     if bad:
@@ -434,20 +464,21 @@ def _check_vocabulary(name: str, what: str, dims: Sequence[str]) -> None:
 def _check_dims_rule(
     name: str, rule: Callable[..., Any], allowed: set[str], what: str = "dims"
 ) -> None:
-    """A dims (or check) function is a named function taking, by keyword, only args and
-    inputs."""
+    """A dims (or check, or units) function is a named function taking, by keyword, only args
+    and inputs (check and units: only args)."""
     if getattr(rule, "__name__", "") == "<lambda>":
         raise TypeError(
-            f"metric {name}: {what} must be a named function, not a lambda (the plan is "
-            "pickled for distributed executors, and a lambda cannot be)"
+            f"metric {name}: {what} must be a named function, not a lambda (the plan is pickled "
+            "for distributed executors, and a lambda cannot be)"
         )
     for p in inspect.signature(rule).parameters.values():
         if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
             continue
         if p.kind is p.POSITIONAL_ONLY or p.name not in allowed:
             raise TypeError(
-                f"metric {name}: the {what} function's parameter '{p.name}' is not an arg or "
-                f"input of the metric (those are: {sorted(allowed)})"
+                f"metric {name}: the {what} function's parameter '{p.name}' is not an arg"
+                + (" or input" if what == "dims" else "")
+                + f" of the metric (those are: {sorted(allowed)})"
             )
 
 

@@ -3,25 +3,18 @@ layer × head heatmaps; transition steps marked. matplotlib (Agg) from the `plot
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mispec.errors import MissingDependencyError, UserError
+from mispec.errors import UserError
+from mispec.plot.panels import _plot_other, _plt, plot_heatmaps, plot_per_seed, plot_series
+from mispec.plot.shown import Shown
+from mispec.plot.transitions import transitions_of
 
 HEAD_DIMS = ("layer", "head")
-
-
-def _plt() -> Any:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise MissingDependencyError("plotting", "plot", "pip install matplotlib") from None
-    return plt
 
 
 def find_variable(tree: Any, metric: str) -> list[tuple[str, Any]]:
@@ -39,172 +32,6 @@ def find_variable(tree: Any, metric: str) -> list[tuple[str, Any]]:
     return found
 
 
-def transition_steps(tree: Any, model: str) -> dict[int, float]:
-    """Per seed, the transition step of the first transition_step variable (median over heads
-    that have one); seeds without a transition (NaN) are left out."""
-    ds = tree[model].to_dataset()
-    for var in ds.data_vars.values():
-        if var.attrs.get("metric_fn") == "transition_step" and "seed" in var.dims:
-            out = {}
-            for s in var.seed.values:
-                found = np.asarray(var.sel(seed=s).values, dtype=float)
-                found = found[np.isfinite(found)]
-                if found.size:
-                    out[int(s)] = float(np.median(found))
-            return out
-    return {}
-
-
-def plot_series(
-    ax: Any,
-    var: Any,
-    *,
-    title: str,
-    log_x: bool = True,
-    top_k: int = 3,
-    transitions: dict[int, float] | None = None,
-) -> None:
-    """One line per seed (scalar per step), or per head: the top-k heads by final value
-    highlighted, the rest faded."""
-    steps = np.asarray(var.step.values, dtype=float)
-    x = steps + 1 if log_x else steps  # step 0 on a log axis
-    seeds = var.seed.values if "seed" in var.dims else [None]
-    colors = _colors(len(seeds))
-    for si, seed in enumerate(seeds):
-        v = var.sel(seed=seed) if seed is not None else var
-        extra = [d for d in v.dims if d != "step"]
-        label_seed = f"seed {seed}" if seed is not None else ""
-        if not extra:
-            ax.plot(x, v.values, color=colors[si], lw=2, label=label_seed, marker=".", ms=3)
-            continue
-        flat = v.stack(unit=extra).transpose("step", "unit")
-        final = flat.isel(step=-1).values
-        order = np.argsort(-np.nan_to_num(final, nan=-np.inf))
-        for rank, u in enumerate(order):
-            label = unit_label(extra, np.atleast_1d(flat.unit.values[u]))
-            if rank < top_k:
-                ax.plot(
-                    x,
-                    flat.values[:, u],
-                    lw=2,
-                    color=colors[si],
-                    alpha=1 - 0.25 * rank,
-                    label=f"{label_seed} {label}".strip(),
-                )
-            else:
-                ax.plot(x, flat.values[:, u], lw=0.8, color="0.6", alpha=0.35)
-    for si, seed in enumerate(seeds):
-        if transitions and seed is not None and int(seed) in transitions:
-            t = transitions[int(seed)]
-            ax.axvline(
-                t + 1 if log_x else t,
-                color=colors[si],
-                ls="--",
-                lw=1,
-                label=f"transition seed {seed}: step {t:.0f}",
-            )
-    if log_x:
-        ax.set_xscale("log")
-        ax.set_xlabel("training step + 1 [optimizer updates] (log scale)")
-    else:
-        ax.set_xlabel("training step [optimizer updates]")
-    ax.set_ylabel(_value_label(var))
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="best", ncol=2 if len(ax.get_legend_handles_labels()[0]) > 6 else 1)
-
-
-_SHORT = {
-    "layer": "L",
-    "head": "H",
-    "src_layer": "L",
-    "src_head": "H",
-    "dst_layer": "L",
-    "dst_head": "H",
-    "pos": "pos ",
-    "neuron": "N",
-    "freq": "f",
-    "component": "",
-    "pc": "PC",
-    "digit": "digit ",
-}
-
-
-def unit_label(dims: list[str], coords: Any) -> str:
-    """A compact legend label: ``L1H3``, ``L0H1→L1H3`` (composition), ``pos 12``."""
-    pairs = list(zip(dims, coords, strict=False))
-    src = "".join(f"{_SHORT[d]}{c}" for d, c in pairs if d.startswith("src_"))
-    dst = "".join(f"{_SHORT[d]}{c}" for d, c in pairs if d.startswith("dst_"))
-    rest = "".join(
-        f"{_SHORT.get(d, d + '=')}{c}" for d, c in pairs if not d.startswith(("src_", "dst_"))
-    )
-    return f"{src}→{dst}{rest}" if src or dst else rest
-
-
-def plot_heatmaps(fig: Any, axes: Any, var: Any, steps: list[int], *, title: str) -> None:
-    """Layer × head heatmaps at a few steps, one row per seed (``axes[seed_row][step_col]``),
-    one shared colour scale. Never averaged over seeds: seeds grow different heads (in the
-    default study seed 0's strongest induction head is L1H1, seed 1's L1H2), and a mean would
-    show a head that is nobody's."""
-    seeds = list(var.seed.values) if "seed" in var.dims else [None]
-    rows = [np.atleast_1d(r) for r in (axes if len(seeds) > 1 else [axes])]
-    finite = np.asarray(var.values, dtype=float)
-    finite = finite[np.isfinite(finite)]
-    vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    im = None
-    for seed, row in zip(seeds, rows, strict=False):
-        v = var.sel(seed=seed) if seed is not None else var
-        for col, (ax, step) in enumerate(zip(row, steps, strict=False)):
-            frame = v.sel(step=step).transpose("layer", "head")
-            im = ax.imshow(frame.values, vmin=vmin, vmax=vmax, cmap="viridis", aspect="auto")
-            _write_values(ax, np.asarray(frame.values, dtype=float))
-            ax.set_title(
-                f"step {int(frame.step)}"
-                if seed is None
-                else f"seed {seed}, step {int(frame.step)}",
-                fontsize=8,
-            )
-            ax.set_xticks(range(frame.sizes["head"]))
-            ax.set_yticks(range(frame.sizes["layer"]))
-            ax.set_xlabel("head", fontsize=8)
-            if col == 0:
-                ax.set_ylabel("layer", fontsize=8)
-    if im is not None:
-        flat = [ax for row in rows for ax in row]
-        fig.colorbar(im, ax=flat, shrink=0.8, label=_value_label(var))
-    if title:
-        fig.suptitle(title)
-
-
-def _write_values(ax: Any, values: np.ndarray, max_cells: int = 64) -> None:
-    """A small map says its numbers, and NaN cells say NaN (a blank cell is no statement);
-    a map with no finite value says so across it."""
-    if not np.isfinite(values).any():
-        ax.text(
-            0.5,
-            0.5,
-            "no value (all NaN)",
-            transform=ax.transAxes,
-            ha="center",
-            va="center",
-            fontsize=9,
-            color="0.3",
-        )
-        return
-    if values.size > max_cells:
-        return
-    for (i, j), v in np.ndenumerate(values):
-        ax.text(
-            j,
-            i,
-            "NaN" if not np.isfinite(v) else f"{v:.3g}",
-            ha="center",
-            va="center",
-            fontsize=6,
-            color="0.5" if not np.isfinite(v) else "w",
-        )
-
-
 def snap_steps(requested: list[int], available: list[int]) -> tuple[list[int], list[str]]:
     """The checkpoints nearest to ``requested`` steps, and a note for each one that is not
     itself a checkpoint (``plot --steps`` says so instead of snapping silently)."""
@@ -216,46 +43,6 @@ def snap_steps(requested: list[int], available: list[int]) -> tuple[list[int], l
         if near not in out:
             out.append(near)
     return out, notes
-
-
-def _value_label(var: Any) -> str:
-    units = var.attrs.get("units", "")
-    return f"{var.name} [{units}]" if units else str(var.name)
-
-
-def plot_per_seed(ax: Any, var: Any, *, title: str) -> None:
-    """A value per seed (``transition``: dims ``(seed,)``) as one labelled point per seed,
-    its number written beside it; a seed without a value (NaN) is named as such, never
-    drawn as a bar at 0 or at the seed mean."""
-    from mispec.coords import axis_label
-
-    seeds = [int(s) for s in var.seed.values]
-    colors = _colors(len(seeds))
-    finite = [float(v) for v in np.ravel(var.values) if np.isfinite(v)]
-    for i, seed in enumerate(seeds):
-        v = float(np.asarray(var.sel(seed=seed).values, dtype=float).ravel()[0])
-        if np.isfinite(v):
-            ax.plot([i], [v], "o", ms=9, color=colors[i])
-            ax.annotate(f"{v:.4g}", (i, v), textcoords="offset points", xytext=(8, 4), fontsize=9)
-        else:
-            y = min(finite) if finite else 0.0
-            ax.annotate("no value (NaN)", (i, y), ha="center", fontsize=9, color="0.4")
-    ax.set_xticks(range(len(seeds)), [f"seed {s}" for s in seeds])
-    ax.set_xlim(-0.6, len(seeds) - 0.4)
-    if finite:
-        lo, hi = min(finite), max(finite)
-        pad = 0.15 * (hi - lo) if hi > lo else 0.1 * abs(hi) or 1.0
-        ax.set_ylim(lo - pad, hi + pad)
-    ax.set_xlabel(axis_label("seed"))
-    ax.set_ylabel(_value_label(var))
-    ax.set_title(title)
-    ax.grid(True, axis="y", alpha=0.3)
-
-
-def _colors(n: int) -> list[Any]:
-    plt = _plt()
-    cmap = plt.get_cmap("tab10")
-    return [cmap(i % 10) for i in range(max(n, 1))]
 
 
 def metric_figure(
@@ -271,7 +58,9 @@ def metric_figure(
     """A figure for one metric, a row per model: its series over steps (one line per seed,
     or per head with the top-k highlighted), layer × head heatmaps per seed at a few steps,
     or a point per seed for a value per seed. ``heatmap_steps`` that are not checkpoints
-    snap to the nearest one, and ``notes`` (when given) gets a line saying so."""
+    snap to the nearest one, and ``notes`` (when given) gets a line saying so. A dim the
+    maps cannot show (``pos`` of a per-position patching) is averaged over, and the title
+    says so."""
     plt = _plt()
     found = find_variable(tree, metric)
     from mispec.execute.summary_pairs import COMPARISON_INPUTS, is_comparison
@@ -284,8 +73,7 @@ def metric_figure(
     if any(is_comparison(v) for _, v in found):  # pairs: one line per pair of sides
         from mispec.plot.comparisons import comparison_figure
 
-        model, var = found[0]
-        return comparison_figure(var, title=f"{metric} — {model}", log_x=log_x)
+        return comparison_figure(found, metric=metric, log_x=log_x)
     rows = []
     for model, var in found:
         has_heads = set(HEAD_DIMS) <= set(var.dims)
@@ -303,16 +91,20 @@ def metric_figure(
         height_ratios=heights,
     )
     for r, (model, var, want_heat, n_seeds) in enumerate(rows):
-        title = f"{metric} — {model}"
+        shown = Shown.of(var)
+        maps = shown.keep_only(("seed", "step", *HEAD_DIMS)) if want_heat else shown
+        map_notes = maps.reductions[len(shown.reductions) :]
+        title = shown.title(f"{metric} — {model}")
         has_step = "step" in var.dims
+        transitions = transitions_of(tree, model, metric) if has_step else []
         if has_step:
             plot_series(
                 fig.add_subplot(grid[r, 0]),
-                var,
-                title=title,
+                shown,
+                title=title + (f"; maps: {'; '.join(map_notes)}" if map_notes else ""),
                 log_x=log_x,
                 top_k=top_k,
-                transitions=transition_steps(tree, model),
+                transitions=transitions,
             )
         elif not want_heat:
             ax = fig.add_subplot(grid[r, 0])
@@ -329,60 +121,34 @@ def metric_figure(
                 if notes is not None:
                     notes.extend(f"{metric} ({model}): {n}" for n in snapped)
             else:
-                steps = heatmap_steps_for(available, transition_steps(tree, model))
+                at = [v for t in transitions for v in t.steps.values()]
+                steps = heatmap_steps_for(available, at)
             cell = grid[r, 1] if has_step else grid[r, :]
             sub = cell.subgridspec(n_seeds, len(steps))
             axes = [[fig.add_subplot(sub[i, j]) for j in range(len(steps))] for i in range(n_seeds)]
             for ax in (a for row in axes for a in row):
                 ax.tick_params(labelsize=7)
-            frames = var if has_step else var.expand_dims(step=[0])
-            plot_heatmaps(fig, axes if n_seeds > 1 else axes[0], frames, steps, title="")
+            if not has_step:
+                maps = Shown(maps.data.expand_dims(step=[0]), maps.reductions)
+            plot_heatmaps(fig, axes if n_seeds > 1 else axes[0], maps, steps, title="")
             if not has_step:
                 for row in axes:
                     for ax in row:
                         ax.set_title(
                             ax.get_title().replace(", step 0", "").replace("step 0", ""), fontsize=8
                         )
-                fig.suptitle(title)
+                fig.suptitle(maps.title(f"{metric} — {model}"))
     return fig
 
 
-def _plot_other(ax: Any, var: Any, *, title: str) -> None:
-    """Values without a step and without heads (``pc``, ``freq`` ...): a line per seed over
-    the first other dim, labelled."""
-    from mispec.coords import axis_label
-
-    seeds = list(var.seed.values) if "seed" in var.dims else [None]
-    colors = _colors(len(seeds))
-    for i, seed in enumerate(seeds):
-        v = var.sel(seed=seed) if seed is not None else var
-        if v.ndim == 0:
-            ax.plot([i], [float(v)], "o", color=colors[i], label=f"seed {seed}")
-            continue
-        dim = v.dims[0]
-        flat = v.stack(unit=v.dims[1:]) if v.ndim > 1 else v
-        ax.plot(
-            np.arange(v.sizes[dim]),
-            np.asarray(flat.values).reshape(v.sizes[dim], -1),
-            color=colors[i],
-            marker=".",
-            label=f"seed {seed}" if seed is not None else None,
-        )
-        ax.set_xlabel(axis_label(str(dim)))
-    ax.set_ylabel(_value_label(var))
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    if len(seeds) > 1:
-        ax.legend(fontsize=7)
-
-
-def heatmap_steps_for(steps: list[int], transitions: dict[int, float], k: int = 4) -> list[int]:
+def heatmap_steps_for(steps: list[int], transitions: Sequence[float], k: int = 4) -> list[int]:
     """Steps worth a heatmap: the first, the checkpoints just before and after the (median)
-    transition when there is one, and the last; else ``k`` steps log-spaced in value."""
+    transition of this series when there is one, and the last; else ``k`` steps log-spaced
+    in value."""
     if len(steps) <= k:
         return steps
     if transitions:
-        t = float(np.median(list(transitions.values())))
+        t = float(np.median(list(transitions)))
         before = max((s for s in steps if s < t), default=steps[0])
         after = min((s for s in steps if s > t), default=steps[-1])
         return sorted({steps[0], before, after, steps[-1]})

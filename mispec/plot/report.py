@@ -14,16 +14,27 @@ import numpy as np
 
 
 def headline(var: Any) -> str:
-    """A metric's value(s) at the last step, per seed, never averaged over seeds: a
-    per-seed value, or for an indexed one (per head ...) each seed's maximum and where it is
-    (seeds grow different heads); with several seeds, the spread (max - min) of the values."""
-    v = var.isel(step=-1) if "step" in var.dims else var
-    seeds = list(v.seed.values) if "seed" in v.dims else [None]
-    parts, values = [], []
+    """A metric's value(s) at each seed's last step with values, per seed, never averaged
+    over seeds: a per-seed value, or for an indexed one (per head ...) each seed's maximum and
+    where it is (seeds grow different heads); with several seeds, the spread (max - min) of
+    the values. When the seeds' last steps differ (``refine:`` added checkpoints to one),
+    each value says its step."""
+    from mispec.plot.shown import steps_with_values
+
+    seeds = list(var.seed.values) if "seed" in var.dims else [None]
+    lasts = []
     for seed in seeds:
-        one = v.sel(seed=seed) if seed is not None else v
+        one = var.sel(seed=seed) if seed is not None else var
+        if "step" in one.dims:
+            has = steps_with_values(one)
+            one = has.isel(step=-1) if has.sizes["step"] else one.isel(step=-1)
+        lasts.append(one)
+    steps = {int(one.step) for one in lasts if "step" in one.coords}
+    parts, values = [], []
+    for seed, one in zip(seeds, lasts, strict=True):
         vals = np.asarray(one.values, dtype=float)
-        prefix = f"seed {seed}: " if seed is not None else ""
+        at = f" (step {int(one.step)})" if len(steps) > 1 else ""
+        prefix = f"seed {seed}{at}: " if seed is not None else ""
         if vals.size == 0 or np.all(np.isnan(vals)):
             parts.append(prefix + "no value")
             continue
@@ -91,6 +102,7 @@ def build_report(
     for child in tree.children.values():
         for key, value in child.to_dataset().data_vars.items():
             captions.setdefault(str(key), caption(str(key), value))
+    drawn: list[str] = []
     for name in metrics:
         if name in inputs_only:  # what comparisons read: drawn through them
             continue
@@ -106,8 +118,9 @@ def build_report(
             f'src="data:image/png;base64,{data}">'
             f"<figcaption>{html.escape(captions[name])}</figcaption></figure>"
         )
-    toc = "".join(
-        f'<li><a href="#plot-{html.escape(n)}">{html.escape(n)}</a></li>' for n in metrics
+        drawn.append(name)
+    toc = "".join(  # the plots produced, and only those: every link has its figure
+        f'<li><a href="#plot-{html.escape(n)}">{html.escape(n)}</a></li>' for n in drawn
     )
     note_html = (
         "<ul class=notes>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>"
@@ -132,7 +145,7 @@ figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; }}
 <li><a href="#spec">Spec</a></li>
 <li><a href="#provenance">Provenance</a></li>
 </ul></nav>
-<h2 id="headline">Headline values (last step, per seed)</h2>
+<h2 id="headline">Headline values (per seed, at its last step with values)</h2>
 <table><tr><th>model</th><th>variable</th><th>metric</th><th>dims</th><th>value</th><th>units</th></tr>
 {"".join(rows)}</table>
 <h2 id="plots">Plots</h2>

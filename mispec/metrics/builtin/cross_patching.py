@@ -54,6 +54,16 @@ def _patched_dims(per: str = "head") -> tuple[str, ...]:
     return {"head": ("layer", "head"), "layer": ("layer",)}.get(per, ("layer", "pos"))
 
 
+def _patching_units(normalize: bool = True) -> str:
+    """fraction of the loss gap recovered; with normalize: false, loss with the piece
+    patched in (nats)"""
+    return (
+        "fraction of the loss gap recovered"
+        if normalize
+        else "loss with the piece patched in (nats)"
+    )
+
+
 def _extras(mask: str | None = None) -> tuple[str, ...]:
     return mask_extras(mask)
 
@@ -82,8 +92,9 @@ def _setter(per: str, index: int | None, source: Any) -> Callable[..., Any]:
     other_side=("source", "source_loss"),
     input_dims={"source": InputDims(("layer", "batch", "pos"), why="activations per layer")},
     comparable=("n_layers", "n_heads", "d_model", "d_head"),
-    units="fraction of the loss gap recovered",
+    units=_patching_units,
     extras=_extras,
+    version=2,
 )
 def cross_model_patching(
     bridge: Any,

@@ -193,7 +193,12 @@ def _lens_extras(measure: str = "logit_diff") -> tuple[str, ...]:
     return ("answer",) if measure == "logprob" else ("answer", "wrong_answer")
 
 
-@metric(dims=("layer",), units="logits (or nats)", extras=_lens_extras)
+def _lens_units(measure: str = "logit_diff") -> str:
+    """logits (logit difference); with measure: logprob, nats (log-probability)"""
+    return "nats (log-probability)" if measure == "logprob" else "logits (logit difference)"
+
+
+@metric(dims=("layer",), units=_lens_units, extras=_lens_extras, version=2)
 def logit_lens(
     bridge: Any, prompts: Any, measure: Literal["logit_diff", "logprob"] = "logit_diff"
 ) -> Any:

@@ -184,6 +184,13 @@ def activation_patching(
     )
 
 
+def ablation_units(measure: str = "loss") -> str:
+    """change of loss (nats); with measure: logit_diff, change of logit difference (logits)"""
+    if measure == "logit_diff":
+        return "change of logit difference (logits)"
+    return "change of loss (nats)"
+
+
 def _ablation_extras(
     measure: str = "loss", mask: str | None = None, split: str = "all"
 ) -> tuple[str, ...]:
@@ -192,9 +199,9 @@ def _ablation_extras(
 
 @metric(
     dims=("layer", "head"),
-    units="change of loss (nats) or of logit difference",
+    units=ablation_units,
     extras=_ablation_extras,
-    version=2,
+    version=3,
 )
 def head_ablation(
     bridge: Any,

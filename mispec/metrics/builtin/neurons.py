@@ -42,6 +42,7 @@ from mispec.metrics.builtin._common import (
     real_tokens,
     tokens_of,
 )
+from mispec.metrics.builtin.interventions import ablation_units
 from mispec.metrics.core import InputDims, metric
 from mispec.metrics.forward import eval_mode
 
@@ -144,9 +145,10 @@ def _ablation_extras(measure: str = "loss") -> tuple[str, ...]:
 
 @metric(
     dims=("neuron",),
-    units="change of loss (nats) or logit difference",
+    units=ablation_units,
     extras=_ablation_extras,
     indexes=NEURON_INDEXES,
+    version=2,
 )
 def neuron_ablation(
     bridge: Any,

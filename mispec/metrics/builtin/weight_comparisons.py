@@ -57,13 +57,19 @@ def parameters(bridge: Any) -> Any:
 _PARAMS = InputDims(("component", "element"), why="a checkpoint's weights (parameters)")
 
 
+def _distance_units(relative: bool = False) -> str:
+    """L2 distance; with relative: true, relative L2 distance (÷ ||W_b||, dimensionless)"""
+    return "relative L2 distance (÷ ||W_b||)" if relative else "L2 distance"
+
+
 @metric(
     dims=("component",),
     inputs=("a", "b"),
     other_side=("b",),
     input_dims={"a": _PARAMS, "b": _PARAMS},
     comparable=("n_layers", "n_heads", "d_model", "d_head", "d_vocab", "d_mlp", "attn_only"),
-    units="L2 distance",
+    units=_distance_units,
+    version=2,
 )
 def weight_distance(
     a: Any,
