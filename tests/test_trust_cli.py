@@ -5,6 +5,9 @@ again, and ``--quiet`` keeping the results summary."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import mispec
 from mispec.cli.main import main
@@ -106,8 +109,14 @@ def test_a_retrained_checkpoint_counts_its_training_and_warns_plainly(
             "  loss: {fn: loss, prompts: rep}\n  acc: {fn: accuracy, prompts: rep}",
         )
     )
-    assert main(["run", str(toy_spec), "-q"]) == 0
-    out, err = capsys.readouterr()
+    # a real process: Python's warning machinery prints to a real stderr (pytest records
+    # warnings in-process instead)
+    cli = Path(sys.executable).with_name("mispec")
+    done = subprocess.run(
+        [str(cli), "run", str(toy_spec), "-q"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    out, err = done.stdout, done.stderr
     trained = int(re.search(r"done in [\d.]+ s: (\d+) training steps", out).group(1))
     assert trained == 20  # step 20 trained again from step 0: 20 updates, not "0"
     assert re.search(r"^warning: .*step 20", err, re.M), err

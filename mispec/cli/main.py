@@ -46,24 +46,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_command(args.func, args)
 
 
-def show_warnings_plainly(verbose: bool) -> None:
-    """Warnings reach the user as ``warning: <message>`` lines on stderr, each once, not as
-    Python's ``path:line: UserWarning: ...`` with a source line; ``-v`` keeps Python's form."""
-    import warnings
-
-    if verbose:
-        return
-
-    def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
-        print(f"warning: {message}", file=file or sys.stderr)
-
-    warnings.showwarning = show
+def plain_warning(message, category, filename, lineno, line=None) -> str:  # type: ignore[no-untyped-def]
+    """A warning as the user reads it: ``warning: <message>``, not Python's
+    ``path:line: UserWarning: ...`` with a source line (``-v`` keeps Python's form)."""
+    return f"warning: {message}\n"
 
 
 def run_command(func: Command, args: argparse.Namespace) -> int:
+    import warnings
+
     from mispec.errors import MispecError
 
-    show_warnings_plainly(args.verbose)
+    python_form = warnings.formatwarning
+    if not args.verbose:
+        warnings.formatwarning = plain_warning
     try:
         return func(args)
     except MispecError as exc:
@@ -88,6 +84,8 @@ def run_command(func: Command, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    finally:
+        warnings.formatwarning = python_form
 
 
 if __name__ == "__main__":
