@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from mispec.code_identity import code_identity
 from mispec.registry import Registry
 
 MetricKind = Literal["activation", "intervention", "weights", "derived", "reduction"]
@@ -186,6 +187,15 @@ class MetricDef:
     # ``ModelInfo`` fields the two sides must share (``d_vocab`` for distributions): checked
     # at validate for a pair of models whose shapes are known before running
     comparable: tuple[str, ...] = ()
+    # a plugin's code identity (``mispec.code_identity``): ``{"code": <fingerprint>}`` when
+    # no ``version=`` pins it; None for built-ins and pinned plugins (the version says)
+    code: Any = field(default=None, compare=False)
+
+    @property
+    def key_version(self) -> Any:
+        """What a cell's key holds for the metric's code: its version, or the fingerprint
+        of an unpinned plugin's code (an edit recomputes its cells)."""
+        return self.version if self.code is None else self.code
 
     def extras_for(self, args: Mapping[str, Any]) -> tuple[str, ...]:
         """Prompt extras this metric reads with these spec args (sorted, unique)."""
@@ -242,7 +252,7 @@ def metric(
     inputs: tuple[str, ...] = (),
     input_dims: Mapping[str, InputDims] | None = None,
     reduces: str | None = None,
-    version: int = 1,
+    version: int | None = None,
     description: str | None = None,
     units: str = "",
     name: str | None = None,
@@ -273,7 +283,11 @@ def metric(
     ``pairs:`` (every seed pair, model A against model B, each step against the last) points
     them at the other (model, seed, step) and the result gains a dim for that side
     (``seed_b``, ``step_b``; see ``mispec.metrics.builtin.comparisons``); ``comparable``
-    names the ``ModelInfo`` fields (``d_vocab``, ``n_heads`` ...) both sides must share."""
+    names the ``ModelInfo`` fields (``d_vocab``, ``n_heads`` ...) both sides must share.
+
+    ``version`` pins the metric's code: its cells' keys hold the number, so an edit keeps
+    them until the number changes. Without it a plugin's keys hold its code fingerprint
+    (``mispec.code_identity``: an edit recomputes its cells), a built-in's the version 1."""
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         metric_name = name or fn.__name__
@@ -312,7 +326,7 @@ def metric(
             hooks=hooks if callable(hooks) else tuple(hooks),
             inputs=tuple(inputs),
             args=args,
-            version=version,
+            version=1 if version is None else version,
             description=description or doc.split("\n\n")[0].replace("\n", " "),
             units=units,
             reduces=reduces,
@@ -323,6 +337,7 @@ def metric(
             check_prompts=check_prompts,
             other_side=tuple(other_side),
             comparable=tuple(comparable),
+            code=None if version is not None else code_identity(fn),
         )
         fn.__mispec__ = definition  # type: ignore[attr-defined]
         if register:
