@@ -251,3 +251,83 @@ def test_an_edited_plugin_source_reloads_its_checkpoints(tmp_path):
     run(spec)
     write(tmp_path, "keys_source.py", SOURCE.format(scale=5.0, pin="    version = 1\n"))
     assert cached(spec) == (2, 2)
+
+
+# --------------------------------------------------------------------------- built-ins
+def test_every_builtin_is_recorded_with_its_code_and_version():
+    """Fails when a built-in's code changed without its version (see mispec.builtin_code)."""
+    from mispec.builtin_code import current, problems, recorded
+
+    now = current()
+    assert {"metric:loss", "metric:representation_similarity", "task:repeated_tokens"} <= set(now)
+    assert {"source:train", "source:pretrained", "source:path"} <= set(now)
+    found = problems(now, recorded())
+    assert not found, "\n".join(found)
+
+
+def test_a_changed_builtin_without_a_new_version_is_refused(tmp_path, monkeypatch, capsys):
+    import json
+
+    import mispec.builtin_code as bc
+
+    record = tmp_path / "builtin_code.json"
+    monkeypatch.setattr(bc, "RECORD", record)
+    assert bc.main([]) == 0
+    then = json.loads(record.read_text())
+    assert then == bc.current()
+    # the code of `loss` as recorded differs from today's: refused, nothing written
+    then["metric:loss"]["hash"] = "0" * 20
+    record.write_text(json.dumps(then))
+    found = bc.problems(bc.current(), then)
+    version = then["metric:loss"]["version"]
+    assert found == [
+        f"metric 'loss': its code changed but its version is still {version}: bump it "
+        "(version=N in its @metric(...)) so that cached results are recomputed, then run "
+        "`python -m mispec.builtin_code` (or, for a change that cannot alter results, "
+        "`python -m mispec.builtin_code --same-results metric:loss`)"
+    ]
+    assert bc.main([]) == 2
+    assert "metric 'loss': its code changed" in capsys.readouterr().err
+    assert json.loads(record.read_text())["metric:loss"]["hash"] == "0" * 20
+    # a bumped version records; so does a change declared to keep the results
+    then["metric:loss"]["version"] = version - 1
+    record.write_text(json.dumps(then))
+    assert bc.main([]) == 0 and json.loads(record.read_text()) == bc.current()
+    then["metric:loss"]["hash"] = "0" * 20
+    record.write_text(json.dumps(then))
+    assert bc.main(["--same-results", "metric:loss"]) == 0
+
+
+def test_formatting_comments_and_docstrings_do_not_change_a_hash():
+    from mispec.code_identity import normalise
+
+    plain = "def f(x, y):\n    return x*2+y\n"
+    formatted = (
+        'def f(\n    x,\n    y,\n):\n    """Twice x, plus y."""\n    # the sum\n'
+        "    return (x * 2) + y\n"
+    )
+    assert normalise(plain) == normalise(formatted)
+    assert normalise(plain) != normalise(plain.replace("2", "3"))
+    assert normalise("s = 'a'\n") == normalise('s = "a"\n')
+
+
+def test_a_worker_holding_older_plugin_code_refuses_the_cell(tmp_path, monkeypatch):
+    """A long-lived (Dask) worker that imported the plugin before it was edited would run the
+    old code under the new key: the definition it imported and the plan's disagree."""
+    import dataclasses
+
+    import pytest
+    import xarray as xr
+
+    from mispec.errors import MetricError
+    from mispec.execute.invoke import call_metric
+    from mispec.registry import import_reference
+
+    write(tmp_path, "keys_stale.py", METRIC.format(helper="keys_stale_helper", pin=""))
+    write(tmp_path, "keys_stale_helper.py", "FACTOR = 2\n")
+    mdef = import_reference("keys_stale:scaled", tmp_path)
+    x = xr.DataArray(3.0)
+    assert float(call_metric(mdef, {}, node="n", inputs={"x": x})) == 6.0
+    planned = dataclasses.replace(mdef, code={"code": "edited since"})
+    with pytest.raises(MetricError, match="restart the workers"):
+        call_metric(planned, {}, node="n", inputs={"x": x})
