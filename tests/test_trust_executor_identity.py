@@ -22,14 +22,14 @@ models:
       task: repeated_tokens
       task_args: {vocab: 16, half_len: 6}
       arch: {n_layers: 2, n_heads: 2, d_model: 16, d_head: 8, attn_only: true}
-      steps: 20
-      batch_size: 16
+      steps: 4
+      batch_size: 8
     seeds: [0, 1]
-    checkpoints: {steps: [0, 10, 20]}
+    checkpoints: {steps: [0, 2, 4]}
 prompts:
   rep:
     generator: repeated_tokens
-    args: {n: 8, vocab: 16, half_len: 6}
+    args: {n: 4, vocab: 16, half_len: 6}
     seed: 1
 metrics:
   loss: {fn: loss, prompts: rep}
@@ -131,3 +131,47 @@ def test_every_variable_is_bitwise_the_serial_runs(runs, other):
     assert component.dtype == np.dtype(f"<U{longest}")
     prov = [json.loads((runs[n] / "provenance.json").read_text()) for n in ("serial", other)]
     assert prov[0]["checksums"] and prov[0]["checksums"] == prov[1]["checksums"]
+
+
+CKA_SCRIPT = """\
+import numpy as np
+from mispec.metrics.builtin.comparisons import linear_cka
+rng = np.random.default_rng(0)
+out = []
+for _ in range(24):
+    n, d = int(rng.integers(200, 3000)), int(rng.choice([16, 64, 128]))
+    x = rng.standard_normal((n, d)).astype(np.float32).astype(np.float64)
+    y = x @ rng.standard_normal((d, d)) + rng.standard_normal((n, d))
+    out.append(linear_cka(x, y.astype(np.float32).astype(np.float64)))
+print(np.array(out).tobytes().hex())
+"""
+
+
+def test_cka_is_the_same_whatever_the_blas_threads():
+    """A Dask worker runs BLAS on one thread, the local executor on every core: CKA (the
+    ``representation_similarity`` cells) must not depend on it, to the last bit."""
+    import os
+    import subprocess
+    import sys
+
+    from mispec.metrics.builtin.comparisons import linear_cka
+
+    outs = []
+    for threads in ("1", "8"):
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads}
+        done = subprocess.run(
+            [sys.executable, "-c", CKA_SCRIPT], env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        outs.append(np.frombuffer(bytes.fromhex(done.stdout.strip())))
+    assert outs[0].tobytes() == outs[1].tobytes()
+    # and it is CKA: the formula by hand, and 1 for a rotated copy
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((300, 8)), rng.standard_normal((300, 5))
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    by_hand = np.linalg.norm(yc.T @ xc) ** 2 / (
+        np.linalg.norm(xc.T @ xc) * np.linalg.norm(yc.T @ yc)
+    )
+    assert linear_cka(x, y) == pytest.approx(by_hand, rel=1e-12)
+    q, _ = np.linalg.qr(rng.standard_normal((8, 8)))
+    assert linear_cka(x, 3 * x @ q) == pytest.approx(1.0, rel=1e-12)
