@@ -323,9 +323,10 @@ def test_a_worker_holding_older_plugin_code_refuses_the_cell(tmp_path, monkeypat
     from mispec.execute.invoke import call_metric
     from mispec.registry import import_reference
 
-    write(tmp_path, "keys_stale.py", METRIC.format(helper="keys_stale_helper", pin=""))
+    stale = METRIC.format(helper="keys_stale_helper", pin="").replace("scaled", "stale")
+    write(tmp_path, "keys_stale.py", stale)
     write(tmp_path, "keys_stale_helper.py", "FACTOR = 2\n")
-    mdef = import_reference("keys_stale:scaled", tmp_path)
+    mdef = import_reference("keys_stale:stale", tmp_path)
     x = xr.DataArray(3.0)
     assert float(call_metric(mdef, {}, node="n", inputs={"x": x})) == 6.0
     planned = dataclasses.replace(mdef, code={"code": "edited since"})
