@@ -7,9 +7,11 @@ crashing) or a spec can name ``module:function`` directly (imported only then).
 A ``module:function`` reference resolves *beside the spec that names it*: given the spec's
 folder (``base_dir``), the module is imported with that folder first on ``sys.path``, so a
 ``my_metrics.py`` next to ``study.yaml`` works from any working directory. A reference is
-imported once per process and remembered under its name (as Python remembers the module);
-validation resolves every reference a spec names before planning, training or running it,
-so later lookups in the same process find it resolved.
+imported once per process and remembered under its name; validation resolves every
+reference a spec names before planning, training or running it, so later lookups in the same
+process find it resolved. When the module's file (or a helper module beside it that it
+imports) has been edited since, a lookup imports it again (``importlib.reload``): the code a
+run executes is the code its keys hash (``mispec.code_identity``).
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import importlib
 import sys
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Generic, TypeVar
 
 from mispec.errors import UserError
@@ -50,12 +53,38 @@ class Registry(Generic[T]):
         self.entry_point_group = entry_point_group
         self._items: dict[str, T] = {}
         self._entry_points_loaded = entry_point_group is None
+        # ``module:attr`` name -> (the spec folder it was imported beside, the fingerprint of
+        # its module's files then): a lookup after an edit imports it again
+        self._loaded: dict[str, tuple[Path | None, str]] = {}
 
-    def register(self, name: str, item: T) -> T:
-        if name in self._items and self._items[name] is not item:
+    def register(self, name: str, item: T, base_dir: Path | None = None) -> T:
+        """Register ``item`` as ``name``; a ``module:attr`` name is remembered with the
+        folder it was imported beside (``base_dir``) and its files' fingerprint."""
+        old = self._items.get(name)
+        if old is not None and old is not item and not _redefinition(old, item):
             raise ValueError(f"{self.kind} '{name}' is registered twice")
         self._items[name] = item
+        if ":" in name:
+            base_dir = self.base_of(name, base_dir)
+            self._loaded[name] = (base_dir, files_fingerprint(name.partition(":")[0]))
         return item
+
+    def known(self, name: str) -> T | None:
+        """The item remembered as ``name``; None when there is none, or when ``name`` is a
+        ``module:attr`` reference whose files changed since (forgotten: import it again)."""
+        item = self._items.get(name)
+        if (
+            item is not None
+            and name in self._loaded
+            and self._loaded[name][1] != files_fingerprint(name.partition(":")[0])
+        ):
+            del self._items[name]
+            return None
+        return item
+
+    def base_of(self, name: str, base_dir: Path | None) -> Path | None:
+        """``base_dir``, else the folder ``name`` was first imported beside."""
+        return base_dir if base_dir is not None else self._loaded.get(name, (None, ""))[0]
 
     def decorator(self, name: str | None = None) -> Callable[[T], T]:
         def wrap(item: T) -> T:
@@ -95,15 +124,17 @@ class Registry(Generic[T]):
     def get_or_none(self, name: str, base_dir: Path | None = None) -> T | None:
         """The item registered as ``name``, or the object a ``module:function`` reference
         names (imported beside ``base_dir``, the spec's folder); ``None`` when unknown."""
-        if name in self._items:  # builtins and already-loaded plugins: no entry-point import
-            return self._items[name]
+        cached = self.known(name)
+        if cached is not None:  # builtins and already-loaded plugins: no entry-point import
+            return cached
         self._load_entry_points()
         if name in self._items:
             return self._items[name]
         if ":" in name:
+            base_dir = self.base_of(name, base_dir)
             item: T = import_reference(name, base_dir)
-            self._items[name] = item
-            return item
+            self._items.pop(name, None)  # an earlier definition, edited since
+            return self.register(name, item, base_dir)
         return None
 
     def get(self, name: str, base_dir: Path | None = None) -> T:
@@ -125,6 +156,7 @@ def import_reference(ref: str, base_dir: Path | None = None) -> Any:
     try:
         with beside(base_dir):
             module = importlib.import_module(module_name)
+            module = _current(module)
     except ImportError as exc:
         raise UserError(f"cannot import plugin module '{module_name}' for '{ref}': {exc}") from exc
     obj: Any = module
@@ -133,6 +165,69 @@ def import_reference(ref: str, base_dir: Path | None = None) -> Any:
         if obj is None:
             raise UserError(f"plugin module '{module_name}' has no attribute '{attr}'")
     return getattr(obj, "__mispec__", obj)
+
+
+# module name -> fingerprint of its own file when it was last (re)imported by a reference
+_MODULE_FILES: dict[str, str] = {}
+
+
+def files_fingerprint(module_name: str) -> str:
+    """Fingerprint of the files of ``module_name`` and the local modules it imports, as
+    they are on disk now ('' for a module not imported)."""
+    from mispec.code_identity import local_modules
+    from mispec.hashing import content_key
+
+    modules = local_modules(sys.modules.get(module_name))
+    return content_key(sorted((m.__name__, _file_text(m)) for m in modules)) if modules else ""
+
+
+def _file_text(module: ModuleType) -> str:
+    from mispec.code_identity import file_source
+
+    return file_source(Path(module.__file__ or ""))
+
+
+def _current(module: ModuleType) -> ModuleType:
+    """``module``, imported again where its file or a local helper module's file changed
+    since it was last imported here (the helpers first, then the module itself)."""
+    from mispec.code_identity import local_modules
+
+    modules = local_modules(module)
+    changed = [
+        m
+        for m in modules
+        if m.__name__ in _MODULE_FILES and _MODULE_FILES[m.__name__] != _file_text(m)
+    ]
+    if changed:
+        importlib.invalidate_caches()
+        for m in changed:  # bytecode cached by a whole-second mtime could be the old code
+            _forget_bytecode(m)
+        for m in reversed(changed):
+            if m is not module:
+                importlib.reload(m)
+        module = importlib.reload(module)
+        modules = local_modules(module)
+    for m in modules:
+        _MODULE_FILES[m.__name__] = _file_text(m)
+    return module
+
+
+def _forget_bytecode(module: ModuleType) -> None:
+    from importlib.util import cache_from_source
+
+    with suppress(OSError, ValueError, NotImplementedError):
+        Path(cache_from_source(module.__file__ or "")).unlink(missing_ok=True)
+
+
+def _redefinition(old: Any, new: Any) -> bool:
+    """Whether ``new`` is ``old`` defined again (its module imported again after an edit):
+    the same module and qualified name."""
+
+    def origin(item: Any) -> tuple[str | None, str | None]:
+        obj = getattr(item, "fn", item)
+        return getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+
+    return origin(old) == origin(new) and origin(old)[1] is not None
 
 
 @contextmanager

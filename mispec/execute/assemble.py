@@ -115,11 +115,35 @@ def assemble(plan: Plan, store: Store, fresh: dict[str, Any] | None = None) -> A
 
 
 def _with_index_coords(ds: Any) -> Any:
-    """Integer coordinates for the index dims (layer, head, ...) that have none."""
+    """Integer coordinates for the index dims (layer, head, ...) that have none; every
+    string variable in one canonical dtype (:func:`fixed_width_strings`)."""
     for dim in _INDEX_DIMS:
         if dim in ds.dims and dim not in ds.coords:
             ds = ds.assign_coords({dim: np.arange(ds.sizes[dim])})
-    return ds
+    return fixed_width_strings(ds)
+
+
+def fixed_width_strings(ds: Any) -> Any:
+    """Every variable of strings (coordinates such as ``component`` included) as fixed-width
+    ``<U{longest}``: a fresh cell holds Python strings (object), a cell read back from the
+    store ``<U..`` of its own labels' width, and zarr reads variable-length strings back as
+    ``StringDType`` — one dtype whatever the mix, so results are identical bit for bit
+    whether computed here, on another executor or rebuilt from the cache."""
+    changed = {}
+    for name, var in ds.variables.items():
+        if var.dtype.kind not in "OUT":
+            continue
+        values = np.asarray(var.values)
+        if values.dtype.kind == "O" and not all(isinstance(v, str) for v in values.flat):
+            continue
+        fixed = np.array(values.tolist(), dtype=str).reshape(values.shape)
+        if fixed.dtype != values.dtype or values.dtype.kind != "U":
+            changed[name] = var.copy(data=fixed)
+    if not changed:
+        return ds
+    coords = {k: v for k, v in changed.items() if k in ds.coords}
+    ds = ds.assign_coords(coords) if coords else ds
+    return ds.assign({k: v for k, v in changed.items() if k not in ds.coords})
 
 
 def consistent_cells(

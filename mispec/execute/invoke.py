@@ -25,6 +25,14 @@ def call_metric(
     kwargs = {name: available[name] for name in mdef.context}
     kwargs.update(inputs or {})
     kwargs.update(mdef.bind_args(args))
+    here = getattr(mdef.fn, "__mispec__", mdef)  # the definition this process imported
+    if mdef.code is not None and here.code != mdef.code:
+        raise MetricError(
+            f"metric '{mdef.name}': this process imported another version of its code than "
+            "the one its cache keys hash (the plugin's file changed after this worker "
+            "imported it): restart the workers, then run again",
+            node=node,
+        )
     try:
         out = mdef.fn(**kwargs)
     except (MetricError, UserError):

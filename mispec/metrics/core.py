@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from mispec.code_identity import code_identity
 from mispec.registry import Registry
 
 MetricKind = Literal["activation", "intervention", "weights", "derived", "reduction"]
@@ -234,6 +235,16 @@ class MetricDef:
         wanted = _named_params(self.units_rule, bound)
         return str(self.units_rule(**{p: bound[p] for p in wanted}))
 
+    # a plugin's code identity (``mispec.code_identity``): ``{"code": <fingerprint>}`` when
+    # no ``version=`` pins it; None for built-ins and pinned plugins (the version says)
+    code: Any = field(default=None, compare=False)
+
+    @property
+    def key_version(self) -> Any:
+        """What a cell's key holds for the metric's code: its version, or the fingerprint
+        of an unpinned plugin's code (an edit recomputes its cells)."""
+        return self.version if self.code is None else self.code
+
     def extras_for(self, args: Mapping[str, Any]) -> tuple[str, ...]:
         """Prompt extras this metric reads with these spec args (sorted, unique)."""
         if not callable(self.extras):
@@ -289,7 +300,7 @@ def metric(
     inputs: tuple[str, ...] = (),
     input_dims: Mapping[str, InputDims] | None = None,
     reduces: str | None = None,
-    version: int = 1,
+    version: int | None = None,
     description: str | None = None,
     units: str | UnitsRule = "",
     name: str | None = None,
@@ -334,7 +345,10 @@ def metric(
     pairs (``{"receivers": ("layer", "head")}``); ``check(**args)`` (a named function of some
     of the args) returns ``{arg: message}`` for args that do not fit together (``early``
     after ``late``); ``sized_by`` maps a result dim to the arg that gives its length
-    (``{"pc": "k"}``). ``validate`` runs all three, each problem at its arg in the spec."""
+    (``{"pc": "k"}``). ``validate`` runs all three, each problem at its arg in the spec.
+    ``version`` pins the metric's code: its cells' keys hold the number, so an edit keeps
+    them until the number changes. Without it a plugin's keys hold its code fingerprint
+    (``mispec.code_identity``: an edit recomputes its cells), a built-in's the version 1."""
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         metric_name = name or fn.__name__
@@ -382,7 +396,7 @@ def metric(
             hooks=hooks if callable(hooks) else tuple(hooks),
             inputs=tuple(inputs),
             args=args,
-            version=version,
+            version=1 if version is None else version,
             description=description or doc.split("\n\n")[0].replace("\n", " "),
             units=_units_text(units, args) if callable(units) else units,
             reduces=reduces,
@@ -397,6 +411,7 @@ def metric(
             check=check,
             sized_by=dict(sized_by or {}),
             units_rule=units if callable(units) else None,
+            code=None if version is not None else code_identity(fn),
         )
         fn.__mispec__ = definition  # type: ignore[attr-defined]
         if register:

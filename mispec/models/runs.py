@@ -52,14 +52,21 @@ def training_identity(train: TrainSpec, seed: int, lineage: Lineage | None = Non
     # unset (or the default float32): the identity of every spec without the key is kept
     unset = {"loss_dtype"} if train.loss_dtype in (None, "float32") else set()
     spec = train.model_dump(mode="json", exclude={"steps", "task_args"} | unset)
+    from mispec.tasks.generators import training_code
+
+    # a plugin task's code (an edit retrains); nothing for built-ins (their keys unchanged)
+    code = training_code(train)
+    tail = () if code is None else (code,)
     if lineage:
         spec.pop("init_from", None)
         for op in spec.get("init", []):
             op.pop("source", None)
         return content_key(
-            "mispec-train", TRAINER_VERSION, spec, task_for(train).describe(), seed, lineage
+            "mispec-train", TRAINER_VERSION, spec, task_for(train).describe(), seed, lineage, *tail
         )
-    return content_key("mispec-train", TRAINER_VERSION, spec, task_for(train).describe(), seed)
+    return content_key(
+        "mispec-train", TRAINER_VERSION, spec, task_for(train).describe(), seed, *tail
+    )
 
 
 def run_dir(train: TrainSpec, seed: int, store_dir: Path, lineage: Lineage | None = None) -> Path:

@@ -1,6 +1,6 @@
 """The per-checkpoint nodes of a plan: forward passes and metric cells, with their keys.
 
-A cell's key hashes its function, version and args with what it reads: its forward pass (an
+A cell's key hashes its function, version (a plugin's code) and args with what it reads: its forward pass (an
 activation metric), its checkpoint and prompt set (an intervention), its checkpoint (a
 weights metric) — and the keys of the cells named in its ``inputs``. An input is usually a
 cell of the same checkpoint; an :class:`~mispec.spec.schema.InputRef` names one of another
@@ -105,7 +105,7 @@ class CellPlanner:
             return self._cells[at]
         mdef, m = self.defs[name], self.spec.metrics[name]
         ckpt_key = self._ckpt[(model, seed)][step]
-        common = ("cell", mdef.name, mdef.version, mdef.bind_args(m.args))
+        common = ("cell", mdef.name, mdef.key_version, mdef.bind_args(m.args))
         if pair is not None:
             self.crossing = True
         ups = {

@@ -1,7 +1,7 @@
 """The planner: ``Spec`` + ``Resolution`` → a ``networkx.DiGraph`` of content-keyed nodes.
 
 Pure: it loads no model and touches no file. Node keys chain: a checkpoint's identity and a
-prompt set's identity make a forward key; a metric cell's key hashes its function, version and
+prompt set's identity make a forward key; a metric cell's key hashes its function, version (a plugin's code) and
 args with the keys it reads; a reduction's key hashes the keys of every step it consumes. So a
 changed argument invalidates exactly the nodes downstream of it.
 
@@ -223,7 +223,7 @@ def build_plan(spec: Spec, resolution: Resolution, base_dir: Path | None = None)
             key = content_key(
                 "reduction",
                 mdef.name,
-                mdef.version,
+                mdef.key_version,
                 mdef.bind_args(m.args),
                 key_parts,
                 list(series.steps),

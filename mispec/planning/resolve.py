@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from mispec.code_identity import code_identity
 from mispec.errors import CheckpointError, PromptError, SpecError
 from mispec.hashing import content_key
 from mispec.spec.load import LoadedSpec
@@ -54,6 +55,7 @@ def resolve(
     sources = sources_for(dict(spec.models), base)
     problems = []
     for name, source in sources.items():
+        code = code_identity(type(source))  # a plugin source's code: in its checkpoints' keys
         for seed in source.entry.seeds:
             try:
                 available = source.available_steps(seed)
@@ -66,7 +68,7 @@ def resolve(
                     if bad:
                         raise CheckpointError(f"{where}: added step {bad[0]} is not available")
                     steps = sorted(set(steps) | extra)
-                ids = tuple(source.checkpoint_identity(seed, s) for s in steps)
+                ids = tuple(_with_code(source.checkpoint_identity(seed, s), code) for s in steps)
             except CheckpointError as exc:
                 problems.append(
                     loaded.source.problem(
@@ -94,10 +96,25 @@ def resolve(
     return Resolution(series, prompt_ids, source_ids, sources)
 
 
+def _with_code(identity: str, code: Any) -> str:
+    """A checkpoint's identity, with its plugin source's code where there is one (a built-in
+    source's identities are kept as they are)."""
+    return identity if code is None else content_key(identity, code)
+
+
 def prompt_identity(prompt: PromptSpec, base_dir: Path) -> str:
     if prompt.generator is not None:
+        from mispec.tasks.generators import generator_code
+
+        # a plugin generator's code (an edit rebuilds the prompts); nothing for built-ins
+        code = generator_code(prompt.generator, base_dir)
         return content_key(
-            "generator", prompt.generator, prompt.args, prompt.seed, prompt.prepend_bos
+            "generator",
+            prompt.generator,
+            prompt.args,
+            prompt.seed,
+            prompt.prepend_bos,
+            *(() if code is None else (code,)),
         )
     path = (base_dir / prompt.file).resolve()  # type: ignore[operator]
     if not path.is_file():

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from mispec.code_identity import code_identity
 from mispec.errors import UserError
 from mispec.prompts.core import PromptSet
 from mispec.prompts.generators import (
@@ -38,6 +39,9 @@ from mispec.registry import Registry, import_reference
 from mispec.tasks import TASKS, TaskFactory, build_task
 from mispec.tasks.base import Task
 
+if TYPE_CHECKING:
+    from mispec.spec.schema import TrainSpec
+
 
 class PromptGenerators(Registry[PromptGenerator]):
     """The generator namespace of a spec: ``GENERATORS`` and ``TASKS`` seen as one registry
@@ -46,19 +50,25 @@ class PromptGenerators(Registry[PromptGenerator]):
     def __init__(self) -> None:
         super().__init__("prompt generator")
 
-    def register(self, name: str, item: PromptGenerator) -> PromptGenerator:
+    def register(
+        self, name: str, item: PromptGenerator, base_dir: Path | None = None
+    ) -> PromptGenerator:
         raise TypeError("register a task in mispec.tasks.TASKS, a pure generator in GENERATORS")
 
     def names(self) -> list[str]:
         return sorted(set(GENERATORS.names()) | set(TASKS.names()))
 
     def get_or_none(self, name: str, base_dir: Path | None = None) -> PromptGenerator | None:
-        if name not in self._items:
+        cached = self.known(name)
+        if cached is None:
+            base_dir = self.base_of(name, base_dir)
             generator = _find(name, base_dir)
             if generator is None:
                 return None
-            self._items[name] = generator
-        return self._items[name]
+            cached = self._items[name] = generator
+            if ":" in name:  # remembered with its files: an edit finds it again
+                Registry.register(self, name, generator, base_dir)
+        return cached
 
 
 PROMPT_GENERATORS = PromptGenerators()
@@ -73,12 +83,12 @@ def _find(name: str, base_dir: Path | None) -> PromptGenerator | None:
         return None if factory is None else task_generator(name, factory)
     obj = import_reference(name, base_dir)
     if isinstance(obj, type) and issubclass(obj, Task):
-        return task_generator(name, TASKS.register(name, obj))
+        return task_generator(name, TASKS.register(name, obj, base_dir))
     if not callable(obj):
         raise UserError(f"'{name}' is neither a prompt generator nor a task (not callable)")
     if takes_seed(obj):
-        return function_generator(name, GENERATORS.register(name, obj))
-    return task_generator(name, TASKS.register(name, obj))
+        return function_generator(name, GENERATORS.register(name, obj, base_dir))
+    return task_generator(name, TASKS.register(name, obj, base_dir))
 
 
 def task_generator(name: str, factory: TaskFactory) -> PromptGenerator:
@@ -124,3 +134,31 @@ def _lookup_name(text: str, namespace: dict[str, Any]) -> Any:
     for part in rest:
         obj = getattr(obj, part, None)
     return obj
+
+
+def task_code(name: str, base_dir: Path | None = None) -> Any:
+    """What the training and prompt keys of task ``name`` hold for its code
+    (:func:`mispec.code_identity.code_identity` of its factory and the class it builds)."""
+    factory = TASKS.get(name, base_dir)
+    cls = task_class(factory)
+    return code_identity(*((factory,) if cls is factory or cls is Task else (factory, cls)))
+
+
+def training_code(train: TrainSpec) -> Any:
+    """The code identity of what a ``train:`` model trains on: its task's, or those of its
+    mixture's tasks by name; None when every one is a built-in at its first version."""
+    if train.mixture is None:
+        assert train.task is not None  # TrainSpec: exactly one of task / mixture
+        return task_code(train.task)
+    codes = {name: task_code(part.task) for name, part in train.mixture.tasks.items()}
+    codes = {name: code for name, code in codes.items() if code is not None}
+    return codes or None
+
+
+def generator_code(name: str, base_dir: Path | None = None) -> Any:
+    """What a generated prompt set's key holds for the code of generator ``name``."""
+    PROMPT_GENERATORS.get(name, base_dir)  # resolved (imported again where edited)
+    fn = GENERATORS.known(name)
+    if fn is not None:
+        return code_identity(fn)
+    return task_code(name, base_dir)

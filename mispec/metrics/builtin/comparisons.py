@@ -137,11 +137,20 @@ def top1_agreement(p: Any, q: Any, per: Literal["mean", "position", "token"] = "
 
 def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     """Linear CKA of ``x [n, d_a]`` and ``y [n, d_b]`` (rows: the same samples), float64;
-    NaN when either side has no variance."""
+    NaN when either side has no variance.
+
+    Bit-reproducible whatever the executor: the products are ``np.einsum`` loops and the
+    norms numpy's sums, never BLAS, whose threads (as many as the process allows: all cores
+    here, one in a Dask worker) would change the order of the sums and the last bit."""
     x = x - x.mean(0, keepdims=True)
     y = y - y.mean(0, keepdims=True)
-    cross = np.linalg.norm(y.T @ x) ** 2
-    den = np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)
+
+    def squared_norm(a: np.ndarray, b: np.ndarray) -> float:  # ||a^T b||_F^2
+        gram = np.einsum("ni,nj->ij", a, b)
+        return float(np.sum(gram * gram))
+
+    cross = squared_norm(y, x)
+    den = np.sqrt(squared_norm(x, x)) * np.sqrt(squared_norm(y, y))
     return float(cross / den) if den > 0 else float("nan")
 
 
@@ -155,6 +164,7 @@ _ACTS = InputDims(("layer", "batch", "pos"), why="activations per layer (dims la
     input_dims={"x": _ACTS, "y": _ACTS},
     comparable=("n_layers",),
     units="CKA",
+    version=2,  # 2: thread-independent sums (the last bit, see linear_cka)
 )
 def representation_similarity(x: Any, y: Any) -> Any:
     """Linear CKA per layer between the two sides' ``activations`` cells, over every real
