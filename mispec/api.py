@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -153,6 +154,8 @@ def run(
     as ``unchanged``."""
     from mispec.execute.context import RunContext
     from mispec.execute.profile import load_profile
+    from mispec.planning.graph import plan_json
+    from mispec.store.leases import Lease
     from mispec.store.provenance import build_provenance, index_entry, new_run_id, utc_now
     from mispec.store.run_folder import RunFolder, default_run_dir
     from mispec.store.store import Store
@@ -181,11 +184,14 @@ def run(
     def execute_round(round_plan: Plan) -> None:  # a refine: round
         ctx.close()
         ctx.plan = round_plan
+        lease.hold(plan_json(round_plan))
         execute()
 
     folder = RunFolder(Path(out).resolve() if out else default_run_dir(loaded))
     run_id = new_run_id()
-    with translate_write_errors(st.root, folder.path):
+    lease = Lease(st.root)  # gc keeps what this run reads while it runs
+    with translate_write_errors(st.root, folder.path), contextlib.closing(lease):
+        lease.hold(plan_json(the_plan))
         execute()
         if planned.refinement is not None:
             from mispec.execute.refine import refine

@@ -111,6 +111,11 @@ class CacheError(MispecError):
     """The store is inconsistent or cannot be written (read-only, disk full...)."""
 
 
+class WorkerKilledError(MispecError):
+    """A worker process died of a signal (SIGKILL from the out-of-memory killer or a user,
+    SIGSEGV ...): the machine failed, not the input. Exit code 1; what it finished is kept."""
+
+
 class MetricError(MispecError):
     """A metric function raised or returned something that does not match its declaration."""
 

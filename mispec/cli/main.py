@@ -1,6 +1,7 @@
 """``mispec`` command line: a thin layer over ``mispec.api``; renderers live beside each verb.
 
-Exit codes: 0 ok, 1 internal error (or differences with ``diff --exit-code``), 2 bad input.
+Exit codes: 0 ok, 1 a machine fault (disk full, a killed worker) or an internal error (or
+differences with ``diff --exit-code``), 2 bad input, 130 interrupted (SIGINT), 143 SIGTERM.
 No traceback unless ``-v``. Heavy libraries (torch, transformer_lens, dask) load lazily.
 """
 
@@ -43,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    stop_on_sigterm()
     return run_command(args.func, args)
 
 
@@ -50,6 +52,23 @@ def plain_warning(message, category, filename, lineno, line=None) -> str:  # typ
     """A warning as the user reads it: ``warning: <message>``, not Python's
     ``path:line: UserWarning: ...`` with a source line (``-v`` keeps Python's form)."""
     return f"warning: {message}\n"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: stopped like an interrupt (workers told to stop, finished entries kept)."""
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM stop a run as Ctrl-C does (exit 143), not end the process on the spot
+    with its lane workers left running."""
+    import signal
+    import threading
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, terminate)
 
 
 def run_command(func: Command, args: argparse.Namespace) -> int:
@@ -69,11 +88,10 @@ def run_command(func: Command, args: argparse.Namespace) -> int:
             traceback.print_exc()
         print(f"error: {exc}" if "\n" not in str(exc) else f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print(
-            "interrupted: finished cells are kept in the store; re-run to continue", file=sys.stderr
-        )
-        return 130
+    except KeyboardInterrupt as exc:
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(f"{what}: finished cells are kept in the store; re-run to continue", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
     except Exception as exc:  # a bug in mispec or a plugin
         if args.verbose:
             import traceback

@@ -69,6 +69,15 @@ def cmd_gc(args: argparse.Namespace) -> int:
             f"kept {report.kept_recent} unreferenced entries younger than {args.grace:g} s "
             "(a run in progress may be writing them; --grace 0 includes them)"
         )
+    if report.leases:
+        lines.append(f"kept what {report.leases} run(s) in progress read (their leases)")
+    if report.doubts:
+        lines.append(
+            f"kept {report.kept_in_doubt} unreferenced-looking entries: gc cannot prove them "
+            "unreferenced, because"
+        )
+        lines += [f"  - {why}" for why in report.doubts]
+        lines.append("  fix that, then run `mispec gc` again")
     if args.verbose:
         lines += [f"  {e.kind:<12} {human_bytes(e.bytes):>10}  {e.path}" for e in report.removed]
     if report.dry_run and report.removed:

@@ -8,10 +8,16 @@ line: ``{"counters": {...}, "done": [node ids]}``, plus ``"failed"`` (a failure 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
+import threading
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+
+from mispec.execute.lanes import PARENT_ENV
 
 
 def run_lane(job: dict[str, Any]) -> dict[str, Any]:
@@ -25,6 +31,7 @@ def run_lane(job: dict[str, Any]) -> dict[str, Any]:
     from mispec.execute.threads import pinned_torch_threads
     from mispec.registry import beside
     from mispec.store.store import Store
+    from mispec.store.write_errors import WRITE_ERRNOS, write_error
 
     base_dir = Path(job["base_dir"])
     done: list[str] = []
@@ -57,6 +64,10 @@ def run_lane(job: dict[str, Any]) -> dict[str, Any]:
                 done.append(node.id)
     except MispecError as exc:
         record = failure(current, exc)
+    except OSError as exc:
+        if exc.errno not in WRITE_ERRNOS:
+            raise
+        record = failure(current, write_error(exc, Path(job["store"]), None))
     else:
         record = {}
     finally:
@@ -82,8 +93,45 @@ def _plan(job: dict[str, Any], base_dir: Path) -> Any:
 
 
 def main() -> None:
-    record = run_lane(json.loads(sys.stdin.read()))
+    die_with_parent()
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        record = run_lane(json.loads(sys.stdin.read()))
+    except KeyboardInterrupt:  # told to stop (the run was interrupted): what is written is whole
+        sys.exit(128 + signal.SIGINT)
     sys.stdout.write(json.dumps(record) + "\n")
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def die_with_parent() -> None:
+    """Be killed when the run that started this worker dies, however it dies (SIGKILL
+    included): no orphan goes on writing into the store. Linux: ``PR_SET_PDEATHSIG``;
+    elsewhere a thread that watches the parent's pid."""
+    parent = int(os.environ.get(PARENT_ENV, "0") or 0)
+    if not parent:
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl")
+    except (OSError, AttributeError):
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    if os.getppid() != parent:  # it died before the line above: go now
+        os._exit(128 + signal.SIGKILL)
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(128 + signal.SIGKILL)
+
+
+PR_SET_PDEATHSIG = 1
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import safe_open, save_file
+from safetensors.torch import safe_open, save
 
 from mispec.errors import CheckpointError
 from mispec.models import tensor_file
@@ -37,6 +37,19 @@ def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().data)  # the buffer itself, no copy
     return h.hexdigest()
+
+
+def save_file(tensors: dict[str, torch.Tensor], filename: str, metadata: dict[str, str]) -> None:
+    """``safetensors.torch.save_file``, but written by Python: a failed write (a full disk,
+    a quota) is an ``OSError`` with its errno and the file's name — the library's own
+    writer reports it as an opaque ``SafetensorError``, or not at all."""
+    data = save(tensors, metadata=metadata)
+    try:
+        with open(filename, "wb") as f:
+            f.write(data)
+    except OSError as exc:
+        exc.filename = exc.filename or filename
+        raise
 
 
 def write_tensors(

@@ -10,16 +10,20 @@ identity of every trained series. A spec given with ``--keep`` is planned and ke
 Everything else is garbage: the entries of a run whose folder was deleted, of specs edited
 since, and the temporary files of killed writers (``.tmp-*`` names).
 
-Safety: an entry written within the last ``grace`` seconds is never removed (a run in
-progress writes entries before it records itself), a temp file is removed only when the
-process that wrote it is gone (its pid is in the name) or it is older than ``grace``, and
-checkpoint folders are removed only when every recorded plan names its training identities
-(runs recorded before mispec wrote them keep every checkpoint).
+Safety: gc removes only what it can prove unreferenced (:mod:`mispec.store.run_refs`).
+Run folders not in the index but beside one that is (or in ``runs/`` beside the store)
+are read too; a run in progress is kept through its lease (:mod:`mispec.store.leases`),
+whatever the age of what it reads. When a run folder or the index cannot vouch for what it
+references (a damaged or missing ``plan.json``, unreadable index lines, no index at all), gc
+removes no entry — only dead writers' temporary files — and says what to fix. An entry
+written within the last ``grace`` seconds is never removed, a temp file is removed only when
+the process that wrote it is gone (its pid is in the name) or it is older than ``grace``, and
+checkpoint folders are removed only when every plan names its training identities (runs
+recorded before mispec wrote them keep every checkpoint).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -29,7 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mispec.store.activations import hook_entry_name, stored_hook
+from mispec.store.files import remove_tree
+from mispec.store.leases import gc_lock, pid_alive, read_leases
+from mispec.store.run_refs import RunRefs, plan_refs, references
 from mispec.store.store import Store
 
 KINDS = ("checkpoints", "activations", "cells", "temporary")
@@ -49,34 +55,6 @@ class StoreEntry:
     mtime: float
     hook: str = ""  # activations: the stored hook entry's name (``blocks.L.attn.hook_pattern``)
     pid: int | None = None  # temporary: the writer's pid when the name carries it
-
-
-@dataclass
-class RunRefs:
-    """What one recorded run references, each with the model it belongs to."""
-
-    label: str
-    cells: dict[str, str] = field(default_factory=dict)  # key -> model
-    activations: dict[tuple[str, str], str] = field(default_factory=dict)  # (fkey, hook) -> model
-    trainings: dict[str, str] | None = field(default_factory=dict)  # None: not recorded
-
-    def holds(self, e: StoreEntry) -> bool:
-        if e.kind == "cells":
-            return e.key in self.cells
-        if e.kind == "activations":
-            return (e.key, e.hook) in self.activations
-        if e.kind == "checkpoints":
-            return self.trainings is None or e.key in self.trainings
-        return False
-
-    def model_of(self, e: StoreEntry) -> str | None:
-        if e.kind == "cells":
-            return self.cells.get(e.key)
-        if e.kind == "activations":
-            return self.activations.get((e.key, e.hook))
-        if e.kind == "checkpoints" and self.trainings:
-            return self.trainings.get(e.key)
-        return None
 
 
 # --------------------------------------------------------------------------- scanning
@@ -157,54 +135,9 @@ def _mtime(path: Path) -> float:
 
 
 # --------------------------------------------------------------------------- references
-def plan_refs(plan: dict[str, Any], label: str) -> RunRefs:
-    """The references of one ``plan.json`` (``mispec.planning.graph.plan_json``)."""
-    refs = RunRefs(label)
-    for node in plan.get("nodes", []):
-        kind, key, model = node.get("kind"), node.get("key"), node.get("model", "?")
-        if kind in ("cell", "reduction"):
-            refs.cells[key] = model
-        elif kind == "forward":
-            for hook, policy in (node.get("hooks") or {}).items():
-                if policy != "skip":
-                    refs.activations[(key, hook_entry_name(stored_hook(hook, policy)))] = model
-    series = plan.get("series", {})
-    if any("training_identity" not in s for s in series.values()):
-        refs.trainings = None  # recorded before plan.json named them: keep every checkpoint
-    else:
-        assert refs.trainings is not None
-        for label_, s in series.items():
-            if s["training_identity"]:
-                refs.trainings[s["training_identity"]] = label_.split("/")[0]
-    return refs
-
-
 def recorded_refs(store: Store) -> list[RunRefs]:
-    """The references of every run the store recorded whose folder still holds a plan."""
-    seen: set[Path] = set()
-    out = []
-    for record in store.runs():
-        run_dir = Path(record["run_dir"])
-        plans = [run_dir / "plan.json", *sorted((run_dir / "history").glob("*/plan.json"))]
-        for p in plans:
-            if p in seen or not p.is_file():
-                continue
-            seen.add(p)
-            try:
-                plan = json.loads(p.read_text())
-            except (OSError, ValueError):
-                continue  # a damaged plan references nothing it can prove
-            out.append(plan_refs(plan, f"{record.get('study', '?')} ({_run_id(p.parent)})"))
-    return out
-
-
-def _run_id(folder: Path) -> str:
-    """The id of the run a folder holds (its provenance), else the folder's name."""
-    try:
-        prov = json.loads((folder / "provenance.json").read_text("utf-8"))
-        return str(prov["run_id"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return folder.name
+    """The references of every run of the store whose folder still holds a plan."""
+    return references(store).runs
 
 
 def spec_refs(spec: str | Path) -> RunRefs:
@@ -272,7 +205,10 @@ class GcReport:
     removed: list[StoreEntry] = field(default_factory=list)
     kept_recent: int = 0  # unreferenced, but newer than the grace period
     kept_referenced: int = 0
+    kept_in_doubt: int = 0  # unreferenced as far as gc can tell, but see ``doubts``
     runs: int = 0
+    leases: int = 0  # runs in progress whose plans were kept
+    doubts: list[str] = field(default_factory=list)
 
     @property
     def freed(self) -> int:
@@ -292,7 +228,10 @@ class GcReport:
             "removed": self.counts(),
             "kept_referenced": self.kept_referenced,
             "kept_recent": self.kept_recent,
+            "kept_in_doubt": self.kept_in_doubt,
             "runs": self.runs,
+            "leases": self.leases,
+            "doubts": self.doubts,
         }
 
 
@@ -303,13 +242,40 @@ def gc(
     dry_run: bool = True,
     grace: float = 3600,
 ) -> GcReport:
-    """Remove what no recorded run (and no spec in ``keep``) references; see the module
-    docstring for what is always kept. ``dry_run``: report only."""
-    from mispec.store.files import remove_tree
-
+    """Remove what no run (recorded, found beside one, or in progress) and no spec in
+    ``keep`` references; see the module docstring for what is always kept. ``dry_run``:
+    report only."""
     store = Store(Path(root))
-    refs = recorded_refs(store) + [spec_refs(s) for s in keep]
-    report = GcReport(store.root, dry_run, runs=len(refs))
+    kept = [spec_refs(s) for s in keep]
+    if dry_run or not store.root.is_dir():
+        return _collect(store, kept, dry_run=True, grace=grace)
+    with gc_lock(store.root, exclusive=True):  # no run takes a lease meanwhile
+        report = _collect(store, kept, dry_run=False, grace=grace)
+        for e in report.removed:
+            if e.path.is_dir():
+                remove_tree(e.path)
+            else:
+                e.path.unlink(missing_ok=True)
+        _drop_empty_forward_folders(store.root / "activations.zarr")
+    return report
+
+
+def _collect(store: Store, kept: list[RunRefs], *, dry_run: bool, grace: float) -> GcReport:
+    """What gc removes: unreferenced entries older than ``grace`` when nothing is in doubt,
+    dead writers' temporary files always."""
+    found = references(store)
+    refs = found.runs + kept
+    live, stale = read_leases(store.root)
+    doubts = list(found.doubts)
+    for plan in live:
+        try:
+            refs.append(plan_refs(plan, "a run in progress"))
+        except ValueError:
+            doubts.append(
+                f"the lease {plan.get('unreadable', '?')} of a run in progress cannot be "
+                "read; wait for that run to end"
+            )
+    report = GcReport(store.root, dry_run, runs=len(refs), leases=len(live), doubts=doubts)
     now = time.time()
     for e in scan(store.root):
         if e.kind == "temporary":
@@ -323,14 +289,14 @@ def gc(
         elif now - e.mtime < grace:
             report.kept_recent += 1
             continue
+        elif doubts:  # gc cannot prove it unreferenced: kept
+            report.kept_in_doubt += 1
+            continue
         report.removed.append(e)
-        if not dry_run:
-            if e.path.is_dir():
-                remove_tree(e.path)
-            else:
-                e.path.unlink(missing_ok=True)
-    if not dry_run:
-        _drop_empty_forward_folders(store.root / "activations.zarr")
+    report.removed += [
+        StoreEntry("temporary", str(p.relative_to(store.root)), p, _size(p), _mtime(p))
+        for p in stale
+    ]
     return report
 
 
@@ -345,11 +311,4 @@ def _drop_empty_forward_folders(acts: Path) -> None:
             fdir.rmdir()
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+_pid_alive = pid_alive

@@ -32,20 +32,42 @@ _WRITE_ONLY_ERRNOS = (errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 @contextlib.contextmanager
-def translate_write_errors(store_dir: Path, run_dir: Path) -> Iterator[None]:
+def translate_write_errors(store_dir: Path, run_dir: Path | None) -> Iterator[None]:
     """Turn a failed write anywhere in a run (errno in ``WRITE_ERRNOS``) into a ``CacheError``
-    naming the file, the reason, and where the finished work is kept; any other ``OSError``
-    propagates as it is."""
+    naming the file, whether it lies in the store or the run folder (``--out``), the reason,
+    and where the finished work is kept; any other ``OSError`` propagates as it is."""
     try:
         yield
     except OSError as exc:
         if exc.errno not in WRITE_ERRNOS:
             raise
-        where = exc.filename or store_dir
-        verb = "write" if exc.errno in _WRITE_ONLY_ERRNOS else "read or write"
-        raise CacheError(
-            f"cannot {verb} {where}: {exc.strerror or exc}. The run stopped; what it finished "
-            f"is kept in the store ({store_dir}) and nothing partial was left under a valid "
-            f"name. Free space or fix permissions (or point MISPEC_STORE / --store, --out "
-            f"elsewhere; run folder: {run_dir}), then run again to continue."
-        ) from exc
+        raise write_error(exc, store_dir, run_dir) from exc
+
+
+def write_error(exc: OSError, store_dir: Path, run_dir: Path | None) -> CacheError:
+    """The ``CacheError`` of a failed write ``exc`` (see :func:`translate_write_errors`)."""
+    where = Path(exc.filename) if exc.filename else Path(store_dir)
+    verb = "write" if exc.errno in _WRITE_ONLY_ERRNOS else "read or write"
+    run_note = f"; run folder: {run_dir}" if run_dir is not None else ""
+    return CacheError(
+        f"cannot {verb} {where} ({_place(where, store_dir, run_dir)}): "
+        f"{exc.strerror or exc}. The run stopped; what it finished is kept in the store "
+        f"({store_dir}) and nothing partial was left under a valid name. Free space or fix "
+        f"permissions (or point MISPEC_STORE / --store, --out elsewhere{run_note}), then run "
+        "again to continue."
+    )
+
+
+def _place(path: Path, store_dir: Path, run_dir: Path | None) -> str:
+    """Which of mispec's folders ``path`` lies in, in words."""
+    path = path.absolute()
+    if path.is_relative_to(Path(store_dir).absolute()):
+        return "in the store"
+    if run_dir is not None:
+        run = Path(run_dir).absolute()
+        staging = any(
+            p.parent == run.parent and p.name.startswith(".staging-") for p in path.parents
+        )
+        if path.is_relative_to(run) or staging:  # a new run is written beside, then moved
+            return "in the run folder, --out"
+    return "outside the store and the run folder"
