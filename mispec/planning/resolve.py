@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mispec.errors import CheckpointError, PromptError, SpecError
+from mispec.errors import CheckpointError, MispecError, PromptError, SpecError
 from mispec.hashing import content_key
 from mispec.spec.load import LoadedSpec
 from mispec.spec.schema import PromptSpec
@@ -94,11 +94,23 @@ def resolve(
     return Resolution(series, prompt_ids, source_ids, sources)
 
 
+def _generator_data_version(name: str, base_dir: Path) -> int:
+    """The data version of the task behind a generator (1 for a pure generator or an unknown
+    name, which validation reports): a fixed task generator draws new prompts, a new set."""
+    from mispec.tasks.generators import PROMPT_GENERATORS
+
+    try:
+        generator = PROMPT_GENERATORS.get_or_none(name, base_dir)
+    except MispecError:  # an unimportable reference: validation reports it, not identity
+        return 1
+    return 1 if generator is None else generator.data_version
+
+
 def prompt_identity(prompt: PromptSpec, base_dir: Path) -> str:
     if prompt.generator is not None:
-        return content_key(
-            "generator", prompt.generator, prompt.args, prompt.seed, prompt.prepend_bos
-        )
+        parts = ("generator", prompt.generator, prompt.args, prompt.seed, prompt.prepend_bos)
+        version = _generator_data_version(prompt.generator, base_dir)
+        return content_key(*parts, *(() if version == 1 else (version,)))
     path = (base_dir / prompt.file).resolve()  # type: ignore[operator]
     if not path.is_file():
         raise PromptError(f"prompt file not found: {path}")
