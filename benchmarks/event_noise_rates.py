@@ -66,10 +66,12 @@ def detectors() -> dict[str, Callable[[np.ndarray, np.ndarray], float]]:
     """Each detector's reported step (NaN: no event) on ``(steps, y)``."""
 
     def grok(steps: np.ndarray, y: np.ndarray) -> float:
-        # test accuracy's cleanup start, after a train accuracy memorised at the 2nd checkpoint
+        # test accuracy's end of circuit formation (>= 0.5), after a train accuracy memorised
+        # at the third checkpoint (each side of an event needs two checkpoints)
+        if not np.ptp(y) > 0:
+            return float("nan")  # a flat accuracy ends no phase
         acc = _to_accuracy(y)
-        train = np.ones_like(acc)
-        train[0] = 0.0
+        train = np.r_[0.0, 0.0, np.ones(acc.size - 2)]
         return phase_ends(steps, train, acc)[1]
 
     return {
