@@ -26,9 +26,10 @@ beyond its noise, by the rule every event detector shares
 (``mispec.metrics.builtin.event_noise``): the checkpoints before the crossing and those from
 it on each have a level (their median over log-step, which checkpoints added by ``refine:``
 inside the gap hardly move), and each of those levels must lie beyond ``level`` on its own
-side by at least ``min_size / 2`` times the series' noise (the larger of its
-checkpoint-to-checkpoint scatter and its wander about the two levels; a random walk wanders
-as far as it travels). ``crossing_size`` reports ``2 * min(distance before, distance
+side by at least ``min_size / 2`` times the series' checkpoint-to-checkpoint noise (a
+steady trend passes a level as surely as a jump does, so the wander of ``transition_size``
+does not count here; a random walk does pass its own half-way level: whether a series has a
+transition at all is ``transition_size``'s question). ``crossing_size`` reports ``2 * min(distance before, distance
 after) / noise``, signed by the direction of the crossing (for a crossing of the half-way
 level with plateaus on both sides, about the lasting jump over the noise, as
 ``transition_size``); ``crossing_step`` and ``crossing_width`` are NaN where ``|size| <
@@ -83,7 +84,7 @@ def crossing(
     if reached.size == 0:
         return out
     i = int(reached[0])
-    change = lasting_change(steps, y, i - 1, i)
+    change = lasting_change(steps, y, i - 1, i, about="checkpoints")
     below = direction * (target - change["level_before"])
     above = direction * (change["level_after"] - target)
     size = direction * 2.0 * min(below, above) / change["noise"]

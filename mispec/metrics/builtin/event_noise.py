@@ -24,12 +24,20 @@ side's level minus the before side's.
   random walk wanders as far as it travels (``~ sqrt(n)`` steps), so its jump never stands
   out of it; a slow drift on either side counts against the jump as well.
 
-**The size** of the event is ``jump / noise`` (signed: positive for a rise); it is an event
-when ``|size| >= min_size`` (``MIN_SIZE`` = 8 unless a metric's ``min_size`` says
-otherwise). Each side needs at least two checkpoints: a change at the first or the last
+**Crossings** (``crossing_step``, ``grokking_phases``, the warnings' target) ask a narrower
+question: did the series pass a level beyond its checkpoint noise? A steady, smooth trend
+passes a level as surely as a jump does, and a random walk does pass its own half-way level,
+so their noise is the checkpoint-to-checkpoint scatter alone, without the wander: a crossing
+says *when* a series passed a level; whether the series has a transition at all is
+``transition_size``'s question (the random-walk rates of both are in the docs).
+
+**The size** of a transition is ``jump / noise`` (signed: positive for a rise), of a crossing
+``2 * min(distance of each side's level past the level) / noise``; it is an event when
+``|size| >= min_size`` (``MIN_SIZE`` = 8 unless a metric's ``min_size`` says otherwise). Each side needs at least two checkpoints: a change at the first or the last
 checkpoint cannot be told from one outlier, so its size is NaN (unknown, not 0) and it is no
-event; fewer than three finite checkpoints give NaN too (no noise estimate). The false-positive rates of this rule on flat series, white noise and
-random walks and its detection rates on noisy sigmoids are measured by
+event; fewer than three finite checkpoints give NaN too (no noise estimate). The
+false-positive rates on flat series, white noise and random walks and the detection rates
+on noisy sigmoids are measured by
 ``benchmarks/event_noise_rates.py`` and written in ``docs/transitions.md``.
 """
 
@@ -75,9 +83,13 @@ def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
     return float((lower + upper) / 2)
 
 
-def lasting_change(steps: np.ndarray, y: np.ndarray, before: int, after: int) -> dict[str, float]:
+def lasting_change(
+    steps: np.ndarray, y: np.ndarray, before: int, after: int, about: str = "levels"
+) -> dict[str, float]:
     """The event between checkpoint ``before`` (the last of the before side) and ``after`` (the
-    first of the after side) of ``y`` (finite, sorted by ``steps``): ``level_before``,
+    first of the after side) of ``y`` (finite, sorted by ``steps``), the noise the larger of
+    the checkpoint scatter and the wander ``about`` the two ``levels`` (a jump), or the
+    checkpoint scatter alone (``checkpoints``: a crossing): ``level_before``,
     ``level_after``, ``jump``, ``noise`` and ``size`` (module docstring). NaN everywhere for
     fewer than three checkpoints or a side of fewer than ``MIN_SIDE`` checkpoints."""
     nan = dict.fromkeys(("level_before", "level_after", "jump", "noise", "size"), float("nan"))
@@ -89,6 +101,8 @@ def lasting_change(steps: np.ndarray, y: np.ndarray, before: int, after: int) ->
     level_after = weighted_median(y[hi], w[hi])
     spread = np.concatenate([np.abs(y[lo] - level_before), np.abs(y[hi] - level_after)])
     wander = _MAD * weighted_median(spread, np.concatenate([w[lo], w[hi]]))
+    if about == "checkpoints":  # a crossing: a steady trend passes a level too, wander or not
+        wander = 0.0
     noise = max(checkpoint_noise(y), wander)
     jump = level_after - level_before
     return {

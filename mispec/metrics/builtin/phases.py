@@ -30,8 +30,8 @@ test accuracy of 0.46 +- 0.05 "reaches" 0.5 now and then), so each end must also
 of its threshold beyond the series' noise, by the rule every event detector shares
 (``mispec.metrics.builtin.event_noise``, as ``crossing_step``): the accuracy's level before
 the end and its level from the end on (medians over log-step) must each lie beyond the
-threshold, on its own side, by at least ``min_size / 2`` times the series' noise (the larger
-of its checkpoint-to-checkpoint scatter and its wander about those two levels). Otherwise the
+threshold, on its own side, by at least ``min_size / 2`` times the series'
+checkpoint-to-checkpoint noise. Otherwise the
 end is NaN, and so is every later one. ``grokking_phase_size`` reports, per phase, ``2 *
 min(distance before, distance after) / noise`` (NaN where the threshold is never reached or
 the end is at the first checkpoint, which has nothing before it to compare).
@@ -102,7 +102,7 @@ def _end_size(steps: np.ndarray, y: np.ndarray, i: int | None, threshold: float)
     (module docstring); NaN for no end, or one at the first checkpoint."""
     if i is None or i == 0:
         return float("nan")
-    change = lasting_change(steps, y, i - 1, i)
+    change = lasting_change(steps, y, i - 1, i, about="checkpoints")
     below, above = threshold - change["level_before"], change["level_after"] - threshold
     return 2.0 * min(below, above) / change["noise"]
 
