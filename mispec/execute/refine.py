@@ -112,6 +112,7 @@ def next_steps(
     """The steps each seed adds in the next round (empty: refinement is done); None when a
     value it needs is not available (``replay`` stops there)."""
     from mispec.metrics.builtin.crossing import crossing_bracket
+    from mispec.metrics.builtin.event_noise import MIN_SIZE
 
     spec = plan.spec
     out: Extra = {}
@@ -119,12 +120,13 @@ def next_steps(
         target = spec.metrics[refine.transition]
         series = target.input_metrics()["series"]
         level = target.args.get("level", "half")
+        min_size = target.args.get("min_size", MIN_SIZE)
         for seed in spec.models[model].seeds:
             found = _series_values(plan, read, series, model, seed)
             if found is None:  # not computed yet: nothing is known about this seed
                 return None
             state = states.setdefault((model, seed), SeedState(model, seed, refine))
-            state.bracket = crossing_bracket(found[0], found[1], level)
+            state.bracket = crossing_bracket(found[0], found[1], level, min_size)
             if state.bracket is None or state.resolved:
                 continue
             left = refine.budget - len(state.added)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mispec.code_identity import code_identity
-from mispec.errors import CheckpointError, PromptError, SpecError
+from mispec.errors import CheckpointError, MispecError, PromptError, SpecError
 from mispec.hashing import content_key
 from mispec.spec.load import LoadedSpec
 from mispec.spec.schema import PromptSpec
@@ -102,19 +102,31 @@ def _with_code(identity: str, code: Any) -> str:
     return identity if code is None else content_key(identity, code)
 
 
+def _generator_data_version(name: str, base_dir: Path) -> int:
+    """The data version of the task behind a generator (1 for a pure generator or an unknown
+    name, which validation reports): a fixed task generator draws new prompts, a new set."""
+    from mispec.tasks.generators import PROMPT_GENERATORS
+
+    try:
+        generator = PROMPT_GENERATORS.get_or_none(name, base_dir)
+    except MispecError:  # an unimportable reference: validation reports it, not identity
+        return 1
+    return 1 if generator is None else generator.data_version
+
+
 def prompt_identity(prompt: PromptSpec, base_dir: Path) -> str:
     if prompt.generator is not None:
         from mispec.tasks.generators import generator_code
 
-        # a plugin generator's code (an edit rebuilds the prompts); nothing for built-ins
+        # a plugin generator's code (an edit rebuilds the prompts); a built-in task's data
+        # version where it is not 1 (a fixed task draws new prompts); nothing else
         code = generator_code(prompt.generator, base_dir)
+        version = _generator_data_version(prompt.generator, base_dir)
+        parts = ("generator", prompt.generator, prompt.args, prompt.seed, prompt.prepend_bos)
         return content_key(
-            "generator",
-            prompt.generator,
-            prompt.args,
-            prompt.seed,
-            prompt.prepend_bos,
+            *parts,
             *(() if code is None else (code,)),
+            *(() if version == 1 else (version,)),
         )
     path = (base_dir / prompt.file).resolve()  # type: ignore[operator]
     if not path.is_file():

@@ -33,12 +33,14 @@ ArgSchema = Mapping[str, tuple[Any, Any]]
 class PromptGenerator:
     """What ``generator: <name>`` means: ``params``, the schema of the spec's ``args``
     (name → (default, annotation); annotations evaluate in ``namespace``), and ``build``,
-    which turns ``(seed, args)`` into a :class:`PromptSet`."""
+    which turns ``(seed, args)`` into a :class:`PromptSet`; ``data_version``: a task's
+    (``Task.data_version``), which enters the prompt set's identity from version 2 on."""
 
     name: str
     params: ArgSchema
     build: Callable[[int, dict[str, Any]], PromptSet]
     namespace: Mapping[str, Any] = field(default_factory=dict)
+    data_version: int = 1
 
     def __call__(self, *, seed: int, **args: Any) -> PromptSet:
         return self.build(seed, args)

@@ -66,6 +66,9 @@ class Task:
     # Prompts the task's generator draws when the spec gives no ``n``; ``None``: a finite
     # task whose prompt set is always its whole table (its generator then takes no ``n``).
     prompt_count: ClassVar[int | None] = 64
+    # Bumped when the task draws different data for the same arguments (a generator fix): it
+    # enters the training identity, so models trained on the old data are not reused.
+    data_version: ClassVar[int] = 1
 
     def __init__(self, **args: Any):
         self.args = dict(args)
@@ -114,8 +117,12 @@ class Task:
         return PromptSet(tokens=b.tokens, extras=extras, meta=self.meta(), has_bos=self.has_bos)
 
     def describe(self) -> dict[str, Any]:
-        """What identifies this task's data (enters the training identity)."""
-        return {"task": self.name, "args": self.args}
+        """What identifies this task's data (enters the training identity); ``data_version``
+        only from version 2 on, so the identities of unchanged tasks stay as they were."""
+        out: dict[str, Any] = {"task": self.name, "args": self.args}
+        if self.data_version != 1:
+            out["data_version"] = self.data_version
+        return out
 
 
 def positive(name: str, value: int, minimum: int = 1) -> int:

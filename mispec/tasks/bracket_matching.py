@@ -5,9 +5,18 @@ Tokens: ``(`` = 0, ``)`` = 1, ``=`` = 2, ``NO`` = 3, ``YES`` = 4, ``BOS`` = 5; `
 ``n_ctx = length + 3``. Only the prediction at ``=`` is scored (``answer``, ``answer_pos``
 extras). Half of the strings are balanced (a uniformly random Dyck word of ``length``
 brackets, drawn as a random walk conditioned to stay non-negative and end at 0), half are
-unbalanced: a uniformly random string of ``length / 2`` opening and ``length / 2`` closing
-brackets that is not balanced, so counting the brackets is never enough — the model must
-track the running depth. ``length`` is even. Infinite (drawn per step).
+unbalanced: a uniformly random string that is not balanced among those that *look* balanced
+from outside — ``length / 2`` opening and ``length / 2`` closing brackets, the first one
+``(`` and the last one ``)`` (every Dyck word has those too). So no cheap shortcut decides:
+counting the brackets, or reading the first and the last bracket, says "balanced" for every
+string (50% accuracy); the only difference is whether the running depth dips below 0 inside
+the string — the model must track it (``tests/test_trust_brackets.py`` measures the
+shortcuts). ``length`` is even and at least 6 (the shortest length with such an unbalanced
+string: ``())(()``). Infinite (drawn per step).
+
+Data version 2: before it, the unbalanced strings were any arrangement of the brackets, so
+"first ``(`` and last ``)``" was right on 93% of length-10 strings; models trained on
+version 1 data have another identity and are not reused.
 """
 
 from __future__ import annotations
@@ -60,11 +69,18 @@ class BracketMatching(Task):
     name = "bracket_matching"
     has_bos = True
     d_vocab = 6
+    data_version = 2  # unbalanced strings start with '(' and end with ')' (module docstring)
 
     def __init__(self, length: int = 12):
         length = positive("length", length, 2)
         if length % 2:
             raise UserError(f"bracket_matching: length must be even, got {length}")
+        if length < 6:
+            raise UserError(
+                f"bracket_matching: length must be at least 6, got {length}: shorter strings "
+                "that start with '(' and end with ')' with as many of each are all balanced, so "
+                "the unbalanced half could be told apart by its first or last bracket"
+            )
         super().__init__(length=length)
         self.length, self.n_ctx = length, length + 3
 
@@ -73,9 +89,13 @@ class BracketMatching(Task):
         want_balanced = rng.random(n) < 0.5
         strings = dyck_words(rng, n, self.length)
         todo = ~want_balanced
-        while todo.any():  # unbalanced strings with as many '(' as ')'
+        inner = [OPEN] * (half - 1) + [CLOSE] * (half - 1)
+        while todo.any():  # unbalanced: as many '(' as ')', the first '(' and the last ')'
             k = int(todo.sum())
-            shuffled = rng.permuted(np.tile([OPEN] * half + [CLOSE] * half, (k, 1)), axis=1)
+            middle = rng.permuted(np.tile(inner, (k, 1)), axis=1)
+            shuffled = np.concatenate(
+                [np.full((k, 1), OPEN), middle, np.full((k, 1), CLOSE)], axis=1
+            )
             ok = ~balanced(shuffled)
             rows = np.flatnonzero(todo)[ok]
             strings[rows] = shuffled[ok]
@@ -91,5 +111,6 @@ class BracketMatching(Task):
 
 
 def bracket_matching(length: int = 12) -> BracketMatching:
-    """``BOS`` + ``length`` brackets + ``=`` → ``YES`` if balanced, else ``NO`` (half each)."""
+    """``BOS`` + ``length`` brackets + ``=`` → ``YES`` if balanced, else ``NO`` (half each;
+    every string has as many ``(`` as ``)``, starts with ``(`` and ends with ``)``)."""
     return BracketMatching(length=length)

@@ -108,7 +108,8 @@ def task_generator(name: str, factory: TaskFactory) -> PromptGenerator:
         n = task_args.pop("n", None) if count is not None else None
         return build_task(name, factory, task_args).prompt_set(n, seed)
 
-    return PromptGenerator(name, params, build, getattr(factory, "__globals__", {}))
+    namespace = getattr(factory, "__globals__", {})
+    return PromptGenerator(name, params, build, namespace, task_class(factory).data_version)
 
 
 def task_class(factory: TaskFactory) -> type[Task]:

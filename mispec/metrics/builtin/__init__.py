@@ -44,12 +44,14 @@ llc                       intervention  ()  (needs the llc extra: devinterp)
 transition_step,          reduction     input dims without step
 transition_size
 crossing_step,            reduction     input dims without step
-crossing_width
+crossing_width,
+crossing_size
 warning_step,             reduction     ()  (inputs progress, target)
 warning_lead,
 false_alarms
 pca_over_steps            reduction     (step, pc)
-grokking_phases           reduction     (phase,)
+grokking_phases,          reduction     (phase,)
+grokking_phase_size
 logits                    activation    (batch, vocab)
 flat_weights              weights       (param,)
 reduce                    derived       input dims without ``over``

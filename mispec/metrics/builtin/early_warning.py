@@ -29,6 +29,9 @@ study; they are not tuned.
 The transition ``T`` is the target's ``crossing_step`` (``mispec.metrics.builtin.crossing``,
 level ``level``). Alarms come in *episodes* (runs of consecutive alarmed checkpoints).
 
+* no transition, no score: where the target does not cross its level beyond its noise
+  (``crossing_step``'s rule, ``min_size`` 8 by default; a model that never grokked), every
+  score is NaN;
 * the *warning* is the episode still on at the last checkpoint before ``T``;
   ``warning_step`` is its first step and ``warning_lead = T - warning_step`` (NaN, a miss,
   when no episode is on just before ``T``, or when the target has no crossing);
@@ -54,8 +57,9 @@ import numpy as np
 
 from mispec.errors import UserError
 from mispec.lazy import xr
-from mispec.metrics.builtin.crossing import Level, _check_level, crossing_bracket
-from mispec.metrics.builtin.reductions import _need_step, checkpoint_noise
+from mispec.metrics.builtin.crossing import Level, _check_level, _check_min_size, crossing_bracket
+from mispec.metrics.builtin.event_noise import MIN_SIZE, checkpoint_noise
+from mispec.metrics.builtin.reductions import _need_step
 from mispec.metrics.core import metric
 from mispec.spec.selectors import log_schedule
 
@@ -95,12 +99,15 @@ def score(
     target: np.ndarray,
     level: Level = "half",
     judged: np.ndarray | None = None,
+    min_size: float = MIN_SIZE,
 ) -> dict[str, float]:
     """``transition``, ``warning_step``, ``warning_lead`` and ``false_alarms`` (module
     docstring, scoring) of an alarm series against a target series on the same steps;
-    ``judged`` marks the checkpoints the alarm was computed at (default: all)."""
+    ``judged`` marks the checkpoints the alarm was computed at (default: all). Every score is
+    NaN when the target has no crossing beyond its noise (``crossing_step`` with
+    ``min_size``): no transition, nothing to warn of."""
     nan = float("nan")
-    bracket = crossing_bracket(steps, target, level)
+    bracket = crossing_bracket(steps, target, level, min_size)
     if bracket is None:
         return dict.fromkeys(("transition", "warning_step", "warning_lead", "false_alarms"), nan)
     at = bracket[1]
@@ -144,6 +151,7 @@ def _check(window: int, threshold: float, direction: str, level: Any, log_count:
 def _one(progress: Any, target: Any, what: str, **args: Any) -> Any:
     """One score of the rule, for a progress and a target series of one number per step."""
     _check(args["window"], args["threshold"], args["direction"], args["level"], args["log_count"])
+    _check_min_size("early warning", args["min_size"])
     p = _need_step(progress, "early warning (progress)")
     t = _need_step(target, "early warning (target)")
     if p.ndim != 1 or t.ndim != 1:
@@ -168,11 +176,11 @@ def _one(progress: Any, target: Any, what: str, **args: Any) -> Any:
         threshold=args["threshold"],
         direction=args["direction"],
     )
-    value = score(steps, alarm, tv[ok], args["level"], judged=on)[what]
+    value = score(steps, alarm, tv[ok], args["level"], judged=on, min_size=args["min_size"])[what]
     return xr.DataArray(value, attrs={"units": "count" if what == "false_alarms" else "step"})
 
 
-@metric(dims=(), inputs=("progress", "target"), reduces="step", units="step")
+@metric(dims=(), inputs=("progress", "target"), reduces="step", units="step", version=2)
 def warning_step(
     progress: Any,
     target: Any,
@@ -181,16 +189,20 @@ def warning_step(
     direction: Direction = "either",
     level: Level = "half",
     log_count: int | None = None,
+    min_size: float = MIN_SIZE,
 ) -> Any:
     """First step of the early-warning alarm episode still on just before ``target``'s
     crossing; the alarm reads ``progress`` at steps up to each checkpoint only. NaN: missed
     (see the module docstring for the rule and the scoring)."""
     return _one(
-        progress, target, "warning_step", **_args(window, threshold, direction, level, log_count)
+        progress,
+        target,
+        "warning_step",
+        **_args(window, threshold, direction, level, log_count, min_size),
     )
 
 
-@metric(dims=(), inputs=("progress", "target"), reduces="step", units="step")
+@metric(dims=(), inputs=("progress", "target"), reduces="step", units="step", version=2)
 def warning_lead(
     progress: Any,
     target: Any,
@@ -199,15 +211,19 @@ def warning_lead(
     direction: Direction = "either",
     level: Level = "half",
     log_count: int | None = None,
+    min_size: float = MIN_SIZE,
 ) -> Any:
     """Steps from ``warning_step`` to ``target``'s crossing (the lead time); NaN when the
     transition was missed or there is none (module docstring)."""
     return _one(
-        progress, target, "warning_lead", **_args(window, threshold, direction, level, log_count)
+        progress,
+        target,
+        "warning_lead",
+        **_args(window, threshold, direction, level, log_count, min_size),
     )
 
 
-@metric(dims=(), inputs=("progress", "target"), reduces="step", units="count")
+@metric(dims=(), inputs=("progress", "target"), reduces="step", units="count", version=2)
 def false_alarms(
     progress: Any,
     target: Any,
@@ -216,18 +232,28 @@ def false_alarms(
     direction: Direction = "either",
     level: Level = "half",
     log_count: int | None = None,
+    min_size: float = MIN_SIZE,
 ) -> Any:
     """Alarm episodes that started and ended before ``target``'s crossing with no transition
     following them (module docstring)."""
     return _one(
-        progress, target, "false_alarms", **_args(window, threshold, direction, level, log_count)
+        progress,
+        target,
+        "false_alarms",
+        **_args(window, threshold, direction, level, log_count, min_size),
     )
 
 
 def _args(
-    window: int, threshold: float, direction: str, level: Level, log_count: int | None
+    window: int,
+    threshold: float,
+    direction: str,
+    level: Level,
+    log_count: int | None,
+    min_size: float,
 ) -> dict[str, Any]:
     return {
+        "min_size": min_size,
         "window": window,
         "threshold": threshold,
         "direction": direction,

@@ -23,23 +23,26 @@ On a sigmoid this lands between the first checkpoint above 10% of the rise and t
 50%.
 
 **Is there a transition at all?** Steps 1-4 find the steepest stretch of ANY series, noise
-included, so the stretch must also be a lasting jump that stands out of the series' noise:
+included, so the stretch must also be a lasting change that stands out of the series' noise —
+the one rule of every event detector (``mispec.metrics.builtin.event_noise``):
 
-5. the *jump* is the median of the raw values from the reported step on minus the median of the
-   raw values up to the start of the steep stretch (each side needs at least two checkpoints:
-   a change at the first or last checkpoint cannot be told from one outlier);
-6. the *noise* is the checkpoint-to-checkpoint scatter of the raw series, estimated robustly
-   from its second differences in checkpoint order, ``1.4826 * median|y[i+1] - 2 y[i] +
-   y[i-1]| / sqrt(6)`` (the standard deviation for white noise; a smooth trend hardly
-   contributes; floored at ``1e-12`` of the series' scale);
+5. the *jump* is the level of the checkpoints from the reported step on minus the level of
+   those up to the start of the steep stretch (each level the side's median over log-step;
+   one checkpoint on a side is enough: a series that rises at its last checkpoint gets its
+   size, not 0);
+6. the *noise* is the larger of the checkpoint-to-checkpoint scatter (robustly from second
+   differences, ``1.4826 * median|y[i+1] - 2 y[i] + y[i-1]| / sqrt(6)``) and the series'
+   *wander* about the two levels (``1.4826 *`` the median distance of each checkpoint from its
+   own side's level): a random walk wanders as far as it travels, so its jump never stands
+   out;
 7. the *size* of the transition is ``jump / noise`` (signed: positive for a rise), reported by
    ``transition_size``; ``transition_step`` gives the step only when ``|size| >= min_size``
    (default 8), else NaN.
 
-Pure Gaussian noise on 10 to 150 log-spaced checkpoints stays below a size of 8 (its largest
-in 2,000 series per grid is about 4 to 8, the smallest grid the highest); a sigmoid whose rise
-is 25 times the noise scores about 25. A flat series gives size 0 and no step; fewer than three
-finite checkpoints give NaN for both (no noise estimate).
+Measured false-positive rates (flat series, white noise, random walks on 35, 40 and 100
+log-spaced checkpoints) and detection rates (noisy sigmoids) are in ``docs/transitions.md``
+(``benchmarks/event_noise_rates.py``). A flat series gives size 0 and no step; fewer than
+three finite checkpoints give NaN for both (no noise estimate).
 
 **PCA over steps.** Each checkpoint's values (every non-step dim flattened into one vector,
 e.g. a ``[layer, head]`` score map, or per-token losses) is a point; centring over steps and
@@ -57,6 +60,7 @@ import numpy as np
 
 from mispec.errors import UserError
 from mispec.lazy import xr
+from mispec.metrics.builtin.event_noise import MIN_SIZE, lasting_change
 from mispec.metrics.core import metric
 
 
@@ -126,15 +130,6 @@ def steep_stretch(
     return int(start[best]), int(end[best])
 
 
-def checkpoint_noise(y: np.ndarray) -> float:
-    """Robust checkpoint-to-checkpoint noise of ``y`` (in checkpoint order) from its second
-    differences (step 6 of the module docstring); NaN for fewer than three points."""
-    if y.size < 3:
-        return float("nan")
-    sigma = 1.4826 * float(np.median(np.abs(np.diff(y, 2)))) / np.sqrt(6.0)
-    return max(sigma, 1e-12 * max(1.0, float(np.abs(y).max())))
-
-
 def transition(
     steps: np.ndarray,
     values: np.ndarray,
@@ -144,9 +139,8 @@ def transition(
     tolerance: float = 0.3,
 ) -> tuple[float, float]:
     """``(step, size)`` of one series' steepest stretch: the step (steps 1-4 of the module
-    docstring) and its jump in units of the series' noise (steps 5-7; 0 when the stretch is
-    too close to either end to measure a lasting jump, or the series is flat). NaN, NaN for
-    fewer than three finite points."""
+    docstring) and its lasting change in units of the series' noise (steps 5-7; 0 for a flat
+    series). NaN, NaN for fewer than three finite points."""
     steps, y = _finite_sorted(steps, values)
     if steps.size < 3:
         return float("nan"), float("nan")
@@ -154,11 +148,7 @@ def transition(
     if stretch is None:
         return float("nan"), 0.0
     first, last = stretch
-    step = float(steps[last])
-    if first + 1 < 2 or y.size - last < 2:
-        return step, 0.0
-    jump = float(np.median(y[last:]) - np.median(y[: first + 1]))
-    return step, jump / checkpoint_noise(y)
+    return float(steps[last]), lasting_change(steps, y, first, last)["size"]
 
 
 def _per_cell(series: Any, name: str, value: Any) -> Any:
@@ -181,17 +171,18 @@ def _per_cell_of_series(series: tuple[str, ...]) -> tuple[str, ...]:
     return series  # one value per cell of the series (its dims without step)
 
 
-@metric(dims=_per_cell_of_series, inputs=("series",), reduces="step", units="step", version=2)
+@metric(dims=_per_cell_of_series, inputs=("series",), reduces="step", units="step", version=3)
 def transition_step(
     series: Any,
     smooth: float = 0.05,
     min_interval: float = 0.05,
     tolerance: float = 0.3,
-    min_size: float = 8.0,
+    min_size: float = MIN_SIZE,
 ) -> Any:
     """Training step of the steepest change of ``series`` per log-step, for every other dim
     (e.g. per (layer, head) for an induction score) — NaN where that change is no transition:
-    a lasting jump smaller than ``min_size`` times the series' checkpoint-to-checkpoint noise
+    a lasting jump smaller than ``min_size`` times the series' noise, the larger of its
+    checkpoint-to-checkpoint scatter and its wander about the levels before and after
     (``transition_size``; ``min_size: 0`` keeps every steepest change, as before version 2).
     ``smooth``: Gaussian bandwidth in decades of step;
     ``min_interval``: shortest interval in decades; ``tolerance``: how much less steep an
@@ -212,14 +203,14 @@ def transition_step(
     return out
 
 
-@metric(dims=_per_cell_of_series, inputs=("series",), reduces="step", units="noise")
+@metric(dims=_per_cell_of_series, inputs=("series",), reduces="step", units="noise", version=2)
 def transition_size(
     series: Any, smooth: float = 0.05, min_interval: float = 0.05, tolerance: float = 0.3
 ) -> Any:
     """Size of the steepest change of ``series`` (the one ``transition_step`` reports) in units
-    of the series' checkpoint-to-checkpoint noise, for every other dim: its lasting jump over
-    the noise, signed (positive for a rise); 0 for a flat series, NaN for fewer than three
-    checkpoints. ``transition_step`` is NaN where ``|transition_size| < min_size``; give both
+    of the series' noise, for every other dim: its lasting jump over the noise, signed
+    (positive for a rise; measured with one checkpoint on a side too); 0 for a flat series,
+    NaN for fewer than three checkpoints. ``transition_step`` is NaN where ``|transition_size| < min_size``; give both
     the same ``smooth`` / ``min_interval`` / ``tolerance`` (see the module docstring)."""
     _check_args("transition_size", smooth, min_interval, tolerance)
 
