@@ -37,8 +37,10 @@ import numpy as np
 from mispec.errors import MetricError, UserError
 from mispec.lazy import torch, xr
 from mispec.metrics.builtin._common import (
+    MASK_AUTO,
     check_choice,
     mask_extras,
+    mask_label,
     next_token_loss,
     prediction_weights,
     tokens_of,
@@ -54,7 +56,7 @@ def _patched_dims(per: str = "head") -> tuple[str, ...]:
     return {"head": ("layer", "head"), "layer": ("layer",)}.get(per, ("layer", "pos"))
 
 
-def _extras(mask: str | None = None) -> tuple[str, ...]:
+def _extras(mask: str | None = MASK_AUTO) -> tuple[str, ...]:
     return mask_extras(mask)
 
 
@@ -84,6 +86,7 @@ def _setter(per: str, index: int | None, source: Any) -> Callable[..., Any]:
     comparable=("n_layers", "n_heads", "d_model", "d_head"),
     units="fraction of the loss gap recovered",
     extras=_extras,
+    version=2,
 )
 def cross_model_patching(
     bridge: Any,
@@ -93,7 +96,7 @@ def cross_model_patching(
     per: Literal["head", "layer", "position"] = "head",
     normalize: bool = True,
     min_gap: float = 1e-3,
-    mask: str | None = None,
+    mask: str | None = MASK_AUTO,
 ) -> Any:
     """Side a's loss with one piece of side b's activations patched in, per (layer, head),
     layer, or (layer, position), normalised to the fraction of the loss gap between the two
@@ -138,7 +141,12 @@ def cross_model_patching(
         out,
         dims=dims,
         coords=coords,
-        attrs={"loss_a": base, "loss_b": target, "patched": template},
+        attrs={
+            "loss_a": base,
+            "loss_b": target,
+            "patched": template,
+            "mask": mask_label(prompts, mask),
+        },
     )
 
 
