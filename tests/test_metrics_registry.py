@@ -18,19 +18,21 @@ from mispec.models.info import ModelInfo
 from mispec.prompts.core import PromptSet
 
 # name: (kind, dims, version) — version 2: padding never counts (text prompt sets), a near-zero
-# patching denominator is masked, a transition must stand out of the noise (issue 14)
+# patching denominator is masked, a transition must stand out of the noise (issue 14); version 3
+# of the losses (2 of icl_score, 3 of head_ablation): the prompt set's loss_mask by default,
+# float64-exact log-probabilities (issue 26)
 EXPECTED = {
-    "loss": ("activation", (), 2),
-    "accuracy": ("activation", (), 2),
-    "per_token_loss": ("activation", ("pos",), 2),
-    "icl_score": ("derived", None, 1),
+    "loss": ("activation", (), 3),
+    "accuracy": ("activation", (), 3),
+    "per_token_loss": ("activation", ("pos",), 3),
+    "icl_score": ("derived", None, 2),
     "induction_score": ("activation", ("layer", "head"), 2),
     "previous_token_score": ("activation", ("layer", "head"), 2),
     "duplicate_token_score": ("activation", ("layer", "head"), 2),
     "logit_diff": ("activation", (), 2),
     "activation_patching": ("intervention", None, 2),
     "patching_gap_z": ("intervention", (), 1),
-    "head_ablation": ("intervention", ("layer", "head"), 2),
+    "head_ablation": ("intervention", ("layer", "head"), 3),
     "composition_score": ("weights", ("src_layer", "src_head", "dst_layer", "dst_head"), 1),
     "weight_norm": ("weights", ("component",), 1),
     "embed_fourier": ("weights", ("freq",), 1),

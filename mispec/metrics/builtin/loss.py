@@ -58,11 +58,13 @@ def _scalar(value: Any, prompts: Any, mask: str | None) -> Any:
     return xr.DataArray(float(value) + 0.0, attrs={"mask": mask_label(prompts, mask)})
 
 
-Split = Literal["all", "train", "test"]
-
-
 @metric(dims=(), hooks=("next_logprob",), units="nats", extras=mask_extras, version=3)
-def loss(acts: Any, prompts: Any, mask: str | None = MASK_AUTO, split: Split = "all") -> Any:
+def loss(
+    acts: Any,
+    prompts: Any,
+    mask: str | None = MASK_AUTO,
+    split: Literal["all", "train", "test"] = "all",
+) -> Any:
     """Mean next-token cross-entropy over the predicted positions (nats).
 
     ``-mean(next_logprob)`` over every counted prediction, pooled over prompts by token (all
@@ -74,7 +76,12 @@ def loss(acts: Any, prompts: Any, mask: str | None = MASK_AUTO, split: Split = "
 
 
 @metric(dims=(), hooks=("next_correct",), units="fraction", extras=mask_extras, version=3)
-def accuracy(acts: Any, prompts: Any, mask: str | None = MASK_AUTO, split: Split = "all") -> Any:
+def accuracy(
+    acts: Any,
+    prompts: Any,
+    mask: str | None = MASK_AUTO,
+    split: Literal["all", "train", "test"] = "all",
+) -> Any:
     """Fraction of counted next-token predictions whose argmax is the actual next token.
 
     Phase transitions often look sharper in accuracy than in loss; with ``mask: loss_mask``
@@ -86,7 +93,10 @@ def accuracy(acts: Any, prompts: Any, mask: str | None = MASK_AUTO, split: Split
 
 @metric(dims=("pos",), hooks=("next_logprob",), units="nats", extras=mask_extras, version=3)
 def per_token_loss(
-    acts: Any, prompts: Any, mask: str | None = MASK_AUTO, split: Split = "all"
+    acts: Any,
+    prompts: Any,
+    mask: str | None = MASK_AUTO,
+    split: Literal["all", "train", "test"] = "all",
 ) -> Any:
     """Loss of each token in context, averaged over the batch.
 
