@@ -33,7 +33,7 @@ prompts:
     seed: 1
 metrics:
   loss: {fn: loss, prompts: rep}
-  per_token_loss: {fn: per_token_loss, prompts: rep}
+  per_token_loss: {fn: per_token_loss, prompts: rep, args: {mask: none}}
   induction: {fn: induction_score, prompts: rep}
   icl: {fn: icl_score, inputs: {per_token_loss: per_token_loss}, args: {early: 1, late: 10}}
   transition: {fn: transition_step, inputs: {series: induction}}

@@ -57,7 +57,7 @@ def test_float16_policy_is_what_metrics_read_cold_and_warm(write_spec, tmp_path)
     dtypes = {
         hook: store.activations.info(f, hook)["dtype"] for f, hook in store.activations.entries()
     }
-    assert dtypes == {"blocks.L.attn.hook_pattern.f16": "float16", "next_logprob": "float32"}
+    assert dtypes == {"blocks.L.attn.hook_pattern.f16": "float16", "next_logprob.lp64": "float32"}
     # drop the metric cells: a warm run recomputes them from the float16 cache, identically
     import shutil
 
@@ -78,7 +78,7 @@ def test_skip_policy_stores_nothing_and_recomputes(write_spec):
     spec = write_spec(text)
     mispec.run(spec, progress=False)
     store = _store(spec)
-    assert {hook for _, hook in store.activations.entries()} == {"next_logprob"}
+    assert {hook for _, hook in store.activations.entries()} == {"next_logprob.lp64"}
     plan = mispec.plan(spec)
     assert plan.status.up_to_date
     changed = write_spec(

@@ -90,7 +90,9 @@ def test_mask_and_split_select_predictions_and_rows():
         float(ce[sel].mean()), rel=1e-5
     )
     test_rows = ~torch.from_numpy(train)
-    assert loss(acts, ps, split="test") == pytest.approx(float(ce[test_rows].mean()), rel=1e-5)
+    assert loss(acts, ps, mask="none", split="test") == pytest.approx(
+        float(ce[test_rows].mean()), rel=1e-5
+    )
     correct = (logits[:, :-1].argmax(-1) == toks[:, 1:]).float()
     assert accuracy(acts, ps, mask="loss_mask", split="train") == pytest.approx(
         float(correct[sel].mean())
@@ -117,7 +119,7 @@ def test_per_token_loss_is_batch_mean_indexed_by_predicted_token():
     assert out.dims == ("pos",)
     assert list(out["pos"].values) == list(range(1, 13))
     np.testing.assert_allclose(out.values, ce.mean(0).numpy(), rtol=1e-5)
-    assert float(out.mean()) == pytest.approx(loss(acts, ps), rel=1e-5)
+    assert float(out.mean()) == pytest.approx(float(loss(acts, ps)), rel=1e-5)
 
 
 def test_icl_score_is_late_minus_early_loss():

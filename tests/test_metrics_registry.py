@@ -18,13 +18,15 @@ from mispec.models.info import ModelInfo
 from mispec.prompts.core import PromptSet
 
 # name: (kind, dims, version) — version 2: padding never counts (text prompt sets), a near-zero
-# patching denominator is masked, a transition must stand out of the noise (issue 14);
-# head_ablation 3: its units follow ``measure`` (issue 26)
+# patching denominator is masked, a transition must stand out of the noise (issue 14); version 3
+# of the losses (2 of icl_score, 3 of head_ablation): the prompt set's loss_mask by default,
+# float64-exact log-probabilities (issue 26); units of head_ablation
+# follow ``measure`` (issue 26)
 EXPECTED = {
-    "loss": ("activation", (), 2),
-    "accuracy": ("activation", (), 2),
-    "per_token_loss": ("activation", ("pos",), 2),
-    "icl_score": ("derived", None, 1),
+    "loss": ("activation", (), 3),
+    "accuracy": ("activation", (), 3),
+    "per_token_loss": ("activation", ("pos",), 3),
+    "icl_score": ("derived", None, 2),
     "induction_score": ("activation", ("layer", "head"), 2),
     "previous_token_score": ("activation", ("layer", "head"), 2),
     "duplicate_token_score": ("activation", ("layer", "head"), 2),

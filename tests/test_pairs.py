@@ -47,7 +47,7 @@ prompts:
     args: {n: 4, vocab: 16, half_len: 6}
     seed: 1
 metrics:
-  logprobs: {fn: next_token_logprobs, prompts: rep}
+  logprobs: {fn: next_token_logprobs, prompts: rep, args: {mask: none}}
   patterns: {fn: attention_patterns, prompts: rep}
 """
 COMPARISONS = """\
@@ -199,7 +199,7 @@ def test_bad_pairs_are_refused_at_validate_with_their_location(write_spec):
 
 
 PATCHING = (
-    SIDES.replace("  logprobs: {fn: next_token_logprobs, prompts: rep}\n", "")
+    SIDES.replace("  logprobs: {fn: next_token_logprobs, prompts: rep, args: {mask: none}}\n", "")
     .replace(
         "  patterns: {fn: attention_patterns, prompts: rep}\n",
         """\
@@ -253,10 +253,10 @@ def test_cross_model_patching_in_a_spec_patches_model_b_into_model_a(write_spec,
     a, b = load_checkpoint(path, "toy", 0, 10), load_checkpoint(path, "toy_b", 0, 20)
     from mispec.tasks.generators import PROMPT_GENERATORS
 
-    tokens = torch.as_tensor(
-        PROMPT_GENERATORS.get("repeated_tokens")(seed=1, **spec.prompts["rep"].args).tokens
-    )
-    ref = hand_head_patch_loss(a, b, tokens, layer=1, head=1)
+    rep = PROMPT_GENERATORS.get("repeated_tokens")(seed=1, **spec.prompts["rep"].args)
+    tokens = torch.as_tensor(rep.tokens)
+    # the loss counts the prompt set's loss_mask by default (the repeated half)
+    ref = hand_head_patch_loss(a, b, tokens, layer=1, head=1, weights=rep.extras["loss_mask"])
     got = float(comp.patch.sel(seed=0, step=10, step_b=20, layer=1, head=1))
     assert got == pytest.approx(ref, abs=1e-5)
     loss_b = float(res.open()["toy_b"].to_dataset().loss.sel(seed=0, step=20))
@@ -281,15 +281,21 @@ def test_path_dependence_study_runs_small_and_says_which_heads_match(write_spec)
     )
     res = mispec.run(write_spec(text, "path_dependence.yaml"), progress=False)
     ds = res.open()["toy2l"].to_dataset()
+    from mispec.tasks.generators import PROMPT_GENERATORS
+
+    args = mispec.load_spec(REPO / "specs/path_dependence.yaml").spec.prompts["repeats"].args
+    rep = PROMPT_GENERATORS.get("repeated_tokens")(seed=0, **{**args, "n": 4})
+    repeated_half = rep.extras["loss_mask"].any(0)  # [pos-1]: prediction i predicts i + 1
     for name in ("kl", "logprob_diff", "top1", "cka", "head_match"):
         assert ds[name].dims[:3] == ("seed", "seed_b", "step"), name
         values = ds[name].sel(seed=0, seed_b=2)
-        if "pos" in values.dims:  # pos = the predicted token: none at 0, none after the prompt
-            last = 48 if name == "logprob_diff" else 49
+        if "pos" in values.dims:  # pos = the predicted token: those of the loss_mask (the
+            # repeated half, the cells' default mask), none at 0, none after the prompt
+            counted = [p + 1 for p in range(48) if repeated_half[p]]
             assert np.isnan(
-                values.sel(pos=[p for p in values.pos.values if not 0 < p <= last])
+                values.sel(pos=[p for p in values.pos.values if p not in counted])
             ).all()
-            values = values.sel(pos=slice(1, last))
+            values = values.sel(pos=counted)
         assert np.isfinite(values.values).all(), name
         assert np.isnan(ds[name].sel(seed=2, seed_b=0).values).all(), name
     assert ds.kl_to_final.dims == ("seed", "step", "step_b")

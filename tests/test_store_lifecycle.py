@@ -109,7 +109,7 @@ def test_cache_reports_sizes_by_kind_model_hook_and_run(write_spec, tmp_path, ca
     assert u["total"] == on_disk - index - (zarr_json - hooks)
     assert sum(u["by_kind"].values()) == u["total"]
     assert set(u["by_kind"]) == {"activations", "cells", "checkpoints"}
-    assert set(u["by_hook"]) == {"blocks.L.attn.hook_pattern", "next_logprob"}
+    assert set(u["by_hook"]) == {"blocks.L.attn.hook_pattern", "next_logprob.lp64"}
     assert sum(u["by_hook"].values()) == u["by_kind"]["activations"]
     assert u["by_model"] == {"toy": u["total"]} and u["unreferenced"] == 0
     assert list(u["by_run"].values()) == [u["total"]]

@@ -192,7 +192,7 @@ def _activations(ctx: RunContext, cells: list[CellNode], bridge: Any) -> dict[st
                 elif policy[hook] == "store":
                     ctx.write_activation(
                         fnode.key,
-                        hook,
+                        stored_hook(hook, policy[hook]),  # the name it is read back by
                         values.numpy(),  # the very tensor the metrics read: not copied
                         source_dtype=source_dtype,
                         shared_with=values,

@@ -37,6 +37,11 @@ TL_FIELDS = (
     "d_vocab_out",
     "eps",
 )
+# Fields whose explicit null is a value that differs from TransformerBridgeConfig's default:
+# ``normalization_type: null`` is a model without normalisation (the default is LayerNorm).
+# Every other field's null is TransformerLens's own default or not a value it takes, so a
+# null there is left to the default.
+NULL_IS_A_VALUE = ("normalization_type",)
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -66,7 +71,11 @@ def tl_config_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
     missing = [k for k in ("d_model", "n_layers", "n_heads", "d_vocab", "n_ctx") if k not in cfg]
     if missing:
         raise CheckpointError(f"model config lacks {', '.join(missing)}")
-    out = {k: cfg[k] for k in TL_FIELDS if cfg.get(k) is not None}
+    out = {
+        k: cfg[k]
+        for k in TL_FIELDS
+        if cfg.get(k) is not None or (k in NULL_IS_A_VALUE and k in cfg)
+    }
     out.setdefault("d_head", cfg["d_model"] // cfg["n_heads"])
     if out.get("attn_only"):
         out.pop("d_mlp", None)

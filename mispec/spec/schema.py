@@ -262,12 +262,17 @@ class SurgeryOp(WeightTarget):
         return self
 
 
+# A mixture weight: finite and >= 0 (``.inf`` / ``.nan`` are refused at validate; the
+# weights are normalised by their largest, so even ``1e308`` each stays exact).
+MixtureWeight = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
 class MixtureTask(Strict):
     """One task of a mixture, with its own arguments and weight."""
 
     task: str = Field(description="a registered task (see mispec.tasks)")
     task_args: dict[str, Any] = Field(default_factory=dict, description="the task's arguments")
-    weight: Annotated[float, Field(ge=0)] = Field(
+    weight: MixtureWeight = Field(
         1.0, description="relative share of the batch's sequences (before any schedule phase)"
     )
 
@@ -278,7 +283,7 @@ class MixturePhase(Strict):
     step: Annotated[int, Field(ge=0, le=MAX_STEP)] = Field(
         description="the first update (0-based) with these weights"
     )
-    weights: dict[Name, Annotated[float, Field(ge=0)]] = Field(
+    weights: dict[Name, MixtureWeight] = Field(
         description="task name -> weight (tasks not named get 0)"
     )
 

@@ -49,11 +49,19 @@ def hook_entry_name(template: str) -> str:
     return template.replace("{layer}", "L")
 
 
+# Pseudo hooks whose computation changed, with the suffix of their current entries: a store
+# filled before the change holds the old numbers under the plain name, never read again
+# (``next_logprob``: float64 log-softmax since issue 26, no longer rounded to 0 when tiny).
+REVISED_HOOKS = {"next_logprob": "lp64"}
+
+
 def stored_hook(hook: str, policy: str) -> str:
     """The cache identity of a hook under a storage policy: a float16 copy is a different
     entry from the float32 one, so a run that wants full precision never reads a rounded
-    activation (and vice versa)."""
-    return f"{hook}.f16" if policy == "float16" else hook
+    activation (and vice versa); a revised pseudo hook is a different entry from its older
+    computation (``REVISED_HOOKS``)."""
+    name = f"{hook}.{REVISED_HOOKS[hook]}" if hook in REVISED_HOOKS else hook
+    return f"{name}.f16" if policy == "float16" else name
 
 
 def chunk_key(ndim: int) -> str:

@@ -65,9 +65,17 @@ class Mixture(Task):
         self.has_bos = all(t.has_bos for t in self.parts.values())
 
     def weights_at(self, step: int) -> np.ndarray:
-        """The normalised weights of update ``step``, in the tasks' order."""
+        """The normalised weights of update ``step``, in the tasks' order: divided by the
+        largest first, so that weights near the float range (``1e308`` each, whose sum
+        overflows) keep their ratios."""
         current = [w for start, w in self.phases if start <= step][-1]
-        w = np.array([float(current.get(n, 0.0)) for n in self.parts])
+        w = np.array([float(current.get(n, 0.0)) for n in self.parts], dtype=np.float64)
+        if not np.all(np.isfinite(w)) or np.any(w < 0) or not np.any(w > 0):
+            raise UserError(
+                f"mixture weights at update {step} must be finite, >= 0 and not all 0; got "
+                f"{dict(zip(self.parts, w.tolist(), strict=True))}"
+            )
+        w = w / w.max()
         return w / w.sum()
 
     def batch(self, seed: int, step: int, batch_size: int | None) -> TaskBatch:

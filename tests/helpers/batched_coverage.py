@@ -34,7 +34,7 @@ prompts:
 metrics:
   loss: {{fn: loss, prompts: rep}}
   accuracy: {{fn: accuracy, prompts: rep}}
-  per_token_loss: {{fn: per_token_loss, prompts: rep}}
+  per_token_loss: {{fn: per_token_loss, prompts: rep, args: {{mask: none}}}}
   token_logprobs: {{fn: token_logprobs, prompts: rep}}
   next_token_logprobs: {{fn: next_token_logprobs, prompts: rep}}
   logits: {{fn: logits, prompts: rep}}

@@ -51,10 +51,43 @@ def extra(prompts: Any, name: str, *, why: str) -> np.ndarray:
     return np.asarray(extras[name])
 
 
-def mask_extras(mask: str | None = None, split: str = "all") -> tuple[str, ...]:
-    """The prompt extras that ``prediction_weights`` reads with this ``mask`` and ``split``
-    (for ``@metric(extras=...)``: validate checks the prompt set has them)."""
-    return ((mask,) if mask else ()) + (("train_mask",) if split != "all" else ())
+# ``mask:`` of every loss-like and comparison metric: ``auto`` (the default) is the prompt
+# set's ``loss_mask`` where it has one (the predictions the task scores: a task model's
+# trained positions), else every real prediction; ``none`` (or null) is every real
+# prediction; any other value names a ``[batch, pos-1]`` prompt extra.
+MASK_AUTO = "auto"
+MASK_NONE = "none"
+LOSS_MASK = "loss_mask"
+
+
+def named_mask(mask: str | None) -> str | None:
+    """The prompt extra a ``mask`` arg names for certain (None for ``auto`` / ``none``)."""
+    return None if mask in (None, MASK_AUTO, MASK_NONE) else mask
+
+
+def resolve_mask(prompts: Any, mask: str | None) -> str | None:
+    """The prompt extra that ``mask`` applies to these prompts, or None (no mask: every
+    prediction from a real token to a real token)."""
+    if mask == MASK_AUTO:
+        return LOSS_MASK if LOSS_MASK in (getattr(prompts, "extras", {}) or {}) else None
+    return named_mask(mask)
+
+
+def mask_label(prompts: Any, mask: str | None) -> str:
+    """What ``attrs["mask"]`` of a result says about the predictions it counts."""
+    used = resolve_mask(prompts, mask)
+    if used is None:
+        why = "the prompt set has no loss_mask" if mask == MASK_AUTO else "mask: none"
+        return f"none: every real prediction ({why})"
+    return f"{used} (the prompt set's, by default)" if mask == MASK_AUTO else used
+
+
+def mask_extras(mask: str | None = MASK_AUTO, split: str = "all") -> tuple[str, ...]:
+    """The prompt extras that ``prediction_weights`` must find with this ``mask`` and
+    ``split`` (for ``@metric(extras=...)``: validate checks the prompt set has them; ``auto``
+    needs none)."""
+    named = named_mask(mask)
+    return ((named,) if named else ()) + (("train_mask",) if split != "all" else ())
 
 
 def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
@@ -82,10 +115,12 @@ def prediction_weights(prompts: Any, shape: tuple[int, int], mask: str | None, s
     """Weights ``[batch, pos-1]`` (1 = this next-token prediction counts).
 
     Always only the predictions from a real token to a real token (:func:`real_tokens`:
-    padding never counts), further restricted by an optional ``mask`` extra (``[batch,
-    pos-1]``, e.g. ``loss_mask``) and a ``split`` of the rows by the ``train_mask`` extra
-    (``[batch]``: True for pairs in the training split)."""
+    padding never counts), further restricted by the ``mask`` extra (``[batch, pos-1]``;
+    ``auto``: ``loss_mask`` where the set has one, see :func:`resolve_mask`) and a ``split``
+    of the rows by the ``train_mask`` extra (``[batch]``: True for pairs in the training
+    split)."""
     check_choice("split", split, SPLITS)
+    mask = resolve_mask(prompts, mask)
     w = torch.ones(shape, dtype=torch.float32)
     real = real_tokens(prompts)
     if real is not None:
@@ -155,12 +190,13 @@ def padded_at_last_position(prompts: Any) -> int:
 
 
 def next_token_loss(logits: Any, tokens: Any, weights: Any) -> Any:
-    """Weighted mean next-token cross-entropy of ``logits [batch, pos, vocab]``."""
-    logits = logits[:, :-1].float()
-    target = tokens[:, 1:].to(logits.device)
-    logp = logits.gather(-1, target[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-    w = weights.to(logp.device)
-    return -(logp * w).sum() / w.sum()
+    """Weighted mean next-token cross-entropy of ``logits [batch, pos, vocab]``, in float64
+    (the log-probabilities as the ``next_logprob`` pseudo hook computes them)."""
+    from mispec.metrics.forward import next_token_logprob
+
+    logp = next_token_logprob(logits, tokens.to(logits.device))
+    w = weights.to(logp.device, torch.float64)
+    return -(logp * w).sum() / w.sum() + 0.0  # + 0.0: never a -0.0
 
 
 def weight_tensors(

@@ -8,6 +8,14 @@ checkpoint; once cached, any number of comparisons read them with no forward pas
 **Padding is NaN.** A derived metric does not see the prompts, so these cells mark what does
 not count themselves: positions whose token is padding are NaN (a log-prob row, an
 activation row, an attention query row), and every comparison averages with ``nanmean``.
+
+**So are the predictions the mask leaves out.** ``token_logprobs`` and
+``next_token_logprobs`` take the same ``mask`` as ``loss``: by default (``auto``) the prompt
+set's ``loss_mask`` where it has one — a comparison of two seeds of a task model compares
+them on the predictions the task trains and scores, not on positions no model was trained
+on — and ``mask: none`` keeps every real prediction. A prediction the mask leaves out is NaN
+in the cell, on every side alike (the sides share the prompt set), and ``attrs["mask"]``
+says which mask was applied; the comparisons pass it on.
 A padded key of an attention pattern stays as the model's pattern has it (0 under causal
 attention with right padding for every real query).
 
@@ -23,8 +31,16 @@ from typing import Any, Literal
 import numpy as np
 
 from mispec.errors import UserError
-from mispec.lazy import torch, xr
-from mispec.metrics.builtin._common import act, real_tokens
+from mispec.lazy import xr
+from mispec.metrics.builtin._common import (
+    MASK_AUTO,
+    act,
+    mask_extras,
+    mask_label,
+    prediction_weights,
+    real_tokens,
+    resolve_mask,
+)
 from mispec.metrics.core import metric
 
 PATTERN = "blocks.{layer}.attn.hook_pattern"
@@ -51,43 +67,65 @@ def _real(prompts: Any, rows: int) -> np.ndarray | None:
     return None if real is None else real[:rows].numpy()
 
 
-@metric(dims=("batch", "pos"), hooks=("next_logprob",), units="nats")
-def token_logprobs(acts: Any, prompts: Any, n_prompts: int | None = None) -> Any:
+def _counted(prompts: Any, shape: tuple[int, int], mask: str | None, rows: int) -> np.ndarray:
+    """``[rows, pos-1]`` bool: the next-token predictions ``mask`` counts (never padding)."""
+    return prediction_weights(prompts, shape, mask, "all")[:rows].numpy() > 0
+
+
+@metric(dims=("batch", "pos"), hooks=("next_logprob",), units="nats", extras=mask_extras, version=2)
+def token_logprobs(
+    acts: Any, prompts: Any, n_prompts: int | None = None, mask: str | None = MASK_AUTO
+) -> Any:
     """Log-probability of each actual next token, per prompt and position: entry ``pos`` is
     ``log p(token[pos] | tokens[:pos])`` (``pos`` = 1 … seq_len-1, the PREDICTED token's
-    position, as in ``per_token_loss``). NaN where either token is padding."""
+    position, as in ``per_token_loss``). NaN where either token is padding, and where
+    ``mask`` (as for ``loss``: the prompt set's ``loss_mask`` by default) leaves the
+    prediction out."""
     lp = act(acts, "next_logprob").numpy().astype(np.float32)  # [batch, pos-1]
     rows = _rows(lp.shape[0], n_prompts)
+    counted = _counted(prompts, lp.shape, mask, rows)
     lp = lp[:rows].copy()
-    real = _real(prompts, rows)
-    if real is not None:
-        lp[~(real[:, :-1] & real[:, 1:])] = np.nan
+    lp[~counted] = np.nan
     return xr.DataArray(
         lp,
         dims=("batch", "pos"),
         coords={"batch": np.arange(rows), "pos": np.arange(1, lp.shape[1] + 1)},
+        attrs={"mask": mask_label(prompts, mask)},
     )
 
 
-@metric(dims=("batch", "pos", "vocab"), hooks=("logits",), units="nats")
-def next_token_logprobs(acts: Any, prompts: Any, n_prompts: int | None = None) -> Any:
+@metric(
+    dims=("batch", "pos", "vocab"), hooks=("logits",), units="nats", extras=mask_extras, version=2
+)
+def next_token_logprobs(
+    acts: Any, prompts: Any, n_prompts: int | None = None, mask: str | None = MASK_AUTO
+) -> Any:
     """The full next-token distribution as log-probabilities ``log_softmax(logits)``, per
     prompt, position and vocabulary entry. Like ``token_logprobs`` and ``per_token_loss``,
     ``pos`` is the position of the PREDICTED token: entry ``pos`` is the distribution of the
     token at ``pos`` given tokens ``0..pos-1`` (``pos`` = 1 … seq_len; ``seq_len`` is the token
-    after the prompt). NaN where the predicting token is padding. What ``kl_divergence`` and
+    after the prompt). NaN where the predicting token is padding, and where ``mask`` (as for
+    ``loss``: the prompt set's ``loss_mask`` by default) leaves the prediction out — then also
+    at ``pos = seq_len``, which predicts no token of the prompt. What ``kl_divergence`` and
     ``top1_agreement`` compare."""
+    from mispec.metrics.forward import log_softmax64
+
     logits = act(acts, "logits")  # [batch, pos, vocab]
     rows = _rows(logits.shape[0], n_prompts)
-    lp = torch.log_softmax(logits[:rows].double(), dim=-1).float().numpy()
-    real = _real(prompts, rows)
-    if real is not None:
-        lp[~real] = np.nan
+    lp = log_softmax64(logits[:rows]).float().numpy()
     b, p, v = lp.shape
+    if resolve_mask(prompts, mask) is None:
+        real = _real(prompts, rows)
+        keep = np.ones((b, p), dtype=bool) if real is None else real
+    else:  # the masked predictions, and none from the last position (no next token)
+        keep = np.zeros((b, p), dtype=bool)
+        keep[:, :-1] = _counted(prompts, (logits.shape[0], p - 1), mask, rows)
+    lp[~keep] = np.nan
     return xr.DataArray(
         lp,
         dims=("batch", "pos", "vocab"),
         coords={"batch": np.arange(b), "pos": np.arange(1, p + 1), "vocab": np.arange(v)},
+        attrs={"mask": mask_label(prompts, mask)},
     )
 
 

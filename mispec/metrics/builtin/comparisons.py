@@ -24,7 +24,12 @@ spec's ``pairs:`` chooses. Both sides are cached cells, so a comparison runs no 
   overlap has a baseline — two near-uniform causal patterns share most of their mass — so
   read a matched pair's overlap against the unmatched pairs' (the run summary prints both).
 
-Positions that are padding are NaN in the cells and every mean here skips them.
+Positions that are padding are NaN in the cells and every mean here skips them. So are the
+predictions that the cells' ``mask`` leaves out (``token_logprobs`` / ``next_token_logprobs``
+take the same ``mask`` as ``loss``: the prompt set's ``loss_mask`` by default, ``mask: none``
+for every position), on both sides alike: ``kl_divergence``, ``logprob_diff`` and
+``top1_agreement`` compare the predictions the mask counts, and their ``attrs["mask"]`` says
+which mask that was.
 """
 
 from __future__ import annotations
@@ -59,9 +64,10 @@ def _aligned(a: Any, b: Any, what: str) -> tuple[Any, Any]:
     return a, b
 
 
-def _pool(values: Any, like: Any, per: str) -> Any:
+def _pool(values: Any, like: Any, per: str, other: Any = None) -> Any:
     """``values`` over ``(batch, pos)`` (the dims and coordinates of side a's cell ``like``,
-    without ``vocab``) pooled as ``per`` says (NaN-skipping means)."""
+    without ``vocab``) pooled as ``per`` says (NaN-skipping means), with ``attrs["mask"]``:
+    the mask the two sides' cells (``like``, ``other``) applied."""
     check_choice("per", per, PER)
     dims = tuple(d for d in like.dims if d != "vocab")
     coords = {d: like.coords[d].values for d in dims if d in like.coords}
@@ -69,10 +75,20 @@ def _pool(values: Any, like: Any, per: str) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         if per == "token":
-            return arr.transpose("batch", "pos")
-        if per == "position":
-            return arr.mean("batch", skipna=True)
-        return float(arr.mean(skipna=True))
+            out = arr.transpose("batch", "pos")
+        elif per == "position":
+            out = arr.mean("batch", skipna=True)
+        else:
+            out = xr.DataArray(float(arr.mean(skipna=True)))
+    out.attrs["mask"] = _masks(like, other)
+    return out
+
+
+def _masks(a: Any, b: Any) -> str:
+    """What the two sides' cells say about their mask (one text when they agree)."""
+    ma = str(a.attrs.get("mask", "unknown (a cell without attrs['mask'])"))
+    mb = ma if b is None else str(b.attrs.get("mask", "unknown (a cell without attrs['mask'])"))
+    return ma if ma == mb else f"side a: {ma}; side b: {mb}"
 
 
 _LOGPROBS = InputDims(("batch", "pos", "vocab"), why="next-token log-probabilities")
@@ -85,6 +101,7 @@ _LOGPROBS = InputDims(("batch", "pos", "vocab"), why="next-token log-probabiliti
     input_dims={"p": _LOGPROBS, "q": _LOGPROBS},
     comparable=("d_vocab",),
     units="nats",
+    version=2,
 )
 def kl_divergence(p: Any, q: Any, per: Literal["mean", "position", "token"] = "mean") -> Any:
     """``KL(P_a || P_b)`` of the next-token distributions (``next_token_logprobs`` cells of
@@ -92,7 +109,7 @@ def kl_divergence(p: Any, q: Any, per: Literal["mean", "position", "token"] = "m
     p, q = _aligned(p, q, "kl_divergence")
     lp, lq = p.values.astype(np.float64), q.values.astype(np.float64)
     kl = (np.exp(lp) * (lp - lq)).sum(axis=p.dims.index("vocab"))
-    return _pool(kl, p, per)
+    return _pool(kl, p, per, q)
 
 
 _TOKENS = InputDims(("batch", "pos"), why="per-token values (dims batch, pos)")
@@ -104,13 +121,14 @@ _TOKENS = InputDims(("batch", "pos"), why="per-token values (dims batch, pos)")
     other_side=("b",),
     input_dims={"a": _TOKENS, "b": _TOKENS},
     units="nats",
+    version=2,
 )
 def logprob_diff(a: Any, b: Any, per: Literal["mean", "position", "token"] = "token") -> Any:
     """``log P_a(next token) - log P_b(next token)`` (``token_logprobs`` cells of the two
     sides), per token, per position (mean over prompts) or the mean over all."""
     a, b = _aligned(a, b, "logprob_diff")
     diff = a.values.astype(np.float64) - b.values.astype(np.float64)
-    return _pool(diff, a, per)
+    return _pool(diff, a, per, b)
 
 
 @metric(
@@ -120,6 +138,7 @@ def logprob_diff(a: Any, b: Any, per: Literal["mean", "position", "token"] = "to
     input_dims={"p": _LOGPROBS, "q": _LOGPROBS},
     comparable=("d_vocab",),
     units="fraction",
+    version=2,
 )
 def top1_agreement(p: Any, q: Any, per: Literal["mean", "position", "token"] = "mean") -> Any:
     """1 where the two sides' most likely next token is the same, else 0 (NaN at padding);
@@ -132,7 +151,7 @@ def top1_agreement(p: Any, q: Any, per: Literal["mean", "position", "token"] = "
         == np.argmax(np.nan_to_num(lq, nan=-np.inf), axis)
     ).astype(np.float64)
     same[np.isnan(lp).any(axis) | np.isnan(lq).any(axis)] = np.nan
-    return _pool(same, p, per)
+    return _pool(same, p, per, q)
 
 
 def linear_cka(x: np.ndarray, y: np.ndarray) -> float:

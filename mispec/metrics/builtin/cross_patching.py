@@ -37,8 +37,10 @@ import numpy as np
 from mispec.errors import MetricError, UserError
 from mispec.lazy import torch, xr
 from mispec.metrics.builtin._common import (
+    MASK_AUTO,
     check_choice,
     mask_extras,
+    mask_label,
     next_token_loss,
     prediction_weights,
     tokens_of,
@@ -64,7 +66,7 @@ def _patching_units(normalize: bool = True) -> str:
     )
 
 
-def _extras(mask: str | None = None) -> tuple[str, ...]:
+def _extras(mask: str | None = MASK_AUTO) -> tuple[str, ...]:
     return mask_extras(mask)
 
 
@@ -104,7 +106,7 @@ def cross_model_patching(
     per: Literal["head", "layer", "position"] = "head",
     normalize: bool = True,
     min_gap: float = 1e-3,
-    mask: str | None = None,
+    mask: str | None = MASK_AUTO,
 ) -> Any:
     """Side a's loss with one piece of side b's activations patched in, per (layer, head),
     layer, or (layer, position), normalised to the fraction of the loss gap between the two
@@ -149,7 +151,12 @@ def cross_model_patching(
         out,
         dims=dims,
         coords=coords,
-        attrs={"loss_a": base, "loss_b": target, "patched": template},
+        attrs={
+            "loss_a": base,
+            "loss_b": target,
+            "patched": template,
+            "mask": mask_label(prompts, mask),
+        },
     )
 
 

@@ -52,7 +52,7 @@ def per_digit(values: Any, prompts: Any, split: str, carry: str, name: str) -> A
     return xr.DataArray(mean.numpy(), dims=("digit",), coords={"digit": np.arange(at.shape[1])})
 
 
-@metric(dims=("digit",), hooks=("next_logprob",), units="nats", extras=_digit_extras)
+@metric(dims=("digit",), hooks=("next_logprob",), units="nats", extras=_digit_extras, version=2)
 def digit_loss(
     acts: Any,
     prompts: Any,
@@ -60,8 +60,9 @@ def digit_loss(
     carry: Literal["any", "with", "without"] = "any",
 ) -> Any:
     """Next-token cross-entropy (nats) of each answer digit, by place (``digit`` 0 = units),
-    mean over the prompts ``split`` and ``carry`` keep (see the module docstring)."""
-    return per_digit(-act(acts, "next_logprob"), prompts, split, carry, "digit_loss")
+    mean over the prompts ``split`` and ``carry`` keep (see the module docstring); the
+    log-probabilities are float64-exact (see ``loss``)."""
+    return per_digit(-act(acts, "next_logprob"), prompts, split, carry, "digit_loss") + 0.0
 
 
 @metric(dims=("digit",), hooks=("next_correct",), units="fraction", extras=_digit_extras)

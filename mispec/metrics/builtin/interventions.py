@@ -47,11 +47,13 @@ import numpy as np
 from mispec.errors import PromptError, UserError
 from mispec.lazy import torch, xr
 from mispec.metrics.builtin._common import (
+    MASK_AUTO,
     answer_logit_diff,
     answer_positions,
     check_choice,
     extra,
     mask_extras,
+    mask_label,
     next_token_loss,
     prediction_weights,
     real_tokens,
@@ -192,7 +194,7 @@ def ablation_units(measure: str = "loss") -> str:
 
 
 def _ablation_extras(
-    measure: str = "loss", mask: str | None = None, split: str = "all"
+    measure: str = "loss", mask: str | None = MASK_AUTO, split: str = "all"
 ) -> tuple[str, ...]:
     return ("answer", "wrong_answer") if measure == "logit_diff" else mask_extras(mask, split)
 
@@ -208,7 +210,7 @@ def head_ablation(
     prompts: Any,
     method: Literal["zero", "mean"] = "zero",
     measure: Literal["loss", "logit_diff"] = "loss",
-    mask: str | None = None,
+    mask: str | None = MASK_AUTO,
     split: Literal["all", "train", "test"] = "all",
 ) -> Any:
     """Change of the loss or logit difference when one head's output is zero- or
@@ -261,7 +263,11 @@ def head_ablation(
         values - base,
         dims=("layer", "head"),
         coords={"layer": np.arange(n_layers), "head": np.arange(n_heads)},
-        attrs={"units": f"change of {measure} ({units})", "baseline": base},
+        attrs={
+            "units": f"change of {measure} ({units})",
+            "baseline": base,
+            **({"mask": mask_label(prompts, mask)} if measure == "loss" else {}),
+        },
     )
 
 

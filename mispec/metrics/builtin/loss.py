@@ -4,13 +4,19 @@ All read the pseudo hooks ``next_logprob`` / ``next_correct`` (``[batch, pos-1]`
 is the prediction of token ``i+1`` from tokens ``0..i``), so the full logits never enter the
 activation cache.
 
-**Which predictions count.** Every prediction from a real token to a real token: padding never
+**Which predictions count.** Predictions from a real token to a real token: padding never
 counts (a prompt set of texts of different lengths is right-padded and carries an
-``attention_mask`` extra; see ``_common``). ``mask`` names a ``[batch, pos-1]`` prompt extra
-(e.g. ``loss_mask``: only the repeated half of a repeated-tokens prompt, only the answer of
-``a + b =``) whose non-zero entries count; ``split`` keeps the rows whose ``train_mask`` extra is
-True (``train``) or False (``test``) — the train / test losses of a grokking run on modular
-addition.
+``attention_mask`` extra; see ``_common``). ``mask`` restricts them further: ``auto`` (the
+default) is the prompt set's ``loss_mask`` where it has one (every task's prompt set does: the
+predictions the task scores — the repeated half of a repeated-tokens prompt, the answer of
+``a + b =``, the positions a previous-token model is trained on), else every real
+prediction; ``none`` counts every real prediction; any other name is a ``[batch, pos-1]``
+prompt extra whose non-zero entries count. ``split`` keeps the rows whose ``train_mask``
+extra is True (``train``) or False (``test``) — the train / test losses of a grokking run on
+modular addition. The result's ``attrs["mask"]`` says which mask was applied.
+
+**Precision.** ``next_logprob`` is computed in float64 (``mispec.metrics.forward``) and the
+means accumulate in float64: a confident model's loss of ``1e-9`` reads ``1e-9``, not 0.
 
 **How prompts are pooled.** ``loss`` is the mean over all counted predictions of the whole
 prompt set, every real token weighing the same (prompts are NOT averaged first): with
@@ -30,56 +36,84 @@ import numpy as np
 
 from mispec.errors import UserError
 from mispec.lazy import xr
-from mispec.metrics.builtin._common import act, mask_extras, prediction_weights
+from mispec.metrics.builtin._common import (
+    MASK_AUTO,
+    act,
+    mask_extras,
+    mask_label,
+    prediction_weights,
+)
 from mispec.metrics.core import InputDims, metric
 
 
 def _weighted_mean(values: Any, weights: Any, dim: int | None = None) -> Any:
+    """The weighted mean of ``values`` (over all, or along ``dim``), accumulated in float64."""
+    values, weights = values.double(), weights.double()
     total = weights.sum() if dim is None else weights.sum(dim)
     return (values * weights).sum() / total if dim is None else (values * weights).sum(dim) / total
 
 
-@metric(dims=(), hooks=("next_logprob",), units="nats", extras=mask_extras, version=2)
+def _scalar(value: Any, prompts: Any, mask: str | None) -> Any:
+    """A 0-d result (+ 0.0: never a -0.0) that says which mask was applied."""
+    return xr.DataArray(float(value) + 0.0, attrs={"mask": mask_label(prompts, mask)})
+
+
+@metric(dims=(), hooks=("next_logprob",), units="nats", extras=mask_extras, version=3)
 def loss(
-    acts: Any, prompts: Any, mask: str | None = None, split: Literal["all", "train", "test"] = "all"
-) -> float:
+    acts: Any,
+    prompts: Any,
+    mask: str | None = MASK_AUTO,
+    split: Literal["all", "train", "test"] = "all",
+) -> Any:
     """Mean next-token cross-entropy over the predicted positions (nats).
 
     ``-mean(next_logprob)`` over every counted prediction, pooled over prompts by token (all
-    predictions of real tokens by default — padding never counts; ``mask`` / ``split``
-    restrict them; see the module docstring). NaN when nothing counts."""
+    predictions the prompt set's ``loss_mask`` scores by default — padding never counts;
+    ``mask`` / ``split`` choose them; see the module docstring). NaN when nothing counts."""
     lp = act(acts, "next_logprob")  # [batch, pos-1]
     w = prediction_weights(prompts, tuple(lp.shape), mask, split)
-    return float(-_weighted_mean(lp, w))
+    return _scalar(-_weighted_mean(lp, w), prompts, mask)
 
 
-@metric(dims=(), hooks=("next_correct",), units="fraction", extras=mask_extras, version=2)
+@metric(dims=(), hooks=("next_correct",), units="fraction", extras=mask_extras, version=3)
 def accuracy(
-    acts: Any, prompts: Any, mask: str | None = None, split: Literal["all", "train", "test"] = "all"
-) -> float:
+    acts: Any,
+    prompts: Any,
+    mask: str | None = MASK_AUTO,
+    split: Literal["all", "train", "test"] = "all",
+) -> Any:
     """Fraction of counted next-token predictions whose argmax is the actual next token.
 
     Phase transitions often look sharper in accuracy than in loss; with ``mask: loss_mask``
     and ``split: test`` this is the test accuracy of a grokking run."""
     correct = act(acts, "next_correct")  # [batch, pos-1]
     w = prediction_weights(prompts, tuple(correct.shape), mask, split)
-    return float(_weighted_mean(correct, w))
+    return _scalar(_weighted_mean(correct, w), prompts, mask)
 
 
-@metric(dims=("pos",), hooks=("next_logprob",), units="nats", extras=mask_extras, version=2)
+@metric(dims=("pos",), hooks=("next_logprob",), units="nats", extras=mask_extras, version=3)
 def per_token_loss(
-    acts: Any, prompts: Any, mask: str | None = None, split: Literal["all", "train", "test"] = "all"
+    acts: Any,
+    prompts: Any,
+    mask: str | None = MASK_AUTO,
+    split: Literal["all", "train", "test"] = "all",
 ) -> Any:
     """Loss of each token in context, averaged over the batch.
 
     The ``pos`` coordinate is the position of the PREDICTED token (1 … seq_len-1): the value at
     ``pos=40`` is the mean loss on token 40 given tokens 0..39, over the prompts whose token 40
     is real (padding never counts). Positions where padding, ``mask`` or ``split`` leave
-    nothing are NaN."""
+    nothing are NaN: with the default mask on a repeated-tokens prompt set, the first half;
+    ``mask: none`` gives every position (what ``icl_score`` compares)."""
     lp = act(acts, "next_logprob")  # [batch, pos-1]
     w = prediction_weights(prompts, tuple(lp.shape), mask, split)
-    values = (-_weighted_mean(lp, w, dim=0)).numpy()  # [pos-1]; 0/0 -> NaN
-    return xr.DataArray(values, dims=("pos",), coords={"pos": np.arange(1, values.shape[0] + 1)})
+    values = (-_weighted_mean(lp, w, dim=0)).numpy() + 0.0  # [pos-1]; 0/0 -> NaN
+    return xr.DataArray(
+        values,
+        dims=("pos",),
+        coords={"pos": np.arange(1, values.shape[0] + 1)},
+        attrs={"mask": mask_label(prompts, mask)},
+    )
 
 
 def _without_pos(per_token_loss: tuple[str, ...]) -> tuple[str, ...]:
@@ -108,6 +142,7 @@ def _check_positions(early: int, late: int) -> dict[str, str]:
         )
     },
     units="nats",
+    version=2,
 )
 def icl_score(per_token_loss: Any, early: int, late: int) -> Any:
     """In-context-learning score (Olsson et al. 2022): loss on token ``late`` minus loss on
@@ -131,6 +166,13 @@ def icl_score(per_token_loss: Any, early: int, late: int) -> Any:
             raise UserError(
                 f"icl_score: {name}={p} is not a position of per_token_loss "
                 f"(positions {int(available.min())}..{int(available.max())})"
+            )
+        masked = str(ptl.attrs.get("mask", "none")).split(":")[0] != "none"
+        if masked and bool(np.isnan(np.asarray(ptl.sel(pos=p).values)).all()):
+            raise UserError(
+                f"icl_score: {name}={p} is a position that per_token_loss's mask "
+                f"({ptl.attrs['mask']}) leaves out; give per_token_loss `args: {{mask: none}}` "
+                "to have every position"
             )
     out = ptl.sel(pos=late, drop=True) - ptl.sel(pos=early, drop=True)
     out.attrs = {"early": int(early), "late": int(late)}

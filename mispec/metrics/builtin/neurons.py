@@ -33,10 +33,13 @@ import numpy as np
 from mispec.errors import UserError
 from mispec.lazy import torch, xr
 from mispec.metrics.builtin._common import (
+    MASK_AUTO,
     act,
     answer_logit_diff,
     answer_positions,
     check_choice,
+    mask_extras,
+    mask_label,
     next_token_loss,
     prediction_weights,
     real_tokens,
@@ -139,8 +142,8 @@ def top_examples(
     return xr.DataArray(values, dims=("neuron",), coords={"neuron": np.asarray(ids)})
 
 
-def _ablation_extras(measure: str = "loss") -> tuple[str, ...]:
-    return ("answer", "wrong_answer") if measure == "logit_diff" else ()
+def _ablation_extras(measure: str = "loss", mask: str | None = MASK_AUTO) -> tuple[str, ...]:
+    return ("answer", "wrong_answer") if measure == "logit_diff" else mask_extras(mask)
 
 
 @metric(
@@ -157,9 +160,12 @@ def neuron_ablation(
     neurons: list[int] | None = None,
     method: Literal["zero", "mean"] = "zero",
     measure: Literal["loss", "logit_diff"] = "loss",
+    mask: str | None = MASK_AUTO,
 ) -> Any:
     """Change of the loss (or logit difference) when one neuron of ``layer`` is zeroed (or
-    set to its mean over the prompts at each position), per neuron."""
+    set to its mean over the prompts at each position), per neuron. ``mask`` selects the
+    predictions the loss counts, as for ``loss`` (the prompt set's ``loss_mask`` by
+    default)."""
     check_choice("method", method, ("zero", "mean"))
     check_choice("measure", measure, ("loss", "logit_diff"))
     tokens = tokens_of(prompts)
@@ -167,7 +173,7 @@ def neuron_ablation(
     device = getattr(bridge.cfg, "device", None)
     toks = tokens.to(device)
     if measure == "loss":
-        weights = prediction_weights(prompts, (tokens.shape[0], tokens.shape[1] - 1), None, "all")
+        weights = prediction_weights(prompts, (tokens.shape[0], tokens.shape[1] - 1), mask, "all")
 
         def score(logits: Any) -> float:
             return float(next_token_loss(logits.cpu(), tokens, weights))
@@ -195,5 +201,11 @@ def neuron_ablation(
 
             values[i] = score(bridge.run_with_hooks(toks, fwd_hooks=[(name, ablate)])) - base
     return xr.DataArray(
-        values, dims=("neuron",), coords={"neuron": np.asarray(ids)}, attrs={"baseline": base}
+        values,
+        dims=("neuron",),
+        coords={"neuron": np.asarray(ids)},
+        attrs={
+            "baseline": base,
+            **({"mask": mask_label(prompts, mask)} if measure == "loss" else {}),
+        },
     )
