@@ -50,7 +50,8 @@ def current() -> dict[str, dict[str, Any]]:
             continue
         cls = task_class(factory)
         objs = (factory,) if cls is factory or cls is Task else (factory, cls)
-        add(f"task:{name}", _version(*objs), *objs)
+        # a built-in task states its version as ``data_version`` (mispec.tasks.base.Task)
+        add(f"task:{name}", max(_version(*objs), cls.data_version), *objs)
     for name, fn in GENERATORS._items.items():
         if is_builtin(fn):
             add(f"generator:{name}", _version(fn), fn)
