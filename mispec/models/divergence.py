@@ -116,7 +116,13 @@ def check_state(
 
 
 def read_finite(
-    path: Path, *, name: str, train: TrainSpec, seed: int, step: int
+    path: Path,
+    *,
+    name: str,
+    train: TrainSpec,
+    seed: int,
+    step: int,
+    expect: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and metadata of a checkpoint in the store (checksum verified: a corrupt file raises
     :class:`~mispec.models.checkpoints.CorruptCheckpoint`). One holding a NaN or an inf,
