@@ -232,7 +232,6 @@ def store_difference(a: Path, b: Path) -> float:
         (ta, ma), (tb, mb) = ckpt.read_tensors(a / rel), ckpt.read_tensors(b / rel)
         ma.pop(ckpt.CHECKSUM_KEY), mb.pop(ckpt.CHECKSUM_KEY)
         ma.pop(ckpt.METADATA_CHECKSUM_KEY), mb.pop(ckpt.METADATA_CHECKSUM_KEY)
-                ma.pop(ckpt.METADATA_CHECKSUM_KEY), mb.pop(ckpt.METADATA_CHECKSUM_KEY)
         assert ma == mb and ta.keys() == tb.keys(), rel
         for k in ta:
             worst = max(worst, (ta[k].double() - tb[k].double()).abs().max().item())
