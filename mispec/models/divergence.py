@@ -127,8 +127,9 @@ def read_finite(
     """Tensors and metadata of a checkpoint in the store (checksum verified: a corrupt file raises
     :class:`~mispec.models.checkpoints.CorruptCheckpoint`). One holding a NaN or an inf,
     saved by an older mispec from a run that diverged, is refused: every non-finite file of
-    its run folder is removed and :class:`TrainingDivergedError` says what to change."""
-    found = ckpt.read_file(path)  # one read; finiteness checked over runs of tensors
+    its run folder is removed and :class:`TrainingDivergedError` says what to change.
+    ``expect``: the identity the file must record (:func:`mispec.models.runs.file_identity`)."""
+    found = ckpt.read_file(path, expect=expect)  # one read; finiteness checked over runs
     bad = found.nonfinite_names()
     if not bad:
         return found.tensors, found.metadata
