@@ -288,15 +288,9 @@ def open_results(path: str | Path) -> xr.DataTree:
         )
     import warnings
 
-    from mispec.store.checksums import damage_in_folder
+    from mispec.store.checksums import check_run_folder
 
-    damaged = damage_in_folder(p.parent)
-    if damaged:
-        raise ResultsError(
-            f"the results at {p.resolve()} are damaged: {', '.join(damaged)} do(es) not match "
-            "the checksums in provenance.json; re-run `mispec run SPEC` to rebuild them from "
-            "the cell store"
-        )
+    check_run_folder(p.parent)  # every byte read below verifies, or it is refused
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:

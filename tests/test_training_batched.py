@@ -51,6 +51,7 @@ def largest_difference(train: TrainSpec, seeds, steps, a: Path, b: Path) -> floa
                 ta, ma = ckpt.read_tensors(run_dir(train, seed, a) / name)
                 tb, mb = ckpt.read_tensors(run_dir(train, seed, b) / name)
                 ma.pop(ckpt.CHECKSUM_KEY), mb.pop(ckpt.CHECKSUM_KEY)
+                ma.pop(ckpt.METADATA_CHECKSUM_KEY), mb.pop(ckpt.METADATA_CHECKSUM_KEY)
                 assert ma == mb, (seed, step, kind)
                 assert ta.keys() == tb.keys(), (seed, step, kind)
                 for k in ta:
@@ -230,6 +231,7 @@ def store_difference(a: Path, b: Path) -> float:
     for rel in files:
         (ta, ma), (tb, mb) = ckpt.read_tensors(a / rel), ckpt.read_tensors(b / rel)
         ma.pop(ckpt.CHECKSUM_KEY), mb.pop(ckpt.CHECKSUM_KEY)
+        ma.pop(ckpt.METADATA_CHECKSUM_KEY), mb.pop(ckpt.METADATA_CHECKSUM_KEY)
         assert ma == mb and ta.keys() == tb.keys(), rel
         for k in ta:
             worst = max(worst, (ta[k].double() - tb[k].double()).abs().max().item())

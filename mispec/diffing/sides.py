@@ -67,6 +67,9 @@ def _run_folder_side(folder: Path, store: str | Path | None) -> Side:
 
     provenance = read_run_json(folder, "provenance.json") or {}
     read_run_json(folder, "plan.json")  # a damaged one is refused, not ignored
+    from mispec.store.checksums import check_run_folder
+
+    check_run_folder(folder)  # spec.yaml and provenance are used below: they must verify
     # the spec's relative paths resolve against where it originally lived
     original = Path(provenance.get("spec_path", spec_file))
     loaded = load_spec(spec_file, check=True)

@@ -123,7 +123,7 @@ class RunContext:
         """Keep a computed cell (in memory for this run) and queue its store write."""
         self.fresh[key] = array
         cells = self.store.cells
-        self.writer.submit(array.nbytes, lambda: cells.write_encoded(key, cells.encode(array)))
+        self.writer.submit(array.nbytes, lambda: cells.write_encoded(key, cells.encode(array, key)))
 
     def write_activation(
         self,
@@ -143,7 +143,7 @@ class RunContext:
         version = shared_with._version if shared_with is not None else None
 
         def encode_and_publish() -> None:
-            entry = acts.prepare(hook, values, source_dtype=source_dtype)
+            entry = acts.prepare(forward_key, hook, values, source_dtype=source_dtype)
             if shared_with is not None and shared_with._version != version:
                 warnings.warn(
                     f"mispec: a metric modified the activation '{hook}' in place, so it is not "

@@ -1,9 +1,14 @@
 """Safetensors checkpoints with a checksum, written atomically. No pickle anywhere.
 
 Every file mispec writes carries ``mispec_checksum`` in its safetensors metadata: a
-blake2b digest over each tensor's name, dtype, shape and bytes (sorted by name). Loading
-recomputes it; a mismatch (a torn copy, bit rot, a hand-edited file) raises
-:class:`CorruptCheckpoint`. Files are written to ``<name>.tmp-<pid>`` and renamed with
+blake2b digest over each tensor's name, dtype, shape and bytes (sorted by name), and
+``mispec_metadata_checksum``: a blake2b of the rest of the metadata (the file's identity —
+training run, seed, step, which file — the optimizer's settings, and ``mispec_checksum``
+itself, which binds the tensors to it). Loading recomputes both; a mismatch (a torn copy,
+bit rot, a hand-edited file) raises :class:`CorruptCheckpoint`. A reader that knows which
+file it asked for passes ``expect``: a file whose recorded identity differs (a file moved,
+copied or swapped under another name) or that records none (written by an older mispec) is
+corrupt too, as git refuses an object whose content is not its name. Files are written to ``<name>.tmp-<pid>`` and renamed with
 ``os.replace``, so a crash never leaves a half-written checkpoint under the real name.
 """
 
@@ -12,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +30,7 @@ from mispec.models import tensor_file
 from mispec.models.tensor_file import TensorFile
 
 CHECKSUM_KEY = "mispec_checksum"
+METADATA_CHECKSUM_KEY = "mispec_metadata_checksum"
 
 
 class CorruptCheckpoint(CheckpointError):
@@ -52,6 +59,14 @@ def save_file(tensors: dict[str, torch.Tensor], filename: str, metadata: dict[st
         raise
 
 
+def metadata_digest(metadata: Mapping[str, str]) -> str:
+    """blake2b of a file's string metadata (all but :data:`METADATA_CHECKSUM_KEY`): small
+    text, so cheap beside the tensors' own digest."""
+    rest = {k: v for k, v in metadata.items() if k != METADATA_CHECKSUM_KEY}
+    text = json.dumps(rest, sort_keys=True, separators=(",", ":"))
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+
+
 def write_tensors(
     path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
 ) -> None:
@@ -61,6 +76,7 @@ def write_tensors(
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     meta = dict(metadata or {})
     meta[CHECKSUM_KEY] = tensors_digest(tensors)
+    meta[METADATA_CHECKSUM_KEY] = metadata_digest(meta)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     try:
         save_file(tensors, str(tmp), metadata=meta)
@@ -71,17 +87,22 @@ def write_tensors(
 
 
 def read_tensors(
-    path: Path, *, verify: bool = True
+    path: Path, *, verify: bool = True, expect: Mapping[str, str] | None = None
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and metadata of a safetensors file, checksum verified when recorded."""
-    found = read_file(path, verify=verify)
+    """Tensors and metadata of a safetensors file, checksums verified when recorded."""
+    found = read_file(path, verify=verify, expect=expect)
     return found.tensors, found.metadata
 
 
-def read_file(path: Path, *, verify: bool = True) -> TensorFile:
+def read_file(
+    path: Path, *, verify: bool = True, expect: Mapping[str, str] | None = None
+) -> TensorFile:
     """The whole file read once (:mod:`mispec.models.tensor_file`: tensors are views of one
-    buffer), checksum verified from its bytes when recorded. A file with a dtype that module
-    does not know is read by the safetensors library instead."""
+    buffer), checksums verified from its bytes when recorded. A file with a dtype that module
+    does not know is read by the safetensors library instead.
+
+    ``expect``: the identity the caller reads the file as (e.g. ``{"step": "20", ...}``):
+    the file must record a metadata checksum and these values, else it is corrupt."""
     path = Path(path)
     try:
         found = tensor_file.read(path)
@@ -97,7 +118,30 @@ def read_file(path: Path, *, verify: bool = True) -> TensorFile:
         actual = found.digest() if found.spans else tensors_digest(found.tensors)
         if actual != expected:
             raise CorruptCheckpoint(f"{path}: checksum mismatch (the file is corrupt)")
+    recorded = found.metadata.get(METADATA_CHECKSUM_KEY)
+    if verify and recorded is not None and metadata_digest(found.metadata) != recorded:
+        raise CorruptCheckpoint(f"{path}: checksum mismatch in its metadata (the file is corrupt)")
+    if expect is not None:
+        check_identity(path, found.metadata, expect)
     return found
+
+
+def check_identity(path: Path, metadata: Mapping[str, str], expect: Mapping[str, str]) -> None:
+    """Raise :class:`CorruptCheckpoint` unless the (checksummed) metadata says the file is
+    the one ``expect`` names."""
+    if METADATA_CHECKSUM_KEY not in metadata:
+        raise CorruptCheckpoint(
+            f"{path}: records no checksummed identity (written by an older mispec), so it "
+            "cannot be trusted to be this checkpoint"
+        )
+    wrong = [k for k in expect if metadata.get(k) != expect[k]]
+    if wrong:
+        said = ", ".join(f"{k} = {metadata.get(k)!r}" for k in wrong)
+        want = ", ".join(f"{k} = {expect[k]!r}" for k in wrong)
+        raise CorruptCheckpoint(
+            f"{path}: the file says {said} but is read as {want} (a checkpoint moved, copied "
+            "or swapped under another name)"
+        )
 
 
 def write_json(path: Path, data: Any) -> None:

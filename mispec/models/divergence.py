@@ -116,13 +116,20 @@ def check_state(
 
 
 def read_finite(
-    path: Path, *, name: str, train: TrainSpec, seed: int, step: int
+    path: Path,
+    *,
+    name: str,
+    train: TrainSpec,
+    seed: int,
+    step: int,
+    expect: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and metadata of a checkpoint in the store (checksum verified: a corrupt file raises
     :class:`~mispec.models.checkpoints.CorruptCheckpoint`). One holding a NaN or an inf,
     saved by an older mispec from a run that diverged, is refused: every non-finite file of
-    its run folder is removed and :class:`TrainingDivergedError` says what to change."""
-    found = ckpt.read_file(path)  # one read; finiteness checked over runs of tensors
+    its run folder is removed and :class:`TrainingDivergedError` says what to change.
+    ``expect``: the identity the file must record (:func:`mispec.models.runs.file_identity`)."""
+    found = ckpt.read_file(path, expect=expect)  # one read; finiteness checked over runs
     bad = found.nonfinite_names()
     if not bad:
         return found.tensors, found.metadata

@@ -24,6 +24,7 @@ from mispec.models.runs import (
     OPTIM_FILE,
     TRAINER_VERSION,
     Lineage,
+    file_identity,
     run_dir,
     training_identity,
 )
@@ -54,23 +55,35 @@ class RunFolder:
 
     def load(self, step: int) -> dict[str, torch.Tensor]:
         """The weights of ``step``: checksum verified, refused when non-finite."""
-        return self.read(self.model_path(step), step)[0]
+        return self.read(self.model_path(step), step, "model")[0]
 
-    def read(self, path: Path, step: int) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-        """A checkpoint file of this run: checksum verified, refused when non-finite."""
-        return read_finite(path, name=self.name, train=self.train, seed=self.seed, step=step)
+    def read(
+        self, path: Path, step: int, kind: str
+    ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        """A checkpoint file of this run: checksums verified, its recorded identity equal to
+        the one it is read as (``kind``: ``"model"`` / ``"optim"``), refused when non-finite."""
+        return read_finite(
+            path,
+            name=self.name,
+            train=self.train,
+            seed=self.seed,
+            step=step,
+            expect=file_identity(self.identity, self.seed, step, kind),
+        )
 
     def save(
         self, step: int, model: torch.nn.Module, opt_state: dict[str, Any], keys: KeyMap
     ) -> None:
         """Write the weights and optimizer state (``state_dict()``) of ``step``, refusing
         non-finite ones."""
-        meta = {"step": str(step), "training_identity": self.identity, "format": "mispec-native/1"}
+        meta = {"format": "mispec-native/1"}
         tensors, ometa = ckpt.optimizer_to_tensors(opt_state)
         weights = to_bridge_state(model, keys)
         check_state(self.name, self.train, self.seed, step, {**tensors, **weights})
-        ckpt.write_tensors(self.optim_path(step), tensors, {**meta, **ometa})
-        ckpt.write_tensors(self.model_path(step), weights, meta)
+        optim_id = file_identity(self.identity, self.seed, step, "optim")
+        ckpt.write_tensors(self.optim_path(step), tensors, {**meta, **optim_id, **ometa})
+        model_id = file_identity(self.identity, self.seed, step, "model")
+        ckpt.write_tensors(self.model_path(step), weights, {**meta, **model_id})
 
     def write_config(self, kwargs: dict[str, Any], task: Task) -> None:
         path = self.dir / "config.json"
@@ -116,7 +129,7 @@ def resume_point(run: RunFolder, saved: set[int], first_missing: int):
     for step in sorted((s for s in saved if s <= first_missing), reverse=True):
         try:
             weights = run.load(step)
-            otensors, ometa = run.read(run.optim_path(step), step)
+            otensors, ometa = run.read(run.optim_path(step), step, "optim")
             return step, weights, ckpt.optimizer_from_tensors(otensors, ometa)
         except (ckpt.CorruptCheckpoint, KeyError) as exc:
             run.discard(step, exc)

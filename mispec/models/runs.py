@@ -69,6 +69,14 @@ def training_identity(train: TrainSpec, seed: int, lineage: Lineage | None = Non
     )
 
 
+def file_identity(identity: str, seed: int, step: int, kind: str) -> dict[str, str]:
+    """What a checkpoint file of the store says it is, in its checksummed metadata: its
+    training run, seed, step and ``kind`` (``"model"`` or ``"optim"``). A reader passes the
+    same as ``expect`` (:func:`mispec.models.checkpoints.read_file`): a file found under
+    another name (swapped, copied) is refused as corrupt and trained again."""
+    return {"training_identity": identity, "seed": str(seed), "step": str(step), "file": kind}
+
+
 def run_dir(train: TrainSpec, seed: int, store_dir: Path, lineage: Lineage | None = None) -> Path:
     return Path(store_dir) / "checkpoints" / training_identity(train, seed, lineage)
 

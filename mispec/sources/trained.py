@@ -262,12 +262,17 @@ class TrainedSource(ModelSource):
         from mispec.models.read_ahead import ReadAhead
 
         folder = runs.run_dir(self.train, seed, store_dir, self.lineage(seed))
+        identity = runs.training_identity(self.train, seed, self.lineage(seed))
         train, name = self.train, self.name
         prepare = self.prepare
         saved: list[int] = []  # listed at the first load (training runs before it)
 
+        def expect(step: int) -> dict[str, str]:  # what the file must say it is
+            return runs.file_identity(identity, seed, step, "model")
+
         def read(step: int) -> tuple[dict[str, torch.Tensor], list[str]]:
-            found = ckpt.read_file(folder / runs.MODEL_FILE.format(step=step))
+            path = folder / runs.MODEL_FILE.format(step=step)
+            found = ckpt.read_file(path, expect=expect(step))
             return found.tensors, found.nonfinite_names()
 
         ahead = ReadAhead(read)
@@ -282,13 +287,17 @@ class TrainedSource(ModelSource):
             path = folder / runs.MODEL_FILE.format(step=step)
             if path.is_file():
                 try:  # a NaN/inf checkpoint raises TrainingDivergedError
-                    return read_finite(path, name=name, train=train, seed=seed, step=step)[0]
+                    return read_finite(
+                        path, name=name, train=train, seed=seed, step=step, expect=expect(step)
+                    )[0]
                 except ckpt.CorruptCheckpoint as exc:
                     warnings.warn(f"{exc}; training step {step} again", stacklevel=4)
                     path.unlink(missing_ok=True)
             trained = prepare(seed, [step], store_dir, progress=True)
             self._trained_on_load[seed] = self._trained_on_load.get(seed, 0) + trained
-            return read_finite(path, name=name, train=train, seed=seed, step=step)[0]
+            return read_finite(
+                path, name=name, train=train, seed=seed, step=step, expect=expect(step)
+            )[0]
 
         return state_for
 
@@ -372,16 +381,25 @@ def checkpoint_start(
         from mispec.models.divergence import read_finite
 
         trained = source.prepare(seed, [step], store_dir, progress=False)
-        folder = runs.run_dir(source.train, seed, store_dir, source.lineage(seed))
+        lineage = source.lineage(seed)
+        folder = runs.run_dir(source.train, seed, store_dir, lineage)
+        identity = runs.training_identity(source.train, seed, lineage)
 
-        def read(file: str) -> tuple[dict, dict]:
+        def read(file: str, kind: str) -> tuple[dict, dict]:
             path = folder / file.format(step=step)
-            return read_finite(path, name=source.name, train=source.train, seed=seed, step=step)
+            return read_finite(
+                path,
+                name=source.name,
+                train=source.train,
+                seed=seed,
+                step=step,
+                expect=runs.file_identity(identity, seed, step, kind),
+            )
 
-        weights = read(runs.MODEL_FILE)[0]
+        weights = read(runs.MODEL_FILE, "model")[0]
         opt = None
         if optimizer:
-            tensors, meta = read(runs.OPTIM_FILE)
+            tensors, meta = read(runs.OPTIM_FILE, "optim")
             opt = optimizer_from_tensors(tensors, meta)
         return Start(weights, opt, trained)
     handle = source.open(seed, store_dir)

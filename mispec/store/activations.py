@@ -4,7 +4,12 @@
 one forward pass of one checkpoint on one prompt set, stored as ONE chunk (so each checkpoint
 is its own chunk set). The codec chain is standard Zarr v3 — ``bytes`` (little endian) →
 ``blosc`` (lz4, level 1) → ``crc32c`` — so any Zarr reader opens an entry and verifies its
-checksum. Attributes record the hook, the dims-free dtype and the source dtype.
+checksum. Attributes record the entry's identity (forward key and stored hook name), the
+source dtype, the chunk's crc32c, and ``mispec_digest``: a blake2b of the whole ``zarr.json``
+but itself (shape, dtype, chunking, codecs, fill value, attributes). An entry is used only
+when its metadata verifies, names the (forward key, hook) it is read under and its chunk is
+the one the metadata records — a flipped shape, an entry moved or copied under another name,
+or one written by an older mispec (no digest) is corrupt: dropped and recomputed.
 
 Entries are written by :func:`encode_entry` directly in that layout rather than through
 ``zarr.create_array``: zarr's asynchronous machinery costs ~5 ms per array whatever its size,
@@ -95,17 +100,35 @@ def can_encode(values: np.ndarray) -> bool:
     return values.dtype.name in _DIRECT_DTYPES and values.size > 0
 
 
+DIGEST_ATTR = "mispec_digest"
+
+
+def metadata_digest(meta: dict[str, Any]) -> str:
+    """blake2b of an entry's ``zarr.json`` (parsed) without its own digest attribute."""
+    attributes = {k: v for k, v in (meta.get("attributes") or {}).items() if k != DIGEST_ATTR}
+    rest = {**meta, "attributes": attributes}
+    return bytes_digest(json.dumps(rest, sort_keys=True, separators=(",", ":")).encode())
+
+
+def with_digest(meta: dict[str, Any]) -> dict[str, Any]:
+    """``meta`` with its :func:`metadata_digest` recorded in its attributes."""
+    digest = metadata_digest(meta)
+    return {**meta, "attributes": {**(meta.get("attributes") or {}), DIGEST_ATTR: digest}}
+
+
 def encode_entry(values: np.ndarray, attributes: dict[str, Any]) -> tuple[bytes, bytes]:
-    """``(zarr.json, chunk)`` bytes of a single-chunk Zarr v3 array holding ``values``."""
+    """``(zarr.json, chunk)`` bytes of a single-chunk Zarr v3 array holding ``values``; the
+    metadata records the chunk's crc32c and its own digest."""
     import google_crc32c
     from numcodecs import Blosc
 
     values = values.astype(values.dtype.newbyteorder("<"), order="C", copy=False)
     codec = Blosc(cname=_BLOSC["cname"], clevel=_BLOSC["clevel"], shuffle=Blosc.NOSHUFFLE)
     body = bytes(codec.encode(values))
-    chunk = body + np.uint32(google_crc32c.value(body)).astype("<u4").tobytes()
-    meta = json.dumps(_metadata(values, attributes), indent=2).encode()
-    return meta, chunk
+    crc = google_crc32c.value(body)
+    chunk = body + np.uint32(crc).astype("<u4").tobytes()
+    meta = with_digest(_metadata(values, {**attributes, "chunk_crc32c": int(crc)}))
+    return json.dumps(meta, indent=2).encode(), chunk
 
 
 def _is_direct(meta: dict[str, Any]) -> bool:
@@ -126,9 +149,26 @@ class CorruptEntry(ValueError):
     pass
 
 
+def verify_metadata(meta: Any, forward_key: str, hook: str) -> None:
+    """``CorruptEntry`` unless ``meta`` (a parsed ``zarr.json``) carries a digest that
+    matches it and names the entry (``forward_key``, ``hook``) it is read as."""
+    attributes = meta.get("attributes") if isinstance(meta, dict) else None
+    if not isinstance(attributes, dict) or DIGEST_ATTR not in attributes:
+        raise CorruptEntry("no checksum of its metadata: written by an older mispec")
+    if metadata_digest(meta) != attributes[DIGEST_ATTR]:
+        raise CorruptEntry("checksum mismatch in zarr.json")
+    found = (attributes.get("forward_key"), attributes.get("hook"))
+    if found != (forward_key, hook):
+        raise CorruptEntry(
+            f"the entry is forward pass {found[0]}, hook {found[1]}, not the one it is read as "
+            "(moved or copied under another name)"
+        )
+
+
 def decode_chunk(meta: dict[str, Any], chunk: bytes) -> np.ndarray:
     """The values of a single-chunk entry in mispec's layout; ``CorruptEntry`` when its
-    crc32c does not match or it does not decode to the recorded shape."""
+    crc32c does not match (the chunk's own, or the one its metadata records) or it does not
+    decode to the recorded shape."""
     import google_crc32c
     from numcodecs import Blosc
 
@@ -137,6 +177,8 @@ def decode_chunk(meta: dict[str, Any], chunk: bytes) -> np.ndarray:
     body, stored = chunk[:-4], int(np.frombuffer(chunk[-4:], dtype="<u4")[0])
     if google_crc32c.value(body) != stored:
         raise CorruptEntry("checksum mismatch (crc32c)")
+    if stored != meta.get("attributes", {}).get("chunk_crc32c"):
+        raise CorruptEntry("the chunk is not the one its zarr.json records (crc32c)")
     dtype = np.dtype(meta["data_type"]).newbyteorder("<")
     shape = tuple(meta["shape"])
     out = np.empty(shape, dtype=dtype.newbyteorder("="))  # writable: torch.from_numpy wants it
@@ -178,12 +220,15 @@ class ActivationCache:
         return (self.entry_path(forward_key, hook) / "zarr.json").is_file()
 
     def write(self, forward_key: str, hook: str, values: np.ndarray, *, source_dtype: str) -> None:
-        self.publish(forward_key, hook, self.prepare(hook, values, source_dtype=source_dtype))
+        entry = self.prepare(forward_key, hook, values, source_dtype=source_dtype)
+        self.publish(forward_key, hook, entry)
 
-    def prepare(self, hook: str, values: np.ndarray, *, source_dtype: str) -> PreparedEntry:
-        """Encode an entry (compression and checksum): an immutable snapshot of ``values``
+    def prepare(
+        self, forward_key: str, hook: str, values: np.ndarray, *, source_dtype: str
+    ) -> PreparedEntry:
+        """Encode an entry (compression and checksums): an immutable snapshot of ``values``
         that :meth:`publish` writes, on any thread."""
-        attributes = {"hook": hook, "source_dtype": source_dtype}
+        attributes = {"forward_key": forward_key, "hook": hook, "source_dtype": source_dtype}
         if can_encode(values):
             meta, chunk = encode_entry(values, attributes)
             return PreparedEntry(attributes, values.ndim, meta, chunk, None)
@@ -224,10 +269,12 @@ class ActivationCache:
             compressors=ZstdCodec(level=1),
             attributes={
                 **attributes,
-                "checksum": bytes_digest(np.ascontiguousarray(values).data.cast("B")),
+                "checksum": bytes_digest(np.ascontiguousarray(values).tobytes()),
             },
         )
         arr[...] = values
+        meta_path = tmp / "zarr.json"  # zarr wrote it: record its digest in it
+        meta_path.write_bytes(json.dumps(with_digest(json.loads(meta_path.read_bytes()))).encode())
 
     def read(self, forward_key: str, hook: str) -> np.ndarray | None:
         """The stored array, or None when absent or corrupt (corrupt entries are removed)."""
@@ -240,6 +287,7 @@ class ActivationCache:
             return self._drop(path, f"{type(exc).__name__}: {exc}")
         try:
             meta = json.loads(meta_bytes)
+            verify_metadata(meta, forward_key, hook)
             if _is_direct(meta):
                 chunk = (path / chunk_key(len(meta["shape"]))).read_bytes()
                 return decode_chunk(meta, chunk)
@@ -253,17 +301,16 @@ class ActivationCache:
 
     @staticmethod
     def _read_with_zarr(path: Path) -> np.ndarray:
-        """An entry in another layout (an older mispec wrote it through zarr, zstd-compressed
-        with a blake2b checksum of the values in its attributes)."""
+        """An entry in another layout (an empty array or an unusual dtype, written through
+        zarr, zstd-compressed with a blake2b checksum of the values in its attributes)."""
         import zarr
 
         arr = zarr.open_array(store=str(path), mode="r")
         values = np.asarray(arr[...])
         expected = arr.attrs.get("checksum")
-        if (
-            expected is not None
-            and bytes_digest(np.ascontiguousarray(values).tobytes()) != expected
-        ):
+        if expected is None:
+            raise CorruptEntry("no checksum of its values")
+        if bytes_digest(np.ascontiguousarray(values).tobytes()) != expected:
             raise CorruptEntry("checksum mismatch")
         return values
 

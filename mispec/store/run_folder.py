@@ -105,6 +105,8 @@ class RunFolder:
 
         Read without the lock: a swap moves ``provenance.json`` out last and in last, so
         while it is here with ``results.zarr`` the folder holds a whole run."""
+        from mispec.store.checksums import FORMAT as CHECKSUMS_FORMAT
+
         try:
             prov = json.loads((self.path / "provenance.json").read_text("utf-8"))
             spec_text = (self.path / "spec.yaml").read_text("utf-8")
@@ -124,7 +126,8 @@ class RunFolder:
             and all(isinstance(line, str) for line in summary)
             and (self.results_path / "zarr.json").is_file()
             and (self.path / "plan.json").is_file()
-            and isinstance(prov.get("checksums"), dict)  # none: written by an older mispec
+            # none, or an older kind: written by an older mispec (rebuilt, never trusted)
+            and prov.get("checksums_format") == CHECKSUMS_FORMAT
         )
         if not same:
             return None
@@ -139,12 +142,11 @@ class RunFolder:
         return prov
 
     def damaged(self) -> list[str]:
-        """The variables of ``results.zarr`` (``<model>/<name>``), or ``plan.json``, that do
-        not match the checksums recorded in ``provenance.json`` (empty: intact, or nothing
-        recorded to check against)."""
+        """What of the run folder does not match the checksums recorded in
+        ``provenance.json`` (:func:`mispec.store.checksums.damage_in_folder`; empty: intact)."""
         from mispec.store.checksums import damage_in_folder
 
-        return damage_in_folder(self.path) or []
+        return damage_in_folder(self.path)
 
     def write(
         self, tree: xr.DataTree, loaded: LoadedSpec, plan: Plan, provenance: dict[str, Any]
@@ -229,7 +231,7 @@ def _write_run_files(
     folder: Path, tree: xr.DataTree, loaded: LoadedSpec, plan: Plan, provenance: dict[str, Any]
 ) -> None:
     from mispec.planning.graph import plan_json
-    from mispec.store.checksums import results_checksums, text_digest
+    from mispec.store.checksums import folder_checksums, seal
 
     with warnings.catch_warnings():  # zarr 3 calls consolidated metadata "not in the spec"
         warnings.simplefilter("ignore")
@@ -237,12 +239,8 @@ def _write_run_files(
     (folder / "spec.yaml").write_text(loaded.text, encoding="utf-8")
     plan_text = json.dumps(plan_json(plan), indent=1)
     (folder / "plan.json").write_text(plan_text, "utf-8")
-    provenance = {
-        **provenance,
-        # of the values as written and read back: what every later reader must find
-        "checksums": results_checksums(folder / "results.zarr"),
-        "plan_json_blake2b": text_digest(plan_text),
-    }
+    # of the files as written and read back: what every later reader must find
+    provenance = seal({**provenance, **folder_checksums(folder)})
     (folder / "provenance.json").write_text(json.dumps(provenance, indent=2), "utf-8")
 
 
