@@ -29,7 +29,7 @@ RECORD_COMMAND = "python -m mispec.builtin_code"
 
 def current() -> dict[str, dict[str, Any]]:
     """``kind:name`` → ``{"version": N, "hash": <of its own source>}`` for every built-in."""
-    from mispec.metrics.core import METRICS, load_builtin_metrics
+    from mispec.metrics.core import METRICS, MetricDef, load_builtin_metrics
     from mispec.prompts.generators import GENERATORS
     from mispec.sources import SOURCES
     from mispec.tasks import TASKS
@@ -42,8 +42,9 @@ def current() -> dict[str, dict[str, Any]]:
     def add(key: str, version: int, *objs: Any) -> None:
         out[key] = {"version": version, "hash": content_key([object_source(o) for o in objs])}
 
-    for name, mdef in METRICS._items.items():
-        if is_builtin(mdef.fn) and name == mdef.name:
+    for name, item in METRICS._items.items():
+        mdef = getattr(item, "__mispec__", item)  # a ``module:fn`` plugin holds its function
+        if isinstance(mdef, MetricDef) and is_builtin(mdef.fn) and name == mdef.name:
             add(f"metric:{name}", mdef.version, mdef.fn)
     for name, factory in TASKS._items.items():
         if not is_builtin(factory):

@@ -24,11 +24,10 @@ from __future__ import annotations
 import ast
 import importlib.util
 import inspect
-import marshal
 import sys
 from functools import lru_cache
 from pathlib import Path
-from types import ModuleType
+from types import CodeType, ModuleType
 from typing import Any
 
 from mispec.hashing import content_key
@@ -79,7 +78,14 @@ def object_source(obj: Any) -> str:
         return normalise(inspect.getsource(obj))
     except (OSError, TypeError):
         code = getattr(obj, "__code__", None)
-        return marshal.dumps(code).hex() if code is not None else getattr(obj, "__qualname__", "")
+        return _code_text(code) if code is not None else getattr(obj, "__qualname__", "")
+
+
+def _code_text(code: CodeType) -> str:
+    """A code object as text: its bytecode, names and constants, nested code included (no
+    addresses, so the same code gives the same text in every process)."""
+    consts = [_code_text(c) if isinstance(c, CodeType) else repr(c) for c in code.co_consts]
+    return "|".join([code.co_code.hex(), repr(code.co_names), repr(code.co_varnames), *consts])
 
 
 def local_modules(module: ModuleType | None) -> list[ModuleType]:

@@ -39,7 +39,9 @@ metrics:
   phases:
     fn: grokking_phases
     inputs: {train_accuracy: train_accuracy, test_accuracy: test_accuracy}
-    args: {memorised: 0.5, cleanup_start: 0.2, grokked: 0.3}
+    # min_size 0: the bare threshold rule (5 checkpoints are too few to judge noise; the
+    # noise rule is tested in tests/test_trust_events.py)
+    args: {memorised: 0.5, cleanup_start: 0.2, grokked: 0.3, min_size: 0}
 """
 
 

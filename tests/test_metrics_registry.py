@@ -20,7 +20,8 @@ from mispec.prompts.core import PromptSet
 # name: (kind, dims, version) — version 2: padding never counts (text prompt sets), a near-zero
 # patching denominator is masked, a transition must stand out of the noise (issue 14); version 3
 # of the losses (2 of icl_score, 3 of head_ablation): the prompt set's loss_mask by default,
-# float64-exact log-probabilities (issue 26); units of head_ablation
+# float64-exact log-probabilities (issue 26); transition_step 3 / transition_size 2: one noise
+# rule for every event, edges give NaN (issue 26); units of head_ablation
 # follow ``measure`` (issue 26)
 EXPECTED = {
     "loss": ("activation", (), 3),
@@ -37,8 +38,8 @@ EXPECTED = {
     "composition_score": ("weights", ("src_layer", "src_head", "dst_layer", "dst_head"), 1),
     "weight_norm": ("weights", ("component",), 1),
     "embed_fourier": ("weights", ("freq",), 1),
-    "transition_step": ("reduction", None, 2),
-    "transition_size": ("reduction", None, 1),
+    "transition_step": ("reduction", None, 3),
+    "transition_size": ("reduction", None, 2),
     "pca_over_steps": ("reduction", ("step", "pc"), 1),
 }
 

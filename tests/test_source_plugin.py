@@ -105,7 +105,7 @@ prompts:
     args: {{n: 4, vocab: 16, half_len: 5}}
     seed: 3
 metrics:
-  loss: {{fn: loss, prompts: rep}}
+  loss: {{fn: loss, prompts: rep, args: {{mask: none}}}}   # every prediction
   induction: {{fn: induction_score, prompts: rep}}
 """
 

@@ -43,7 +43,7 @@ prompts:
     args: {{{args}}}
     seed: 5
 metrics:
-  loss: {{fn: loss, prompts: rev}}
+  loss: {{fn: loss, prompts: rev, args: {{mask: none}}}}   # every prediction
   reversed_loss: {{fn: loss, prompts: rev, args: {{mask: loss_mask}}}}
 """
 
