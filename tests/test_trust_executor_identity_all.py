@@ -60,3 +60,43 @@ def test_every_metric_is_bitwise_the_serial_runs(runs, other):
     names = {name for _, name in ref}
     for metric in yaml.safe_load(EVERY_METRIC_SPEC)["metrics"]:
         assert metric in names, metric
+
+
+PCA_SCRIPT = """\
+import numpy as np
+import xarray as xr
+from mispec.execute.blas_threads import blas_threads
+from mispec.execute.threads import pinned_torch_threads
+from mispec.metrics.builtin.reductions import pca_over_steps
+rng = np.random.default_rng(0)
+steps = np.arange(40) * 10
+out = []
+with pinned_torch_threads(1):  # what every executor runs its cells under (torch_threads: 1)
+    assert blas_threads() and set(blas_threads()) == {1}, blas_threads()
+    for vocab in (512, 1250):
+        x = rng.standard_normal((40, 64, vocab))
+        series = xr.DataArray(x, dims=("step", "batch", "vocab"), coords={"step": steps})
+        out.append(pca_over_steps(series, k=3).values)
+        w = rng.standard_normal((vocab, vocab))
+        out.append(w @ w[:, 0])  # a matrix-vector product, as the Fourier metrics take
+print(np.concatenate([o.ravel() for o in out]).tobytes().hex())
+"""
+
+
+def test_numpy_blas_is_pinned_as_torch_is():
+    """A Dask worker starts with one OpenBLAS thread, the local executor and its lanes with
+    one per core; an SVD (``pca_over_steps``) or a matrix-vector product differs in the last
+    bits between the two unless every executor pins numpy's BLAS to ``torch_threads``."""
+    import os
+    import subprocess
+    import sys
+
+    outs = []
+    for threads in ("1", "2"):
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads}
+        done = subprocess.run(
+            [sys.executable, "-c", PCA_SCRIPT], env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        outs.append(done.stdout.strip())
+    assert outs[0] == outs[1]
