@@ -4,14 +4,15 @@ coordinate and dtype, and the provenance checksums (the README's promise)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-import xarray as xr
 
-import mispec
+try:
+    from tests.helpers.executor_identity import assert_bitwise_equal, run_everywhere
+except ImportError:
+    from helpers.executor_identity import assert_bitwise_equal, run_everywhere
 
 SPEC = """\
 mispec: 1
@@ -48,89 +49,24 @@ metrics:
 """
 
 
-def _profile(root: Path, name: str, body: str) -> str:
-    path = root / f"{name}.yaml"
-    path.write_text(f"name: {name}\nkind: local\ntorch_threads: 1\n{body}")
-    return str(path)
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
-    """The spec run from scratch (its own store) by each executor, and once more from the
-    serial run's store (every cell cached): the run folders by name."""
-    from mispec.execute.lanes import LanePool
-
+    """The spec run from scratch by each executor, and rebuilt from the serial run's cache."""
     root = tmp_path_factory.mktemp("identity")
     (root / ".mispec").mkdir()
     spec = root / "spec.yaml"
     spec.write_text(SPEC)
-    executors = {
-        "serial": _profile(root, "serial", "processes: 1\n"),
-        "lanes": _profile(
-            root, "lanes", "processes: 2\nparallel_min_steps: 1\nparallel_min_seconds: 0\n"
-        ),
-        "dask": "dask-local",
-    }
-    lanes: list[str] = []
-    real_add = LanePool.add
-
-    def spy(self, lane):
-        lanes.append(lane[0].id)
-        real_add(self, lane)
-
-    out = {}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(LanePool, "add", spy)
-        for name, executor in executors.items():
-            result = mispec.run(
-                spec,
-                executor=executor,
-                store=root / f"store-{name}",
-                out=root / f"run-{name}",
-                progress=False,
-            )
-            assert result.counters["cells_cached"] == 0, name
-            out[name] = result.run_dir
-            if name == "lanes":
-                assert lanes, "the lanes profile ran nothing in a worker process"
-        rebuilt = mispec.run(
-            spec,
-            executor=executors["serial"],
-            store=root / "store-serial",
-            out=root / "run-rebuilt",
-            progress=False,
-        )
-    assert rebuilt.counters["cells_computed"] == 0 and rebuilt.counters["forward_passes"] == 0
-    out["rebuilt"] = rebuilt.run_dir
-    return out
-
-
-def _variables(run: Path) -> dict[tuple[str, str], xr.Variable]:
-    tree = mispec.open_results(run).load()
-    return {
-        (node.path, str(name)): var
-        for node in tree.subtree
-        for name, var in node.to_dataset().variables.items()
-    }
+    return run_everywhere(root, spec)
 
 
 @pytest.mark.parametrize("other", ["lanes", "dask", "rebuilt"])
 def test_every_variable_is_bitwise_the_serial_runs(runs, other):
-    ref, got = _variables(runs["serial"]), _variables(runs[other])
-    assert sorted(ref) == sorted(got)
+    ref = assert_bitwise_equal(runs["serial"], runs[other])
     assert ("/toy", "component") in ref and ("/toy", "cka") in ref  # what the audit caught
-    for where, a in ref.items():
-        b = got[where]
-        assert a.dims == b.dims and a.attrs == b.attrs, where
-        assert a.dtype == b.dtype, (where, a.dtype, b.dtype)
-        x, y = np.asarray(a.values), np.asarray(b.values)
-        assert x.tobytes() == y.tobytes(), where
     # the labels are one fixed-width dtype, sized by the longest label
     component = ref[("/toy", "component")]
     longest = max(len(str(v)) for v in component.values)
     assert component.dtype == np.dtype(f"<U{longest}")
-    prov = [json.loads((runs[n] / "provenance.json").read_text()) for n in ("serial", other)]
-    assert prov[0]["checksums"] and prov[0]["checksums"] == prov[1]["checksums"]
 
 
 CKA_SCRIPT = """\

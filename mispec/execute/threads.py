@@ -1,10 +1,12 @@
-"""Torch intra-op threads, pinned per run.
+"""Torch intra-op threads (and numpy's BLAS threads), pinned per run.
 
 The thread count changes floating-point reduction order (LayerNorm's backward pass gives
 slightly different gradients with 2 threads than with 1), so trained checkpoints — and every
 metric after them — are bit-identical across executors only when each runs under the same
 count. Profiles set it (``torch_threads``, default 1: on a shared 2-core machine one thread
-per process was also 4.5x faster than torch's default under contention).
+per process was also 4.5x faster than torch's default under contention). numpy's OpenBLAS
+is pinned to the same count (``blas_threads.py``): its matrix-vector products and SVDs
+depend on the thread count too, and a Dask worker starts with one.
 """
 
 from __future__ import annotations
@@ -16,18 +18,21 @@ from collections.abc import Iterator
 
 @contextlib.contextmanager
 def pinned_torch_threads(n: int | None) -> Iterator[None]:
-    """Run the body with ``torch.set_num_threads(n)``; restore the previous count after.
-    ``None`` leaves torch alone."""
+    """Run the body with ``torch.set_num_threads(n)`` and numpy's OpenBLAS on ``n`` threads;
+    restore the previous counts after. ``None`` leaves both alone."""
     if n is None:
         yield
         return
     import torch
 
+    from mispec.execute.blas_threads import pinned_blas_threads
+
     before = torch.get_num_threads()
     if before != n:
         torch.set_num_threads(n)
     try:
-        yield
+        with pinned_blas_threads(n):
+            yield
     finally:
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)
