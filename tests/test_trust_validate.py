@@ -288,6 +288,30 @@ def test_jsonl_problems_at_their_line(write_spec, capsys, second_line, message):
         assert f"{jsonl}:2:1: prompts.ioi: {message}" in err
 
 
+def test_a_huge_line_is_refused_from_its_start(write_spec, capsys, monkeypatch):
+    """A multi-megabyte prompt is refused after encoding a few kB of it (the audit's 18 MB
+    line took 68 s and 2.3 GB): counted in characters handed to the tokenizer, not timed."""
+    import mispec.prompts.text as text
+
+    encoded: list[int] = []
+    real = text._encode
+
+    def counting(tokenizer, s):  # type: ignore[no-untyped-def]
+        encoded.append(len(s))
+        return real(tokenizer, s)
+
+    monkeypatch.setattr(text, "_encode", counting)
+    spec = write_spec(JSONL_SPEC.format(folder=checkpoint_folder()))
+    jsonl = spec.parent / "p.jsonl"
+    huge = {"text": "w1 " * 1_000_000, "answer": "w2", "wrong_answer": "w1"}
+    jsonl.write_text(json.dumps(GOOD[0]) + "\n" + json.dumps(huge) + "\n")
+    code, err = validate(spec, capsys)
+    assert code == 2
+    assert f"{jsonl}:2:1: prompts.ioi: the prompt is at least 1365 tokens for model 'neox'" in err
+    assert "longer than the model's context (n_ctx = 64)" in err
+    assert max(encoded) <= 4096  # the 3 MB text itself was never tokenized
+
+
 def test_invalid_utf8_at_its_line(write_spec, capsys):
     spec = write_spec(JSONL_SPEC.format(folder=checkpoint_folder()))
     jsonl = spec.parent / "p.jsonl"

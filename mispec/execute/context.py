@@ -108,7 +108,12 @@ class RunContext:
                 else None
             )
             self._prompts[cache_key] = build_prompts(
-                name, pspec, self.base_dir, tokenizer=tokenizer, d_vocab=info.d_vocab
+                name,
+                pspec,
+                self.base_dir,
+                tokenizer=tokenizer,
+                d_vocab=info.d_vocab,
+                n_ctx=info.n_ctx,
             )
         return self._prompts[cache_key]
 

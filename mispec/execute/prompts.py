@@ -18,7 +18,10 @@ def build_prompts(
     *,
     tokenizer: Any = None,
     d_vocab: int | None = None,
+    n_ctx: int | None = None,
 ) -> PromptSet:
+    """A prompt set as the model reads it: generated, or a text file tokenized (a text longer
+    than the model's context ``n_ctx`` refused at its line, as ``validate`` does)."""
     if prompt.generator is not None:
         gen = PROMPT_GENERATORS.get(prompt.generator, base_dir)
         try:
@@ -42,6 +45,7 @@ def build_prompts(
             prepend_bos=prompt.prepend_bos,
             max_tokens=prompt.max_tokens,
             limit=prompt.limit,
+            n_ctx=n_ctx,
         )
     if d_vocab is not None and prompts.n and prompts.max_token() >= d_vocab:
         raise PromptError(

@@ -197,6 +197,26 @@ def _check_context(
         )
 
 
+def _at_least_too_long(
+    tokenizer: Any, text: str, lead: int, max_tokens: int | None, n_ctx: int | None
+) -> int | None:
+    """For a text far longer than the context could hold, a lower bound on its token count
+    read from a prefix alone (cut at a space: the words before it tokenize as in the whole
+    text), when that bound already exceeds ``n_ctx``; else None. An 18 MB line is then
+    refused after encoding a few kB, not all of it."""
+    if n_ctx is None or (max_tokens is not None and max_tokens <= n_ctx):
+        return None
+    budget = max(4096, 16 * n_ctx)  # characters: far more than n_ctx tokens usually span
+    if len(text) <= budget:
+        return None
+    cut = text.rfind(" ", 0, budget)
+    if cut <= 0:
+        return None  # one word this long: only the whole text can say
+    # one token fewer for the last word, which may merge with what follows the cut
+    at_least = lead + len(_encode(tokenizer, text[:cut])) - 1
+    return at_least if at_least > n_ctx else None
+
+
 def load_text_prompts(
     path: Path,
     tokenizer: Any,
@@ -229,6 +249,16 @@ def load_text_prompts(
     answers: dict[str, list[int]] = {"answer": [], "wrong_answer": []}
     positions: dict[str, list[int]] = {name: [] for name in records[0].positions}
     for record in records:
+        at_least = _at_least_too_long(tokenizer, record.text, len(lead), max_tokens, n_ctx)
+        if at_least is not None:
+            raise PromptFileError(
+                path,
+                record.line,
+                f"the prompt is at least {at_least} tokens{who} (BOS included; counted on its "
+                f"start, it is {len(record.text)} characters), longer than the model's context "
+                f"(n_ctx = {n_ctx}): shorten it, or set `max_tokens: {n_ctx}` on the prompt "
+                "set to cut every prompt there",
+            )
         ids = _encode(tokenizer, record.text)
         _check_context(path, record, len(lead) + len(ids), max_tokens, n_ctx, who)
         pieces = [_decode(tokenizer, t) for t in ids]
