@@ -54,8 +54,8 @@ prompts:
     args: {{n: 32, vocab: 64, half_len: 24}}
     seed: 123
 metrics:
-  loss:           {{fn: loss, prompts: repeats}}
-  per_token_loss: {{fn: per_token_loss, prompts: repeats}}
+  loss:           {{fn: loss, prompts: repeats, args: {{mask: none}}}}
+  per_token_loss: {{fn: per_token_loss, prompts: repeats, args: {{mask: none}}}}
   induction:      {{fn: induction_score, prompts: repeats}}
   prev_token:     {{fn: previous_token_score, prompts: repeats}}
   icl:            {{fn: icl_score, inputs: {{per_token_loss: per_token_loss}}, args: {{early: 2, late: 40}}}}

@@ -39,8 +39,8 @@ NEOX_STEPS = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 METRICS = """\
 metrics:
-  loss:           {fn: loss, prompts: repeats}
-  per_token_loss: {fn: per_token_loss, prompts: repeats}
+  loss:           {fn: loss, prompts: repeats, args: {mask: none}}
+  per_token_loss: {fn: per_token_loss, prompts: repeats, args: {mask: none}}
   induction:      {fn: induction_score, prompts: repeats%s}
   prev_token:     {fn: previous_token_score, prompts: repeats}
 """
