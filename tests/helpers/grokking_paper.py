@@ -190,3 +190,28 @@ def from_hooked_transformer(sd: dict[str, torch.Tensor], cfg: PaperConfig) -> Tr
         for name, value in weights.items():
             getattr(model, name).copy_(value)
     return model
+
+
+def to_bridge_weights(model: Transformer, n_ctx: int = 4) -> dict[str, torch.Tensor]:
+    """The port's weights under mispec's bridge keys (``nn.Linear`` layout, heads split from
+    the output features as ``(head, d_head)``), ``W_pos`` padded with zero rows to ``n_ctx``
+    (mispec's ``[a, b, =, c]``) and zero attention and unembedding biases."""
+    cfg, d = model.cfg, model.cfg.d_model
+    zeros = torch.zeros
+    w = {k: v.detach().clone() for k, v in model.named_parameters()}
+    out = {
+        "embed.weight": w["W_E"].T,
+        "pos_embed.weight": torch.cat([w["W_pos"], zeros(n_ctx - cfg.n_ctx, d)]),
+        "blocks.0.attn.o.weight": w["W_O"],
+        "blocks.0.attn.o.bias": zeros(d),
+        "blocks.0.mlp.in.weight": w["W_in"],
+        "blocks.0.mlp.in.bias": w["b_in"],
+        "blocks.0.mlp.out.weight": w["W_out"],
+        "blocks.0.mlp.out.bias": w["b_out"],
+        "unembed.weight": w["W_U"].T,
+        "unembed.bias": zeros(cfg.d_vocab),
+    }
+    for name in ("q", "k", "v"):
+        out[f"blocks.0.attn.{name}.weight"] = w[f"W_{name.upper()}"].reshape(-1, d)
+        out[f"blocks.0.attn.{name}.bias"] = zeros(cfg.n_heads * cfg.d_head)
+    return {k: v.contiguous() for k, v in out.items()}
