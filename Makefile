@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CONSTRAINTS ?= constraints/cpu.txt
-LINT_DIRS := mispec tests $(wildcard benchmarks)
+LINT_DIRS := mispec tests $(wildcard benchmarks) $(wildcard scripts)
 
 .PHONY: venv browser run test test-slow test-cuda lint typecheck format docs bench clean
 

@@ -218,6 +218,7 @@ def _freq_result(values: np.ndarray, p: int, **attrs: Any) -> Any:
     units="neurons",
     extras=("answer",),
     indexes={"layer": "layer"},
+    version=2,  # 2: the Fourier transform contracted pairwise (last bits may differ)
 )
 def key_frequencies(acts: Any, prompts: Any, layer: int = 0, min_share: float = 0.85) -> Any:
     """Per frequency ``k = 1 … (p-1)//2``, how many MLP neurons of ``layer`` have ``k`` as
@@ -241,7 +242,8 @@ def neuron_frequency_counts(x: np.ndarray, p: int, min_share: float) -> tuple[np
     centred = x - x.mean(axis=0, keepdims=True)
     basis = fourier_basis(p)
     grid = centred.reshape(p, p, -1)
-    four = np.einsum("fa,gb,abn->fgn", basis, basis, grid)  # [p, p, neuron]
+    # contracted pairwise (BLAS), not as one triple loop: 0.6 s instead of 51 s at p = 113
+    four = np.einsum("fa,gb,abn->fgn", basis, basis, grid, optimize=True)  # [p, p, neuron]
     power = four**2
     total = power.sum(axis=(0, 1))  # [neuron]
     freqs = frequencies_of(p)
