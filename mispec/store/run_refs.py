@@ -25,11 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from mispec.store.activations import hook_entry_name, stored_hook
-from mispec.store.store import Store
+from mispec.store.store import Store, read_index
 
 # the files of a run folder (mispec.store.run_folder.RUN_FILES)
 _RUN_FILES = ("results.zarr", "spec.yaml", "plan.json", "provenance.json")
-_INDEX_FIELDS = ("run_id", "study", "run_dir", "time")
 
 
 @dataclass
@@ -139,26 +138,14 @@ def references(store: Store) -> References:
 
 def index_records(store: Store) -> tuple[list[dict[str, Any]], list[int]]:
     """The run index's records and the numbers of its lines that are not records (read
-    as :meth:`Store.runs` reads them, without its warning)."""
+    as :meth:`Store.runs` reads them, without its warning; an unreadable index is one bad
+    line, 0)."""
     try:
-        data = store.index_path.read_bytes()
+        return read_index(store.index_path)
     except FileNotFoundError:
         return [], []
     except OSError:
         return [], [0]
-    out, bad = [], []
-    for number, raw in enumerate(data.split(b"\n"), start=1):
-        if not raw.strip():
-            continue
-        try:
-            entry = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            entry = None
-        if isinstance(entry, dict) and all(isinstance(entry.get(k), str) for k in _INDEX_FIELDS):
-            out.append(entry)
-        else:
-            bad.append(number)
-    return out, bad
 
 
 def _holds_entries(root: Path) -> bool:

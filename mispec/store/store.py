@@ -139,21 +139,9 @@ class Store:
         if not self.index_path.is_file():
             return []
         try:
-            data = self.index_path.read_bytes()
+            out, bad = read_index(self.index_path)
         except OSError as exc:
             raise CacheError(f"cannot read the run index {self.index_path}: {exc}") from exc
-        out, bad = [], []
-        for number, raw in enumerate(data.split(b"\n"), start=1):
-            if not raw.strip():
-                continue
-            try:
-                entry = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError, RecursionError):
-                entry = None
-            if isinstance(entry, dict) and all(isinstance(entry.get(k), str) for k in _FIELDS):
-                out.append(entry)
-            else:
-                bad.append(number)
         if bad:
             shown = ", ".join(map(str, bad[:10])) + (", …" if len(bad) > 10 else "")
             warnings.warn(
@@ -165,3 +153,21 @@ class Store:
 
 
 _FIELDS = ("run_id", "study", "run_dir", "time")  # what every record of the index holds
+
+
+def read_index(path: Path) -> tuple[list[dict[str, Any]], list[int]]:
+    """The run index's records, oldest first, and the numbers of its lines that are not
+    records (not UTF-8, not JSON, not an object with ``_FIELDS``). Raises ``OSError``."""
+    out, bad = [], []
+    for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            entry = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            entry = None
+        if isinstance(entry, dict) and all(isinstance(entry.get(k), str) for k in _FIELDS):
+            out.append(entry)
+        else:
+            bad.append(number)
+    return out, bad
