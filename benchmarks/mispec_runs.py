@@ -30,7 +30,7 @@ def write_profile(folder: Path, threads: int) -> Path:
 
 def write_batched_profile(folder: Path, checkpoints: int) -> Path:
     """The benchmark profile plus ``batch_checkpoints``: ``checkpoints`` checkpoints per
-    forward call (``vmap`` over their stacked weights, mispec/execute/batched.py)."""
+    forward call (``vmap`` over their stacked weights, mispec/execute/work/batched.py)."""
     base = PROFILE["path"]
     assert base is not None, "write_profile first"
     path = folder / f"bench-profile-batched-{checkpoints}.yaml"

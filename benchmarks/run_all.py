@@ -540,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(threads)
     os.environ["MISPEC_BENCH_THREADS"] = str(threads)  # for the RSS child
     # every contender runs under the malloc thresholds mispec's local executor sets for itself
-    from mispec.execute.memory import tune_malloc
+    from mispec.runtime.memory import tune_malloc
 
     tune_malloc()
     parts = {

@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 
     from mispec.execute.context import RunContext
     from mispec.execute.refine import Refinement
-    from mispec.execute.status import PlanStatus
     from mispec.planning.graph import Plan
+    from mispec.results.status import PlanStatus
     from mispec.store.store import Store
 
 __all__ = ["load_spec", "plan", "run", "open_results", "RunResult", "PlannedSpec"]
@@ -84,9 +84,9 @@ def plan(
 ) -> PlannedSpec:
     """Validate, resolve and plan a spec; report what is cached in the store (read-only).
     ``extra_steps``: steps added to a (model, seed)'s checkpoints (``refine:`` rounds)."""
-    from mispec.execute.status import plan_status
     from mispec.planning.graph import build_plan
     from mispec.planning.resolve import resolve
+    from mispec.results.status import plan_status
     from mispec.store.store import Store, check_store_dir, default_store_dir
 
     loaded = spec if isinstance(spec, LoadedSpec) else load_spec(spec)
@@ -207,7 +207,7 @@ def run(
             folder.remove_stale_staging()
             st.record_run({**entry, "unchanged": True, "same_as": current.get("run_id")})
         else:
-            from mispec.execute.summary import summarize
+            from mispec.results.summary import summarize
 
             tree = _assemble(the_plan, st, execute, ctx.fresh)
             summary = summarize(tree)
@@ -250,8 +250,8 @@ def _assemble(
     again, once, instead of failing the run."""
     import warnings
 
-    from mispec.execute.assemble import assemble
     from mispec.planning.nodes import CellNode, ReductionNode
+    from mispec.results.assemble import assemble
 
     try:
         return assemble(the_plan, st, fresh)

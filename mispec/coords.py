@@ -1,5 +1,5 @@
 """What every result coordinate means: its ``long_name`` and ``units`` (xarray's convention,
-which its plots and tools such as cf-xarray read). ``mispec.execute.assemble`` writes them on
+which its plots and tools such as cf-xarray read). ``mispec.results.assemble`` writes them on
 every coordinate of the results; the plots label their axes from them."""
 
 from __future__ import annotations

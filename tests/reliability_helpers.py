@@ -259,7 +259,7 @@ def _install_kill_point(point: str) -> None:
 
         setattr(owner, attr, wrapper)
 
-    import mispec.execute.tasks
+    import mispec.execute.work.run_node
     import mispec.metrics.forward
     import mispec.models.checkpoints
     import mispec.models.training
@@ -298,7 +298,7 @@ def _install_kill_point(point: str) -> None:
 
         mispec.store.cells.write_bytes_atomic = torn  # type: ignore[assignment]
     elif name == "reduction":  # at the start of a reduction over steps
-        before(mispec.execute.tasks, "run_reduction")
+        before(mispec.execute.work.run_node, "run_reduction")
     elif name == "results-written":  # results.zarr written to staging, not yet swapped in
         import xarray as xr
 

@@ -16,7 +16,7 @@ import yaml
 import mispec
 from mispec.cli.main import main
 from mispec.cli.render import render_run
-from mispec.execute.prompts import build_prompts
+from mispec.execute.work.prompts import build_prompts
 from mispec.metrics.core import METRICS, load_builtin_metrics
 from mispec.metrics.forward import run_forward
 from mispec.metrics.forward_batched import bytes_per_checkpoint, run_forward_batched
@@ -284,9 +284,9 @@ def test_cuda_run_batched_equals_one_at_a_time_for_every_builtin_metric(project)
 def test_prefetch_batches_groups_of_two_seeds_with_their_own_weights(project):
     """Seeds share the architecture: a run of groups spanning seeds 0 and 1 is one call, each
     checkpoint with its own seed's weights (read through that seed's own handle)."""
-    from mispec.execute.batched import prefetch
     from mispec.execute.context import RunContext
     from mispec.execute.profile import Profile
+    from mispec.execute.work.batched import prefetch
     from mispec.planning.nodes import GroupNode, group_id
     from mispec.store.store import Store
 

@@ -19,7 +19,7 @@ import xarray as xr
 import mispec
 from mispec.execute.profile import load_profile
 from mispec.execute.remote import Job, run_remote
-from mispec.execute.threads import pinned_torch_threads
+from mispec.runtime.threads import pinned_torch_threads
 from tests.conftest import TOY_SPEC
 from tests.helpers.dask_faults import killed_pid
 
@@ -27,7 +27,7 @@ KILL_METRIC = (
     "  norm: {{fn: 'tests.helpers.dask_faults:kill_once', args: {{marker: '{marker}'}}}}\n"
 )
 # Within a checkpoint group cells run in (lexicographic) topological metric order and a
-# failing cell ends its group (mispec.execute.group.run_group): the failing metric sorts
+# failing cell ends its group (mispec.execute.work.group.run_group): the failing metric sorts
 # last so that the group's other cells are computed before it fails.
 BAD_METRIC = "  zbad: {fn: 'tests.helpers.dask_faults:always_fails'}\n"
 
@@ -51,7 +51,7 @@ def children() -> list[int]:
 def cluster():
     """One LocalCluster for the module (worker start-up and imports cost ~10 s), started
     with Dask's default worker environment, as an existing cluster would be."""
-    from mispec.execute.dask_executor import restore_env, spawn_env
+    from mispec.execute.dask.executor import restore_env, spawn_env
 
     before, env = set(children()), spawn_env()
     with distributed.LocalCluster(
@@ -82,7 +82,7 @@ def remote_profile(cluster, tmp_path) -> Path:
 def reference(tmp_path_factory):
     """The toy spec plus the worker-killing metric, run once by the local executor with the
     Dask tasks' torch thread count, so the two executors reduce floats in the same order
-    (see mispec.execute.dask_executor). Returns (spec, kill marker, local RunResult)."""
+    (see mispec.execute.dask.executor). Returns (spec, kill marker, local RunResult)."""
     project = tmp_path_factory.mktemp("dask-reference")
     (project / ".mispec").mkdir()
     marker = project / "killed.pid"
@@ -252,7 +252,7 @@ def test_plugin_module_missing_on_the_workers_is_reported(
 
 
 def test_worker_that_cannot_see_the_store_fails_with_a_clear_error(tmp_path, monkeypatch):
-    from mispec.execute import remote
+    from mispec.execute import remote  # noqa: F401
 
     monkeypatch.setattr(remote, "sees", lambda path: False)  # (it waits 5 s)
     job = Job(str(tmp_path), str(tmp_path), ".mispec-run-missing", "cpu", None, 1)
@@ -298,7 +298,7 @@ def test_torch_threads_are_pinned_and_restored():
 
 def test_slurm_profile_builds_a_job_script():
     """The dask-slurm profile: cores, memory, a GPU per job; no SLURM needed to check."""
-    from mispec.execute.dask_executor import DaskSlurmExecutor
+    from mispec.execute.dask.executor import DaskSlurmExecutor
 
     profile = load_profile("dask-slurm")
     local_scheduler = {"dashboard_address": ":0", "host": "127.0.0.1"}  # only to write the script

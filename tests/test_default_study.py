@@ -162,7 +162,7 @@ def test_fast_stacking_equals_xarray_concat(ds):
     import numpy as np
     import xarray as xr
 
-    from mispec.execute.assemble import concat_cells, stack_cells
+    from mispec.results.assemble import concat_cells, stack_cells
 
     for name in ("induction", "per_token_loss", "loss"):
         var = ds[name]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import mispec
-from mispec.execute.summary import summarize
+from mispec.results.summary import summarize
 
 from .test_metrics_grokking import lstsq_part, np_cross_entropy
 

@@ -63,7 +63,7 @@ def test_parallel_training_equals_serial_bit_for_bit(tmp_path, serial_two_seeds)
 
 
 def test_short_runs_train_in_this_process(tmp_path, monkeypatch):
-    import mispec.execute.lanes as pt
+    import mispec.execute.local.lanes as pt
 
     def no_pool(*args, **kwargs):
         raise AssertionError("a pool was started for 40-step runs")
@@ -148,7 +148,7 @@ def lane_gap(value, ref):
 def test_lanes_hold_what_waits_only_on_their_own_training(tmp_path):
     """A lane is its run's training, groups and reductions; a cell that reads another
     seed's cell (and the groups that hold it) stays in the run's own process."""
-    from mispec.execute.lanes import lanes_of
+    from mispec.execute.local.lanes import lanes_of
 
     (tmp_path / "spec.yaml").write_text(CROSS_SEED)
     (tmp_path / "lane_plugin.py").write_text(PLUGIN)
@@ -187,7 +187,7 @@ def test_work_reading_another_lane_equals_serial(tmp_path):
 def test_evaluation_lanes_from_this_runs_own_timing(tmp_path, monkeypatch, serial_two_seeds):
     """Without training lanes, once a group of the model is timed, the other seed's pending
     work (estimated at >= parallel_min_seconds) goes to a worker; results equal serial."""
-    from mispec.execute.lanes import LanePool
+    from mispec.execute.local.lanes import LanePool
 
     added: list[list[str]] = []
     real_add = LanePool.add
@@ -216,7 +216,7 @@ def test_evaluation_lanes_from_this_runs_own_timing(tmp_path, monkeypatch, seria
 
 
 def test_no_evaluation_lane_below_the_estimate(tmp_path, monkeypatch):
-    from mispec.execute.lanes import LanePool
+    from mispec.execute.local.lanes import LanePool
 
     monkeypatch.setattr(LanePool, "add", lambda self, lane: pytest.fail(f"lane {lane[0].id}"))
     (tmp_path / "spec.yaml").write_text(TWO_SEEDS)

@@ -8,7 +8,7 @@ import xarray as xr
 
 import mispec
 from mispec.execute.context import RunContext
-from mispec.execute.live import live_callback
+from mispec.execute.work.live import live_callback
 from mispec.store.store import Store
 
 from .conftest import TOY_SPEC

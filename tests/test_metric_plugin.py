@@ -79,7 +79,7 @@ def test_an_activation_a_metric_modified_in_place_is_not_cached(write_spec, tmp_
     """Activation entries are encoded on the writer thread from the tensor the metrics read;
     one that a metric modified before it was encoded must not enter the cache, and the metric
     fails naming itself (issue 14 item 2)."""
-    import mispec.execute.local as local_executor
+    import mispec.execute.local.executor as local_executor
 
     (tmp_path / "vandal.py").write_text(
         "from mispec import metric\n\n"

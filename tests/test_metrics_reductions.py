@@ -254,7 +254,7 @@ def test_pca_drops_nan_features_and_pads_missing_components():
 
 
 def test_the_run_summary_says_when_there_is_no_transition():
-    from mispec.execute.summary import summarize
+    from mispec.results.summary import summarize
 
     def var(values, fn):
         return xr.DataArray(

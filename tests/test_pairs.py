@@ -316,7 +316,7 @@ def test_summary_names_each_seeds_strongest_head_never_a_mean_over_seeds():
     name L1H1 or L1H2 for both; the summary names each seed's own."""
     import xarray as xr
 
-    from mispec.execute.summary import summarize
+    from mispec.results.summary import summarize
 
     values = np.zeros((2, 1, 2, 3))
     values[0, 0, 1, 1], values[1, 0, 1, 2] = 0.9, 0.8

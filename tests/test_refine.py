@@ -119,9 +119,9 @@ def test_refined_checkpoints_equal_a_straight_runs_bit_for_bit(refined, tmp_path
     import torch
     from safetensors.torch import load_file
 
-    from mispec.execute.threads import pinned_torch_threads
     from mispec.models import ensure_trained
     from mispec.models.runs import MODEL_FILE, OPTIM_FILE, run_dir
+    from mispec.runtime.threads import pinned_torch_threads
 
     root, spec, _, result = refined
     train = mispec.load_spec(spec).spec.models["toy"].train

@@ -21,7 +21,7 @@ SRC = REPO / "mispec"
 PICKLE_ALLOWED = {
     # ships the in-memory Plan to Dask workers (Dask's own transport is pickle anyway);
     # the bytes are made by the client process of the same run, never read from a file
-    "mispec/execute/dask_executor.py",
+    "mispec/execute/dask/executor.py",
 }
 
 

@@ -110,8 +110,8 @@ def test_inline_writer_writes_at_once_and_raises_at_once():
 def test_the_local_executor_writes_in_the_background_only_with_a_core_to_spare():
     import os
 
-    from mispec.execute.local import _writer
-    from mispec.execute.threads import pinned_torch_threads
+    from mispec.execute.local.executor import _writer
+    from mispec.runtime.threads import pinned_torch_threads
 
     cores = len(os.sched_getaffinity(0))
     with pinned_torch_threads(cores):

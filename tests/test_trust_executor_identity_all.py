@@ -66,8 +66,8 @@ def test_every_metric_is_bitwise_the_serial_runs(runs, other):
 PCA_SCRIPT = """\
 import numpy as np
 import xarray as xr
-from mispec.execute.blas_threads import blas_threads
-from mispec.execute.threads import pinned_torch_threads
+from mispec.runtime.blas_threads import blas_threads
+from mispec.runtime.threads import pinned_torch_threads
 from mispec.metrics.builtin.reductions import pca_over_steps
 rng = np.random.default_rng(0)
 steps = np.arange(40) * 10

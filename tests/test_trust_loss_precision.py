@@ -15,12 +15,12 @@ import pytest
 import torch
 import xarray as xr
 
-from mispec.execute.summary import summarize
 from mispec.metrics.builtin._common import next_token_loss
 from mispec.metrics.builtin.checkpoint_values import next_token_logprobs, token_logprobs
 from mispec.metrics.builtin.loss import loss, per_token_loss
 from mispec.metrics.forward import run_forward
 from mispec.prompts.core import PromptSet
+from mispec.results.summary import summarize
 
 
 @functools.cache

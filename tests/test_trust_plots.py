@@ -275,7 +275,7 @@ def test_report_contents_link_only_to_plots_it_has_and_units_follow_args(write_s
 
 
 def test_units_follow_args_in_the_metric_record():
-    from mispec.execute.invoke import call_metric
+    from mispec.execute.work.invoke import call_metric
     from mispec.metrics.core import get_metric, metric
 
     def per(scale: str = "raw") -> str:

@@ -320,7 +320,7 @@ def test_a_worker_holding_older_plugin_code_refuses_the_cell(tmp_path, monkeypat
     import xarray as xr
 
     from mispec.errors import MetricError
-    from mispec.execute.invoke import call_metric
+    from mispec.execute.work.invoke import call_metric
     from mispec.registry import import_reference
 
     stale = METRIC.format(helper="keys_stale_helper", pin="").replace("scaled", "stale")

@@ -115,7 +115,7 @@ def _register_gc(sub: Any) -> None:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from mispec.store.run_table import changed_keys, changed_values, run_rows
+    from mispec.results.run_table import changed_keys, changed_values, run_rows
 
     rows = run_rows(store_root(args.store), last=args.n, study=args.study)
     keys = changed_keys(rows)

@@ -112,7 +112,7 @@ def _spec_data(side: Side) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- plan
 def plan_diff(a: Side, b: Side) -> PlanDiff:
-    from mispec.execute.status import plan_status
+    from mispec.results.status import plan_status
     from mispec.store.store import Store
 
     ka = {n.id: n.key for n in a.plan.nodes()}

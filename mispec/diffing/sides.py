@@ -44,7 +44,7 @@ def _spec_side(loaded: LoadedSpec, label: str, store: str | Path | None) -> Side
 
 
 def _assemble_if_complete(planned: Any) -> tuple[Any | None, str]:
-    from mispec.execute.assemble import assemble
+    from mispec.results.assemble import assemble
     from mispec.store.store import Store
 
     status = planned.status

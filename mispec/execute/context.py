@@ -25,7 +25,7 @@ class Counters:
     checkpoints_loaded: int = 0
     training_steps: int = 0
     # vmapped forward calls that evaluated several checkpoints at once (each checkpoint's
-    # forward pass still counts in forward_passes): mispec/execute/batched.py
+    # forward pass still counts in forward_passes): mispec/execute/work/batched.py
     batched_forward_calls: int = 0
 
     def add(self, other: Counters) -> None:
@@ -51,7 +51,7 @@ class RunContext:
     # later groups, reductions and the assembly) instead of from the store
     fresh: dict[str, Any] = field(default_factory=dict)
     # activations computed ahead for the next checkpoint groups, several checkpoints per
-    # forward call (a ``mispec.execute.batched.Prefetched``; None: none were)
+    # forward call (a ``mispec.execute.work.batched.Prefetched``; None: none were)
     prefetched: Any = None
 
     @property
@@ -96,7 +96,7 @@ class RunContext:
         return wanted
 
     def prompts(self, name: str, model: str) -> PromptSet:
-        from mispec.execute.prompts import build_prompts
+        from mispec.execute.work.prompts import build_prompts
 
         pspec = self.spec.prompts[name]
         cache_key = (name, model if pspec.file is not None else "")

@@ -5,7 +5,7 @@ In the spirit of Hamilton's ``TaskExecutor``: an executor is told to ``init`` fo
 is ``submit``-ted every work node (training, checkpoint group, reduction) in dependency
 order together with the nodes it waits for, reports each node's :class:`Outcome` from
 ``as_completed`` as it finishes, and is ``finalize``-d however the run ends. What a node
-*does* is the same everywhere (:func:`mispec.execute.tasks.run_work_node`); an executor
+*does* is the same everywhere (:func:`mispec.execute.work.run_node.run_work_node`); an executor
 only decides where and when.
 
 Executors are registered by the profile ``kind`` that selects them (``EXECUTORS``); a
@@ -78,10 +78,10 @@ EXECUTORS: Registry[type[Executor] | str] = Registry(
     "executor kind", entry_point_group="mispec.executors"
 )
 for _kind, _ref in {
-    "local": "mispec.execute.local:LocalExecutor",
-    "dask-local": "mispec.execute.dask_executor:DaskLocalExecutor",
-    "dask-remote": "mispec.execute.dask_executor:DaskRemoteExecutor",
-    "dask-slurm": "mispec.execute.dask_executor:DaskSlurmExecutor",
+    "local": "mispec.execute.local.executor:LocalExecutor",
+    "dask-local": "mispec.execute.dask.executor:DaskLocalExecutor",
+    "dask-remote": "mispec.execute.dask.executor:DaskRemoteExecutor",
+    "dask-slurm": "mispec.execute.dask.executor:DaskSlurmExecutor",
 }.items():
     EXECUTORS.register(_kind, _ref)  # imported when a profile names the kind
 

@@ -28,10 +28,10 @@ class RunSettings(BaseModel):
     batch_size: Annotated[int, Field(gt=0)] | None = 64  # prompts per forward micro-batch
     store: str | None = None  # store folder; default .mispec beside the spec
     # torch intra-op threads per process; null: torch's default. The same count in every
-    # executor keeps results bit-identical (see mispec/execute/threads.py).
+    # executor keeps results bit-identical (see mispec/runtime/threads.py).
     torch_threads: Annotated[int, Field(gt=0)] | None = 1
     # checkpoints of one model evaluated in ONE forward call (torch.vmap over their stacked
-    # weights, mispec/execute/batched.py): an int is at most that many (1: one at a time);
+    # weights, mispec/execute/work/batched.py): an int is at most that many (1: one at a time);
     # auto: 1 on CPU (not faster there, see docs/speed.md), on CUDA as many as batch_memory holds
     batch_checkpoints: Annotated[int, Field(ge=1, le=4096)] | Literal["auto"] = "auto"
     # MiB one batched call may hold (stacked weights, activations, its outputs); auto: 1024 on
@@ -39,7 +39,7 @@ class RunSettings(BaseModel):
     batch_memory: Annotated[float, Field(gt=0)] | Literal["auto"] = "auto"
     # seeds of a `train:` model trained together in one set of batched kernels (1: one at a
     # time; auto: all of a model's seeds when it trains on CUDA, one at a time on CPU, where
-    # batching measured slower). See mispec/execute/train_together.py.
+    # batching measured slower). See mispec/execute/local/train_together.py.
     batch_seeds: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
 
 

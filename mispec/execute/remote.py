@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Any
 from mispec.errors import CacheError, ExecutorError, MetricError, MispecError, Problem, SpecError
 from mispec.execute.context import Counters, RunContext
 from mispec.execute.executor import Outcome
-from mispec.execute.memory import tune_malloc
-from mispec.execute.threads import pinned_torch_threads
+from mispec.runtime.memory import tune_malloc
+from mispec.runtime.threads import pinned_torch_threads
 from mispec.store.write_errors import WRITE_ERRNOS
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ def run_remote(plan: Plan, job: Job, node_id: str, *upstream: Any) -> dict[str, 
         return blocked
 
     def body() -> dict[str, int]:
-        from mispec.execute.tasks import run_work_node
+        from mispec.execute.work.run_node import run_work_node
         from mispec.planning.nodes import GroupNode, ReductionNode, TrainNode
 
         node = plan.node(node_id)

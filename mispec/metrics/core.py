@@ -70,7 +70,7 @@ DIMS: tuple[str, ...] = (
     "param",
     "phase",
 )
-# Coordinates the assembly adds beside the dims (``mispec.execute.assemble``): ``tokens_seen``
+# Coordinates the assembly adds beside the dims (``mispec.results.assemble``): ``tokens_seen``
 # along ``step``.
 ASSEMBLED_COORDS: tuple[str, ...] = ("tokens_seen",)
 # Names a metric cannot take: each metric is a variable of its model's result dataset, beside

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Generic, TypeVar
 
-from mispec.execute.threads import core_free
+from mispec.runtime.threads import core_free
 
 T = TypeVar("T")
 

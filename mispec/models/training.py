@@ -200,7 +200,7 @@ def ensure_trained(
     weight entries kept at their step-0 values (see :mod:`mispec.models.init_weights`).
     ``on_checkpoint(step, weights)`` is called with each newly saved step's weights (bridge
     keys, the very values saved) and returns numbers to show in the progress bar (live
-    metrics, ``mispec.execute.live``)."""
+    metrics, ``mispec.execute.work.live``)."""
     seat = seat_for(
         name, train, seed, steps, store_dir,
         lineage=lineage, start=start, hold=hold, on_checkpoint=on_checkpoint,

@@ -85,7 +85,7 @@ def resolve(
                 source.tokens_per_step(),
             )
     if not problems:
-        from mispec.spec.preflight import input_step_problems
+        from mispec.validation.preflight import input_step_problems
 
         selected = {ms: list(ser.steps) for ms, ser in series.items()}
         problems.extend(input_step_problems(spec, loaded.source, selected))

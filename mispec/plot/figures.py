@@ -63,7 +63,7 @@ def metric_figure(
     says so."""
     plt = _plt()
     found = find_variable(tree, metric)
-    from mispec.execute.summary_pairs import COMPARISON_INPUTS, is_comparison
+    from mispec.results.summary_pairs import COMPARISON_INPUTS, is_comparison
 
     if any(v.attrs.get("metric_fn") in COMPARISON_INPUTS for _, v in found):
         raise UserError(

@@ -89,7 +89,7 @@ def build_report(
                 f"<td>{html.escape(headline(var))}</td>"
                 f"<td>{html.escape(str(var.attrs.get('units', '')))}</td></tr>"
             )
-    from mispec.execute.summary_pairs import COMPARISON_INPUTS
+    from mispec.results.summary_pairs import COMPARISON_INPUTS
 
     inputs_only = {
         str(n)

@@ -310,8 +310,8 @@ class TrainedSource(ModelSource):
         task is known); the tokenizer folder; the models it starts from (``init_from``,
         ``init``: :mod:`mispec.sources.trained_checks`)."""
         from mispec.sources.trained_checks import check_freeze, check_mixture_tasks, check_refs
-        from mispec.spec.checks import _fn_params, _lookup, check_args
         from mispec.tasks import TASKS
+        from mispec.validation.checks import _fn_params, _lookup, check_args
 
         problems: list[Problem] = []
         path = ("models", self.name, "train")

@@ -104,8 +104,8 @@ def _cycle(src: TrainedSource, others: dict) -> list[str]:
 
 
 def check_mixture_tasks(src: TrainedSource, source_map: SourceMap) -> list[Problem]:
-    from mispec.spec.checks import _fn_params, _lookup, check_args
     from mispec.tasks import TASKS
+    from mispec.validation.checks import _fn_params, _lookup, check_args
 
     mixture = src.train.mixture
     problems: list[Problem] = []

@@ -44,7 +44,7 @@ def load_spec(path: str | Path, *, check: bool = True) -> LoadedSpec:
     data, source = _read_with_includes(path, depth=0, seen=())
     spec = validate_data(data, source)
     if check:
-        from mispec.spec.checks import check_spec
+        from mispec.validation.checks import check_spec
 
         problems = check_spec(spec, source, path.parent)
         if problems:
@@ -54,8 +54,8 @@ def load_spec(path: str | Path, *, check: bool = True) -> LoadedSpec:
 
 def load_spec_text(text: str, file: str = "<spec>", base_dir: Path | None = None) -> Spec:
     """Validate spec text (no includes); used for specs read from git history."""
-    from mispec.spec.checks import check_spec
     from mispec.spec.yaml_source import parse_yaml
+    from mispec.validation.checks import check_spec
 
     data, source = parse_yaml(text, file)
     spec = validate_data(data, source)

@@ -2,7 +2,7 @@
 
 A spec declares models (trained by mispec, a local folder, a pretrained family, or a
 plugin's source; one entry class per source), their checkpoints and seeds, prompt sets, and a DAG of metrics. Structural rules live here;
-rules that need registries or cross-references live in ``mispec.spec.checks``.
+rules that need registries or cross-references live in ``mispec.validation.checks``.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ def _profile(root: Path, name: str, body: str) -> str:
 def run_everywhere(root: Path, spec: Path) -> dict[str, Path]:
     """``spec`` run from scratch (its own store) by each executor, and once more from the
     serial run's store (every cell cached): the run folders by name."""
-    from mispec.execute.lanes import LanePool
+    from mispec.execute.local.lanes import LanePool
 
     executors = {
         "serial": _profile(root, "serial", "processes: 1\n"),

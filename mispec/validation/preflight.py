@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mispec.errors import Problem, PromptError, UserError
-from mispec.spec.prompt_files import build_text_sets, file_problem, text_extras_of
 from mispec.spec.schema import Spec
 from mispec.spec.yaml_source import KeyPath, SourceMap
+from mispec.validation.prompt_files import build_text_sets, file_problem, text_extras_of
 
 if TYPE_CHECKING:
     from mispec.sources import ModelSource

@@ -82,7 +82,7 @@ def assemble(plan: Plan, store: Store, fresh: dict[str, Any] | None = None) -> A
         per_model[model].update(per_cell)
     comparisons: dict[tuple[str, str], dict[str, Any]] = {}
     if paired:
-        from mispec.execute.assemble_pairs import assemble_pairs
+        from mispec.results.assemble_pairs import assemble_pairs
 
         pair_vars, comparisons = assemble_pairs(plan, paired)
         for model, variables in pair_vars.items():
@@ -102,7 +102,7 @@ def assemble(plan: Plan, store: Store, fresh: dict[str, Any] | None = None) -> A
         ds.attrs.update(model=model, source=plan.resolution.sources[model].kind)
         children[model] = xr.DataTree(ds, name=model)
     for (a, b), variables in comparisons.items():
-        from mispec.execute.assemble_pairs import comparison_node_name
+        from mispec.results.assemble_pairs import comparison_node_name
 
         ds = _with_index_coords(xr.Dataset(variables))
         ds.attrs.update(model=a, model_b=b)

@@ -25,7 +25,7 @@ def pinned_torch_threads(n: int | None) -> Iterator[None]:
         return
     import torch
 
-    from mispec.execute.blas_threads import pinned_blas_threads
+    from mispec.runtime.blas_threads import pinned_blas_threads
 
     before = torch.get_num_threads()
     if before != n:

@@ -4,7 +4,7 @@ When training saves a checkpoint that the plan reads, the training loop hands it
 (the very tensors it saves) to :func:`live_callback`'s function, which swaps them into the
 model's bridge (``ModelHandle.load_weights``: no file is read back) and computes that
 checkpoint's cells of the ``live:`` metrics, and the same-checkpoint metrics they read, with
-the checkpoint group's own code (``mispec.execute.group.run_group``). The cells are written
+the checkpoint group's own code (``mispec.execute.work.group.run_group``). The cells are written
 under their plan keys, so the checkpoint group that runs after training finds them cached:
 the results are those of a run without ``live:``, key for key and bit for bit. Scalar
 results are shown in the training progress bar as training runs.
@@ -37,7 +37,7 @@ def live_callback(
 ) -> Callable[[int, dict[str, torch.Tensor]], dict[str, float]] | None:
     """``on_checkpoint(step, weights)`` for the training loop of (model, seed), or None when
     the model has no live metrics. Steps the plan does not read are skipped."""
-    from mispec.execute.group import run_group
+    from mispec.execute.work.group import run_group
     from mispec.planning.nodes import GroupNode
 
     names = live_metrics(ctx, model)

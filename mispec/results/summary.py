@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from mispec.execute.summary_pairs import COMPARISON_INPUTS, comparison_lines, is_comparison
+from mispec.results.summary_pairs import COMPARISON_INPUTS, comparison_lines, is_comparison
 
 
 def summarize(tree: Any) -> list[str]:

@@ -30,7 +30,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
-from mispec.execute.threads import usable_cores
+from mispec.runtime.threads import usable_cores
 
 if TYPE_CHECKING:
     from mispec.errors import MispecError
@@ -48,7 +48,7 @@ def worth_parallel(
     threads: int | None,
 ) -> tuple[list[TrainNode], int]:
     """The training nodes whose lanes run in processes, and how many processes (0: none)."""
-    from mispec.execute.live import live_metrics
+    from mispec.execute.work.live import live_metrics
     from mispec.planning.nodes import TrainNode
 
     plan = ctx.plan
@@ -120,7 +120,7 @@ class LanePool:
     node's upstream is done; :meth:`finished` yields each node of the lanes that ended, with
     its outcome.
 
-    A worker is ``python -m mispec.execute.lane_worker`` told its job as JSON on stdin (the
+    A worker is ``python -m mispec.execute.local.lane_worker`` told its job as JSON on stdin (the
     spec, the steps of every series, the lane's node ids, the store, the run settings): nothing is
     pickled, nothing of the caller's ``__main__`` is imported again, and no user text is a
     command-line option. The worker rebuilds the plan and refuses to run if its key differs."""
@@ -276,7 +276,7 @@ class Workers:
                 proc.wait()
 
 
-# the parent's pid, told to a worker so that it dies with it (mispec.execute.lane_worker)
+# the parent's pid, told to a worker so that it dies with it (mispec.execute.local.lane_worker)
 PARENT_ENV = "MISPEC_LANE_PARENT"
 
 
@@ -287,7 +287,7 @@ def run_worker(job: dict[str, Any], workers: Workers) -> dict[str, Any]:
 
     from mispec.execute.remote import failure
 
-    proc = workers.start([sys.executable, "-m", "mispec.execute.lane_worker"])
+    proc = workers.start([sys.executable, "-m", "mispec.execute.local.lane_worker"])
     try:
         stdout, stderr = proc.communicate(json.dumps(job))
     finally:

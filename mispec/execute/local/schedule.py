@@ -1,7 +1,7 @@
 """The local executor's loop: which node runs next, here or in a lane's worker process.
 
 This process runs, in queue order, the first node that no lane holds and whose upstream is
-done; it waits for a lane only when nothing else is ready. Lanes (:mod:`mispec.execute.lanes`)
+done; it waits for a lane only when nothing else is ready. Lanes (:mod:`mispec.execute.local.lanes`)
 come from two places:
 
 * **training** — a ``train:`` run with at least ``parallel_min_steps`` steps left gets a lane
@@ -27,12 +27,12 @@ from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 from mispec.execute.executor import Outcome
-from mispec.execute.tasks import run_work_node
-from mispec.execute.train_together import seed_groups, train_ready_together
+from mispec.execute.local.train_together import seed_groups, train_ready_together
+from mispec.execute.work.run_node import run_work_node
 
 if TYPE_CHECKING:
     from mispec.execute.context import RunContext
-    from mispec.execute.lanes import LanePool
+    from mispec.execute.local.lanes import LanePool
     from mispec.execute.progress import WorkProgress
     from mispec.planning.nodes import WorkNode
 
@@ -60,7 +60,7 @@ class LocalSchedule:
     def _pool(self, stack: ExitStack) -> LanePool | None:
         """The lane pool with the training lanes, or None (made later if evaluation lanes
         come: :meth:`_lane_pool`)."""
-        from mispec.execute.lanes import lane_processes, lanes_of, worth_parallel
+        from mispec.execute.local.lanes import lane_processes, lanes_of, worth_parallel
 
         trains, n = worth_parallel(
             self.ctx,
@@ -78,7 +78,7 @@ class LocalSchedule:
         return self._lane_pool(lanes_of(trains, self.queue, self.upstream))
 
     def _lane_pool(self, lanes: list[list[WorkNode]]) -> LanePool:
-        from mispec.execute.lanes import LanePool
+        from mispec.execute.local.lanes import LanePool
 
         pool = LanePool(self.ctx, lanes, self.size, self.profile)
         self.stack.callback(pool.close)
@@ -151,7 +151,7 @@ class LocalSchedule:
                 yield node
 
     def _run_here(self, node: WorkNode) -> Outcome:
-        from mispec.execute.batched import prefetch
+        from mispec.execute.work.batched import prefetch
         from mispec.planning.nodes import GroupNode
 
         ctx = self.ctx
@@ -169,7 +169,7 @@ class LocalSchedule:
     def _evaluation_lanes(self, current: WorkNode) -> None:
         """Give free processes to the (model, seed)s whose pending groups are estimated, from
         this run's timing, at ``parallel_min_seconds`` or more (not the one running here)."""
-        from mispec.execute.lanes import lane_from
+        from mispec.execute.local.lanes import lane_from
         from mispec.planning.nodes import GroupNode
 
         if self.size <= 1 or (self.pool is not None and self.pool.free <= 1):

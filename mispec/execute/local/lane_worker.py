@@ -1,5 +1,5 @@
-"""A lane worker process: ``python -m mispec.execute.lane_worker`` reads one job as JSON on
-stdin (see :class:`mispec.execute.lanes.LanePool`), rebuilds the run's plan from the spec
+"""A lane worker process: ``python -m mispec.execute.local.lane_worker`` reads one job as JSON on
+stdin (see :class:`mispec.execute.local.lanes.LanePool`), rebuilds the run's plan from the spec
 (refusing to go on if its key differs from the caller's), runs the lane's work nodes in
 order into the shared store under pinned torch threads, and prints its record as one JSON
 line: ``{"counters": {...}, "done": [node ids]}``, plus ``"failed"`` (a failure record of
@@ -17,19 +17,19 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from mispec.execute.lanes import PARENT_ENV
+from mispec.execute.local.lanes import PARENT_ENV
 
 
 def run_lane(job: dict[str, Any]) -> dict[str, Any]:
     from mispec.errors import ExecutorError, MispecError
-    from mispec.execute.batched import prefetch
     from mispec.execute.context import RunContext
-    from mispec.execute.memory import tune_malloc
     from mispec.execute.profile import RunSettings
     from mispec.execute.remote import failure
-    from mispec.execute.tasks import run_work_node
-    from mispec.execute.threads import pinned_torch_threads
+    from mispec.execute.work.batched import prefetch
+    from mispec.execute.work.run_node import run_work_node
     from mispec.registry import beside
+    from mispec.runtime.memory import tune_malloc
+    from mispec.runtime.threads import pinned_torch_threads
     from mispec.store.store import Store
     from mispec.store.write_errors import WRITE_ERRNOS, write_error
 

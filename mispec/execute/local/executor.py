@@ -2,7 +2,7 @@
 order the walk submits them (one (model, seed) at a time, so one model stays loaded) —
 except the lanes of long training runs (a (model, seed)'s training and the work that waits
 only on it), which run side by side in their own processes when cores are free
-(:mod:`mispec.execute.lanes`), while this process goes on with the work that is ready."""
+(:mod:`mispec.execute.local.lanes`), while this process goes on with the work that is ready."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import Field
 
 from mispec.execute.executor import Executor, ExecutorOptions, Outcome
-from mispec.execute.memory import tune_malloc
-from mispec.execute.threads import core_free, pinned_torch_threads
+from mispec.runtime.memory import tune_malloc
+from mispec.runtime.threads import core_free, pinned_torch_threads
 from mispec.store.writer import BackgroundWriter, InlineWriter
 
 if TYPE_CHECKING:
@@ -58,8 +58,8 @@ class LocalExecutor(Executor):
         self._upstream[node.id] = upstream
 
     def as_completed(self) -> Iterator[tuple[WorkNode | None, Outcome]]:
-        """Run the queue here and in lanes (:mod:`mispec.execute.local_schedule`)."""
-        from mispec.execute.local_schedule import LocalSchedule
+        """Run the queue here and in lanes (:mod:`mispec.execute.local.schedule`)."""
+        from mispec.execute.local.schedule import LocalSchedule
 
         schedule = LocalSchedule(
             self._ctx,

@@ -53,7 +53,7 @@ def _label(group: Group) -> str:
 
 def _known_steps(spec: Spec, base_dir: Path) -> dict[tuple[str, int], list[int]]:
     from mispec.sources import sources_for
-    from mispec.spec.preflight import _local_steps
+    from mispec.validation.preflight import _local_steps
 
     return _local_steps(spec, sources_for(dict(spec.models), base_dir))
 

@@ -4,7 +4,7 @@ compute a checkpoint group's missing cells, or compute a reduction."""
 from __future__ import annotations
 
 from mispec.execute.context import RunContext
-from mispec.execute.group import run_group, run_reduction
+from mispec.execute.work.group import run_group, run_reduction
 from mispec.planning.nodes import GroupNode, ReductionNode, TrainNode, WorkNode
 
 
@@ -25,7 +25,7 @@ def train_series(ctx: RunContext, node: TrainNode, *, progress: bool = False) ->
     source = ctx.plan.resolution.sources[node.model]
     steps = list(ctx.plan.resolution.series[(node.model, node.seed)].steps)
     if source.pending_training(node.seed, steps, ctx.store.root):
-        from mispec.execute.live import live_callback
+        from mispec.execute.work.live import live_callback
 
         live = live_callback(ctx, node.model, node.seed)
         extra = {} if live is None else {"on_checkpoint": live}  # train: models only

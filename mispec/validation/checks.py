@@ -25,20 +25,20 @@ def check_spec(spec: Spec, source: SourceMap, base_dir: Path) -> list[Problem]:
     _check_models(spec, source, base_dir, problems)
     _check_prompts(spec, source, base_dir, problems)
     _check_metrics(spec, source, problems, base_dir)
-    from mispec.spec.metric_arg_checks import metric_arg_problems  # args against the models
+    from mispec.validation.metric_args import metric_arg_problems  # args against the models
 
     problems.extend(metric_arg_problems(spec, source, base_dir))
-    from mispec.spec.ring_checks import group_ring_problems  # reads across checkpoints
+    from mispec.validation.rings import group_ring_problems  # reads across checkpoints
 
     problems.extend(group_ring_problems(spec, source, base_dir))
-    from mispec.spec.pair_checks import check_pairs  # two sides of a comparison
+    from mispec.validation.pairs import check_pairs  # two sides of a comparison
 
     problems.extend(check_pairs(spec, source, base_dir))
     if not problems:
-        from mispec.spec.zoom_checks import zoom_problems  # refine: and live: keys
+        from mispec.validation.zoom import zoom_problems  # refine: and live: keys
 
         problems.extend(zoom_problems(spec, source))
-    from mispec.spec import preflight  # files, sizes, prompt sets, dims along inputs
+    from mispec.validation import preflight  # files, sizes, prompt sets, dims along inputs
 
     problems.extend(preflight.check_resources(spec, source, base_dir))
     if not problems:

@@ -101,9 +101,9 @@ def train_ready_together(
 def train_series_together(
     ctx: RunContext, nodes: list[TrainNode], *, progress: bool = False
 ) -> None:
-    """:func:`~mispec.execute.tasks.train_series` for several seeds of ONE ``train:`` model,
+    """:func:`~mispec.execute.work.run_node.train_series` for several seeds of ONE ``train:`` model,
     trained together; what they trained is added to ``ctx.counters``."""
-    from mispec.execute.live import live_callback
+    from mispec.execute.work.live import live_callback
     from mispec.sources.trained import TrainedSource
 
     model = nodes[0].model

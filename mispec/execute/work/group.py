@@ -16,7 +16,7 @@ import numpy as np
 
 from mispec.errors import CacheError, MetricError
 from mispec.execute.context import RunContext
-from mispec.execute.invoke import call_metric
+from mispec.execute.work.invoke import call_metric
 from mispec.planning.nodes import CellNode, ForwardNode, GroupNode, ReductionNode
 from mispec.store.activations import stored_hook
 
@@ -162,7 +162,7 @@ def _activations(ctx: RunContext, cells: list[CellNode], bridge: Any) -> dict[st
                     ctx.counters.activations_read += 1
         missing = [h for h in sorted(hooks) if h not in acts]
         if missing:
-            # computed ahead with other checkpoints in one forward call (execute/batched.py)
+            # computed ahead with other checkpoints in one forward call (execute/work/batched.py)
             fresh = ctx.prefetched.take(fid, missing) if ctx.prefetched is not None else None
             if fresh is None:
                 from mispec.metrics.forward import run_forward

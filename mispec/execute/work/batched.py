@@ -8,7 +8,7 @@ checkpoint groups that can share a forward call — the same model (its seeds sh
 architecture), each needing one forward pass per prompt set with the very same hooks (their
 missing cells' hooks that the activation cache lacks) — up to the profile's
 ``batch_checkpoints`` and as many as ``batch_memory`` holds, and leaves their activations in
-``ctx.prefetched``. :func:`mispec.execute.group._activations` takes them from there instead of
+``ctx.prefetched``. :func:`mispec.execute.work.group._activations` takes them from there instead of
 running a forward pass, and writes them to the activation cache exactly as it writes its own;
 each checkpoint still counts one ``forward_passes`` per prompt set, each batched call one
 ``batched_forward_calls``.
@@ -85,7 +85,7 @@ def forward_needs(ctx: RunContext, group: GroupNode) -> Needs:
     """Per prompt set, the forward node and the hooks a run of ``group`` would compute: the
     hooks its missing cells read, less those the activation cache holds (as ``_activations``
     decides)."""
-    from mispec.execute.group import missing_cells
+    from mispec.execute.work.group import missing_cells
     from mispec.store.activations import stored_hook
 
     plan = ctx.plan
