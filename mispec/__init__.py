@@ -28,17 +28,17 @@ __all__ = [
 # each public name → the module that defines it, imported on first use (``import mispec``
 # stays light; ``dir(mispec)`` lists them all the same)
 _LAZY = {
-    "load_spec": "mispec.spec.load",
-    "plan": "mispec.api",
+    "load_spec": "mispec.validation.load",
+    "plan": "mispec.results.planned",
     "run": "mispec.api",
-    "open_results": "mispec.api",
+    "open_results": "mispec.results.open",
     "diff": "mispec.diffing",
     "metric": "mispec.metrics.core",
     "RunResult": "mispec.api",
-    "PlannedSpec": "mispec.api",
+    "PlannedSpec": "mispec.results.planned",
     "Diff": "mispec.diffing",
     "cache_usage": "mispec.store.lifecycle",
-    "gc": "mispec.store.lifecycle",
+    "gc": "mispec.api",
 }
 
 

@@ -4,115 +4,26 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mispec.errors import ResultsError
-from mispec.spec.load import LoadedSpec, load_spec
+from mispec.results.open import open_results
+from mispec.results.planned import PlannedSpec, plan, replanner
+from mispec.spec.load import LoadedSpec
+from mispec.validation.load import load_spec
 
 if TYPE_CHECKING:
     import xarray as xr
 
     from mispec.execute.context import RunContext
-    from mispec.execute.refine import Refinement
     from mispec.planning.graph import Plan
-    from mispec.results.status import PlanStatus
+    from mispec.store.lifecycle import GcReport
     from mispec.store.store import Store
 
-__all__ = ["load_spec", "plan", "run", "open_results", "RunResult", "PlannedSpec"]
-
-
-@dataclass
-class PlannedSpec:
-    """A spec, its plan, and what of that plan the store already holds."""
-
-    loaded: LoadedSpec
-    plan: Plan
-    status: PlanStatus
-    store_dir: Path
-    refinement: Refinement | None = None  # ``refine:`` rounds the store already decides
-
-    def __repr__(self) -> str:
-        st = self.status
-        return (
-            f"<PlannedSpec '{self.plan.spec.name}': {st.cells_cached}/{st.cells_total} results "
-            f"cached, {st.forward_passes} forward passes to run; store {self.store_dir}>"
-        )
-
-    def _repr_markdown_(self) -> str:
-        """Jupyter shows a plan as ``mispec plan`` prints it."""
-        from mispec.cli.render import render_plan
-
-        return "```\n" + render_plan(self) + "\n```"
-
-    def to_json(self) -> dict[str, Any]:
-        from mispec.planning.graph import plan_json
-
-        out = plan_json(self.plan)
-        out["status"] = self.status.to_json()
-        out["store"] = str(self.store_dir)
-        if self.refinement is not None:
-            out["refinement"] = self.refinement_lines()
-        return out
-
-    def refinement_lines(self) -> list[str]:
-        """Where ``refine:`` stands per seed, and how many checkpoints it may still add."""
-        from mispec.execute.refine import refined_models
-
-        if self.refinement is None:
-            return []
-        lines = self.refinement.lines()
-        for model, r in refined_models(self.plan.spec).items():
-            for seed in self.plan.spec.models[model].seeds:
-                state = self.refinement.states.get((model, seed))
-                if state is None or not state.resolved:
-                    left = r.budget - (len(state.added) if state else 0)
-                    lines.append(
-                        f"{model} seed {seed}: refine may add up to {left} more checkpoint(s) "
-                        f"around {r.transition} (to {r.resolution} step(s))"
-                    )
-        return lines
-
-
-def plan(
-    spec: str | Path | LoadedSpec,
-    *,
-    store: str | Path | None = None,
-    extra_steps: Mapping[tuple[str, int], Iterable[int]] | None = None,
-) -> PlannedSpec:
-    """Validate, resolve and plan a spec; report what is cached in the store (read-only).
-    ``extra_steps``: steps added to a (model, seed)'s checkpoints (``refine:`` rounds)."""
-    from mispec.planning.graph import build_plan
-    from mispec.planning.resolve import resolve
-    from mispec.results.status import plan_status
-    from mispec.store.store import Store, check_store_dir, default_store_dir
-
-    loaded = spec if isinstance(spec, LoadedSpec) else load_spec(spec)
-    store_dir = Path(store).resolve() if store else default_store_dir(loaded.path)
-    check_store_dir(store_dir)
-    the_plan = build_plan(loaded.spec, resolve(loaded, extra_steps), loaded.base_dir)
-    store_obj = Store(store_dir) if store_dir.exists() else None
-    refinement = None
-    from mispec.execute.refine import refined_models, replay
-
-    if refined_models(loaded.spec) and extra_steps is None:
-        read = store_obj.cells.read if store_obj is not None else (lambda key: None)
-        the_plan, refinement = replay(the_plan, read, _replanner(loaded))
-    status = plan_status(the_plan, store_obj)
-    return PlannedSpec(loaded, the_plan, status, store_dir, refinement)
-
-
-def _replanner(loaded: LoadedSpec) -> Callable[[Mapping[tuple[str, int], Iterable[int]]], Plan]:
-    """The plan of ``loaded`` with steps added to some (model, seed)s."""
-    from mispec.planning.graph import build_plan
-    from mispec.planning.resolve import resolve
-
-    def replan(extra: Mapping[tuple[str, int], Iterable[int]]) -> Plan:
-        return build_plan(loaded.spec, resolve(loaded, extra), loaded.base_dir)
-
-    return replan
+__all__ = ["load_spec", "plan", "run", "open_results", "gc", "RunResult", "PlannedSpec"]
 
 
 @dataclass
@@ -197,7 +108,7 @@ def run(
             from mispec.execute.refine import refine
 
             the_plan = refine(
-                the_plan, planned.refinement, ctx.read_cell, _replanner(loaded), execute_round
+                the_plan, planned.refinement, ctx.read_cell, replanner(loaded), execute_round
             )
         entry = index_entry(run_id, loaded, the_plan, folder.path, started)
         # nothing computed and the run folder already holds this run: leave it untouched
@@ -214,9 +125,11 @@ def run(
             if planned.refinement is not None:
                 summary += planned.refinement.lines()
             provenance = build_provenance(
-                ctx,
-                profile,
                 loaded,
+                plan_key=ctx.plan.key,
+                executor=profile.model_dump(mode="json"),
+                counters=asdict(ctx.counters),
+                store_root=ctx.store.root,
                 run_id=run_id,
                 started=started,
                 seconds=time.perf_counter() - t0,
@@ -272,31 +185,19 @@ def _assemble(
         return assemble(the_plan, st, fresh)
 
 
-def open_results(path: str | Path) -> xr.DataTree:
-    """The results ``DataTree`` of a run folder or its ``results.zarr``."""
-    import xarray as xr
+def gc(
+    root: str | Path,
+    *,
+    keep: Iterable[str | Path] = (),
+    dry_run: bool = True,
+    grace: float = 3600,
+) -> GcReport:
+    """``mispec gc``: remove from the store at ``root`` what no recorded run, no run in
+    progress and no spec in ``keep`` (planned as it would run now) references. ``dry_run``:
+    report only. See ``mispec.store.lifecycle``."""
+    from mispec.planning.graph import plan_json
+    from mispec.store.lifecycle import gc as collect
+    from mispec.store.run_refs import plan_refs
 
-    p = Path(path)
-    if (p / "results.zarr").exists():
-        p = p / "results.zarr"
-    if not p.exists():
-        raise ResultsError(f"no results at {p.resolve()}: run `mispec run SPEC` first")
-    if not (p / "zarr.json").is_file():
-        raise ResultsError(
-            f"{p.resolve()} is not a mispec run folder or results.zarr "
-            "(expected runs/<name>/ holding results.zarr)"
-        )
-    import warnings
-
-    from mispec.store.checksums import check_run_folder
-
-    check_run_folder(p.parent)  # every byte read below verifies, or it is refused
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            return xr.open_datatree(p, engine="zarr")
-        except (OSError, ValueError, KeyError) as exc:  # zarr errors are ValueErrors
-            raise ResultsError(
-                f"cannot read the results at {p.resolve()} ({type(exc).__name__}: {exc}); "
-                "re-run `mispec run SPEC` to write them again"
-            ) from exc
+    kept = [plan_refs(plan_json(plan(s).plan), f"spec {s}") for s in keep]
+    return collect(root, keep=kept, dry_run=dry_run, grace=grace)

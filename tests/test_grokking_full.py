@@ -20,7 +20,7 @@ from mispec.models import checkpoints as ckpt
 from mispec.models.native import key_map, plain_model, to_bridge_state
 from mispec.models.runs import native_config, run_dir
 from mispec.sources import sources_for
-from mispec.spec.load import load_spec
+from mispec.validation.load import load_spec
 
 SPEC = Path(__file__).resolve().parent.parent / "specs" / "grokking_full.yaml"
 

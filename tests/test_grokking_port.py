@@ -21,7 +21,7 @@ from mispec.models import training
 from mispec.models.init_weights import Start
 from mispec.models.training import seat_for, train_alone
 from mispec.models.weight_targets import select
-from mispec.spec.load import load_spec
+from mispec.validation.load import load_spec
 
 from .helpers.grokking_paper import (
     PaperConfig,

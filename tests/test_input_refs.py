@@ -8,8 +8,8 @@ import pytest
 
 import mispec
 from mispec.errors import SpecError
-from mispec.spec.load import load_spec
 from mispec.store.store import Store
+from mispec.validation.load import load_spec
 
 from .conftest import TOY_SPEC
 

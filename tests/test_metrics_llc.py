@@ -13,8 +13,8 @@ import torch
 
 from mispec.errors import MissingDependencyError, SpecError, UserError
 from mispec.metrics.builtin.llc import _counted_rows, llc
-from mispec.spec.load import load_spec
 from mispec.tasks import make_task
+from mispec.validation.load import load_spec
 
 P = 7
 SGLD = dict(lr=1e-3, n_beta=20.0, localization=10.0, num_chains=2, num_draws=12, batch_size=8,

@@ -14,7 +14,7 @@ from mispec.errors import PlanError
 from mispec.planning.graph import build_plan
 from mispec.planning.nodes import ForwardNode
 from mispec.planning.resolve import resolve
-from mispec.spec.load import load_spec
+from mispec.validation.load import load_spec
 
 from .conftest import TOY_SPEC
 
@@ -45,7 +45,7 @@ def test_node_counts(write_spec):
 def test_keys_are_stable_across_processes(write_spec):
     path = write_spec(TOY_SPEC)
     code = (
-        "import json,sys; from mispec.spec.load import load_spec; from mispec.planning.resolve import resolve;"
+        "import json,sys; from mispec.validation.load import load_spec; from mispec.planning.resolve import resolve;"
         "from mispec.planning.graph import build_plan; l=load_spec(sys.argv[1]);"
         "p=build_plan(l.spec, resolve(l)); print(json.dumps({n.id: n.key for n in p.nodes()}))"
     )
@@ -151,7 +151,7 @@ def test_planner_is_pure(write_spec, tmp_path):
     assert plan.counts()["cell"] == 3 * 150 * 12 and plan.counts()["forward"] == 450
     assert sorted(p.name for p in tmp_path.rglob("*")) == before  # wrote nothing
     code = (
-        "import sys; from mispec.spec.load import load_spec; from mispec.planning.resolve import resolve;"
+        "import sys; from mispec.validation.load import load_spec; from mispec.planning.resolve import resolve;"
         "from mispec.planning.graph import build_plan; l = load_spec(sys.argv[1]);"
         "build_plan(l.spec, resolve(l));"
         "print(sorted(m for m in ('torch', 'transformer_lens', 'zarr') if m in sys.modules))"

@@ -19,7 +19,7 @@ import yaml
 
 import mispec
 from mispec.planning.nodes import TrainNode, train_id
-from mispec.spec.load import load_spec
+from mispec.validation.load import load_spec
 
 from .test_pairs import hand_head_patch_loss, load_checkpoint
 

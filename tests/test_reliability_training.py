@@ -10,7 +10,7 @@ import torch
 
 import mispec
 from mispec.models import checkpoints as ckpt
-from mispec.spec.load import load_spec
+from mispec.validation.load import load_spec
 
 from .reliability_helpers import cli, new_project
 from .test_models_training import first_nonfinite_update

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mispec.errors import SpecError
-from mispec.spec.load import load_spec
+from mispec.validation.load import load_spec
 
 from .conftest import TOY_SPEC
 

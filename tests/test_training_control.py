@@ -14,9 +14,9 @@ from mispec.models.native import key_map, load_bridge_state, plain_model, to_bri
 from mispec.models.runs import native_config, run_dir
 from mispec.models.weight_targets import param_shapes
 from mispec.sources import sources_for
-from mispec.spec.load import load_spec
 from mispec.tasks import make_task
 from mispec.tasks.mixture import Mixture, clashes
+from mispec.validation.load import load_spec
 
 ARCH = "{n_layers: 1, n_heads: 2, d_model: 16, d_head: 8, attn_only: true}"
 SPEC = f"""\

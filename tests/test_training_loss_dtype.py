@@ -12,7 +12,7 @@ import torch
 
 from mispec.models.runs import training_identity
 from mispec.models.training import masked_loss
-from mispec.spec.load import load_spec
+from mispec.validation.load import load_spec
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mispec.errors import SpecError
-from mispec.spec.load import load_spec
+from mispec.validation.load import load_spec
 
 from .conftest import TOY_SPEC
 from .reliability_helpers import cli

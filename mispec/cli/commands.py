@@ -15,7 +15,7 @@ def _out(text: str) -> None:
 # --------------------------------------------------------------------------- validate
 def cmd_validate(args: argparse.Namespace) -> int:
     from mispec.errors import SpecError
-    from mispec.spec.load import load_spec
+    from mispec.validation.load import load_spec
 
     if args.format == "json":  # every spec's verdict, problems located, on stdout
         verdicts, worst = [], 0

@@ -4,61 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from mispec.results.planned import human_bytes, render_plan
 
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
-
-
-def render_plan(planned: Any) -> str:
-    plan, status = planned.plan, planned.status
-    counts = status.counts
-    lines = [f"study {plan.spec.name}  (plan {plan.key})", "nodes:"]
-    from mispec.planning.nodes import NODE_TYPES
-
-    for kind in (t.kind for t in NODE_TYPES):
-        if counts.get(kind):
-            lines.append(f"  {kind:<11} {counts[kind]}")
-    lines.append("series:")
-    for (model, seed), series in sorted(plan.resolution.series.items()):
-        steps = series.steps
-        shown = (
-            ", ".join(map(str, steps))
-            if len(steps) <= 8
-            else f"{', '.join(map(str, steps[:4]))}, ..., {', '.join(map(str, steps[-2:]))}"
-        )
-        lines.append(f"  {model} seed {seed}: {len(steps)} checkpoints [{shown}]")
-    refinement = planned.refinement_lines() if hasattr(planned, "refinement_lines") else []
-    if refinement:
-        lines.append("refine:")
-        lines += [f"  {line}" for line in refinement]
-    lines.append("status:")
-    lines.append(f"  results cached   {status.cells_cached}/{status.cells_total}")
-    lines.append(f"  forward passes   {status.forward_passes} to run (of {status.forward_total})")
-    if status.pair_cells:
-        own = status.pair_interventions_todo
-        lines.append(
-            f"  comparisons      {status.pair_cells_todo} of {status.pair_cells} pair cells to "
-            "compute, from the sides' cells: "
-            + (
-                f"{own} of them patch a model (passes of their own)"
-                if own
-                else "no forward pass of their own"
-            )
-        )
-    for key, n in status.training_steps_todo.items():
-        lines.append(f"  training         {key}: ~{n} steps to train")
-    lines.append(
-        f"  activation cache +{human_bytes(status.activation_bytes_new)} "
-        f"(full study ~{human_bytes(status.activation_bytes_total)}, uncompressed) "
-        f"in {planned.store_dir}"
-    )
-    if status.up_to_date:
-        lines.append("  up to date: a run would do no work")
-    return "\n".join(lines)
+__all__ = ["human_bytes", "render_plan", "render_run"]
 
 
 def render_run(result: Any) -> str:

@@ -47,8 +47,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
+    from mispec.api import gc
     from mispec.cli.render import human_bytes
-    from mispec.store.lifecycle import gc
 
     report = gc(
         store_root(args.store), keep=args.keep or (), dry_run=not args.apply, grace=args.grace

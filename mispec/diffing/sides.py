@@ -30,13 +30,13 @@ def open_side(arg: str, *, store: str | Path | None = None, need_results: bool =
         return _run_folder_side(path, store)
     if not path.exists():
         raise DiffError(f"{arg}: no such spec file or run folder")
-    from mispec.spec.load import load_spec
+    from mispec.validation.load import load_spec
 
     return _spec_side(load_spec(path), arg, store)
 
 
 def _spec_side(loaded: LoadedSpec, label: str, store: str | Path | None) -> Side:
-    from mispec.api import plan
+    from mispec.results.planned import plan
 
     planned = plan(loaded, store=store)
     results, note = _assemble_if_complete(planned)
@@ -57,8 +57,9 @@ def _assemble_if_complete(planned: Any) -> tuple[Any | None, str]:
 
 
 def _run_folder_side(folder: Path, store: str | Path | None) -> Side:
-    from mispec.api import open_results, plan
-    from mispec.spec.load import load_spec
+    from mispec.results.open import open_results
+    from mispec.results.planned import plan
+    from mispec.validation.load import load_spec
 
     spec_file = folder / "spec.yaml"
     if not spec_file.is_file() or not (folder / "results.zarr").exists():
@@ -90,8 +91,8 @@ def _git_side(arg: str, store: str | Path | None) -> Side:
     """``spec.yaml@REV``: the spec as committed at ``REV``. The revision is user text: it is
     checked to be a revision (never an option: ``--output=FILE`` would make ``git show``
     write a file) and resolved to a commit before anything is read from it."""
-    from mispec.spec.load import load_spec_text
     from mispec.spec.yaml_source import parse_yaml
+    from mispec.validation.load import load_spec_text
 
     file_part, _, rev = arg.rpartition("@")
     path = Path(file_part).resolve()

@@ -83,7 +83,7 @@ def load_profile(name_or_path: str | None) -> Profile:
 
 
 def _read(path: Path) -> Profile:
-    from mispec.spec.load import _problems_from
+    from mispec.spec.load import problems_from
     from mispec.spec.yaml_source import read_yaml_file
 
     data, source = read_yaml_file(path)
@@ -100,7 +100,7 @@ def _read(path: Path) -> Profile:
     try:
         combined.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(_problems_from(exc, data, source, combined)) from None
+        raise SpecError(problems_from(exc, data, source, combined)) from None
     own = set(RunSettings.model_fields)
     return Profile(
         **{k: v for k, v in data.items() if k in own},

@@ -65,8 +65,8 @@ def build_report(
 ) -> Path:
     """Write the report; ``steps``: heatmap steps (each snapped to the nearest checkpoint,
     with a note on the page when it is not one)."""
-    from mispec.api import open_results
     from mispec.plot.figures import metric_figure
+    from mispec.results.open import open_results
     from mispec.store.run_folder import read_run_json
 
     run_dir = Path(run_dir)

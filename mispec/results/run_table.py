@@ -111,8 +111,8 @@ def _headline_values(folder: Path) -> dict[str, list[float | None]]:
     the value at the last step, per seed."""
     import numpy as np
 
-    from mispec.api import open_results
     from mispec.errors import ResultsError
+    from mispec.results.open import open_results
 
     try:
         tree = open_results(folder)

@@ -1,4 +1,4 @@
-"""``load_spec``: YAML file → validated, frozen ``Spec`` (or one ``SpecError`` listing every
+"""``read_spec``: YAML file → a ``Spec`` valid against the schema (or one ``SpecError`` listing every
 problem, each pointing at ``file:line:col``)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from mispec.errors import Problem, SpecError
 from mispec.hashing import canonical_json, content_key
 from mispec.registry import did_you_mean
 from mispec.spec.schema import Spec
-from mispec.spec.yaml_source import KeyPath, SourceMap, read_yaml_file
+from mispec.spec.yaml_source import KeyPath, SourceMap, parse_yaml, read_yaml_file
 
 _MAX_INCLUDE_DEPTH = 8
 
@@ -38,31 +38,19 @@ class LoadedSpec:
         return content_key(self.spec.model_dump(mode="json"))
 
 
-def load_spec(path: str | Path, *, check: bool = True) -> LoadedSpec:
-    """Parse, merge ``include:``s, validate structure, then cross-check names and references."""
+def read_spec(path: str | Path) -> LoadedSpec:
+    """Parse and merge ``include:``s and validate the structure (the schema). Names and
+    references are cross-checked one floor up: ``mispec.validation.load.load_spec``."""
     path = Path(path)
     data, source = _read_with_includes(path, depth=0, seen=())
     spec = validate_data(data, source)
-    if check:
-        from mispec.validation.checks import check_spec
-
-        problems = check_spec(spec, source, path.parent)
-        if problems:
-            raise SpecError(problems)
     return LoadedSpec(spec=spec, path=path.resolve(), source=source, text=path.read_text("utf-8"))
 
 
-def load_spec_text(text: str, file: str = "<spec>", base_dir: Path | None = None) -> Spec:
-    """Validate spec text (no includes); used for specs read from git history."""
-    from mispec.spec.yaml_source import parse_yaml
-    from mispec.validation.checks import check_spec
-
+def read_spec_text(text: str, file: str = "<spec>") -> tuple[Spec, SourceMap]:
+    """Spec text (no includes) validated against the schema, with its key positions."""
     data, source = parse_yaml(text, file)
-    spec = validate_data(data, source)
-    problems = check_spec(spec, source, base_dir or Path.cwd())
-    if problems:
-        raise SpecError(problems)
-    return spec
+    return validate_data(data, source), source
 
 
 def _read_with_includes(path: Path, depth: int, seen: tuple[Path, ...]) -> tuple[Any, SourceMap]:
@@ -126,12 +114,13 @@ def validate_data(data: Any, source: SourceMap) -> Spec:
     try:
         return Spec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(_problems_from(exc, data, source)) from None
+        raise SpecError(problems_from(exc, data, source)) from None
 
 
-def _problems_from(
+def problems_from(
     exc: ValidationError, data: Any, source: SourceMap, root: Any = None
 ) -> list[Problem]:
+    """pydantic's errors as located problems (``file:line:col: key.path: message``)."""
     problems: list[Problem] = []
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])

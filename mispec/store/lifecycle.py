@@ -140,14 +140,6 @@ def recorded_refs(store: Store) -> list[RunRefs]:
     return references(store).runs
 
 
-def spec_refs(spec: str | Path) -> RunRefs:
-    """The references of a spec as it would run now (planned, nothing run)."""
-    from mispec.api import plan
-    from mispec.planning.graph import plan_json
-
-    return plan_refs(plan_json(plan(spec).plan), f"spec {spec}")
-
-
 # --------------------------------------------------------------------------- reports
 @dataclass
 class Usage:
@@ -238,15 +230,16 @@ class GcReport:
 def gc(
     root: str | Path,
     *,
-    keep: Iterable[str | Path] = (),
+    keep: Iterable[RunRefs] = (),
     dry_run: bool = True,
     grace: float = 3600,
 ) -> GcReport:
-    """Remove what no run (recorded, found beside one, or in progress) and no spec in
-    ``keep`` references; see the module docstring for what is always kept. ``dry_run``:
-    report only."""
+    """Remove what no run (recorded, found beside one, or in progress) and nothing in
+    ``keep`` (the references of specs as they would run now, ``mispec.gc`` plans them)
+    references; see the module docstring for what is always kept. ``dry_run``: report
+    only."""
     store = Store(Path(root))
-    kept = [spec_refs(s) for s in keep]
+    kept = list(keep)
     if dry_run or not store.root.is_dir():
         return _collect(store, kept, dry_run=True, grace=grace)
     with gc_lock(store.root, exclusive=True):  # no run takes a lease meanwhile

@@ -10,14 +10,11 @@ import platform
 import subprocess
 import sys
 import uuid
-from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mispec.execute.context import RunContext
-    from mispec.execute.profile import Profile
     from mispec.planning.graph import Plan
     from mispec.spec.load import LoadedSpec
 
@@ -69,16 +66,20 @@ def index_entry(
 
 
 def build_provenance(
-    ctx: RunContext,
-    profile: Profile,
     loaded: LoadedSpec,
     *,
+    plan_key: str,
+    executor: dict[str, Any],
+    counters: dict[str, int],
+    store_root: Path,
     run_id: str,
     started: str,
     seconds: float,
     summary: list[str],
 ) -> dict[str, Any]:
-    """The provenance of a finished run (``provenance.json``); ``finished`` is now."""
+    """The provenance of a finished run (``provenance.json``) from plain values: the plan's
+    key, the execution profile's settings (``executor``, its ``device`` among them) and the
+    run's work counters; ``finished`` is now."""
     commit = _git_commit(loaded.base_dir)
     torch = sys.modules.get("torch")  # a run that did no work never imported it
     cuda = bool(torch and torch.cuda.is_available())
@@ -87,7 +88,7 @@ def build_provenance(
         "study": loaded.spec.name,
         "spec_path": str(loaded.path),
         "spec_hash": loaded.spec_hash,
-        "plan_key": ctx.plan.key,
+        "plan_key": plan_key,
         "started": started,
         "finished": utc_now(),
         "seconds": round(seconds, 3),
@@ -95,15 +96,15 @@ def build_provenance(
         "python": platform.python_version(),
         "platform": platform.platform(),
         "device": {
-            "profile": profile.device,
+            "profile": executor.get("device"),
             "cuda": cuda,
             "gpu": torch.cuda.get_device_name(0) if torch is not None and cuda else None,
         },
-        "executor": profile.model_dump(mode="json"),
+        "executor": executor,
         "git_commit": commit,
-        "seeds": {m: list(s.seeds) for m, s in ctx.spec.models.items()},
-        "counters": asdict(ctx.counters),
-        "store": str(ctx.store.root),
+        "seeds": {m: list(s.seeds) for m, s in loaded.spec.models.items()},
+        "counters": counters,
+        "store": str(store_root),
         "summary": summary,  # read back by a re-run that changes nothing
     }
 

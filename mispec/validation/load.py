@@ -1,0 +1,30 @@
+"""Load a spec and check it whole: the schema (``mispec.spec.load``), then every name,
+reference, file and size it names (``checks``), each problem at its file:line:col."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mispec.errors import SpecError
+from mispec.spec.load import LoadedSpec, read_spec, read_spec_text
+from mispec.spec.schema import Spec
+from mispec.validation.checks import check_spec
+
+
+def load_spec(path: str | Path, *, check: bool = True) -> LoadedSpec:
+    """Parse, merge ``include:``s, validate structure, then cross-check names and references."""
+    loaded = read_spec(path)
+    if check:
+        problems = check_spec(loaded.spec, loaded.source, Path(path).parent)
+        if problems:
+            raise SpecError(problems)
+    return loaded
+
+
+def load_spec_text(text: str, file: str = "<spec>", base_dir: Path | None = None) -> Spec:
+    """Validate spec text (no includes); used for specs read from git history."""
+    spec, source = read_spec_text(text, file)
+    problems = check_spec(spec, source, base_dir or Path.cwd())
+    if problems:
+        raise SpecError(problems)
+    return spec
