@@ -144,7 +144,7 @@ def main() -> int:
 
     # the training part alone, for the breakdown (one seed, 1 thread, fresh store)
     from mispec.models import ensure_trained
-    from mispec.spec.load import load_spec
+    from mispec.validation.load import load_spec
 
     train = load_spec(spec).spec.models["toy2l"].train
     t0 = time.perf_counter()
