@@ -2,7 +2,12 @@
 
 Names are collision-checked; unknown names get a did-you-mean; third parties extend a
 registry through an entry-point group (loaded lazily, a broken plugin warns instead of
-crashing) or a spec can name ``module:function`` directly (imported only then).
+crashing) or a spec can name ``module:function`` directly (imported only then). A built-in
+whose module is heavy is registered as a placeholder (``register_lazy(name,
+"module:attr")``), imported on its first lookup. A registry may say what its items are
+(``accepts``, e.g. :func:`subclass_of` a base class): an item of the wrong kind — registered,
+imported from a reference or a placeholder — is a ``UserError`` naming it (an entry point's
+is a warning, and skipped).
 
 A ``module:function`` reference resolves *beside the spec that names it*: given the spec's
 folder (``base_dir``), the module is imported with that folder first on ``sys.path``, so a
@@ -47,11 +52,33 @@ class UnknownNameError(UserError):
         super().__init__(f"unknown {kind} '{name}'{did_you_mean(name, choices)}")
 
 
+def subclass_of(base: type) -> Callable[[Any], bool]:
+    """An ``accepts`` test: the item is a class deriving from ``base``."""
+
+    def accepts(item: Any) -> bool:
+        return isinstance(item, type) and issubclass(item, base)
+
+    return accepts
+
+
 class Registry(Generic[T]):
-    def __init__(self, kind: str, entry_point_group: str | None = None):
+    """Items of one ``kind`` by name. ``accepts``: what an item must be (``None``: anything),
+    ``wrong_kind``: the message for one that is not (``{name}`` is its name)."""
+
+    def __init__(
+        self,
+        kind: str,
+        entry_point_group: str | None = None,
+        *,
+        accepts: Callable[[Any], bool] | None = None,
+        wrong_kind: str = "'{name}' is not a mispec {kind}",
+    ):
         self.kind = kind
         self.entry_point_group = entry_point_group
+        self.accepts = accepts
+        self.wrong_kind = wrong_kind
         self._items: dict[str, T] = {}
+        self._lazy: dict[str, str] = {}  # name -> the ``module:attr`` it is imported from
         self._entry_points_loaded = entry_point_group is None
         # ``module:attr`` name -> (the spec folder it was imported beside, the fingerprint of
         # its module's files then): a lookup after an edit imports it again
@@ -61,13 +88,28 @@ class Registry(Generic[T]):
         """Register ``item`` as ``name``; a ``module:attr`` name is remembered with the
         folder it was imported beside (``base_dir``) and its files' fingerprint."""
         old = self._items.get(name)
-        if old is not None and old is not item and not _redefinition(old, item):
+        if (
+            old is not None and old is not item and not _redefinition(old, item)
+        ) or name in self._lazy:
             raise ValueError(f"{self.kind} '{name}' is registered twice")
+        self.check(name, item)
         self._items[name] = item
         if ":" in name:
             base_dir = self.base_of(name, base_dir)
             self._loaded[name] = (base_dir, files_fingerprint(name.partition(":")[0]))
         return item
+
+    def register_lazy(self, name: str, ref: str) -> None:
+        """Register ``name`` as the object ``ref`` (``module:attr``) names, imported (and
+        checked) when ``name`` is first looked up."""
+        if name in self._items or self._lazy.get(name, ref) != ref:
+            raise ValueError(f"{self.kind} '{name}' is registered twice")
+        self._lazy[name] = ref
+
+    def check(self, name: str, item: Any) -> None:
+        """``UserError`` (``wrong_kind``) when ``item`` is not what this registry holds."""
+        if self.accepts is not None and not self.accepts(item):
+            raise UserError(self.wrong_kind.format(name=name, kind=self.kind))
 
     def known(self, name: str) -> T | None:
         """The item remembered as ``name``; None when there is none, or when ``name`` is a
@@ -100,17 +142,19 @@ class Registry(Generic[T]):
 
         for ep in entry_points(group=self.entry_point_group or ""):
             try:
-                item = ep.load()
+                loaded = ep.load()
+                item = getattr(loaded, "__mispec__", loaded)
+                self.check(ep.name, item)
             except Exception as exc:  # a broken plugin must not take mispec down
                 warnings.warn(
                     f"mispec: plugin {ep.name!r} ({ep.value}) failed to load: {exc}", stacklevel=2
                 )
                 continue
-            self._items.setdefault(ep.name, getattr(item, "__mispec__", item))
+            self._items.setdefault(ep.name, item)
 
     def names(self) -> list[str]:
         self._load_entry_points()
-        return sorted(self._items)
+        return sorted(self._items.keys() | self._lazy.keys())
 
     def __contains__(self, name: str) -> bool:
         """Whether ``name`` resolves. A ``module:function`` reference whose import fails is
@@ -127,6 +171,8 @@ class Registry(Generic[T]):
         cached = self.known(name)
         if cached is not None:  # builtins and already-loaded plugins: no entry-point import
             return cached
+        if name in self._lazy:
+            return self._resolve_placeholder(name)
         self._load_entry_points()
         if name in self._items:
             return self._items[name]
@@ -136,6 +182,16 @@ class Registry(Generic[T]):
             self._items.pop(name, None)  # an earlier definition, edited since
             return self.register(name, item, base_dir)
         return None
+
+    def _resolve_placeholder(self, name: str) -> T:
+        """Import and check the object ``name``'s placeholder names; it replaces the
+        placeholder (which stays where the check fails: every lookup says why)."""
+        module_name, _, attr = self._lazy[name].partition(":")
+        item: T = _attribute(importlib.import_module(module_name), attr)
+        self.check(name, item)
+        self._items[name] = item
+        del self._lazy[name]
+        return item
 
     def get(self, name: str, base_dir: Path | None = None) -> T:
         item = self.get_or_none(name, base_dir)
@@ -159,12 +215,18 @@ def import_reference(ref: str, base_dir: Path | None = None) -> Any:
             module = _current(module)
     except ImportError as exc:
         raise UserError(f"cannot import plugin module '{module_name}' for '{ref}': {exc}") from exc
-    obj: Any = module
-    for part in attr.split("."):
-        obj = getattr(obj, part, None)
-        if obj is None:
-            raise UserError(f"plugin module '{module_name}' has no attribute '{attr}'")
+    obj = _attribute(module, attr)
+    if obj is None:
+        raise UserError(f"plugin module '{module_name}' has no attribute '{attr}'")
     return getattr(obj, "__mispec__", obj)
+
+
+def _attribute(module: ModuleType, dotted: str) -> Any:
+    """``module.<dotted>`` (``None`` where a part is missing)."""
+    obj: Any = module
+    for part in dotted.split("."):
+        obj = getattr(obj, part, None)
+    return obj
 
 
 # module name -> fingerprint of its own file when it was last (re)imported by a reference

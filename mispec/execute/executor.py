@@ -8,8 +8,9 @@ order together with the nodes it waits for, reports each node's :class:`Outcome`
 *does* is the same everywhere (:func:`mispec.execute.work.run_node.run_work_node`); an executor
 only decides where and when.
 
-Executors are registered by the profile ``kind`` that selects them (``EXECUTORS``); a
-third party adds one with a module holding an ``Executor`` subclass plus a profile YAML
+Executors are registered by the profile ``kind`` that selects them (``EXECUTORS``, which
+holds ``Executor`` subclasses only; the built-ins are placeholders, imported when a profile
+names them); a third party adds one with a module holding an ``Executor`` subclass plus a profile YAML
 naming it (``kind: mypkg.ray_executor:RayExecutor``, or a ``mispec.executors`` entry point).
 """
 
@@ -22,7 +23,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from mispec.registry import Registry
+from mispec.errors import ExecutorError, UserError
+from mispec.registry import Registry, subclass_of
 
 if TYPE_CHECKING:
     from mispec.execute.context import Counters, RunContext
@@ -74,36 +76,25 @@ class Executor(ABC):
         """Release what ``init`` took; called however the run ends."""
 
 
-EXECUTORS: Registry[type[Executor] | str] = Registry(
-    "executor kind", entry_point_group="mispec.executors"
+EXECUTORS: Registry[type[Executor]] = Registry(
+    "executor kind",
+    entry_point_group="mispec.executors",
+    accepts=subclass_of(Executor),
+    wrong_kind="executor kind '{name}' is not a mispec Executor subclass",
 )
-for _kind, _ref in {
-    "local": "mispec.execute.local.executor:LocalExecutor",
-    "dask-local": "mispec.execute.dask.executor:DaskLocalExecutor",
-    "dask-remote": "mispec.execute.dask.executor:DaskRemoteExecutor",
-    "dask-slurm": "mispec.execute.dask.executor:DaskSlurmExecutor",
-}.items():
-    EXECUTORS.register(_kind, _ref)  # imported when a profile names the kind
+EXECUTORS.register_lazy("local", "mispec.execute.local.executor:LocalExecutor")
+EXECUTORS.register_lazy("dask-local", "mispec.execute.dask.executor:DaskLocalExecutor")
+EXECUTORS.register_lazy("dask-remote", "mispec.execute.dask.executor:DaskRemoteExecutor")
+EXECUTORS.register_lazy("dask-slurm", "mispec.execute.dask.executor:DaskSlurmExecutor")
 
 
 def executor_class(kind: str) -> type[Executor]:
-    """The ``Executor`` subclass for a profile ``kind`` (a registered name or ``module:Class``)."""
-    import importlib
-
-    from mispec.errors import ExecutorError
-    from mispec.registry import did_you_mean
-
-    item = EXECUTORS.get_or_none(kind)
-    if isinstance(item, str):
-        module, _, attr = item.partition(":")
-        item = getattr(importlib.import_module(module), attr)
-    if not (isinstance(item, type) and issubclass(item, Executor)):
-        raise ExecutorError(
-            f"unknown executor kind '{kind}'{did_you_mean(kind, EXECUTORS.names())}"
-            if item is None
-            else f"executor kind '{kind}' is not a mispec Executor subclass"
-        )
-    return item
+    """The ``Executor`` subclass for a profile ``kind`` (a registered name or ``module:Class``);
+    ``ExecutorError`` when there is none."""
+    try:
+        return EXECUTORS.get(kind)
+    except UserError as exc:
+        raise ExecutorError(str(exc)) from None
 
 
 @dataclass

@@ -1,4 +1,10 @@
-"""Execution profiles (``executors/*.yaml``): where and how to run, validated like specs.
+"""Execution profiles: where and how to run, validated like specs.
+
+A profile is named (``--executor dask-local``) or given by path. A name is looked up in the
+working directory's ``executors/<name>.yaml`` first (a project's own profiles, or its
+edits of a built-in one), then among the built-ins shipped inside the package
+(``mispec/profiles/<name>.yaml``: ``local``, the default, and ``dask-local``,
+``dask-remote``, ``dask-slurm``).
 
 A profile is ``kind`` (which executor: ``local``, ``dask-local``, ``dask-remote``,
 ``dask-slurm``, or a plugin's) plus the keys every run has (device, micro-batch, store,
@@ -8,6 +14,7 @@ level of one YAML file.
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -49,37 +56,38 @@ class Profile(RunSettings):
     options: SerializeAsAny[ExecutorOptions] = ExecutorOptions()
 
 
-PROFILE_DIR = Path(__file__).resolve().parents[2] / "executors"
+PROJECT_PROFILES = Path("executors")  # relative: the working directory's
+BUILTIN_PROFILES = resources.files("mispec") / "profiles"
 
 
 def load_profile(name_or_path: str | None) -> Profile:
-    """A profile by name (``executors/<name>.yaml`` of this repo or the cwd) or by path."""
-    if name_or_path is None or name_or_path == "local":
-        candidates = [Path("executors/local.yaml"), PROFILE_DIR / "local.yaml"]
-        for c in candidates:
-            if c.is_file():
-                return _read(c)
-        return Profile()
-    path = Path(name_or_path)
-    if not path.suffix:
-        options = [Path("executors") / f"{name_or_path}.yaml", PROFILE_DIR / f"{name_or_path}.yaml"]
-        path = next((p for p in options if p.is_file()), options[0])
-    if not path.is_file():
-        known = sorted(
-            {
-                p.stem
-                for d in (Path("executors"), PROFILE_DIR)
-                if d.is_dir()
-                for p in d.glob("*.yaml")
-            }
-        )
-        from mispec.registry import did_you_mean
+    """A profile by name (``executors/<name>.yaml`` in the cwd, else the built-in one; none:
+    ``local``) or by path."""
+    name = name_or_path or "local"
+    path = Path(name)
+    if path.suffix:
+        if not path.is_file():
+            raise _unknown(name, path)
+        return _read(path)
+    path = PROJECT_PROFILES / f"{name}.yaml"
+    if path.is_file():
+        return _read(path)
+    builtin = BUILTIN_PROFILES / f"{name}.yaml"
+    if not builtin.is_file():
+        raise _unknown(name, path)
+    with resources.as_file(builtin) as builtin_path:
+        return _read(builtin_path)
 
-        raise ExecutorError(
-            f"unknown execution profile '{name_or_path}' (no {path})"
-            f"{did_you_mean(name_or_path, known)}"
-        )
-    return _read(path)
+
+def _unknown(name: str, path: Path) -> ExecutorError:
+    from mispec.registry import did_you_mean
+
+    known = {p.stem for p in PROJECT_PROFILES.glob("*.yaml")} | {
+        Path(p.name).stem for p in BUILTIN_PROFILES.iterdir() if p.name.endswith(".yaml")
+    }
+    return ExecutorError(
+        f"unknown execution profile '{name}' (no {path}){did_you_mean(name, sorted(known))}"
+    )
 
 
 def _read(path: Path) -> Profile:

@@ -22,7 +22,10 @@ from mispec.prompts.core import PromptSet
 from mispec.registry import Registry
 
 GENERATORS: Registry[Callable[..., PromptSet]] = Registry(
-    "prompt generator", entry_point_group="mispec.generators"
+    "prompt generator",
+    entry_point_group="mispec.generators",
+    accepts=callable,
+    wrong_kind="prompt generator '{name}' is not a function (not callable)",
 )
 
 # An argument's (default or ``inspect.Parameter.empty``, annotation) — what validation reads.

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from pydantic import BaseModel, ValidationError
 
 from mispec.errors import CheckpointError, Problem
-from mispec.registry import Registry
+from mispec.registry import Registry, subclass_of
 from mispec.spec.schema import ModelSpecBase, PluginModelSpec, Selector
 
 if TYPE_CHECKING:
@@ -251,4 +251,9 @@ class ModelSource(ABC):
         return [self.problem(source_map, ("tokenizer",), f"tokenizer folder not found: {folder}")]
 
 
-SOURCES: Registry[type[ModelSource]] = Registry("model source", entry_point_group="mispec.sources")
+SOURCES: Registry[type[ModelSource]] = Registry(
+    "model source",
+    entry_point_group="mispec.sources",
+    accepts=subclass_of(ModelSource),
+    wrong_kind="'{name}' is not a mispec model source: subclass mispec.sources.ModelSource",
+)

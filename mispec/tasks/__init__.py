@@ -47,7 +47,12 @@ if TYPE_CHECKING:
 
 TaskFactory = Callable[..., Task]
 
-TASKS: Registry[TaskFactory] = Registry("task", entry_point_group="mispec.tasks")
+TASKS: Registry[TaskFactory] = Registry(
+    "task",
+    entry_point_group="mispec.tasks",
+    accepts=callable,
+    wrong_kind="task '{name}' is not a mispec Task subclass or a factory of one (not callable)",
+)
 for _factory in (
     repeated_tokens,
     modular_addition,
