@@ -1,11 +1,13 @@
 """Adaptive checkpoints: add checkpoints where a transition happens, round after round.
 
 A ``train:`` model with ``refine: {transition: T, resolution: R, budget: B, split: K}`` (``T``
-a ``crossing_step`` metric, see ``mispec.metrics.builtin.crossing``) is run in rounds:
+a metric whose record declares how to ``bracket`` a transition, e.g. ``crossing_step``, see
+``mispec.metrics.builtin.crossing``) is run in rounds:
 
 1. run the plan (the first round: the model's own ``checkpoints:``);
-2. per seed, read T's series at every checkpoint so far and find the gap ``(before, at]``
-   in which it first reaches its level;
+2. per seed, read the series T reduces at every checkpoint so far and find, with T's
+   bracket and the args T's plan node carries, the gap ``(before, at]`` of the transition
+   (for ``crossing_step``: where the series first reaches its level);
 3. if the gap is wider than ``R`` steps and fewer than ``B`` checkpoints were added to this
    seed so far, cut the gap into ``K`` equal parts and add the ``K - 1`` steps between them
    (fewer when the budget is nearly spent);
@@ -28,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mispec.errors import CacheError
+from mispec.planning.nodes import CellNode, ReductionNode, reduction_id
 from mispec.spec.schema import RefineSpec, Spec, TrainedModelSpec
 
 if TYPE_CHECKING:
@@ -90,18 +93,18 @@ def cut(before: int, at: int, parts: int) -> list[int]:
 
 
 def _series_values(
-    plan: Plan, read: Callable[[str], Any], metric: str, model: str, seed: int
+    plan: Plan, read: Callable[[str], Any], transition: ReductionNode
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """The scalar values of ``metric`` at every step of the (model, seed), or None when one is
-    not in the store yet."""
-    from mispec.planning.nodes import cell_id
-
-    steps = plan.resolution.series[(model, seed)].steps
-    values = []
-    for step in steps:
-        value = read(plan.node(cell_id(metric, model, seed, step)).key)
+    """The steps and scalar values of the series the ``transition`` reduction reads (its one
+    input, a cell per checkpoint), or None when one is not in the store yet."""
+    (cells,) = plan.inputs(transition).values()
+    steps, values = [], []
+    for cell in cells:
+        assert isinstance(cell, CellNode)
+        value = read(cell.key)
         if value is None:
             return None
+        steps.append(cell.step)
         values.append(float(np.asarray(getattr(value, "values", value), dtype=float)))
     return np.asarray(steps, float), np.asarray(values)
 
@@ -111,22 +114,18 @@ def next_steps(
 ) -> Extra | None:
     """The steps each seed adds in the next round (empty: refinement is done); None when a
     value it needs is not available (``replay`` stops there)."""
-    from mispec.metrics.builtin.crossing import crossing_bracket
-    from mispec.metrics.builtin.event_noise import MIN_SIZE
-
     spec = plan.spec
     out: Extra = {}
     for model, refine in refined_models(spec).items():
-        target = spec.metrics[refine.transition]
-        series = target.input_metrics()["series"]
-        level = target.args.get("level", "half")
-        min_size = target.args.get("min_size", MIN_SIZE)
+        mdef = plan.metric_defs[refine.transition]
         for seed in spec.models[model].seeds:
-            found = _series_values(plan, read, series, model, seed)
+            transition = plan.node(reduction_id(refine.transition, model, seed))
+            assert isinstance(transition, ReductionNode)
+            found = _series_values(plan, read, transition)
             if found is None:  # not computed yet: nothing is known about this seed
                 return None
             state = states.setdefault((model, seed), SeedState(model, seed, refine))
-            state.bracket = crossing_bracket(found[0], found[1], level, min_size)
+            state.bracket = mdef.bracket_for(found[0], found[1], transition.args)
             if state.bracket is None or state.resolved:
                 continue
             left = refine.budget - len(state.added)

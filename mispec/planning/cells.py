@@ -8,6 +8,10 @@ checkpoint instead (a fixed step of the run, another seed, another model). Becau
 cell's key already carries its checkpoint's identity, the reading cell's key changes exactly
 when what it reads changes. Keys are worked out on demand and remembered, so a cell may read
 one that the planner reaches later (the last step, a later seed).
+
+Each metric's args are bound over its function's defaults, and the hooks they make it read
+worked out, once per plan: every node of the metric carries the same two (see
+:mod:`mispec.planning.nodes`), and its key hashes those very args.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from mispec.errors import PlanError
 from mispec.hashing import content_key
 from mispec.metrics.core import MetricDef
 from mispec.planning.nodes import (
+    BoundArgs,
     CellNode,
     ForwardNode,
     cell_id,
@@ -33,6 +38,7 @@ from mispec.planning.resolve import Resolution
 from mispec.spec.schema import InputRef, Spec
 
 Where = tuple[str, int, int]  # (model, seed, step)
+_POLICY_RANK = {"store": 2, "float16": 1, "skip": 0}
 
 
 class CellPlanner:
@@ -45,10 +51,16 @@ class CellPlanner:
         defs: Mapping[str, MetricDef],
         order: tuple[str, ...],
         granularity: Mapping[str, str],
-        hook_policy: Mapping[str, str],
     ):
         self.spec, self.resolution, self.defs = spec, resolution, defs
-        self.order, self.granularity, self.hook_policy = order, granularity, hook_policy
+        self.order, self.granularity = order, granularity
+        # per metric: its bound args, and the hooks an activation metric reads with them
+        self.args = {n: BoundArgs(defs[n].bind_args(m.args)) for n, m in spec.metrics.items()}
+        self.hooks = {
+            n: defs[n].hooks_for(self.args[n]) if defs[n].kind == "activation" else ()
+            for n in spec.metrics
+        }
+        self.hook_policy = self._hook_policies()
         self._ckpt = {
             ms: dict(zip(series.steps, series.checkpoint_ids, strict=True))
             for ms, series in resolution.series.items()
@@ -73,7 +85,7 @@ class CellPlanner:
                     wanted[spec.metrics[name].prompts or ""].append(name)
             out: dict[str, ForwardNode] = {}
             for pname, names in sorted(wanted.items()):
-                hooks = sorted({h for n in names for h in defs[n].hooks_for(spec.metrics[n].args)})
+                hooks = sorted({h for n in names for h in self.hooks[n]})
                 key = content_key(
                     "forward",
                     self._ckpt[(model, seed)][step],
@@ -89,6 +101,7 @@ class CellPlanner:
                     step,
                     pname,
                     tuple((h, self.hook_policy[h]) for h in hooks),
+                    spec.models[model].dtype,
                 )
             self._forwards[where] = out
         return self._forwards[where]
@@ -105,7 +118,7 @@ class CellPlanner:
             return self._cells[at]
         mdef, m = self.defs[name], self.spec.metrics[name]
         ckpt_key = self._ckpt[(model, seed)][step]
-        common = ("cell", mdef.name, mdef.key_version, mdef.bind_args(m.args))
+        common = ("cell", mdef.name, mdef.key_version, self.args[name])
         if pair is not None:
             self.crossing = True
         ups = {
@@ -123,7 +136,7 @@ class CellPlanner:
         forward = None
         if mdef.kind == "activation":
             fnode = self.forwards(model, seed, step)[m.prompts or ""]
-            mine = {h: p for h, p in fnode.hooks if h in mdef.hooks_for(m.args)}
+            mine = {h: p for h, p in fnode.hooks if h in self.hooks[name]}
             parts: tuple[Any, ...] = (fnode.key, {h: p == "float16" for h, p in mine.items()})
             forward = fnode.id
         elif mdef.kind == "intervention":
@@ -152,6 +165,8 @@ class CellPlanner:
             forward,
             inputs,
             pair,
+            self.args[name],
+            self.hooks[name],
         )
         self._cells[at] = node
         return node
@@ -196,6 +211,19 @@ class CellPlanner:
         if t_model not in (self.spec.metrics[ref.metric].models or [t_model]):
             raise PlanError(f"{where}: metric '{ref.metric}' does not run on model '{t_model}'")
         return (t_model, t_seed, t_step)
+
+    def _hook_policies(self) -> dict[str, str]:
+        """Storage policy per hook template: the spec's top-level ``cache:`` entry wins;
+        otherwise the most keeping of the policies of the metrics that read it (store >
+        float16 > skip)."""
+        policies: dict[str, str] = {}
+        for name, m in self.spec.metrics.items():
+            for hook in self.hooks[name]:
+                wanted = m.cache or "store"
+                if hook not in policies or _POLICY_RANK[wanted] > _POLICY_RANK[policies[hook]]:
+                    policies[hook] = wanted
+        policies.update(self.spec.cache)
+        return policies
 
 
 def _shown_steps(steps: tuple[int, ...]) -> str:

@@ -44,7 +44,6 @@ from mispec.planning.nodes import (
 from mispec.planning.resolve import Resolution
 from mispec.spec.schema import Spec
 
-_POLICY_RANK = {"store": 2, "float16": 1, "skip": 0}
 N = TypeVar("N", bound=Node)
 
 
@@ -174,8 +173,7 @@ def build_plan(spec: Spec, resolution: Resolution, base_dir: Path | None = None)
     for pname, pkey in resolution.prompt_ids.items():
         add(PromptsNode(prompts_id(pname), pkey, pname))
 
-    hook_policy = _hook_policies(spec, defs)
-    cells = CellPlanner(spec, resolution, defs, order, granularity, hook_policy)
+    cells = CellPlanner(spec, resolution, defs, order, granularity)
     for (model, seed), series in sorted(resolution.series.items()):
         train: list[str] = []
         if series.training_identity is not None:
@@ -190,7 +188,7 @@ def build_plan(spec: Spec, resolution: Resolution, base_dir: Path | None = None)
         group_cells: dict[str, list[str]] = defaultdict(list)  # metric -> cell ids over steps
         for step, ckpt_key in zip(series.steps, series.checkpoint_ids, strict=True):
             gid = group_id(model, seed, step)
-            add(GroupNode(gid, ckpt_key, model, seed, step), train)
+            add(GroupNode(gid, ckpt_key, model, seed, step, spec.models[model].dtype), train)
             for fnode in cells.forwards(model, seed, step).values():
                 add(fnode, [gid, prompts_id(fnode.prompts)])
             for name in here:
@@ -210,7 +208,7 @@ def build_plan(spec: Spec, resolution: Resolution, base_dir: Path | None = None)
         for name in here:
             if granularity[name] != "series":
                 continue
-            mdef, m = defs[name], spec.metrics[name]
+            mdef, m, args = defs[name], spec.metrics[name], cells.args[name]
             ups_by_param: dict[str, tuple[str, ...]] = {}
             key_parts: dict[str, Any] = {}
             for p, ref in m.input_metrics().items():
@@ -224,7 +222,7 @@ def build_plan(spec: Spec, resolution: Resolution, base_dir: Path | None = None)
                 "reduction",
                 mdef.name,
                 mdef.key_version,
-                mdef.bind_args(m.args),
+                args,
                 key_parts,
                 list(series.steps),
             )
@@ -237,6 +235,7 @@ def build_plan(spec: Spec, resolution: Resolution, base_dir: Path | None = None)
                     seed,
                     name,
                     tuple(sorted(ups_by_param.items())),
+                    args,
                 ),
                 sorted({u for us in ups_by_param.values() for u in us}),
             )
@@ -254,23 +253,6 @@ def build_plan(spec: Spec, resolution: Resolution, base_dir: Path | None = None)
     if cells.crossing:
         check_groups_acyclic(plan.work())
     return plan
-
-
-def _hook_policies(spec: Spec, defs: dict[str, MetricDef]) -> dict[str, str]:
-    """Storage policy per hook template: the spec's top-level ``cache:`` entry wins; otherwise
-    the most keeping of the policies of the metrics that read it (store > float16 > skip)."""
-    policies: dict[str, str] = {}
-    for name, m in spec.metrics.items():
-        mdef = defs[name]
-        if mdef.kind != "activation":
-            continue
-        for hook in mdef.hooks_for(m.args):
-            wanted = m.cache or "store"
-            if hook not in policies or _POLICY_RANK[wanted] > _POLICY_RANK[policies[hook]]:
-                policies[hook] = wanted
-    for hook, policy in spec.cache.items():
-        policies[hook] = policy
-    return policies
 
 
 def plan_json(plan: Plan) -> dict[str, Any]:

@@ -16,11 +16,19 @@ The kinds, and the edges the planner draws between them (``a → b``: b needs a)
 
 Executors run *work nodes* (train, group, reduction); forwards and cells run inside their
 group. Node ids are made here and only here.
+
+A node also carries what running it needs from the spec, worked out once by the planner:
+a cell or reduction its metric's bound args (``args``: the spec's args over the function's
+defaults, what the function receives) and a cell the hooks it reads from its forward pass
+(``hooks``); a group and a forward pass the dtype their model is loaded in (``dtype``).
+Executors read these, never the spec. They are *carried* fields: the key already hashes
+what they say, and the plan's JSON leaves them out.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 # --------------------------------------------------------------------------- ids
@@ -68,6 +76,31 @@ ASSEMBLE_ID = "assemble"
 
 
 # --------------------------------------------------------------------------- nodes
+class BoundArgs(Mapping[str, Any]):
+    """A metric's bound args, read-only: the mapping a node carries (a plan is shared by
+    every group it runs, and by the processes it is sent to)."""
+
+    __slots__ = ("_args",)
+
+    def __init__(self, args: Mapping[str, Any] | None = None) -> None:
+        self._args = dict(args or {})
+
+    def __getitem__(self, name: str) -> Any:
+        return self._args[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._args)
+
+    def __len__(self) -> int:
+        return len(self._args)
+
+    def __repr__(self) -> str:
+        return f"BoundArgs({self._args!r})"
+
+
+_CARRIED = {"carried": True}  # a field executors read, which the plan's JSON leaves out
+
+
 @dataclass(frozen=True)
 class _Node:
     kind: ClassVar[str]
@@ -76,10 +109,11 @@ class _Node:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "kind": self.kind, "key": self.key}
-        for name, value in vars(self).items():
-            if name in out or name == "inputs" or value is None or value == ():
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in out or f.name == "inputs" or f.metadata or value is None or value == ():
                 continue
-            out[name] = dict(value) if name == "hooks" else value
+            out[f.name] = dict(value) if f.name == "hooks" else value
         return out
 
 
@@ -102,6 +136,7 @@ class GroupNode(_Node):
     model: str
     seed: int
     step: int
+    dtype: str = field(metadata=_CARRIED)  # its model's: what its weights are loaded in
 
 
 @dataclass(frozen=True)
@@ -112,6 +147,7 @@ class ForwardNode(_Node):
     step: int
     prompts: str
     hooks: tuple[tuple[str, str], ...]  # hook template -> storage policy (store|float16|skip)
+    dtype: str = field(metadata=_CARRIED)  # its model's: the dtype its activations come in
 
 
 @dataclass(frozen=True)
@@ -126,6 +162,8 @@ class CellNode(_Node):
     inputs: tuple[tuple[str, str], ...] = ()  # param -> same-group cell id (derived metrics)
     # a comparison cell (``pairs:``): the (model, seed, step) of its second side
     pair: tuple[str, int, int] | None = None
+    args: BoundArgs = field(default_factory=BoundArgs, hash=False, metadata=_CARRIED)
+    hooks: tuple[str, ...] = field(default=(), metadata=_CARRIED)  # what it reads of its forward
 
 
 @dataclass(frozen=True)
@@ -136,6 +174,7 @@ class ReductionNode(_Node):
     metric: str
     # param -> the cell ids over steps (in step order), or the one reduction id it reads
     inputs: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    args: BoundArgs = field(default_factory=BoundArgs, hash=False, metadata=_CARRIED)
 
 
 @dataclass(frozen=True)

@@ -61,11 +61,7 @@ def plan_status(plan: Plan, store: Store | None) -> PlanStatus:
         todo = consumers.get(fnode.id, [])
         if not todo:
             continue
-        wanted = {
-            h
-            for c in todo
-            for h in plan.metric_defs[c.metric].hooks_for(plan.spec.metrics[c.metric].args)
-        }
+        wanted = {h for c in todo for h in c.hooks}
         policy = dict(fnode.hooks)
         missing = [
             h

@@ -1,7 +1,8 @@
 """Validation of a ``train:`` model's ``refine:`` and ``live:`` keys (located problems).
 
-``refine.transition`` must name a ``crossing_step`` metric that runs on this model and reads
-a series with one number per checkpoint (e.g. ``induction_max``); ``live`` must name metrics
+``refine.transition`` must name a metric that declares how to bracket a transition
+(``crossing_step``, or a plugin's ``@metric(bracket=...)``), runs on this model and reads a
+series with one number per checkpoint (e.g. ``induction_max``); ``live`` must name metrics
 computed per checkpoint from that checkpoint alone (they run inside the training loop, where
 no other checkpoint exists yet).
 """
@@ -60,13 +61,15 @@ def zoom_problems(spec: Spec, source: SourceMap) -> list[Problem]:
             target = entry.refine.transition
             if not unknown(target, path):
                 tdef = defs[target]
-                series = spec.metrics[target].input_refs().get("series")
-                if tdef.name != "crossing_step":
+                refs = spec.metrics[target].input_refs()  # a bracket's metric has one input
+                series = refs.get(tdef.inputs[0]) if tdef.bracket is not None else None
+                if tdef.bracket is None:
                     problems.append(
                         source.problem(
                             path,
                             f"'{target}' is a '{tdef.name}' metric; refine needs a crossing_step "
-                            "metric (its series and level say what to locate)",
+                            "metric (its series and level say what to locate), or another "
+                            "that declares a bracket",
                         )
                     )
                 elif series is None or not series.is_local:

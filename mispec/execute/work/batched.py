@@ -92,8 +92,7 @@ def forward_needs(ctx: RunContext, group: GroupNode) -> Needs:
     wanted: dict[str, set[str]] = {}
     for cell in missing_cells(ctx, plan.cells(group)):
         if cell.forward is not None:
-            reads = plan.metric_defs[cell.metric].hooks_for(ctx.spec.metrics[cell.metric].args)
-            wanted.setdefault(cell.forward, set()).update(reads)
+            wanted.setdefault(cell.forward, set()).update(cell.hooks)
     needs: Needs = {}
     for fid, hooks in wanted.items():
         fnode = plan.node(fid)
@@ -229,7 +228,7 @@ def _weights(ctx: RunContext, handle: Any, node: GroupNode) -> dict[str, Any]:
             node.seed,
             ctx.store.root,
             device=ctx.model_device(node.model),
-            dtype=ctx.spec.models[node.model].dtype,
+            dtype=node.dtype,
         )
         route = other.route
     weights: dict[str, Any] = route.state_for(node.step)

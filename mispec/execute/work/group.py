@@ -84,7 +84,6 @@ def run_group(ctx: RunContext, group: GroupNode, only: list[CellNode] | None = N
     acts_by_forward = _activations(ctx, [c for c in todo if c.forward], bridge)
     for cell in todo:
         mdef = plan.metric_defs[cell.metric]
-        mspec = ctx.spec.metrics[cell.metric]
         prompts = ctx.prompts(cell.prompts, model) if cell.prompts else None
         inputs = {}
         for param, up in cell.inputs:
@@ -100,7 +99,7 @@ def run_group(ctx: RunContext, group: GroupNode, only: list[CellNode] | None = N
         versions = {h: t._version for h, t in acts.items()} if acts else {}
         out = call_metric(
             mdef,
-            dict(mspec.args),
+            cell.args,
             node=cell.id,
             acts=dict(acts) if acts is not None else None,  # its own dict: no swapping hooks
             prompts=prompts,
@@ -141,9 +140,8 @@ def _activations(ctx: RunContext, cells: list[CellNode], bridge: Any) -> dict[st
     plan, store = ctx.plan, ctx.store
     wanted: dict[str, set[str]] = defaultdict(set)
     for cell in cells:
-        mdef = plan.metric_defs[cell.metric]
         if cell.forward is not None:
-            wanted[cell.forward].update(mdef.hooks_for(ctx.spec.metrics[cell.metric].args))
+            wanted[cell.forward].update(cell.hooks)
     out: dict[str, Any] = {}
     for fid, hooks in wanted.items():
         fnode = plan.node(fid)
@@ -177,7 +175,7 @@ def _activations(ctx: RunContext, cells: list[CellNode], bridge: Any) -> dict[st
                     device=b.cfg.device,
                 )
             ctx.counters.forward_passes += 1
-            source_dtype = ctx.spec.models[fnode.model].dtype
+            source_dtype = fnode.dtype
             for hook in missing:
                 values = fresh[hook]
                 if policy[hook] == "float16":
@@ -236,8 +234,6 @@ def run_reduction(ctx: RunContext, node: ReductionNode) -> None:
             )
         else:
             inputs[param] = read_only(present[0])
-    out = call_metric(
-        mdef, dict(ctx.spec.metrics[node.metric].args), node=node.id, inputs=inputs, info=None
-    )
+    out = call_metric(mdef, node.args, node=node.id, inputs=inputs, info=None)
     ctx.write_cell(node.key, out)
     ctx.counters.reductions_computed += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,7 @@ from mispec.metrics.core import DIMS, MetricDef
 
 def call_metric(
     mdef: MetricDef,
-    args: dict[str, Any],
+    args: Mapping[str, Any],
     *,
     node: str,
     acts: Any = None,

@@ -130,7 +130,14 @@ def _per_crossing(series: Any, name: str, what: str, level: Level, min_size: flo
     return out
 
 
-@metric(dims=_per_cell_of_series, inputs=("series",), reduces="step", units="step", version=2)
+@metric(
+    dims=_per_cell_of_series,
+    inputs=("series",),
+    reduces="step",
+    units="step",
+    version=2,
+    bracket=crossing_bracket,  # what makes it a ``refine:`` transition
+)
 def crossing_step(series: Any, level: Level = "half", min_size: float = MIN_SIZE) -> Any:
     """Step of the first checkpoint at which ``series`` has reached ``level`` (default
     ``half``: half-way from its first to its last value), for every other dim; NaN when it
