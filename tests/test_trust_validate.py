@@ -294,13 +294,13 @@ def test_a_huge_line_is_refused_from_its_start(write_spec, capsys, monkeypatch):
     import mispec.prompts.text as text
 
     encoded: list[int] = []
-    real = text._encode
+    real = text.encode
 
     def counting(tokenizer, s):  # type: ignore[no-untyped-def]
         encoded.append(len(s))
         return real(tokenizer, s)
 
-    monkeypatch.setattr(text, "_encode", counting)
+    monkeypatch.setattr(text, "encode", counting)
     spec = write_spec(JSONL_SPEC.format(folder=checkpoint_folder()))
     jsonl = spec.parent / "p.jsonl"
     huge = {"text": "w1 " * 1_000_000, "answer": "w2", "wrong_answer": "w1"}

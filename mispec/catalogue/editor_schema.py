@@ -20,7 +20,8 @@ import copy
 from collections.abc import Sequence
 from typing import Any
 
-from mispec.catalogue.entries import ArgEntry, Entry, entries
+from mispec.catalogue.entries import entries
+from mispec.catalogue.records import ArgEntry, Entry
 
 REFERENCE = {
     "type": "string",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 
-from mispec.catalogue.entries import ArgEntry, Entry
+from mispec.catalogue.records import ArgEntry, Entry
 
 TITLES = {
     "metrics": "Metrics (`metrics.<name>.fn`)",

@@ -1,4 +1,6 @@
-"""The CLI verbs: each parses its arguments, calls the library, renders the data it returns."""
+"""The CLI verbs over specs, runs and the store's record of runs (``plot`` and ``report`` are
+in :mod:`mispec.cli.figure_verbs`): each parses its arguments, calls the library, renders the
+data it returns."""
 
 from __future__ import annotations
 
@@ -6,6 +8,8 @@ import argparse
 import json
 import sys
 from typing import Any
+
+from mispec.cli.figure_verbs import register_plot, register_report
 
 
 def _out(text: str) -> None:
@@ -211,111 +215,13 @@ def _register_diff(sub: Any) -> None:
     p.set_defaults(func=cmd_diff)
 
 
-# --------------------------------------------------------------------------- plot / report
-FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
-REPORT_SUFFIXES = (".html", ".htm")
-
-
-def _steps_arg(text: str) -> list[int]:
-    """``--steps 0,100,1000``: comma-separated training steps (argparse exits 2 otherwise)."""
-    try:
-        steps = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated step numbers such as 0,100,1000, got {text!r}"
-        ) from None
-    if not steps or any(s < 0 for s in steps):
-        raise argparse.ArgumentTypeError(f"expected steps >= 0 such as 0,100,1000, got {text!r}")
-    return steps
-
-
-def check_output_path(path: str, suffixes: tuple[str, ...], what: str) -> str:
-    """An ``-o`` file to write: not a folder, and a name ending in one of ``suffixes``
-    (the format follows the name), checked before any results are read."""
-    from pathlib import Path
-
-    from mispec.errors import UserError
-
-    p = Path(path)
-    if p.is_dir():
-        raise UserError(
-            f"-o {path} is a folder; name the {what} file, e.g. {p / ('out' + suffixes[0])}"
-        )
-    if p.suffix.lower() not in suffixes:
-        raise UserError(
-            f"-o {path}: a {what} is written as {', '.join(suffixes)}; "
-            f"name the file with one of these, e.g. {p.with_suffix(suffixes[0]).name}"
-        )
-    return path
-
-
-def cmd_plot(args: argparse.Namespace) -> int:
-    from mispec.api import open_results
-    from mispec.plot.figures import metric_figure, save_figure
-
-    out = check_output_path(
-        args.output or f"{'_'.join(args.metrics)}.png", FIGURE_SUFFIXES, "figure"
-    )
-    tree = open_results(args.run).load()
-    notes: list[str] = []
-    figs = [
-        metric_figure(
-            tree, m, log_x=not args.linear, heatmap_steps=args.steps, top_k=args.top_k, notes=notes
-        )
-        for m in args.metrics
-    ]
-    for note in notes:  # a requested step that is not a checkpoint snapped to the nearest
-        print(f"note: {note}", file=sys.stderr)
-    if len(figs) == 1:
-        save_figure(figs[0], out)
-        _out(f"wrote {out}")
-        return 0
-    from pathlib import Path
-
-    stem = Path(out)
-    for m, fig in zip(args.metrics, figs, strict=True):
-        path = stem.with_name(f"{stem.stem}-{m}{stem.suffix}")
-        save_figure(fig, path)
-        _out(f"wrote {path}")
-    return 0
-
-
-def _register_plot(sub: Any) -> None:
-    p = sub.add_parser("plot", help="plot metrics over training (log x-axis) and head heatmaps")
-    p.add_argument("run", metavar="RUN", help="run folder (runs/<name>) or results.zarr")
-    p.add_argument("metrics", nargs="+", metavar="METRIC")
-    p.add_argument("-o", "--output", metavar="FILE.png")
-    p.add_argument("--linear", action="store_true", help="linear step axis")
-    p.add_argument("--steps", type=_steps_arg, help="comma-separated steps for the heatmaps")
-    p.add_argument("--top-k", type=int, default=3, help="heads highlighted by final value")
-    p.set_defaults(func=cmd_plot)
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from mispec.plot.report import build_report
-
-    if args.output is not None:
-        check_output_path(args.output, REPORT_SUFFIXES, "report")
-    path = build_report(args.run, args.output, steps=args.steps)
-    _out(f"wrote {path}")
-    return 0
-
-
-def _register_report(sub: Any) -> None:
-    p = sub.add_parser("report", help="write a self-contained HTML report of a run")
-    p.add_argument("run", metavar="RUN")
-    p.add_argument("-o", "--output", metavar="FILE.html")
-    p.add_argument("--steps", type=_steps_arg, help="comma-separated steps for the heatmaps")
-    p.set_defaults(func=cmd_report)
-
-
 REGISTER = [
     _register_validate,
     _register_schema,
     _register_plan,
     _register_run,
     _register_diff,
-    _register_plot,
-    _register_report,
+    register_plot,
+    register_report,
     _register_ls,
 ]

@@ -41,6 +41,7 @@ import numpy as np
 
 from mispec.errors import PromptError
 from mispec.prompts.core import PromptSet
+from mispec.prompts.encoding import decode, encode, special_id, unk_id, word_starts
 from mispec.prompts.records import (
     JSONL_FIELDS,
     POSITION_PREFIX,
@@ -71,69 +72,11 @@ def text_extras(records: list[TextRecord]) -> tuple[str, ...]:
     return TEXT_EXTRAS + record_extras(records)
 
 
-def _is_raw(tokenizer: Any) -> bool:
-    return type(tokenizer).__module__.startswith("tokenizers")
-
-
-def _encode(tokenizer: Any, text: str) -> list[int]:
-    """Token ids of ``text`` without special tokens (HF tokenizer or raw ``tokenizers``)."""
-    if _is_raw(tokenizer):
-        return list(tokenizer.encode(text, add_special_tokens=False).ids)
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
-def _offsets(tokenizer: Any, text: str) -> list[tuple[int, int]] | None:
-    """Character spans of the tokens of ``text`` where the tokenizer reports them."""
-    try:
-        if _is_raw(tokenizer):
-            return list(tokenizer.encode(text, add_special_tokens=False).offsets)
-        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        return [tuple(o) for o in enc["offset_mapping"]]
-    except (NotImplementedError, TypeError, ValueError, KeyError):
-        return None
-
-
-def _decode(tokenizer: Any, token: int) -> str:
-    return str(tokenizer.decode([token]))
-
-
-def _word_starts(tokenizer: Any, text: str, ids: list[int], strings: list[str]) -> list[bool]:
-    """True at the token holding the first character of each whitespace-separated word.
-
-    The tokens' character spans come from the tokenizer's offsets, else from the decoded
-    strings when they spell the text; failing both, a token starts a word when it begins with
-    whitespace or is the first."""
-    spans = _offsets(tokenizer, text)
-    if spans is None or len(spans) != len(ids):
-        if "".join(strings) != text:
-            return [i == 0 or s[:1].isspace() for i, s in enumerate(strings)]
-        ends = np.cumsum([len(s) for s in strings]).tolist()
-        spans = list(zip([0, *ends[:-1]], ends, strict=True))
-    firsts = {
-        j for j, c in enumerate(text) if not c.isspace() and (j == 0 or text[j - 1].isspace())
-    }
-    out: list[bool] = []
-    seen: set[int] = set()
-    for start, end in spans:
-        hit = firsts.intersection(range(start, end)) - seen
-        seen |= hit
-        out.append(bool(hit))
-    return out
-
-
-def _special_id(tokenizer: Any, *names: str) -> int | None:
-    for name in names:
-        value = getattr(tokenizer, name, None)
-        if value is not None:
-            return int(value)
-    return None
-
-
 def _single_token(path: Path, record: TextRecord, field: str, tokenizer: Any, who: str) -> int:
     value = getattr(record, field)
-    ids = _encode(tokenizer, value)
+    ids = encode(tokenizer, value)
     if len(ids) != 1:
-        pieces = [_decode(tokenizer, t) for t in ids]
+        pieces = [decode(tokenizer, t) for t in ids]
         raise PromptFileError(
             path,
             record.line,
@@ -141,25 +84,16 @@ def _single_token(path: Path, record: TextRecord, field: str, tokenizer: Any, wh
             "token (a logit difference compares two single logits): pick a single-token word "
             "(often with its leading space)",
         )
-    unk = _unk_id(tokenizer)
+    unk = unk_id(tokenizer)
     if unk is not None and ids[0] == unk:
         raise PromptFileError(
             path,
             record.line,
             f"{field} {value!r} is not in the vocabulary{who}: it becomes the unknown token "
-            f"{_decode(tokenizer, unk)!r}, so the logit difference would read that token's "
+            f"{decode(tokenizer, unk)!r}, so the logit difference would read that token's "
             "logit: pick a word the tokenizer knows (often with its leading space)",
         )
     return ids[0]
-
-
-def _unk_id(tokenizer: Any) -> int | None:
-    """The unknown token's id (HF tokenizer or raw ``tokenizers``), None when there is none."""
-    if _is_raw(tokenizer):
-        name = getattr(tokenizer.model, "unk_token", None)
-        return tokenizer.token_to_id(name) if isinstance(name, str) else None
-    value = getattr(tokenizer, "unk_token_id", None)
-    return int(value) if value is not None else None
 
 
 def _resolve(path: Path, record: TextRecord, name: str, at: Position, words: list[bool]) -> int:
@@ -213,7 +147,7 @@ def _at_least_too_long(
     if cut <= 0:
         return None  # one word this long: only the whole text can say
     # one token fewer for the last word, which may merge with what follows the cut
-    at_least = lead + len(_encode(tokenizer, text[:cut])) - 1
+    at_least = lead + len(encode(tokenizer, text[:cut])) - 1
     return at_least if at_least > n_ctx else None
 
 
@@ -240,10 +174,10 @@ def load_text_prompts(
     if limit is not None:
         records = records[:limit]
     who = f" for model '{model}'" if model else ""
-    bos = _special_id(tokenizer, "bos_token_id", "eos_token_id")
+    bos = special_id(tokenizer, "bos_token_id", "eos_token_id")
     if prepend_bos and bos is None:
         raise PromptError(f"{path}: the tokenizer has no BOS (or EOS) token to prepend")
-    pad = _special_id(tokenizer, "pad_token_id", "eos_token_id", "bos_token_id") or 0
+    pad = special_id(tokenizer, "pad_token_id", "eos_token_id", "bos_token_id") or 0
     lead: list[int] = [bos] if prepend_bos and bos is not None else []
     rows, corrupt_rows, strings, starts = [], [], [], []
     answers: dict[str, list[int]] = {"answer": [], "wrong_answer": []}
@@ -259,12 +193,12 @@ def load_text_prompts(
                 f"(n_ctx = {n_ctx}): shorten it, or set `max_tokens: {n_ctx}` on the prompt "
                 "set to cut every prompt there",
             )
-        ids = _encode(tokenizer, record.text)
+        ids = encode(tokenizer, record.text)
         _check_context(path, record, len(lead) + len(ids), max_tokens, n_ctx, who)
-        pieces = [_decode(tokenizer, t) for t in ids]
-        words = _word_starts(tokenizer, record.text, ids, pieces)
+        pieces = [decode(tokenizer, t) for t in ids]
+        words = word_starts(tokenizer, record.text, ids, pieces)
         if record.corrupt_text is not None:
-            corrupt = _encode(tokenizer, record.corrupt_text)
+            corrupt = encode(tokenizer, record.corrupt_text)
             if len(corrupt) != len(ids):
                 raise PromptFileError(
                     path,
@@ -283,7 +217,7 @@ def load_text_prompts(
         if not row:
             raise PromptFileError(path, record.line, "the prompt is empty after tokenization")
         rows.append(row)
-        strings.append([_decode(tokenizer, t) for t in lead] + pieces)
+        strings.append([decode(tokenizer, t) for t in lead] + pieces)
         starts.append([False] * len(lead) + words)
     width = max(len(r) for r in rows)
     n = len(rows)

@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from mispec.execute.local.lanes import PARENT_ENV
+from mispec.execute.local.worker_processes import PARENT_ENV
 
 
 def run_lane(job: dict[str, Any]) -> dict[str, Any]:
