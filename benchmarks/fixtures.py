@@ -169,7 +169,8 @@ def toy_checkpoints(scale: Scale, spec_path: Path, shared_store: Path) -> dict[s
     report = sources.ensure_trained(
         scale.model, train, 0, list(scale.steps), shared_store, progress=False
     )
-    from mispec.models.runs import MODEL_FILE, run_dir
+    from mispec.models.checkpoint_layout import MODEL_FILE
+    from mispec.models.runs import run_dir
 
     folder = run_dir(train, 0, shared_store)
     config = json.loads((folder / "config.json").read_text())

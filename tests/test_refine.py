@@ -120,7 +120,8 @@ def test_refined_checkpoints_equal_a_straight_runs_bit_for_bit(refined, tmp_path
     from safetensors.torch import load_file
 
     from mispec.models import ensure_trained
-    from mispec.models.runs import MODEL_FILE, OPTIM_FILE, run_dir
+    from mispec.models.checkpoint_layout import MODEL_FILE, OPTIM_FILE
+    from mispec.models.runs import run_dir
     from mispec.runtime.threads import pinned_torch_threads
 
     root, spec, _, result = refined

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import zarr
 
-from mispec.store.activations import ActivationCache, chunk_key
+from mispec.store.activations import ActivationCache
+from mispec.store.zarr_entry import chunk_key
 
 FKEY = "ab" + "0" * 30
 

@@ -29,6 +29,7 @@ import torch
 
 from mispec.errors import TrainingDivergedError
 from mispec.models import checkpoints as ckpt
+from mispec.models.checkpoint_layout import checkpoint_files
 
 if TYPE_CHECKING:
     from mispec.spec.schema import TrainSpec
@@ -127,7 +128,7 @@ def read_finite(
     """Tensors and metadata of a checkpoint in the store (checksum verified: a corrupt file raises
     :class:`~mispec.models.checkpoints.CorruptCheckpoint`). One holding a NaN or an inf,
     saved by an older mispec from a run that diverged, is refused: every non-finite file of
-    its run folder is removed and :class:`TrainingDivergedError` says what to change.
+    its training folder is removed and :class:`TrainingDivergedError` says what to change.
     ``expect``: the identity the file must record (:func:`mispec.models.runs.file_identity`)."""
     found = ckpt.read_file(path, expect=expect)  # one read; finiteness checked over runs
     bad = found.nonfinite_names()
@@ -146,9 +147,10 @@ def read_finite(
 
 
 def purge_nonfinite(folder: Path) -> int:
-    """Remove every checkpoint file of a run folder that holds a NaN or an inf; how many."""
+    """Remove every checkpoint file of a training folder that holds a NaN or an inf; how
+    many."""
     removed = 0
-    for path in sorted(folder.glob("*.safetensors")):
+    for path in checkpoint_files(folder):
         try:
             tensors, _ = ckpt.read_tensors(path, verify=False)
         except ckpt.CorruptCheckpoint:

@@ -113,8 +113,8 @@ def bridge_from_hf(hf_model: Any, name: str, *, tokenizer: Any, device: str, dty
             name, hf_model=hf_model, tokenizer=tokenizer, device=device, dtype=torch_dtype(dtype)
         )
     else:
-        from transformer_lens.model_bridge.sources._bridge_builder import build_bridge_from_module
-        from transformer_lens.model_bridge.sources._hf_format import (
+        from transformer_lens.model_bridge.sources import build_bridge_from_module
+        from transformer_lens.model_bridge.sources.transformers import (
             determine_architecture_from_hf_config,
         )
 

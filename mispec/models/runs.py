@@ -1,34 +1,26 @@
-"""Training runs in the store, without torch: identities, folders and saved steps.
+"""Training runs, without torch: their identities, folders, saved steps and configs.
 
-A run of a ``train:`` model with one seed lives in
-``<store>/checkpoints/<training_identity>/``::
-
-    config.json                  the run's config (TL-style ``tl_config``, train spec, task)
-    model_<N>.safetensors        weights after N optimizer updates (TransformerBridge keys)
-    optim_<N>.safetensors        optimizer state at step N (non-tensor state in metadata)
-
-The identity hashes the training config *without* ``steps`` (plus the seed and the
-task's full arguments, defaults included), so raising ``steps`` reuses the run and
-resumes it. The learning-rate schedule never depends on ``steps`` for the same reason.
+A run of a ``train:`` model with one seed is identified by :func:`training_identity`, which
+hashes the training config *without* ``steps`` (plus the seed and the task's full arguments,
+defaults included), so raising ``steps`` reuses the run and resumes it. The learning-rate
+schedule never depends on ``steps`` for the same reason. Its files lie in its training folder
+(:func:`run_dir`); the layout is :mod:`mispec.models.checkpoint_layout`.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mispec.errors import UserError
 from mispec.hashing import content_key
+from mispec.models.checkpoint_layout import saved_steps_in, training_folder
 from mispec.models.info import ModelInfo
 from mispec.spec.schema import TrainSpec
 from mispec.tasks import Task, task_for
 
 TRAINER_VERSION = 1  # bump when training numerics change: old runs stop matching
-MODEL_FILE = "model_{step}.safetensors"
-OPTIM_FILE = "optim_{step}.safetensors"
-_MODEL_RE = re.compile(r"^model_(\d+)\.safetensors$")
 
 
 @dataclass(frozen=True)
@@ -78,17 +70,15 @@ def file_identity(identity: str, seed: int, step: int, kind: str) -> dict[str, s
 
 
 def run_dir(train: TrainSpec, seed: int, store_dir: Path, lineage: Lineage | None = None) -> Path:
-    return Path(store_dir) / "checkpoints" / training_identity(train, seed, lineage)
+    """The training folder of the run (``<store>/checkpoints/<training identity>/``)."""
+    return training_folder(store_dir, training_identity(train, seed, lineage))
 
 
 def saved_steps(
     train: TrainSpec, seed: int, store_dir: Path, lineage: Lineage | None = None
 ) -> set[int]:
-    """Steps with a weights file in the run folder (a directory listing; not verified)."""
-    d = run_dir(train, seed, store_dir, lineage)
-    if not d.is_dir():
-        return set()
-    return {int(m.group(1)) for p in d.iterdir() if (m := _MODEL_RE.match(p.name))}
+    """Steps with a weights file in the run's training folder (a listing; not verified)."""
+    return saved_steps_in(run_dir(train, seed, store_dir, lineage))
 
 
 def native_config(train: TrainSpec, seed: int, task: Task | None = None) -> dict[str, Any]:

@@ -36,8 +36,8 @@ from mispec.errors import UserError
 from mispec.models.divergence import FiniteWatch
 from mispec.models.init_weights import Hold, Start, State, check_compatible
 from mispec.models.native import KeyMap, key_map, load_bridge_state, plain_model, to_bridge_state
-from mispec.models.run_folder import RunFolder, resume_point, verified
 from mispec.models.runs import Lineage, TrainReport, native_config, saved_steps
+from mispec.models.training_run import TrainingRun, resume_point, verified
 from mispec.models.weight_targets import Selection
 from mispec.spec.schema import OptimizerSpec, TrainSpec
 from mispec.tasks import Task, task_for
@@ -84,7 +84,7 @@ class Seat:
     state restored), what to save, and how. Built by :func:`seat_for` for one-at-a-time
     training and for training seeds together (:mod:`mispec.models.training_batched`)."""
 
-    run: RunFolder
+    run: TrainingRun
     task: Task
     model: torch.nn.Module
     opt: torch.optim.Optimizer
@@ -138,7 +138,7 @@ def seat_for(
     wanted = sorted({int(s) for s in steps})
     if wanted and wanted[0] < 0:
         raise UserError(f"model '{name}': negative training step {wanted[0]}")
-    run = RunFolder(name, train, seed, store_dir, lineage)
+    run = TrainingRun(name, train, seed, store_dir, lineage)
     saved = saved_steps(train, seed, store_dir, lineage)
     valid = verified(run, [s for s in wanted if s in saved])
     missing = [s for s in wanted if s not in valid]

@@ -20,7 +20,7 @@ ensure_trained` trains alone, within float rounding (tests: within 1e-6):
   gradient clipping uses each seed's own norm (:func:`clip_per_seed`, ``clip_grad_norm_``'s
   arithmetic per seed) and ``freeze`` holds each seed's own entries;
 * each seed's checkpoints (weights, optimizer state sliced to that seed) are written by that
-  seed's run folder in exactly the one-at-a-time format, and each seed has its own divergence
+  seed's training folder in exactly the one-at-a-time format, and each seed has its own divergence
   watch: a seed that diverges saves nothing more, the others train on, and its error is
   raised once they are done.
 
@@ -255,7 +255,7 @@ def _save(
     step: int,
 ) -> None:
     """Save seed ``i``'s ``step``: its slice of the weights copied into its own model, and of
-    the optimizer state, written by its run folder as one-at-a-time training writes them."""
+    the optimizer state, written by its training run as one-at-a-time training writes them."""
     for key, p in shell.items():
         p.copy_(params[key][i])
     seat.save(step, seed_state(opt, i))

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from mispec.errors import Problem, UserError
 from mispec.hashing import content_key
 from mispec.models import runs
+from mispec.models.checkpoint_layout import MODEL_FILE, OPTIM_FILE
 from mispec.sources.base import CheckpointHandle, ModelSource
 from mispec.spec.schema import CheckpointRef, Selector, TrainedModelSpec, TrainSpec
 
@@ -271,7 +272,7 @@ class TrainedSource(ModelSource):
             return runs.file_identity(identity, seed, step, "model")
 
         def read(step: int) -> tuple[dict[str, torch.Tensor], list[str]]:
-            path = folder / runs.MODEL_FILE.format(step=step)
+            path = folder / MODEL_FILE.format(step=step)
             found = ckpt.read_file(path, expect=expect(step))
             return found.tensors, found.nonfinite_names()
 
@@ -284,7 +285,7 @@ class TrainedSource(ModelSource):
             ahead.start(next((s for s in saved if s > step), None))
             if early is not None and not early[1]:
                 return early[0]  # read, verified and finite: what read_finite returns
-            path = folder / runs.MODEL_FILE.format(step=step)
+            path = folder / MODEL_FILE.format(step=step)
             if path.is_file():
                 try:  # a NaN/inf checkpoint raises TrainingDivergedError
                     return read_finite(
@@ -396,10 +397,10 @@ def checkpoint_start(
                 expect=runs.file_identity(identity, seed, step, kind),
             )
 
-        weights = read(runs.MODEL_FILE, "model")[0]
+        weights = read(MODEL_FILE, "model")[0]
         opt = None
         if optimizer:
-            tensors, meta = read(runs.OPTIM_FILE, "optim")
+            tensors, meta = read(OPTIM_FILE, "optim")
             opt = optimizer_from_tensors(tensors, meta)
         return Start(weights, opt, trained)
     handle = source.open(seed, store_dir)

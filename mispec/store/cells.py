@@ -33,6 +33,12 @@ class CellStore:
     def has(self, key: str) -> bool:
         return self.path(key).is_file()
 
+    def files(self) -> list[Path]:
+        """Every cell's file (not those of unfinished writes, named ``.tmp-*``)."""
+        if not self.root.is_dir():
+            return []
+        return [f for f in self.root.glob("*/*.npz") if not f.name.startswith(".")]
+
     def write_encoded(self, key: str, data: bytes) -> None:
         """Store ``data`` (from :meth:`encode`) under ``key``, atomically."""
         write_bytes_atomic(self.path(key), data)

@@ -8,7 +8,8 @@ keeps a ``plan.json`` (and ``history/<run-id>/plan.json`` for its earlier runs) 
 cell, reduction and forward pass (with its stored hooks) of that run, and the training
 identity of every trained series. A spec given with ``--keep`` is planned and kept too.
 Everything else is garbage: the entries of a run whose folder was deleted, of specs edited
-since, and the temporary files of killed writers (``.tmp-*`` names).
+since, and the temporary files of killed writers (``.tmp-*`` names). What an entry is, kind
+by kind: :mod:`mispec.store.entries`.
 
 Safety: gc removes only what it can prove unreferenced (:mod:`mispec.store.run_refs`).
 Run folders not in the index but beside one that is (or in ``runs/`` beside the store)
@@ -24,123 +25,20 @@ recorded before mispec wrote them keep every checkpoint).
 
 from __future__ import annotations
 
-import os
-import re
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mispec.store.entries import StoreEntry, scan, temporary_entry
 from mispec.store.files import remove_tree
 from mispec.store.leases import gc_lock, pid_alive, read_leases
 from mispec.store.run_refs import RunRefs, plan_refs, references
 from mispec.store.store import Store
 
-KINDS = ("checkpoints", "activations", "cells", "temporary")
-_HEX = re.compile(r"^[0-9a-f]{16,64}$")
-_TMP = re.compile(r"(^\.tmp-)|(\.tmp-(?P<pid>\d+)$)|(^\.write-probe-(?P<probe>\d+)$)")
 
-
-@dataclass(frozen=True)
-class StoreEntry:
-    """One removable thing in the store: a trained series' checkpoint folder, one activation
-    entry (forward pass × hook), one cell, or a temporary file or folder."""
-
-    kind: str
-    key: str  # training identity / forward key / cell key / the temp file's path
-    path: Path
-    bytes: int
-    mtime: float
-    hook: str = ""  # activations: the stored hook entry's name (``blocks.L.attn.hook_pattern``)
-    pid: int | None = None  # temporary: the writer's pid when the name carries it
-
-
-# --------------------------------------------------------------------------- scanning
-def scan(root: Path) -> list[StoreEntry]:
-    """Every entry of the store at ``root`` (temporary files wherever they are)."""
-    out: list[StoreEntry] = []
-    root = Path(root)
-    for tmp in _temporaries(root):
-        out.append(tmp)
-    ckpt = root / "checkpoints"
-    if ckpt.is_dir():
-        for d in ckpt.iterdir():
-            if d.is_dir() and _HEX.match(d.name):
-                out.append(StoreEntry("checkpoints", d.name, d, _size(d), _mtime(d)))
-    acts = root / "activations.zarr"
-    if acts.is_dir():
-        for fdir in _forward_folders(acts):
-            for hdir in fdir.iterdir():
-                if hdir.is_dir() and not hdir.name.startswith("."):
-                    out.append(
-                        StoreEntry(
-                            "activations", fdir.name, hdir, _size(hdir), _mtime(hdir), hdir.name
-                        )
-                    )
-    cells = root / "cells"
-    if cells.is_dir():
-        for f in cells.glob("*/*.npz"):
-            if not f.name.startswith("."):
-                st = f.stat()
-                out.append(StoreEntry("cells", f.stem, f, st.st_size, st.st_mtime))
-    return out
-
-
-def _forward_folders(acts: Path) -> Iterator[Path]:
-    """``activations.zarr/<fk[:2]>/<fk>/``: one folder per forward pass."""
-    for prefix in acts.iterdir():
-        if prefix.is_dir() and len(prefix.name) == 2:
-            yield from (f for f in prefix.iterdir() if f.is_dir() and _HEX.match(f.name))
-
-
-def _temporaries(root: Path) -> Iterator[StoreEntry]:
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in [*dirnames, *filenames]:
-            m = _TMP.search(name)
-            if not m:
-                continue
-            path = Path(dirpath) / name
-            pid = m.group("pid") or m.group("probe")
-            yield StoreEntry(
-                "temporary",
-                str(path.relative_to(root)),
-                path,
-                _size(path),
-                _mtime(path),
-                pid=int(pid) if pid else None,
-            )
-        dirnames[:] = [d for d in dirnames if not _TMP.search(d)]
-
-
-def _size(path: Path) -> int:
-    try:
-        if path.is_file():
-            return path.stat().st_size
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    except OSError:
-        return 0
-
-
-def _mtime(path: Path) -> float:
-    """The newest modification time in ``path`` (a folder: of anything in it)."""
-    try:
-        times = [path.stat().st_mtime]
-        if path.is_dir():
-            times += [p.stat().st_mtime for p in path.rglob("*")]
-        return max(times)
-    except OSError:
-        return time.time()
-
-
-# --------------------------------------------------------------------------- references
-def recorded_refs(store: Store) -> list[RunRefs]:
-    """The references of every run of the store whose folder still holds a plan."""
-    return references(store).runs
-
-
-# --------------------------------------------------------------------------- reports
 @dataclass
 class Usage:
     """Bytes of the store by kind, by hook, by model and by run (an entry two runs share
@@ -161,8 +59,8 @@ class Usage:
 def cache_usage(root: str | Path) -> Usage:
     """What the store at ``root`` holds, in bytes (``mispec cache``)."""
     store = Store(Path(root))
-    entries = scan(store.root)
-    refs = recorded_refs(store)
+    entries = scan(store)
+    refs = references(store).runs  # of every run whose folder still holds a plan
     out = Usage(store.root)
     by_kind: dict[str, int] = defaultdict(int)
     by_hook: dict[str, int] = defaultdict(int)
@@ -249,7 +147,7 @@ def gc(
                 remove_tree(e.path)
             else:
                 e.path.unlink(missing_ok=True)
-        _drop_empty_forward_folders(store.root / "activations.zarr")
+        _drop_empty_forward_folders(store)
     return report
 
 
@@ -270,9 +168,9 @@ def _collect(store: Store, kept: list[RunRefs], *, dry_run: bool, grace: float) 
             )
     report = GcReport(store.root, dry_run, runs=len(refs), leases=len(live), doubts=doubts)
     now = time.time()
-    for e in scan(store.root):
+    for e in scan(store):
         if e.kind == "temporary":
-            alive = e.pid is not None and _pid_alive(e.pid)
+            alive = e.pid is not None and pid_alive(e.pid)
             if alive or (e.pid is None and now - e.mtime < grace):
                 report.kept_recent += 1
                 continue
@@ -286,22 +184,14 @@ def _collect(store: Store, kept: list[RunRefs], *, dry_run: bool, grace: float) 
             report.kept_in_doubt += 1
             continue
         report.removed.append(e)
-    report.removed += [
-        StoreEntry("temporary", str(p.relative_to(store.root)), p, _size(p), _mtime(p))
-        for p in stale
-    ]
+    report.removed += [temporary_entry(store.root, p) for p in stale]
     return report
 
 
-def _drop_empty_forward_folders(acts: Path) -> None:
+def _drop_empty_forward_folders(store: Store) -> None:
     """A forward pass's folder whose hook entries are all gone (only its ``zarr.json``)."""
-    if not acts.is_dir():
-        return
-    for fdir in _forward_folders(acts):
+    for fdir in store.activations.forward_folders():
         if all(p.name == "zarr.json" for p in fdir.iterdir()):
             for p in fdir.iterdir():
                 p.unlink(missing_ok=True)
             fdir.rmdir()
-
-
-_pid_alive = pid_alive

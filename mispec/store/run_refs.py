@@ -24,11 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mispec.models.checkpoint_layout import checkpoints_root
 from mispec.store.activations import hook_entry_name, stored_hook
+from mispec.store.run_folder import RUN_FILES
 from mispec.store.store import Store, read_index
-
-# the files of a run folder (mispec.store.run_folder.RUN_FILES)
-_RUN_FILES = ("results.zarr", "spec.yaml", "plan.json", "provenance.json")
 
 
 @dataclass
@@ -110,7 +109,7 @@ def references(store: Store) -> References:
             f"{', '.join(map(str, bad[:10]))}): a run recorded there cannot vouch for its "
             "entries; repair or delete those lines"
         )
-    if not store.index_path.exists() and _holds_entries(store.root):
+    if not store.index_path.exists() and _holds_entries(store):
         out.doubts.append(
             f"the run index {store.index_path} is missing while the store holds entries: "
             "gc cannot tell which runs use them; put runs.jsonl back (or run each spec you "
@@ -148,9 +147,8 @@ def index_records(store: Store) -> tuple[list[dict[str, Any]], list[int]]:
         return [], [0]
 
 
-def _holds_entries(root: Path) -> bool:
-    for sub in ("checkpoints", "cells", "activations.zarr"):
-        folder = root / sub
+def _holds_entries(store: Store) -> bool:
+    for folder in (checkpoints_root(store.root), store.cells.root, store.activations.root):
         if folder.is_dir() and any(folder.iterdir()):
             return True
     return False
@@ -167,7 +165,7 @@ def _run_folders_in(root: Path) -> list[Path]:
         for c in children
         if not c.name.startswith(".")
         and c.is_dir()
-        and any((c / name).exists() for name in _RUN_FILES)
+        and any((c / name).exists() for name in RUN_FILES)
     ]
 
 
@@ -181,7 +179,7 @@ def _history(run_dir: Path) -> list[Path]:
 
 def _read_folder(store: Store, folder: Path, study: str, out: References) -> None:
     """Add the references of the run ``folder`` holds, or a doubt when it cannot vouch."""
-    if not folder.is_dir() or not any((folder / name).exists() for name in _RUN_FILES):
+    if not folder.is_dir() or not any((folder / name).exists() for name in RUN_FILES):
         return  # deleted (or an empty history entry): it references nothing
     provenance = _json(folder / "provenance.json")
     its_store = provenance.get("store") if isinstance(provenance, dict) else None

@@ -1,6 +1,7 @@
 """The project-local store: ``.mispec/`` beside the spec (like ``.dvc/cache``), holding
-``checkpoints/`` (trained models, safetensors), ``activations.zarr``, ``cells/`` and the run
-index ``runs.jsonl``. ``MISPEC_STORE`` or an execution profile's ``store:`` overrides it."""
+``checkpoints/`` (trained models: :mod:`mispec.models.checkpoint_layout`),
+``activations.zarr``, ``cells/`` and the run index ``runs.jsonl``. ``MISPEC_STORE`` or an
+execution profile's ``store:`` overrides it."""
 
 from __future__ import annotations
 
@@ -91,10 +92,6 @@ class Store:
         check_store_dir(self.root)
         self.activations = ActivationCache(self.root / "activations.zarr")
         self.cells = CellStore(self.root / "cells")
-
-    @property
-    def checkpoints_dir(self) -> Path:
-        return self.root  # model sources add "checkpoints/" themselves
 
     def ensure_writable(self) -> None:
         try:

@@ -1,9 +1,10 @@
-"""A training run's folder in the store, with torch: load and save its steps, verify them.
+"""A training run's checkpoints in the store, with torch: load and save its steps, verify them.
 
-:class:`RunFolder` writes each step's weights (bridge keys) and optimizer state, refusing
-non-finite ones, and reads them back checksum-verified; :func:`verified` and
-:func:`resume_point` find what a run can continue from (a corrupt file is discarded with a
-warning and trained again). The layout itself, without torch: :mod:`mispec.models.runs`.
+:class:`TrainingRun` writes each step's weights (bridge keys) and optimizer state into the
+run's training folder, refusing non-finite ones, and reads them back checksum-verified;
+:func:`verified` and :func:`resume_point` find what a run can continue from (a corrupt file is
+discarded with a warning and trained again). The run's identity, without torch:
+:mod:`mispec.models.runs`; the folder's layout: :mod:`mispec.models.checkpoint_layout`.
 """
 
 from __future__ import annotations
@@ -17,11 +18,10 @@ from typing import Any
 import torch
 
 from mispec.models import checkpoints as ckpt
+from mispec.models.checkpoint_layout import CONFIG_FILE, MODEL_FILE, OPTIM_FILE
 from mispec.models.divergence import check_state, read_finite
 from mispec.models.native import KeyMap, to_bridge_state
 from mispec.models.runs import (
-    MODEL_FILE,
-    OPTIM_FILE,
     TRAINER_VERSION,
     Lineage,
     file_identity,
@@ -32,8 +32,9 @@ from mispec.spec.schema import TrainSpec
 from mispec.tasks import Task
 
 
-class RunFolder:
-    """One (train spec, seed) run folder: load/save steps, verify files."""
+class TrainingRun:
+    """One (train spec, seed) training run's folder of checkpoints: load/save steps, verify
+    files."""
 
     def __init__(
         self, name: str, train: TrainSpec, seed: int, store_dir: Path, lineage: Lineage | None
@@ -86,7 +87,7 @@ class RunFolder:
         ckpt.write_tensors(self.model_path(step), weights, {**meta, **model_id})
 
     def write_config(self, kwargs: dict[str, Any], task: Task) -> None:
-        path = self.dir / "config.json"
+        path = self.dir / CONFIG_FILE
         if path.is_file():
             return
         import transformer_lens
@@ -111,7 +112,7 @@ class RunFolder:
         )
 
 
-def verified(run: RunFolder, steps: Iterable[int]) -> set[int]:
+def verified(run: TrainingRun, steps: Iterable[int]) -> set[int]:
     """The ``steps`` whose weights pass their checksum; corrupt ones are discarded (a
     non-finite one raises :class:`~mispec.errors.TrainingDivergedError`)."""
     good = set()
@@ -124,7 +125,7 @@ def verified(run: RunFolder, steps: Iterable[int]) -> set[int]:
     return good
 
 
-def resume_point(run: RunFolder, saved: set[int], first_missing: int):
+def resume_point(run: TrainingRun, saved: set[int], first_missing: int):
     """(step, weights, optimizer state) of the latest loadable saved step <= first_missing."""
     for step in sorted((s for s in saved if s <= first_missing), reverse=True):
         try:
