@@ -212,7 +212,11 @@ def test_a_run_with_batch_seeds_equals_the_default_run(tmp_path, monkeypatch):
     batched = _profile(tmp_path, "batched", "batch_seeds: 3\n")
     three = mispec.run(tmp_path / "b" / "spec.yaml", executor=str(batched), progress=False)
     assert calls == [["toy", 3]]  # the three seeds trained in one stacked run
-    assert one.counters == three.counters and one.counters["training_steps"] == 120
+    # the work done is the same; how many activations a group found already cached depends
+    # on when the other lanes' writes landed (activations_read / _written vary with load)
+    work = ("forward_passes", "cells_computed", "reductions_computed", "training_steps")
+    assert [one.counters[k] for k in work] == [three.counters[k] for k in work]
+    assert one.counters["training_steps"] == 120
     assert three.counters["forward_passes"] == 2 * 9  # live loss 3 x 3, then the rest 3 x 3
     assert store_difference(tmp_path / "a" / ".mispec", tmp_path / "b" / ".mispec") <= TOL
     xr.testing.assert_allclose(
