@@ -136,7 +136,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _register_run(sub: Any) -> None:
     p = sub.add_parser("run", help="run a spec (only what is not cached)")
     p.add_argument("spec", metavar="SPEC")
-    p.add_argument("--executor", "-e", help="execution profile: a name in executors/ or a path")
+    p.add_argument(
+        "--executor",
+        "-e",
+        help="execution profile: a built-in name (local, dask-local, ...), a name in ./executors/, or a path",
+    )
     p.add_argument("--out", help="run folder (default: runs/<name>/ in the project)")
     p.add_argument("--store", help="store folder (default: .mispec beside the spec)")
     p.add_argument(
