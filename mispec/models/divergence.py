@@ -31,7 +31,7 @@ from mispec.errors import TrainingDivergedError
 from mispec.models import checkpoints as ckpt
 
 if TYPE_CHECKING:
-    from mispec.spec.schema import TrainSpec
+    from mispec.spec.train import TrainSpec
 
 
 def nonfinite_names(tensors: Mapping[str, torch.Tensor]) -> list[str]:
