@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -21,6 +22,7 @@ import numpy as np
 import xarray as xr
 
 ROOT = Path(__file__).resolve().parents[1]
+STORE_ROOT = Path(tempfile.gettempdir()) / "mispec-study-fingerprints"
 
 
 def _mispec(*args: str) -> subprocess.CompletedProcess[str]:
@@ -50,7 +52,9 @@ def result_digests(run_dir: Path) -> dict[str, str]:
 
 def fingerprint(spec: Path, *, plans_only: bool) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
-        store = Path(tmp) / "store"
+        # one store path for every run of this script: the plan's JSON names its store
+        store = STORE_ROOT / spec.stem
+        shutil.rmtree(store, ignore_errors=True)
         plan = _mispec("plan", str(spec), "--format", "json", "--nodes", "--store", str(store))
         entry: dict[str, object] = {"plan_rc": plan.returncode}
         if plan.returncode == 0:
