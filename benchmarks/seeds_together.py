@@ -29,7 +29,7 @@ SEEDS = [0, 1, 2, 3]
 
 
 def _spec(steps: int, device: str) -> Any:
-    from mispec.spec.schema import TrainSpec
+    from mispec.spec.train import TrainSpec
 
     return TrainSpec.model_validate(dict(TOY_TRAIN, steps=steps, device=device))
 

@@ -29,7 +29,7 @@ from benchmarks.fixtures import TOY_TRAIN
 
 
 def train_spec(steps: int) -> Any:
-    from mispec.spec.schema import TrainSpec
+    from mispec.spec.train import TrainSpec
 
     return TrainSpec.model_validate(dict(TOY_TRAIN, steps=steps))
 

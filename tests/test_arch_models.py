@@ -61,7 +61,7 @@ def test_gc_finds_the_training_folder_the_trainer_writes(tmp_path):
     steps are the ones ``saved_steps`` lists."""
     from mispec.models.checkpoint_layout import MODEL_FILE, OPTIM_FILE
     from mispec.models.runs import run_dir, saved_steps, training_identity
-    from mispec.spec.schema import ArchSpec, TrainSpec
+    from mispec.spec.train import ArchSpec, TrainSpec
     from mispec.store.entries import scan
     from mispec.store.store import Store
 

@@ -27,7 +27,7 @@ import torch
 import mispec
 from mispec.models import checkpoints
 from mispec.sources import LocalFolderSource
-from mispec.spec.schema import LocalFolderModelSpec
+from mispec.sources.local_folder import LocalFolderModelSpec
 
 from .helpers.grokking_paper import PaperConfig, all_pairs, from_hooked_transformer
 

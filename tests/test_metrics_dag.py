@@ -16,7 +16,7 @@ import mispec
 from mispec.errors import PlanError, SpecError
 from mispec.metrics.core import METRICS, InputDims, get_metric, load_builtin_metrics, metric
 from mispec.metrics.dag import MetricProblem, build_metric_graph, find_cycle
-from mispec.spec.schema import MetricSpec
+from mispec.spec.metrics import MetricSpec
 
 from .conftest import TOY_SPEC
 

@@ -13,7 +13,8 @@ from mispec.errors import CheckpointError
 from mispec.models.schedules import PYTHIA_STEPS
 from mispec.prompts.text import load_text_prompts
 from mispec.sources import source_for
-from mispec.spec.schema import LocalFolderModelSpec, PretrainedModelSpec
+from mispec.sources.local_folder import LocalFolderModelSpec
+from mispec.sources.pretrained import PretrainedModelSpec
 
 try:  # tests/ as a package (tests/__init__.py or `python -m pytest`)
     from tests.helpers.tiny_neox import build_checkpoint_folder, build_hf_cache

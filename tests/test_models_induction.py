@@ -19,7 +19,8 @@ import torch
 
 from mispec.models import ensure_trained
 from mispec.sources import source_for
-from mispec.spec.schema import TrainedModelSpec, TrainSpec
+from mispec.sources.trained import TrainedModelSpec
+from mispec.spec.train import TrainSpec
 from mispec.tasks.generators import PROMPT_GENERATORS
 
 HALF = 24

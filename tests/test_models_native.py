@@ -13,13 +13,10 @@ from mispec.models.runs import native_config, run_dir
 from mispec.models.swap import InPlaceSwap, swappable
 from mispec.models.training import ensure_trained
 from mispec.sources import source_for
-from mispec.spec.schema import (
-    ArchSpec,
-    LocalFolderModelSpec,
-    PretrainedModelSpec,
-    TrainedModelSpec,
-    TrainSpec,
-)
+from mispec.sources.local_folder import LocalFolderModelSpec
+from mispec.sources.pretrained import PretrainedModelSpec
+from mispec.sources.trained import TrainedModelSpec
+from mispec.spec.train import ArchSpec, TrainSpec
 
 try:  # tests/ as a package (tests/__init__.py or `python -m pytest`)
     from tests.helpers.tl_legacy import (

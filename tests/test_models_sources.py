@@ -20,15 +20,16 @@ from mispec.sources import (
     TrainedSource,
     source_for,
 )
-from mispec.spec.schema import (
-    LocalFolderModelSpec,
-    PluginModelSpec,
-    PretrainedModelSpec,
+from mispec.sources.base import PluginModelSpec
+from mispec.sources.local_folder import LocalFolderModelSpec
+from mispec.sources.pretrained import PretrainedModelSpec
+from mispec.sources.trained import TrainedModelSpec
+from mispec.spec.selectors import (
+    DEFAULT_TRAIN_SELECTOR,
     ScheduleSelector,
     StepsSelector,
-    TrainedModelSpec,
+    resolve_selector,
 )
-from mispec.spec.selectors import DEFAULT_TRAIN_SELECTOR, resolve_selector
 
 TRAIN = {
     "task": "repeated_tokens",

@@ -13,7 +13,7 @@ from mispec.models import checkpoints as ckpt
 from mispec.models.native import boot, key_map, load_bridge_state, plain_model
 from mispec.models.runs import native_config, run_dir, saved_steps, training_identity
 from mispec.models.training import ensure_trained
-from mispec.spec.schema import ArchSpec, TrainSpec
+from mispec.spec.train import ArchSpec, TrainSpec
 
 SMALL_ARCH = ArchSpec(n_layers=1, n_heads=2, d_model=16, d_head=8, attn_only=True)
 
@@ -273,7 +273,7 @@ def test_a_non_finite_checkpoint_of_an_older_store_is_refused_and_removed(tmp_pa
     it) refuses it with the model, seed and step, and removes the run's non-finite files."""
     from mispec.errors import TrainingDivergedError
     from mispec.sources import source_for
-    from mispec.spec.schema import TrainedModelSpec
+    from mispec.sources.trained import TrainedModelSpec
 
     spec = small(40)
     ensure_trained("toy", spec, 0, [0, 20, 40], tmp_path, progress=False)

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mispec.errors import CheckpointError
-from mispec.spec.schema import TrainedModelSpec
+from mispec.sources.trained import TrainedModelSpec
 from mispec.spec.selectors import linear_schedule, log_schedule, resolve_selector
 
 TRAIN = {
@@ -59,7 +59,7 @@ PYTHIA = [0] + [2**i for i in range(10)] + list(range(1000, 143001, 1000))
 
 
 def test_schedule_over_a_published_list_picks_existing_steps():
-    from mispec.spec.schema import ScheduleSelector
+    from mispec.spec.selectors import ScheduleSelector
 
     picked = resolve_selector(ScheduleSelector(schedule="log", count=20), PYTHIA)
     assert len(picked) == 20 and set(picked) <= set(PYTHIA)
@@ -68,7 +68,7 @@ def test_schedule_over_a_published_list_picks_existing_steps():
 
 
 def test_unknown_step_lists_the_nearest():
-    from mispec.spec.schema import StepsSelector
+    from mispec.spec.selectors import StepsSelector
 
     with pytest.raises(
         CheckpointError, match=r"step 1500 is not available; nearest: \[512, 1000, 2000\]"

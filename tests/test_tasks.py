@@ -7,7 +7,7 @@ import pytest
 
 from mispec.errors import UserError
 from mispec.registry import UnknownNameError
-from mispec.spec.schema import ArchSpec, TrainSpec
+from mispec.spec.train import ArchSpec, TrainSpec
 from mispec.tasks import TASKS, make_task, task_for
 
 

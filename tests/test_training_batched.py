@@ -17,7 +17,7 @@ from mispec.models.runs import native_config, run_dir
 from mispec.models.training import ensure_trained
 from mispec.models.training_batched import SeedJob, ensure_trained_together
 from mispec.models.weight_targets import select
-from mispec.spec.schema import ArchSpec, TrainSpec
+from mispec.spec.train import ArchSpec, TrainSpec
 
 from .conftest import TOY_SPEC
 from .reliability_helpers import cli

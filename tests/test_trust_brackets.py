@@ -10,7 +10,7 @@ import pytest
 
 from mispec.errors import UserError
 from mispec.planning.resolve import prompt_identity
-from mispec.spec.schema import PromptSpec
+from mispec.spec.metrics import PromptSpec
 from mispec.tasks import make_task
 from mispec.tasks.base import rng_for
 

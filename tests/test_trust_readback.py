@@ -16,7 +16,9 @@ from mispec.models import runs
 from mispec.models.configs import tl_config_kwargs
 from mispec.models.training import ensure_trained
 from mispec.sources import LocalFolderSource, TrainedSource
-from mispec.spec.schema import ArchSpec, LocalFolderModelSpec, TrainedModelSpec
+from mispec.sources.local_folder import LocalFolderModelSpec
+from mispec.sources.trained import TrainedModelSpec
+from mispec.spec.train import ArchSpec
 
 BASE = {"n_layers": 1, "n_heads": 2, "d_model": 16, "d_head": 8, "d_mlp": 32}
 

@@ -1,5 +1,6 @@
 """The JSON Schema editors read (``mispec schema``): the spec's structure from
-``mispec.spec.schema`` plus what the registries know when it is written.
+``mispec.spec.schema`` (its ``models:`` union: the entry classes the sources register) plus
+what the registries know when it is written.
 
 * ``fn``, ``task`` and ``generator`` are enums of the registered names (built-ins and
   installed plugins), each with its one-line description (``enumDescriptions``, which VS
@@ -31,6 +32,7 @@ REFERENCE = {
 
 def editor_schema(*, builtin_only: bool = False) -> dict[str, Any]:
     """The spec's JSON Schema with registry enums and per-name argument checks."""
+    import mispec.sources  # noqa: F401 (the sources register their model entries)
     from mispec.spec.schema import json_schema
 
     schema = copy.deepcopy(json_schema())

@@ -127,7 +127,7 @@ def _generators() -> list[Entry]:
 
 def _sources() -> list[Entry]:
     from mispec.sources import SOURCES, source_class
-    from mispec.spec.schema import ModelSpecBase
+    from mispec.spec.model_entry import ModelSpecBase
 
     common = set(ModelSpecBase.model_fields)
     out = []

@@ -31,7 +31,9 @@ import numpy as np
 
 from mispec.errors import CacheError
 from mispec.planning.nodes import CellNode, ReductionNode, reduction_id
-from mispec.spec.schema import RefineSpec, Spec, TrainedModelSpec
+from mispec.sources.trained import TrainedModelSpec
+from mispec.spec.schema import Spec
+from mispec.spec.train import RefineSpec
 
 if TYPE_CHECKING:
     from mispec.planning.graph import Plan

@@ -32,7 +32,7 @@ from mispec.errors import PlanError
 
 if TYPE_CHECKING:
     from mispec.metrics.core import InputDims, MetricDef
-    from mispec.spec.schema import MetricSpec
+    from mispec.spec.metrics import MetricSpec
 
 Granularity = Literal["group", "series"]
 Dims = tuple[str, ...]

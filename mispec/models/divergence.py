@@ -32,7 +32,7 @@ from mispec.models import checkpoints as ckpt
 from mispec.models.checkpoint_layout import checkpoint_files
 
 if TYPE_CHECKING:
-    from mispec.spec.schema import TrainSpec
+    from mispec.spec.train import TrainSpec
 
 
 def nonfinite_names(tensors: Mapping[str, torch.Tensor]) -> list[str]:

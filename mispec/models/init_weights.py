@@ -26,7 +26,7 @@ import torch
 from mispec.errors import CheckpointError
 from mispec.models.native import KeyMap, plain_model, to_bridge_state
 from mispec.models.weight_targets import Selection, select
-from mispec.spec.schema import SurgeryOp
+from mispec.spec.weight_edits import SurgeryOp
 
 State = dict[str, torch.Tensor]
 RANDOMIZE_SEED_OFFSET = 1_000_003

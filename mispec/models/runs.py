@@ -17,7 +17,7 @@ from mispec.errors import UserError
 from mispec.hashing import content_key
 from mispec.models.checkpoint_layout import saved_steps_in, training_folder
 from mispec.models.info import ModelInfo
-from mispec.spec.schema import TrainSpec
+from mispec.spec.train import TrainSpec
 from mispec.tasks import Task, task_for
 
 TRAINER_VERSION = 1  # bump when training numerics change: old runs stop matching

@@ -39,7 +39,7 @@ from mispec.models.native import KeyMap, key_map, load_bridge_state, plain_model
 from mispec.models.runs import Lineage, TrainReport, native_config, saved_steps
 from mispec.models.training_run import TrainingRun, resume_point, verified
 from mispec.models.weight_targets import Selection
-from mispec.spec.schema import OptimizerSpec, TrainSpec
+from mispec.spec.train import OptimizerSpec, TrainSpec
 from mispec.tasks import Task, task_for
 
 

@@ -59,7 +59,7 @@ from mispec.models.training import (
     train_alone,
 )
 from mispec.models.weight_targets import Selection
-from mispec.spec.schema import TrainSpec
+from mispec.spec.train import TrainSpec
 
 
 @dataclass(frozen=True)

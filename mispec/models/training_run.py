@@ -28,7 +28,7 @@ from mispec.models.runs import (
     run_dir,
     training_identity,
 )
-from mispec.spec.schema import TrainSpec
+from mispec.spec.train import TrainSpec
 from mispec.tasks import Task
 
 

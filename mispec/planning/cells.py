@@ -3,7 +3,7 @@
 A cell's key hashes its function, version (a plugin's code) and args with what it reads: its forward pass (an
 activation metric), its checkpoint and prompt set (an intervention), its checkpoint (a
 weights metric) — and the keys of the cells named in its ``inputs``. An input is usually a
-cell of the same checkpoint; an :class:`~mispec.spec.schema.InputRef` names one of another
+cell of the same checkpoint; an :class:`~mispec.spec.metrics.InputRef` names one of another
 checkpoint instead (a fixed step of the run, another seed, another model). Because the input
 cell's key already carries its checkpoint's identity, the reading cell's key changes exactly
 when what it reads changes. Keys are worked out on demand and remembered, so a cell may read
@@ -35,7 +35,8 @@ from mispec.planning.nodes import (
     series_label,
 )
 from mispec.planning.resolve import Resolution
-from mispec.spec.schema import InputRef, Spec
+from mispec.spec.metrics import InputRef
+from mispec.spec.schema import Spec
 
 Where = tuple[str, int, int]  # (model, seed, step)
 _POLICY_RANK = {"store": 2, "float16": 1, "skip": 0}

@@ -20,7 +20,7 @@ from __future__ import annotations
 from mispec.errors import PlanError
 from mispec.planning.nodes import series_label
 from mispec.planning.resolve import Resolution
-from mispec.spec.schema import PairSpec
+from mispec.spec.metrics import PairSpec
 
 Where = tuple[str, int, int]  # (model, seed, step)
 

@@ -14,7 +14,7 @@ from mispec.code_identity import code_identity
 from mispec.errors import CheckpointError, MispecError, PromptError, SpecError
 from mispec.hashing import content_key
 from mispec.spec.load import LoadedSpec
-from mispec.spec.schema import PromptSpec
+from mispec.spec.metrics import PromptSpec
 
 if TYPE_CHECKING:
     from mispec.sources import ModelSource

@@ -2,9 +2,11 @@
 
 Built in: ``train`` (:class:`TrainedSource`, mispec trains it), ``pretrained``
 (:class:`PretrainedSource`, a published family) and ``path`` (:class:`LocalFolderSource`, a
-local folder). Adding one is one module with a :class:`ModelSource` subclass plus its
-registration: ``SOURCES.register("name", MySource)``, an entry point in the
-``mispec.sources`` group, or ``source: my_module:MySource`` in a spec's model entry.
+local folder), each one module with its source class and its entry class (the pydantic model
+of its spec entry, ``train: ...``), registered below. Adding one is one module with a
+:class:`ModelSource` subclass plus its registration: ``register_source(MySource)`` (with an
+``entry_type`` of its own, its key joins the spec's ``models:`` union), an entry point in
+the ``mispec.sources`` group, or ``source: my_module:MySource`` in a spec's model entry.
 
 Nothing here imports torch: sources import it only when they open a checkpoint.
 """
@@ -14,14 +16,23 @@ from __future__ import annotations
 from pathlib import Path
 
 from mispec.errors import UserError
-from mispec.sources.base import SOURCES, CheckpointHandle, ModelSource, resolve_path
+from mispec.sources.base import (
+    SOURCES,
+    CheckpointHandle,
+    ModelSource,
+    PluginModelSpec,
+    register_source,
+    resolve_path,
+)
 from mispec.sources.local_folder import LocalFolderSource
 from mispec.sources.pretrained import PretrainedSource
 from mispec.sources.trained import TrainedSource
-from mispec.spec.schema import ModelSpecBase
+from mispec.spec.model_entry import MODEL_ENTRIES, ModelSpecBase
 
+# The built-ins, in the order of the spec's ``models:`` union; the plugin entry comes last.
 for _cls in (TrainedSource, PretrainedSource, LocalFolderSource):
-    SOURCES.register(_cls.kind, _cls)
+    register_source(_cls)
+MODEL_ENTRIES.register(PluginModelSpec)
 
 
 def source_class(ref: str) -> type[ModelSource]:
@@ -54,8 +65,10 @@ __all__ = [
     "CheckpointHandle",
     "LocalFolderSource",
     "ModelSource",
+    "PluginModelSpec",
     "PretrainedSource",
     "TrainedSource",
+    "register_source",
     "resolve_path",
     "source_class",
     "source_for",

@@ -16,8 +16,11 @@ validation and executors have — none of them branches on the kind of source:
 
 ``SOURCES`` maps a source's name to its class: the built-in ``train``, ``pretrained`` and
 ``path`` (one module each beside this one), plugins through the ``mispec.sources``
-entry-point group, or ``source: module:Class`` in a spec. A plugin's entry is a
-``PluginModelSpec``; its ``options`` are checked against the class's ``options_type``.
+entry-point group, or ``source: module:Class`` in a spec. Each source reads its own entry
+class (``entry_type``, the pydantic model of its spec entry): :func:`register_source` adds a
+source and its entry class, which joins the spec's ``models:`` union under its own key. A
+source without one reads a :class:`PluginModelSpec` (``source: name`` with ``options``,
+checked against the class's ``options_type``).
 Sources travel inside a plan (pickled to Dask workers), so they hold only plain data.
 """
 
@@ -28,15 +31,36 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from mispec.errors import CheckpointError, Problem
 from mispec.registry import Registry, subclass_of
-from mispec.spec.schema import ModelSpecBase, PluginModelSpec, Selector
+from mispec.spec.model_entry import MODEL_ENTRIES, ModelSpecBase
+from mispec.spec.selectors import Selector
 
 if TYPE_CHECKING:
     from mispec.models.info import ModelInfo
+    from mispec.models.init_weights import Start
+    from mispec.spec.train import TrainSpec
     from mispec.spec.yaml_source import KeyPath, SourceMap
+
+
+class PluginModelSpec(ModelSpecBase):
+    """``source:`` a model source from a plugin (a registered name or ``module:Class``) with
+    its own ``options``, which the source itself checks."""
+
+    source_key = "source"
+    source_key_hint = "'source' naming a plugin's model source"
+
+    source: str = Field(
+        description="a model source from a plugin: a registered name (`mispec list sources`) or module:Class"
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="the plugin source's own options"
+    )
+
+    def source_name(self) -> str:
+        return self.source
 
 
 class CheckpointHandle(Protocol):
@@ -148,12 +172,33 @@ class ModelSource(ABC):
         trained again on load) since the last call: the run counts them as training."""
         return 0
 
+    def train_spec(self) -> TrainSpec | None:
+        """The ``train:`` block mispec trains this model from (None: its checkpoints exist
+        already): another model starting from it checks shapes and optimizer against it."""
+        return None
+
     # ------------------------------------------------------------------ loading
     @abstractmethod
     def open(
         self, seed: int, store_dir: Path, *, device: str = "cpu", dtype: str = "float32"
     ) -> CheckpointHandle:
         """The (model, seed) ready to ``load(step)``; weights are read per step."""
+
+    def checkpoint_weights(
+        self, seed: int, step: int, store_dir: Path, *, optimizer: bool = False
+    ) -> Start:
+        """One checkpoint's weights (bridge keys) for another model to start from, with the
+        steps trained to provide them; its optimizer state when asked, where the source has
+        one (default: the loaded bridge's weights, no optimizer state)."""
+        from mispec.models.init_weights import Start
+
+        handle = self.open(seed, store_dir)
+        try:
+            bridge = handle.load(step)
+            weights = {k: v.detach().to("cpu").clone() for k, v in bridge.state_dict().items()}
+        finally:
+            handle.close()
+        return Start(weights, None, 0)
 
     def tokenizer_loader(self) -> Callable[[], Any] | None:
         """The spec's ``tokenizer:`` folder (it wins over the source's own), if any."""
@@ -257,3 +302,12 @@ SOURCES: Registry[type[ModelSource]] = Registry(
     accepts=subclass_of(ModelSource),
     wrong_kind="'{name}' is not a mispec model source: subclass mispec.sources.ModelSource",
 )
+
+
+def register_source(cls: type[ModelSource], name: str | None = None) -> type[ModelSource]:
+    """Register ``cls`` as the model source ``name`` (default: its ``kind``) and its entry
+    class, unless that is the plugin entry, as a member of the spec's ``models:`` union."""
+    SOURCES.register(name or cls.kind, cls)
+    if cls.entry_type is not PluginModelSpec:
+        MODEL_ENTRIES.register(cls.entry_type)
+    return cls

@@ -13,18 +13,31 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import Field
+
 from mispec.errors import CheckpointError, Problem
 from mispec.hashing import content_key
 from mispec.models.configs import info_from_hf_config, info_from_tl_config, read_json
 from mispec.models.local import LocalLayout, discover, has_tokenizer, step_identity
 from mispec.sources.base import CheckpointHandle, ModelSource, resolve_path
-from mispec.spec.schema import LocalFolderModelSpec
+from mispec.spec.model_entry import FirstSourceEntry
 from mispec.spec.selectors import check_step
 
 if TYPE_CHECKING:
     from mispec.models.handle import HFBoot, NativeSwap
     from mispec.models.info import ModelInfo
     from mispec.spec.yaml_source import SourceMap
+
+
+class LocalFolderModelSpec(FirstSourceEntry):
+    """``path:`` a local folder of checkpoints (relative to the spec); ``{seed}`` names one
+    folder per seed."""
+
+    source_key = "path"
+
+    path: str = Field(
+        description="a local folder of checkpoints (step<N>/, checkpoint-<N>/ or *_<N>.safetensors)"
+    )
 
 
 class LocalFolderSource(ModelSource):

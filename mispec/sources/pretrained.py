@@ -13,17 +13,30 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import Field
+
 from mispec.errors import CheckpointError
 from mispec.hashing import content_key
 from mispec.models import hub, schedules
 from mispec.models.configs import info_from_config
 from mispec.models.info import ModelInfo
 from mispec.sources.base import CheckpointHandle, ModelSource
-from mispec.spec.schema import PretrainedModelSpec
+from mispec.spec.model_entry import FirstSourceEntry
 from mispec.spec.selectors import check_step
 
 if TYPE_CHECKING:
     from mispec.models.handle import HFBoot, NativeSwap
+
+
+class PretrainedModelSpec(FirstSourceEntry):
+    """``pretrained:`` a published family, one revision per step; ``{seed}`` names one run
+    per seed (``EleutherAI/pythia-70m-seed{seed}``)."""
+
+    source_key = "pretrained"
+
+    pretrained: str = Field(
+        description="a published model family with per-step revisions, e.g. EleutherAI/pythia-70m"
+    )
 
 
 class PretrainedSource(ModelSource):

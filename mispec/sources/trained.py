@@ -8,33 +8,55 @@ identified by its training run (``mispec.models.runs.training_identity``: the co
 A model may start from another entry's checkpoint (``init_from``) and edit its initial weights
 with copies from others (``init``): :meth:`TrainedSource.bind` keeps the spec's sources, and the
 run's identity then includes the checkpoint identities it starts from (its *lineage*), so a
-changed parent re-trains exactly its descendants. Checks of these references live in
-:mod:`mispec.sources.trained_checks`.
+changed parent re-trains exactly its descendants. The entry (:class:`TrainedModelSpec`) is
+defined here; its checks live in :mod:`mispec.sources.trained_checks` and
+:mod:`mispec.sources.trained_shapes`, the start from other checkpoints in
+:mod:`mispec.sources.trained_start`, the reading of the run's files in
+:mod:`mispec.sources.trained_files`.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import Field
+
 from mispec.errors import Problem, UserError
 from mispec.hashing import content_key
 from mispec.models import runs
-from mispec.models.checkpoint_layout import MODEL_FILE, OPTIM_FILE
+from mispec.sources import trained_files
 from mispec.sources.base import CheckpointHandle, ModelSource
-from mispec.spec.schema import CheckpointRef, Selector, TrainedModelSpec, TrainSpec
+from mispec.sources.trained_checks import check_freeze, check_mixture_tasks, check_refs, check_task
+from mispec.sources.trained_shapes import check_config
+from mispec.sources.trained_start import start_from
+from mispec.spec.fields import Name
+from mispec.spec.model_entry import FirstSourceEntry
+from mispec.spec.selectors import Selector
+from mispec.spec.train import RefineSpec, TrainSpec
+from mispec.spec.weight_edits import CheckpointRef
 
 if TYPE_CHECKING:
-    import torch
-
     from mispec.models.info import ModelInfo
-    from mispec.models.init_weights import Start, State
+    from mispec.models.init_weights import Start
     from mispec.spec.yaml_source import SourceMap
 
-# A toy trainer: a model above this many parameters is a typo (or the wrong tool).
-MAX_TRAIN_PARAMS = 1_000_000_000
+
+class TrainedModelSpec(FirstSourceEntry):
+    """``train:`` a toy model that mispec trains (every step exists)."""
+
+    source_key = "train"
+    dumped_when_set = ("refine", "live")
+
+    train: TrainSpec = Field(description="a toy model mispec trains itself on an algorithmic task")
+    refine: RefineSpec | None = Field(
+        default=None, description="add checkpoints where a transition happens (adaptive)"
+    )
+    live: list[Name] | None = Field(
+        default=None,
+        description="metrics computed inside the training loop at checkpoint steps, shown live",
+    )
 
 
 class TrainedSource(ModelSource):
@@ -55,16 +77,6 @@ class TrainedSource(ModelSource):
     def bind(self, sources: dict[str, ModelSource]) -> None:
         self.others = sources
 
-    def refs(self) -> list[tuple[tuple[str | int, ...], CheckpointRef]]:
-        """The checkpoints this model starts from, with their key path under ``train``."""
-        out: list[tuple[tuple[str | int, ...], CheckpointRef]] = []
-        if self.train.init_from is not None:
-            out.append((("init_from",), self.train.init_from))
-        for i, op in enumerate(self.train.init):
-            if op.source is not None:
-                out.append((("init", i, "from"), op.source))
-        return out
-
     def ref_source(self, ref: CheckpointRef) -> ModelSource:
         if self.others is None or ref.model not in self.others:
             raise UserError(f"model '{self.name}' refers to unknown model '{ref.model}'")
@@ -79,7 +91,7 @@ class TrainedSource(ModelSource):
 
     def lineage(self, seed: int) -> runs.Lineage | None:
         """The checkpoint identities this seed's run starts from (``None``: a fresh start)."""
-        if not self.refs():
+        if not self.train.checkpoint_refs():
             return None
         out: runs.Lineage = {"init_from": None, "from": []}
         if self.train.init_from is not None:
@@ -97,7 +109,10 @@ class TrainedSource(ModelSource):
         return out
 
     def depends_on(self, seed: int) -> list[tuple[str, int]]:
-        return [(ref.model, seed if ref.seed is None else ref.seed) for _, ref in self.refs()]
+        return [
+            (ref.model, seed if ref.seed is None else ref.seed)
+            for _, ref in self.train.checkpoint_refs()
+        ]
 
     # ------------------------------------------------------------------ planning
     def default_selector(self) -> Selector:
@@ -202,41 +217,12 @@ class TrainedSource(ModelSource):
             cfg = runs.native_config(self.train, seed)
             hold = select(list(self.train.freeze.heads), list(self.train.freeze.params), cfg)[0]
         lineage = self.lineage(seed)
-        start = self._start(seed, store_dir) if lineage or self.train.init else None
+        start = (
+            start_from(self.train, seed, store_dir, lambda ref: self.ref_point(ref, seed))
+            if lineage or self.train.init
+            else None
+        )
         return {"lineage": lineage, "start": start, "hold": hold}
-
-    def _start(self, seed: int, store_dir: Path) -> Callable[[State], Start]:
-        """Step 0 from the fresh initialisation: the ``init_from`` checkpoint, then surgery."""
-        from mispec.models.init_weights import Start, apply_surgery, check_compatible
-        from mispec.models.native import key_map
-
-        def load(ref: CheckpointRef, optimizer: bool = False) -> Start:
-            source, s, step = self.ref_point(ref, seed)
-            start = checkpoint_start(source, s, step, store_dir, optimizer=optimizer)
-            trained[0] += start.steps_trained
-            return start
-
-        trained = [0]
-
-        def start(fresh: State) -> Start:
-            weights, opt = fresh, None
-            if self.train.init_from is not None:
-                carry = self.train.init_from.optimizer == "carry"
-                begin = load(self.train.init_from, carry)
-                check_compatible(begin.weights, fresh, self.train.init_from.model)
-                weights, opt = begin.weights, begin.optimizer
-            if self.train.init:
-                kwargs = runs.native_config(self.train, seed)
-                donors = [
-                    (lambda ref=op.source: load(ref).weights) if op.source is not None else None
-                    for op in self.train.init
-                ]
-                weights = apply_surgery(
-                    weights, list(self.train.init), donors, kwargs, key_map(kwargs), seed
-                )
-            return Start(weights, opt, trained[0])
-
-        return start
 
     # ------------------------------------------------------------------ loading
     def open(
@@ -257,156 +243,55 @@ class TrainedSource(ModelSource):
             dtype=dtype,
         )
 
-    def _state_for(self, seed: int, store_dir: Path) -> Callable[[int], dict[str, torch.Tensor]]:
-        from mispec.models import checkpoints as ckpt
-        from mispec.models.divergence import read_finite
-        from mispec.models.read_ahead import ReadAhead
-
-        folder = runs.run_dir(self.train, seed, store_dir, self.lineage(seed))
-        identity = runs.training_identity(self.train, seed, self.lineage(seed))
-        train, name = self.train, self.name
-        prepare = self.prepare
-        saved: list[int] = []  # listed at the first load (training runs before it)
-
-        def expect(step: int) -> dict[str, str]:  # what the file must say it is
-            return runs.file_identity(identity, seed, step, "model")
-
-        def read(step: int) -> tuple[dict[str, torch.Tensor], list[str]]:
-            path = folder / MODEL_FILE.format(step=step)
-            found = ckpt.read_file(path, expect=expect(step))
-            return found.tensors, found.nonfinite_names()
-
-        ahead = ReadAhead(read)
-
-        def state_for(step: int) -> dict[str, torch.Tensor]:
-            early = ahead.take(step)
-            if not saved:
-                saved.extend(sorted(runs.saved_steps(train, seed, store_dir, self.lineage(seed))))
-            ahead.start(next((s for s in saved if s > step), None))
-            if early is not None and not early[1]:
-                return early[0]  # read, verified and finite: what read_finite returns
-            path = folder / MODEL_FILE.format(step=step)
-            if path.is_file():
-                try:  # a NaN/inf checkpoint raises TrainingDivergedError
-                    return read_finite(
-                        path, name=name, train=train, seed=seed, step=step, expect=expect(step)
-                    )[0]
-                except ckpt.CorruptCheckpoint as exc:
-                    warnings.warn(f"{exc}; training step {step} again", stacklevel=4)
-                    path.unlink(missing_ok=True)
-            trained = prepare(seed, [step], store_dir, progress=True)
+    def _state_for(self, seed: int, store_dir: Path) -> Callable[[int], dict[str, Any]]:
+        def train_again(step: int) -> None:  # a step not saved yet, or corrupt
+            trained = self.prepare(seed, [step], store_dir, progress=True)
             self._trained_on_load[seed] = self._trained_on_load.get(seed, 0) + trained
-            return read_finite(
-                path, name=name, train=train, seed=seed, step=step, expect=expect(step)
-            )[0]
 
-        return state_for
+        return trained_files.state_reader(
+            self.name, self.train, seed, store_dir, self.lineage(seed), train_again
+        )
+
+    def checkpoint_weights(
+        self, seed: int, step: int, store_dir: Path, *, optimizer: bool = False
+    ) -> Start:
+        """Read from the run's files (trained first where missing), with the optimizer state
+        when asked."""
+        from mispec.models.init_weights import Start
+
+        trained = self.prepare(seed, [step], store_dir, progress=False)
+        weights, opt = trained_files.saved_checkpoint(
+            self.name, self.train, seed, step, store_dir, self.lineage(seed), optimizer=optimizer
+        )
+        return Start(weights, opt, trained)
 
     def take_steps_trained_on_load(self, seed: int) -> int:
         return self._trained_on_load.pop(seed, 0)
+
+    def train_spec(self) -> TrainSpec:
+        return self.train
 
     # ------------------------------------------------------------------ validation
     def check(self, source_map: SourceMap) -> list[Problem]:
         """The task and its ``task_args`` (or each mixture task's); the selector (once the
         task is known); the tokenizer folder; the models it starts from (``init_from``,
-        ``init``: :mod:`mispec.sources.trained_checks`)."""
-        from mispec.sources.trained_checks import check_freeze, check_mixture_tasks, check_refs
-        from mispec.tasks import TASKS
-        from mispec.validation.checks import _fn_params, _lookup, check_args
-
+        ``init``) and what it freezes (:mod:`mispec.sources.trained_checks`)."""
         problems: list[Problem] = []
-        path = ("models", self.name, "train")
         if self.train.task is not None:
-            task = _lookup(
-                TASKS, self.train.task, (*path, "task"), source_map, problems, self.base_dir
+            where = ("models", self.name, "train")
+            problems += check_task(
+                self.train.task, self.train.task_args, where, source_map, self.base_dir
             )
-            if task is not None:
-                check_args(
-                    self.train.task_args,
-                    _fn_params(task),
-                    getattr(task, "__globals__", {}),
-                    (*path, "task_args"),
-                    source_map,
-                    problems,
-                    f"task '{self.train.task}'",
-                )
         else:
-            problems += check_mixture_tasks(self, source_map)
+            problems += check_mixture_tasks(self, self.train, source_map)
         if not problems:
             problems += self.check_selector(source_map)
-        problems += check_refs(self, source_map)
+        problems += check_refs(self, self.train, self.others or {}, source_map)
         if not problems:
-            problems += check_freeze(self, source_map)
+            problems += check_freeze(self, self.train, source_map)
         return problems + self.check_tokenizer(source_map)
 
     def check_built(self, source_map: SourceMap) -> list[Problem]:
-        """The task's argument values, the architecture against the task, the model's size."""
-        from mispec.sources.trained_checks import check_weights
-
-        try:
-            cfg = runs.native_config(self.train, self.entry.seeds[0])
-        except UserError as exc:
-            where = "arch" if str(exc).startswith("arch.") else "task_args"
-            if where == "task_args" and self.train.mixture is not None:
-                where = "mixture"
-            return [self.problem(source_map, ("train", where), str(exc))]
-        problems = check_weights(self, source_map)
-        if problems:
-            return problems
-        d, layers = cfg["d_model"], cfg["n_layers"]
-        attn = 4 * cfg["n_heads"] * cfg["d_head"] * d
-        mlp = 0 if cfg["attn_only"] else 2 * d * cfg.get("d_mlp", 4 * d)
-        params = 2 * cfg["d_vocab"] * d + cfg["n_ctx"] * d + layers * (attn + mlp)
-        if params <= MAX_TRAIN_PARAMS:
-            return []
-        return [
-            self.problem(
-                source_map,
-                ("train", "arch"),
-                f"this model would have about {params:.1e} parameters (~{params * 16 / 2**30:.0f}"
-                f" GiB to train with Adam); mispec trains toy models of at most "
-                f"{MAX_TRAIN_PARAMS:.0e}: check d_model, d_head, n_heads, n_layers and d_mlp",
-            )
-        ]
-
-
-def checkpoint_start(
-    source: ModelSource, seed: int, step: int, store_dir: Path, *, optimizer: bool = False
-) -> Start:
-    """The weights (bridge keys) of ``source``'s checkpoint, its optimizer state when asked
-    (``train:`` sources only) and the steps trained to provide them."""
-    from mispec.models.init_weights import Start
-
-    if isinstance(source, TrainedSource):
-        from mispec.models.checkpoints import optimizer_from_tensors
-        from mispec.models.divergence import read_finite
-
-        trained = source.prepare(seed, [step], store_dir, progress=False)
-        lineage = source.lineage(seed)
-        folder = runs.run_dir(source.train, seed, store_dir, lineage)
-        identity = runs.training_identity(source.train, seed, lineage)
-
-        def read(file: str, kind: str) -> tuple[dict, dict]:
-            path = folder / file.format(step=step)
-            return read_finite(
-                path,
-                name=source.name,
-                train=source.train,
-                seed=seed,
-                step=step,
-                expect=runs.file_identity(identity, seed, step, kind),
-            )
-
-        weights = read(MODEL_FILE, "model")[0]
-        opt = None
-        if optimizer:
-            tensors, meta = read(OPTIM_FILE, "optim")
-            opt = optimizer_from_tensors(tensors, meta)
-        return Start(weights, opt, trained)
-    handle = source.open(seed, store_dir)
-    try:
-        bridge = handle.load(step)
-        weights = {k: v.detach().to("cpu").clone() for k, v in bridge.state_dict().items()}
-    finally:
-        handle.close()
-    return Start(weights, None, 0)
+        """The task's argument values, the architecture against the task and the models it
+        starts from, the model's size (:mod:`mispec.sources.trained_shapes`)."""
+        return check_config(self, self.train, self.others or {}, source_map)

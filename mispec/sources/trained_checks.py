@@ -1,43 +1,69 @@
-"""Validation of a ``train:`` entry's relations: ``init_from``, ``init``, ``freeze``, ``mixture``.
+"""Validation of a ``train:`` entry that builds nothing: its task, ``mixture``, ``init_from``,
+``init`` and ``freeze``.
 
 Everything a run would trip over is found before compute, each at its key in the spec:
 
-* :func:`check_refs` (no building): a referenced model that does not exist, a cycle of
-  references, a seed the referenced entry does not list, a step it does not have, optimizer
-  state carried from a model that has none (or another optimizer); each mixture task's name
-  and arguments.
+* :func:`check_task` and :func:`check_mixture_tasks`: each task's name and arguments; a
+  mixture's batch size and schedule.
+* :func:`check_refs`: a referenced model that does not exist, a cycle of references, a seed
+  the referenced entry does not list, a step it does not have, optimizer state carried from
+  a model that has none (or another optimizer).
 * :func:`check_freeze` (builds the config, never weights): a ``freeze`` of every weight.
-* :func:`check_weights` (builds configs, never weights): an ``init_from`` parent whose
-  parameters differ in shape (each named, with both shapes), heads out of range, parameter
-  names that match nothing, copies between differently shaped entries, and a mixture whose
-  tasks clash on a shared vocabulary.
+
+What needs the built configs (shapes, heads, parameter names, vocabularies, the model's size)
+is :mod:`mispec.sources.trained_shapes`. ``src`` is the entry's source, ``train`` its
+``train:`` block; ``others`` are the spec's sources by name.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from mispec.errors import CheckpointError, Problem, UserError
+from mispec.errors import CheckpointError, Problem
 from mispec.models import runs
 from mispec.registry import did_you_mean
+from mispec.spec.references import check_args, fn_params, lookup
 
 if TYPE_CHECKING:
-    from mispec.sources.trained import TrainedSource
-    from mispec.spec.yaml_source import SourceMap
+    from mispec.sources.base import ModelSource
+    from mispec.spec.train import TrainSpec
+    from mispec.spec.yaml_source import KeyPath, SourceMap
 
 
-def check_refs(src: TrainedSource, source_map: SourceMap) -> list[Problem]:
-    from mispec.sources.trained import TrainedSource
+def check_task(
+    task: str, task_args: dict[str, Any], where: KeyPath, source_map: SourceMap, base_dir: Path
+) -> list[Problem]:
+    """The task ``where.task`` names exists, and ``where.task_args`` fit its factory."""
+    from mispec.tasks import TASKS
 
     problems: list[Problem] = []
-    others = src.others or {}
-    for path, ref in src.refs():
+    factory = lookup(TASKS, task, (*where, "task"), source_map, problems, base_dir)
+    if factory is not None:
+        check_args(
+            task_args,
+            fn_params(factory),
+            getattr(factory, "__globals__", {}),
+            (*where, "task_args"),
+            source_map,
+            problems,
+            f"task '{task}'",
+        )
+    return problems
+
+
+def check_refs(
+    src: ModelSource, train: TrainSpec, others: Mapping[str, ModelSource], source_map: SourceMap
+) -> list[Problem]:
+    problems: list[Problem] = []
+    for path, ref in train.checkpoint_refs():
         at = ("train", *path)
         if ref.model not in others:
             message = f"unknown model '{ref.model}'{did_you_mean(ref.model, list(others))}"
             problems.append(src.problem(source_map, (*at, "model"), message))
             continue
-        cycle = _cycle(src, others)
+        cycle = _cycle(src.name, others)
         if cycle:
             message = "models start from each other in a cycle: " + " -> ".join(cycle)
             problems.append(src.problem(source_map, (*at, "model"), message))
@@ -64,35 +90,32 @@ def check_refs(src: TrainedSource, source_map: SourceMap) -> list[Problem]:
                 span = f"{available[0]}..{available[-1]}" if available else "none"
                 message = f"model '{ref.model}' has no step {ref.step} (its steps: {span})"
                 problems.append(src.problem(source_map, (*at, "step"), message))
-        if (
-            path == ("init_from",)
-            and src.train.init_from
-            and src.train.init_from.optimizer == "carry"
-        ):
-            if not isinstance(target, TrainedSource):
+        if path == ("init_from",) and train.init_from and train.init_from.optimizer == "carry":
+            target_train = target.train_spec()
+            if target_train is None:
                 message = (
                     f"model '{ref.model}' has no optimizer state to carry (only train: models do)"
                 )
                 problems.append(src.problem(source_map, (*at, "optimizer"), message))
-            elif target.train.optimizer.name != src.train.optimizer.name:
+            elif target_train.optimizer.name != train.optimizer.name:
                 message = (
-                    f"cannot carry {target.train.optimizer.name} state into a "
-                    f"{src.train.optimizer.name} optimizer: use optimizer: fresh"
+                    f"cannot carry {target_train.optimizer.name} state into a "
+                    f"{train.optimizer.name} optimizer: use optimizer: fresh"
                 )
                 problems.append(src.problem(source_map, (*at, "optimizer"), message))
     return problems
 
 
-def _cycle(src: TrainedSource, others: dict) -> list[str]:
-    """The names around a cycle of references through ``src``, or ``[]``."""
-    from mispec.sources.trained import TrainedSource
+def _cycle(start: str, others: Mapping[str, ModelSource]) -> list[str]:
+    """The names around a cycle of references through the model ``start``, or ``[]``."""
 
     def walk(name: str, path: list[str]) -> list[str]:
         node = others.get(name)
-        if not isinstance(node, TrainedSource):
+        train = node.train_spec() if node is not None else None
+        if train is None:
             return []
-        for _, ref in node.refs():
-            if ref.model == src.name:
+        for _, ref in train.checkpoint_refs():
+            if ref.model == start:
                 return [*path, ref.model]
             if ref.model not in path:
                 found = walk(ref.model, [*path, ref.model])
@@ -100,22 +123,19 @@ def _cycle(src: TrainedSource, others: dict) -> list[str]:
                     return found
         return []
 
-    return walk(src.name, [src.name])
+    return walk(start, [start])
 
 
-def check_mixture_tasks(src: TrainedSource, source_map: SourceMap) -> list[Problem]:
-    from mispec.tasks import TASKS
-    from mispec.validation.checks import _fn_params, _lookup, check_args
-
-    mixture = src.train.mixture
+def check_mixture_tasks(src: ModelSource, train: TrainSpec, source_map: SourceMap) -> list[Problem]:
+    mixture = train.mixture
     problems: list[Problem] = []
     if mixture is None:
         return problems
     at = ("models", src.name, "train", "mixture")
-    if src.train.batch_size is None:
+    if train.batch_size is None:
         message = "a task mixture needs a batch_size (its weights share each batch)"
         problems.append(src.problem(source_map, ("train", "batch_size"), message))
-    steps = src.train.steps
+    steps = train.steps
     for i, phase in enumerate(mixture.schedule):
         if phase.step >= steps:
             message = (
@@ -127,85 +147,21 @@ def check_mixture_tasks(src: TrainedSource, source_map: SourceMap) -> list[Probl
             )
     for name, part in mixture.tasks.items():
         where = (*at, "tasks", name)
-        factory = _lookup(TASKS, part.task, (*where, "task"), source_map, problems, src.base_dir)
-        if factory is not None:
-            check_args(
-                part.task_args,
-                _fn_params(factory),
-                getattr(factory, "__globals__", {}),
-                (*where, "task_args"),
-                source_map,
-                problems,
-                f"task '{part.task}'",
-            )
+        problems += check_task(part.task, part.task_args, where, source_map, src.base_dir)
     return problems
 
 
-def check_weights(src: TrainedSource, source_map: SourceMap) -> list[Problem]:
-    """Shapes, heads and parameter names against the built configs; mixture clashes."""
-    from mispec.models.weight_targets import info_shapes, param_shapes, select, shape_mismatches
-    from mispec.sources.trained import TrainedSource
-
-    problems: list[Problem] = []
-    seed = src.entry.seeds[0]
-    cfg = runs.native_config(src.train, seed)
-    mine = param_shapes(cfg)
-    init_from = src.train.init_from
-    if init_from is not None:
-        parent = (src.others or {})[init_from.model]
-        if isinstance(parent, TrainedSource):
-            theirs = param_shapes(runs.native_config(parent.train, seed))
-            ours = mine
-        else:
-            info = parent.validation_info()
-            theirs = info_shapes(info) if info is not None else {}
-            ours = info_shapes(src.info()) if info is not None else {}
-        lines = shape_mismatches(ours, theirs, parent=init_from.model)
-        if lines:
-            message = f"model '{init_from.model}' does not fit this architecture: " + "; ".join(
-                lines
-            )
-            problems.append(src.problem(source_map, ("train", "init_from", "model"), message))
-    targets: list[tuple[tuple[str | int, ...], list, list]] = [
-        (("init", i), op.heads, op.params) for i, op in enumerate(src.train.init)
-    ]
-    if src.train.freeze is not None:
-        targets.append((("freeze",), src.train.freeze.heads, src.train.freeze.params))
-    for path, heads, params in targets:
-        selection, found = select(list(heads), list(params), cfg)
-        for key, index, message in found:
-            problems.append(src.problem(source_map, ("train", *path, key, index), message))
-        op = src.train.init[int(path[1])] if path[0] == "init" else None
-        if op is not None and op.source is not None and not found:
-            donor = (src.others or {})[op.source.model]
-            if not isinstance(donor, TrainedSource):
-                continue  # shapes are checked when the checkpoint is read
-            dcfg = runs.native_config(donor.train, seed)
-            _, dfound = select(list(heads), list(params), dcfg)
-            dshapes = param_shapes(dcfg)
-            lines = [m for _, _, m in dfound] + shape_mismatches(
-                {k: mine[k] for k in selection},
-                {k: dshapes[k] for k in selection if k in dshapes},
-                parent=op.source.model,
-            )
-            if lines:
-                message = f"cannot copy from '{op.source.model}': " + "; ".join(lines)
-                problems.append(src.problem(source_map, ("train", *path, "from", "model"), message))
-    problems += _check_clashes(src, source_map)
-    return problems
-
-
-def check_freeze(src: TrainedSource, source_map: SourceMap) -> list[Problem]:
+def check_freeze(src: ModelSource, train: TrainSpec, source_map: SourceMap) -> list[Problem]:
     """A ``freeze:`` that holds every weight whole leaves nothing to train (checked with the
     names, from the built config: no weights; a config that does not build is reported by
     the training checks)."""
     from mispec.models.weight_targets import param_shapes, select
 
-    freeze = src.train.freeze
+    freeze = train.freeze
     if freeze is None:
         return []
     try:
-        cfg = runs.native_config(src.train, src.entry.seeds[0])
+        cfg = runs.native_config(train, src.entry.seeds[0])
     except Exception:
         return []
     selection, found = select(list(freeze.heads), list(freeze.params), cfg)
@@ -222,24 +178,3 @@ def check_freeze(src: TrainedSource, source_map: SourceMap) -> list[Problem]:
 def _covers_all(selection: dict, shapes: dict) -> bool:
     """Whether a selection holds every parameter whole."""
     return all(key in selection and selection[key] is None for key in shapes)
-
-
-def _check_clashes(src: TrainedSource, source_map: SourceMap) -> list[Problem]:
-    from mispec.tasks import task_for
-    from mispec.tasks.mixture import Mixture, clashes
-
-    if src.train.mixture is None:
-        return []
-    try:
-        mixture = task_for(src.train)
-    except UserError as exc:
-        return [src.problem(source_map, ("train", "mixture", "tasks"), str(exc))]
-    assert isinstance(mixture, Mixture)
-    return [
-        src.problem(
-            source_map,
-            ("train", "mixture", "vocab"),
-            f"{line}: give the tasks distinct tokens (e.g. eq_token) or use vocab: offset",
-        )
-        for line in clashes(mixture)
-    ]

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 from mispec.errors import Problem, SpecError
 from mispec.hashing import canonical_json, content_key
 from mispec.registry import did_you_mean
+from mispec.spec.model_entry import EntryUnion
 from mispec.spec.schema import Spec
 from mispec.spec.yaml_source import KeyPath, SourceMap, parse_yaml, read_yaml_file
 
@@ -204,7 +205,9 @@ def _strip(tp: Any, tag: Any) -> Any:
     while True:
         origin = typing.get_origin(tp)
         if origin is typing.Annotated:
-            tp = typing.get_args(tp)[0]
+            base, *metadata = typing.get_args(tp)
+            unions = [m for m in metadata if isinstance(m, EntryUnion)]
+            tp = unions[0].entries.union() if unions else base
         elif origin in (typing.Union, types.UnionType):
             members = [_strip(a, None) for a in typing.get_args(tp) if a is not type(None)]
             named = [m for m in members if _is_model(m) and m.__name__ == tag]

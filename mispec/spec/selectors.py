@@ -1,18 +1,92 @@
-"""Checkpoint selectors → concrete training steps. Pure functions; no I/O."""
+"""Checkpoint selectors: which training steps a model entry reads (``checkpoints:``), and
+their resolution into concrete steps. Pure functions; no I/O."""
 
 from __future__ import annotations
 
 import bisect
 import math
 from collections.abc import Sequence
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Discriminator, Field, Tag, model_validator
 
 from mispec.errors import CheckpointError
-from mispec.spec.schema import (
-    RangeSelector,
-    ScheduleSelector,
-    Selector,
-    StepsSelector,
-)
+from mispec.spec.fields import MAX_STEP, Strict
+
+
+class StepsSelector(Strict):
+    """Explicit training steps: ``{steps: [0, 100, 1000]}``."""
+
+    steps: Annotated[list[Annotated[int, Field(ge=0, le=MAX_STEP)]], Field(min_length=1)] = Field(
+        description="the training steps to read, e.g. [0, 100, 1000]"
+    )
+
+
+class RangeSelector(Strict):
+    """Every N steps: ``{every: 100}`` or ``{start: 0, stop: 1000, every: 50}`` (stop inclusive)."""
+
+    every: Annotated[int, Field(gt=0, le=MAX_STEP)] = Field(description="read every N-th step")
+    start: Annotated[int, Field(ge=0, le=MAX_STEP)] = Field(
+        default=0, description="first step (default 0)"
+    )
+    stop: Annotated[int, Field(ge=0, le=MAX_STEP)] | None = Field(
+        default=None, description="last step, inclusive (default: the last one there is)"
+    )
+
+    @model_validator(mode="after")
+    def _order(self) -> RangeSelector:
+        if self.stop is not None and self.stop < self.start:
+            raise ValueError(f"stop ({self.stop}) is before start ({self.start})")
+        return self
+
+
+class ScheduleSelector(Strict):
+    """``count`` checkpoints spaced on a schedule: ``{schedule: log, count: 40}``.
+
+    ``log`` takes step 0 and log-spaced steps up to the last one (more early, where
+    training dynamics happen); ``linear`` spaces them evenly.
+    """
+
+    schedule: Literal["log", "linear"] = Field(
+        description="log: more checkpoints early (step 0, then log-spaced); linear: evenly spaced"
+    )
+    count: Annotated[int, Field(gt=0, le=100_000)] = Field(description="how many checkpoints")
+    start: Annotated[int, Field(ge=0, le=MAX_STEP)] = Field(
+        default=0, description="first step (default 0)"
+    )
+    stop: Annotated[int, Field(ge=0, le=MAX_STEP)] | None = Field(
+        default=None, description="last step (default: the last one there is)"
+    )
+
+
+def _selector_kind(value: Any) -> str | None:
+    if isinstance(value, BaseModel):
+        return type(value).__name__
+    if isinstance(value, str):
+        return "name"
+    if isinstance(value, dict):
+        if "steps" in value:
+            return "StepsSelector"
+        if "schedule" in value or "count" in value:
+            return "ScheduleSelector"
+        if "every" in value:
+            return "RangeSelector"
+    return None
+
+
+Selector = Annotated[
+    Annotated[Literal["all", "last"], Tag("name")]
+    | Annotated[StepsSelector, Tag("StepsSelector")]
+    | Annotated[RangeSelector, Tag("RangeSelector")]
+    | Annotated[ScheduleSelector, Tag("ScheduleSelector")],
+    Discriminator(
+        _selector_kind,
+        custom_error_type="selector",
+        custom_error_message="expected 'all', 'last', {steps: [...]}, {every: N}, "
+        "{start: A, stop: B, every: N} or {schedule: log|linear, count: N}",
+    ),
+]
+
 
 DEFAULT_TRAIN_SELECTOR = ScheduleSelector(schedule="log", count=32)
 

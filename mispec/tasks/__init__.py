@@ -43,7 +43,7 @@ from mispec.tasks.recurrence import Recurrence, recurrence
 from mispec.tasks.sorting import Sorting, sorting
 
 if TYPE_CHECKING:
-    from mispec.spec.schema import TrainSpec
+    from mispec.spec.train import TrainSpec
 
 TaskFactory = Callable[..., Task]
 

@@ -40,7 +40,7 @@ from mispec.tasks import TASKS, TaskFactory, build_task
 from mispec.tasks.base import Task
 
 if TYPE_CHECKING:
-    from mispec.spec.schema import TrainSpec
+    from mispec.spec.train import TrainSpec
 
 
 class PromptGenerators(Registry[PromptGenerator]):

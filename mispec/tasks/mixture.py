@@ -32,7 +32,7 @@ from mispec.errors import UserError
 from mispec.tasks.base import Task, TaskBatch, rng_for
 
 if TYPE_CHECKING:
-    from mispec.spec.schema import MixtureSpec
+    from mispec.spec.mixture import MixtureSpec
 
 MIXTURE_STREAM = 3  # disjoint from the train, prompt and eval streams of mispec.tasks.base
 

@@ -6,17 +6,15 @@ problem is collected, none short-circuits.
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
-
 from mispec.errors import Problem, UserError
 from mispec.metrics.dag import find_cycle
-from mispec.registry import Registry, did_you_mean
-from mispec.spec.schema import PluginModelSpec, Spec
+from mispec.registry import did_you_mean
+from mispec.sources.base import PluginModelSpec
+from mispec.spec.references import check_args, lookup
+from mispec.spec.schema import Spec
 from mispec.spec.yaml_source import KeyPath, SourceMap
 
 
@@ -46,155 +44,6 @@ def check_spec(spec: Spec, source: SourceMap, base_dir: Path) -> list[Problem]:
     return sorted(problems, key=lambda p: (p.file or "", p.line or 0, p.col or 0))
 
 
-# --------------------------------------------------------------------------- helpers
-def _lookup(
-    registry: Registry[Any],
-    name: str,
-    path: KeyPath,
-    source: SourceMap,
-    problems: list[Problem],
-    base_dir: Path | None = None,
-) -> Any:
-    try:
-        item = registry.get_or_none(name, base_dir)
-    except UserError as exc:  # a module:function reference that does not import
-        problems.append(source.problem(path, str(exc)))
-        return None
-    except Exception as exc:  # the plugin module itself raised while being imported
-        problems.append(
-            source.problem(
-                path, f"importing the plugin '{name}' failed: {type(exc).__name__}: {exc}"
-            )
-        )
-        return None
-    if item is None:
-        problems.append(
-            source.problem(
-                path, f"unknown {registry.kind} '{name}'{did_you_mean(name, registry.names())}"
-            )
-        )
-    return item
-
-
-def signature_args(
-    fn: Callable[..., Any], skip: frozenset[str] = frozenset()
-) -> dict[str, inspect.Parameter]:
-    return {
-        name: p
-        for name, p in inspect.signature(fn).parameters.items()
-        if name not in skip and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-    }
-
-
-def check_args(
-    given: Mapping[str, Any],
-    params: Mapping[str, Any],  # name -> (default or inspect.Parameter.empty, annotation str)
-    globals_: Mapping[str, Any],
-    path: KeyPath,
-    source: SourceMap,
-    problems: list[Problem],
-    what: str,
-) -> None:
-    """Unknown args (did-you-mean), missing required args, and values of the wrong type."""
-    for name, value in given.items():
-        if name not in params:
-            problems.append(
-                source.problem(
-                    (*path, name),
-                    f"{what} takes no argument '{name}'{did_you_mean(name, list(params))}",
-                    at_key=True,
-                )
-            )
-            continue
-        _default, annotation = params[name]
-        tp = _eval_annotation(annotation, globals_)
-        adapter = _adapter(tp)
-        if adapter is not None:
-            try:
-                got = adapter.validate_python(value, strict=False)
-            except ValidationError as exc:
-                msg = exc.errors(include_url=False)[0]["msg"]
-                problems.append(source.problem((*path, name), f"{msg} (got {value!r})"))
-            else:
-                coerced = _coerced(value, got)
-                if coerced:
-                    problems.append(source.problem((*path, name), f"{coerced} (got {value!r})"))
-    for name, (default, _ann) in params.items():
-        if default is inspect.Parameter.empty and name not in given:
-            problems.append(source.problem(path, f"{what} needs argument '{name}'", at_key=True))
-
-
-def _adapter(tp: Any) -> TypeAdapter[Any] | None:
-    """A validator for an arg's type, None for no type or one pydantic cannot check (a
-    tensor, a class of the plugin's own): the metric checks those itself."""
-    if tp is None:
-        return None
-    try:
-        return TypeAdapter(tp)
-    except Exception:
-        return None
-
-
-def _coerced(value: Any, got: Any) -> str | None:
-    """Why a value the lax validation accepted was only accepted by coercion across types
-    (``true`` read as 1, ``"3"`` as 3, ``1`` as True), None when it kept its type."""
-    if isinstance(value, bool) and not isinstance(got, bool):
-        return f"expected {type(got).__name__}, not a boolean"
-    if isinstance(value, str) and not isinstance(got, str):
-        return f"expected {type(got).__name__}, not a string"
-    if isinstance(value, int | float) and not isinstance(value, bool) and isinstance(got, bool):
-        return "expected a boolean (true or false), not a number"
-    if isinstance(value, list):
-        return next(
-            (why for v, g in zip(value, got, strict=False) if (why := _coerced(v, g))), None
-        )
-    return None
-
-
-_SIMPLE_NAMES = {
-    "int",
-    "float",
-    "str",
-    "bool",
-    "None",
-    "list",
-    "dict",
-    "tuple",
-    "Literal",
-    "Any",
-    "Sequence",
-    "Mapping",
-    "Optional",
-}
-
-
-def _eval_annotation(annotation: Any, globals_: Mapping[str, Any]) -> Any:
-    if not isinstance(annotation, str):
-        return None if annotation is inspect.Parameter.empty else annotation
-    if annotation in ("", "inspect._empty", "_empty"):
-        return None
-    import re
-
-    names = set(
-        re.findall(r"[A-Za-z_][A-Za-z0-9_]*", re.sub(r"'[^']*'|\"[^\"]*\"", "", annotation))
-    )
-    if not names <= _SIMPLE_NAMES:  # never evaluate annotations that could import torch
-        return None
-    try:
-        import typing
-
-        return eval(annotation, {**vars(typing), **dict(globals_)})  # noqa: S307 (own code's annotations)
-    except Exception:
-        return None
-
-
-def _fn_params(fn: Callable[..., Any], skip: frozenset[str] = frozenset()) -> dict[str, Any]:
-    return {
-        n: (p.default, p.annotation if isinstance(p.annotation, str) else p.annotation)
-        for n, p in signature_args(fn, skip).items()
-    }
-
-
 # --------------------------------------------------------------------------- models
 def _check_models(spec: Spec, source: SourceMap, base_dir: Path, problems: list[Problem]) -> None:
     """Each model's source (a plugin's name must resolve), then what the source checks."""
@@ -205,7 +54,7 @@ def _check_models(spec: Spec, source: SourceMap, base_dir: Path, problems: list[
         ref = model.source_name()
         if isinstance(model, PluginModelSpec):  # a plugin: its name or module:Class resolves
             where: KeyPath = ("models", name, "source")
-            if _lookup(SOURCES, ref, where, source, problems, base_dir) is None:
+            if lookup(SOURCES, ref, where, source, problems, base_dir) is None:
                 continue
         try:
             model_source = source_for(name, model, base_dir)
@@ -226,7 +75,7 @@ def _check_prompts(spec: Spec, source: SourceMap, base_dir: Path, problems: list
         path: KeyPath = ("prompts", name)
         if prompt.generator is None:
             continue
-        gen = _lookup(
+        gen = lookup(
             PROMPT_GENERATORS, prompt.generator, (*path, "generator"), source, problems, base_dir
         )
         if gen is not None:
@@ -277,7 +126,7 @@ def _check_metrics(
     for name, m in spec.metrics.items():
         path: KeyPath = ("metrics", name)
         _check_metric_name(name, m.fn, spec, source, problems)
-        mdef = _lookup(METRICS, m.fn, (*path, "fn"), source, problems, base_dir)
+        mdef = lookup(METRICS, m.fn, (*path, "fn"), source, problems, base_dir)
         if mdef is None:
             continue
         if not isinstance(mdef, MetricDef):  # a module:function that is not a metric

@@ -1,10 +1,14 @@
 """Load a spec and check it whole: the schema (``mispec.spec.load``), then every name,
-reference, file and size it names (``checks``), each problem at its file:line:col."""
+reference, file and size it names (``checks``), each problem at its file:line:col.
+
+Importing this module imports ``mispec.sources``: its sources register their entry classes,
+the members of the schema's ``models:`` union."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import mispec.sources  # noqa: F401 (the sources register their model entries)
 from mispec.errors import SpecError
 from mispec.spec.load import LoadedSpec, read_spec, read_spec_text
 from mispec.spec.schema import Spec

@@ -265,7 +265,7 @@ def _native_hook_names(
 ) -> set[str] | None:
     """The hook names of a trained (native) model's bridge, from its config (no training;
     booted once per config), or None for other sources."""
-    from mispec.spec.schema import TrainedModelSpec
+    from mispec.sources.trained import TrainedModelSpec
 
     entry = spec.models[model]
     if not isinstance(entry, TrainedModelSpec):

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from mispec.errors import Problem
 from mispec.registry import did_you_mean
-from mispec.spec.schema import InputRef, Spec, TrainedModelSpec
+from mispec.sources.trained import TrainedModelSpec
+from mispec.spec.metrics import InputRef
+from mispec.spec.schema import Spec
 from mispec.spec.yaml_source import SourceMap
 
 

@@ -79,6 +79,7 @@ def run_lane(job: dict[str, Any]) -> dict[str, Any]:
 
 def _plan(job: dict[str, Any], base_dir: Path) -> Any:
     """The caller's plan, rebuilt from the validated spec and every series' steps."""
+    import mispec.sources  # noqa: F401 (its sources register the model entries Spec reads)
     from mispec.planning.graph import build_plan
     from mispec.planning.resolve import resolve
     from mispec.spec.load import LoadedSpec

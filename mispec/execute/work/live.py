@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mispec.planning.nodes import group_id
-from mispec.spec.schema import TrainedModelSpec
+from mispec.sources.trained import TrainedModelSpec
 
 if TYPE_CHECKING:
     import torch

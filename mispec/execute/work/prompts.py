@@ -7,7 +7,7 @@ from typing import Any
 
 from mispec.errors import PromptError
 from mispec.prompts.core import PromptSet
-from mispec.spec.schema import PromptSpec
+from mispec.spec.metrics import PromptSpec
 from mispec.tasks.generators import PROMPT_GENERATORS
 
 
