@@ -98,7 +98,7 @@ def main() -> int:
     import torch
 
     import mispec
-    from mispec.execute.dask.executor import pinned_torch_threads
+    from mispec.runtime.threads import pinned_torch_threads
 
     default_threads = torch.get_num_threads()
     root = Path(tempfile.mkdtemp(prefix="mispec-dask-bench-"))
