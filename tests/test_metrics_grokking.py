@@ -12,11 +12,11 @@ import torch
 import xarray as xr
 
 from mispec.errors import PromptError, UserError
+from mispec.metrics.builtin.fourier import neuron_frequency_counts
 from mispec.metrics.builtin.grokking import (
     excluded_loss,
     fourier_sparsity,
     key_frequencies,
-    neuron_frequency_counts,
     restricted_loss,
 )
 from mispec.metrics.builtin.phases import logits as logits_metric
