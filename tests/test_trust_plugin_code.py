@@ -321,7 +321,7 @@ def test_a_worker_holding_older_plugin_code_refuses_the_cell(tmp_path, monkeypat
 
     from mispec.errors import MetricError
     from mispec.execute.work.invoke import call_metric
-    from mispec.registry import import_reference
+    from mispec.plugin_import import import_reference
 
     stale = METRIC.format(helper="keys_stale_helper", pin="").replace("scaled", "stale")
     write(tmp_path, "keys_stale.py", stale)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from mispec.code_identity import code_identity
 from mispec.errors import UserError
+from mispec.plugin_import import import_reference
 from mispec.prompts.core import PromptSet
 from mispec.prompts.generators import (
     GENERATORS,
@@ -35,7 +36,7 @@ from mispec.prompts.generators import (
     function_generator,
     takes_seed,
 )
-from mispec.registry import Registry, import_reference
+from mispec.registry import Registry
 from mispec.tasks import TASKS, TaskFactory, build_task
 from mispec.tasks.base import Task
 

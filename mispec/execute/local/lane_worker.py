@@ -27,7 +27,7 @@ def run_lane(job: dict[str, Any]) -> dict[str, Any]:
     from mispec.execute.remote import failure
     from mispec.execute.work.batched import prefetch
     from mispec.execute.work.run_node import run_work_node
-    from mispec.registry import beside
+    from mispec.plugin_import import beside
     from mispec.runtime.memory import tune_malloc
     from mispec.runtime.threads import pinned_torch_threads
     from mispec.store.store import Store
