@@ -12,7 +12,7 @@ import mispec
 from mispec.models import checkpoints as ckpt
 from mispec.validation.load import load_spec
 from tests.reliability_helpers import cli, new_project
-from tests.unit.test_models_training import first_nonfinite_update
+from tests.system.test_models_training import first_nonfinite_update
 
 SPEC = """\
 mispec: 1

@@ -32,7 +32,7 @@ from tests.reliability_helpers import (
     reference_run,
     results_digest,
 )
-from tests.unit.test_models_training import assert_bitwise_equal, small, weights
+from tests.system.test_models_training import assert_bitwise_equal, small, weights
 
 PATTERN = "blocks.{layer}.attn.hook_pattern"
 

@@ -61,7 +61,7 @@ def test_list_includes_a_registered_plugin(capsys):
     try:
         assert main(["list", "metrics"]) == 0
         out = capsys.readouterr().out
-        assert "catalogue_probe_metric  [plugin: tests.test_catalogue]" in out
+        assert "catalogue_probe_metric  [plugin: tests.unit.test_catalogue]" in out
         assert "Probe metric for the catalogue test." in out
         assert "dims: (layer)  units: widgets" in out
         assert "args: scale: float = 2.0" in out

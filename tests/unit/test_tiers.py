@@ -1,5 +1,5 @@
-"""The fast tier stays fast: no module in ``tests/unit/`` uses a trained fixture or runs a
-study. A test that needs one belongs in ``tests/system/`` (``make test`` runs both tiers,
+"""The fast tier stays fast: no module in ``tests/unit/`` uses a trained fixture, runs a
+study or trains a ``train:`` model into a store. A test that needs one belongs in ``tests/system/`` (``make test`` runs both tiers,
 ``make test-fast`` only this one)."""
 
 from __future__ import annotations
@@ -45,6 +45,14 @@ def _runs_the_cli(call: ast.Call) -> bool:
     return bool(first) and isinstance(first[0], ast.Constant) and first[0].value == "run"
 
 
+def _trains_into_a_store(call: ast.Call) -> bool:
+    """Whether ``call`` is ``ensure_trained(...)``: a ``train:`` model trained and saved."""
+    fn = call.func
+    return (isinstance(fn, ast.Name) and fn.id == "ensure_trained") or (
+        isinstance(fn, ast.Attribute) and fn.attr == "ensure_trained"
+    )
+
+
 def _is_fixture(fn: ast.FunctionDef) -> bool:
     for dec in fn.decorator_list:
         target = dec.func if isinstance(dec, ast.Call) else dec
@@ -64,7 +72,8 @@ def trained_fixtures() -> set[str]:
 
 
 def study_uses(path: Path, fixtures: set[str]) -> list[str]:
-    """What in one test module trains a model through a study: each use, with its line."""
+    """What in one test module runs a study or trains a model into a store: each use, with
+    its line."""
     tree = ast.parse(path.read_text(), filename=str(path))
     found = []
     for node in ast.walk(tree):
@@ -83,6 +92,8 @@ def study_uses(path: Path, fixtures: set[str]) -> list[str]:
             found.append(f"{node.lineno}: {ast.unparse(node.func)}(...)")
         elif isinstance(node, ast.Call) and _runs_the_cli(node):
             found.append(f"{node.lineno}: {ast.unparse(node)}")
+        elif isinstance(node, ast.Call) and _trains_into_a_store(node):
+            found.append(f"{node.lineno}: {ast.unparse(node.func)}(...)")
     return found
 
 
@@ -109,6 +120,7 @@ def test_the_check_sees_a_study_run(tmp_path):
         "def test_a(default_study):\n"
         "    mispec.run('spec.yaml')\n"
         "    main(['run', 'spec.yaml'])\n"
+        "    ensure_trained('toy', train, 0, [0, 1], store)\n"
     )
     uses = study_uses(bad, trained_fixtures())
     assert set(uses) == {
@@ -116,4 +128,5 @@ def test_the_check_sees_a_study_run(tmp_path):
         "3: fixture default_study",
         "4: mispec.run(...)",
         "5: main(['run', 'spec.yaml'])",
+        "6: ensure_trained(...)",
     }
