@@ -1,4 +1,5 @@
-# mispec — two commands: `make run` (the embedded default study) and `make test`.
+# mispec — two commands: `make run` (the embedded default study) and `make test`
+# (`make test-fast`: the unit tier alone, about a minute).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -6,7 +7,7 @@ STAMP  := $(VENV)/.installed
 CONSTRAINTS ?= constraints/cpu.txt
 LINT_DIRS := mispec tests $(wildcard benchmarks) $(wildcard scripts)
 
-.PHONY: venv browser run test test-slow test-cuda lint typecheck format docs bench clean
+.PHONY: venv browser run test test-fast test-slow test-cuda lint typecheck format docs bench clean
 
 venv: $(STAMP)
 
@@ -52,6 +53,10 @@ docs: venv
 
 test: venv browser lint typecheck
 	$(BIN)/python -m pytest -q
+
+# The unit tier (tests/unit/): no trained fixture, no study run; for the edit-test loop.
+test-fast: venv
+	$(BIN)/python -m pytest -q tests/unit
 
 test-slow: venv
 	$(BIN)/python -m pytest -q -m slow

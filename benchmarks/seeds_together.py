@@ -10,7 +10,7 @@ checkpoints need early on):
   ``batch_seeds: 4``).
 
 The figure is seed-steps per second (4 × steps / wall). The checkpoints of the two are equal
-(bitwise on CPU: tests/test_training_batched.py). ``--device cuda`` runs both on a GPU.
+(bitwise on CPU: tests/system/test_training_batched.py). ``--device cuda`` runs both on a GPU.
 
     python -m benchmarks.seeds_together --steps 200 --repeats 2 [--device cuda]
 """

@@ -6,7 +6,7 @@ or the task's factory and class, or the source class; normalised as in
 :mod:`mispec.code_identity`, so comments, docstrings and formatting do not count, and not
 its file's path, so moving it to another module does not either).
 
-``tests/test_trust_plugin_code.py`` fails while the record and the code disagree. To record:
+``tests/system/test_trust_plugin_code.py`` fails while the record and the code disagree. To record:
 
     python -m mispec.builtin_code            # refuses a changed hash under an unchanged version
     python -m mispec.builtin_code --same-results metric:loss   # a refactor, results unchanged

@@ -1,4 +1,4 @@
-"""Shared tools of the reliability tests (``tests/test_reliability_*.py``): the CLI as a
+"""Shared tools of the reliability tests (``tests/system/test_reliability_*.py``): the CLI as a
 subprocess, snapshots of folders, bitwise comparison of results, a store audit, and one
 uninterrupted reference run of the toy spec per test session."""
 

@@ -59,7 +59,7 @@ def render_markdown(cat: Mapping[str, Sequence[Entry]]) -> str:
         "# Catalogue: every name a spec can use",
         "",
         "Generated from the registries by `make docs` (`mispec list --builtin --format markdown`);",
-        "`tests/test_catalogue.py` fails when this page is stale. `mispec list` shows the same",
+        "`tests/unit/test_catalogue.py` fails when this page is stale. `mispec list` shows the same",
         "on your machine, with installed plugins. Metric dims leave out the `seed` and `step`",
         "that every run adds (a reduction over `step` drops it).",
         "",

@@ -1,7 +1,7 @@
 """``ModelHandle``: (model, seed) → a TransformerBridge per step, as cheaply as is safe.
 
 A model source (``mispec.sources``) opens a handle with one of two routes, each proven in
-``tests/test_models_*.py`` against a fresh boot:
+``tests/*/test_models_*.py`` against a fresh boot:
 
 * :class:`NativeSwap` — mispec-trained models, ``path:`` folders of state-dict files, legacy
   TL hub models (``NeelNanda/…``): ONE ``boot_native`` bridge per handle; ``load(step)``

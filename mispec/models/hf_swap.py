@@ -14,7 +14,7 @@ bias for a model without one) must come out equal in a second bridge built fresh
 checkpoint weights that differ (:meth:`HFSwap.confirm`, done on the second step loaded);
 until then, and for good if it differs, every step boots fresh. :meth:`HFSwap.load` also refuses (returns False) a step whose keys,
 shapes, dtypes or config differ from the first one's (the caller boots it fresh).
-``tests/test_models_hf.py`` checks swapped steps against fresh boots, bit for bit.
+``tests/unit/test_models_hf.py`` checks swapped steps against fresh boots, bit for bit.
 """
 
 from __future__ import annotations

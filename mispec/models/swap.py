@@ -9,7 +9,7 @@ mispec's native route — the same effect is one ``copy_`` per tensor into the t
 copy too; it only adds hooks, which :func:`swappable` rules out.
 
 Anything the fast path cannot prove equivalent falls back to ``load_state_dict(strict=True)``
-(``tests/test_models_native.py`` checks both give bit-identical forward passes).
+(``tests/system/test_models_native.py`` checks both give bit-identical forward passes).
 """
 
 from __future__ import annotations

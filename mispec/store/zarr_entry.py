@@ -15,7 +15,7 @@ Entries are encoded by :func:`encode_entry` directly in that layout rather than 
 which was most of a small model's cold run (benchmarks/RESULTS.md). Decoding does the same in
 reverse for entries in that exact layout (:func:`is_direct`); the cache hands anything else
 (entries written by an older mispec through zarr) to zarr itself.
-``tests/test_store_activations.py`` checks that zarr reads what we write bit for bit and that
+``tests/unit/test_store_activations.py`` checks that zarr reads what we write bit for bit and that
 we read what zarr writes.
 """
 

@@ -10,7 +10,7 @@ from outside — ``length / 2`` opening and ``length / 2`` closing brackets, the
 ``(`` and the last one ``)`` (every Dyck word has those too). So no cheap shortcut decides:
 counting the brackets, or reading the first and the last bracket, says "balanced" for every
 string (50% accuracy); the only difference is whether the running depth dips below 0 inside
-the string — the model must track it (``tests/test_trust_brackets.py`` measures the
+the string — the model must track it (``tests/unit/test_trust_brackets.py`` measures the
 shortcuts). ``length`` is even and at least 6 (the shortest length with such an unbalanced
 string: ``())(()``). Infinite (drawn per step).
 

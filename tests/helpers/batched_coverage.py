@@ -1,6 +1,6 @@
 """The spec of the batched-evaluation tests: one tiny trained toy (with MLPs and a tokenizer)
 and, on the prompt sets they need, every built-in metric that reads activations
-(``tests/test_batched_eval.py`` fails when a new one is missing here)."""
+(``tests/system/test_batched_eval.py`` fails when a new one is missing here)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """One spec that names EVERY built-in metric, comparisons included, on a tiny trained toy
 (MLPs and a tokenizer, two seeds, three checkpoints) and a second tiny model for the
-cross-model comparisons: what ``tests/test_trust_executor_identity_all.py`` runs on every
+cross-model comparisons: what ``tests/system/test_trust_executor_identity_all.py`` runs on every
 executor. Built on the batched-evaluation coverage spec (every activation metric)."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Run one spec on every executor (serial local, its lanes, ``dask-local``) and once more
 from the serial run's cache, and compare the results bit for bit: what
-``tests/test_trust_executor_identity*.py`` share."""
+``tests/system/test_trust_executor_identity*.py`` share."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """A plugin task whose batches differ in shape from seed to seed (odd seeds: shorter lists in
 fewer rows, from update ``from_step`` on), for training seeds together
-(``tests/test_training_batched.py``)."""
+(``tests/system/test_training_batched.py``)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """A plugin task written as a third party would write one: a ``Task`` subclass and its
 factory, and no prompt generator — mispec derives that from the task. Named in specs as
-``tests.helpers.reverse_task:reverse`` (``tests/test_task_plugin.py``)."""
+``tests.helpers.reverse_task:reverse`` (``tests/system/test_task_plugin.py``)."""
 
 from __future__ import annotations
 

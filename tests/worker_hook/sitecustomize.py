@@ -1,5 +1,5 @@
 """Test hooks inside every Python process of a run, lane workers included
-(tests/test_trust_faults.py puts this folder first on PYTHONPATH). Inactive unless:
+(tests/system/test_trust_faults.py puts this folder first on PYTHONPATH). Inactive unless:
 
 * ``MISPEC_TEST_HOLD_DIR``: at the 20th training step a process writes
   ``training-<pid>`` there, then waits while ``hold`` exists there (mid-training, on purpose);

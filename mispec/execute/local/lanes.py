@@ -8,7 +8,7 @@ later node of that (model, seed) — its checkpoint groups, its reductions — t
 nothing outside the lane. Each lane runs in its own process (a fresh interpreter, no forked
 torch state) with the profile's pinned ``torch_threads``, exactly as it would in this
 process, so the checkpoints and cells it writes into the shared store are bit-identical to a
-serial run's (tests/test_lanes.py). A node that reads another lane's work (another seed's
+serial run's (tests/system/test_lanes.py). A node that reads another lane's work (another seed's
 cell, a comparison across seeds) runs in this process once that lane is done; a lane whose
 training waits on another run (``init_from``) starts once that run is trained.
 

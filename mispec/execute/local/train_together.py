@@ -6,7 +6,7 @@ batched kernels (:mod:`mispec.models.training_batched`); 1 trains them one at a 
 the device idle, and keeps CPU at one at a time, where batching measured slower (4 seeds of
 the default study's model, 1 thread: 15.8 seed-steps/s together against 19.4 one at a time,
 ``python -m benchmarks.seeds_together``). Results are those of one-at-a-time training: bitwise on
-CPU (tests/test_training_batched.py). On a GPU this is not measured yet: batched kernels may
+CPU (tests/system/test_training_batched.py). On a GPU this is not measured yet: batched kernels may
 round differently from one seed's, and Adam turns rounding differences into whole steps in
 entries whose true gradient is zero (see :mod:`mispec.models.seedwise`); the same tests run
 on CUDA where it is present.

@@ -10,7 +10,7 @@ with the gradient taken on the corrupted run (the "denoising" direction of
 ``activation_patching``). TransformerLens's ``tools.analysis.attribution_patch`` computes the
 same estimate per (layer, position, head) node, one prompt pair at a time with a scalar metric
 per pair; this metric sums its nodes over positions in one batched pass, with each prompt's own
-answers (``tests/test_metrics_patching.py`` checks the two agree). ``attribution_patching`` reports that estimate per (layer, head), summed
+answers (``tests/unit/test_metrics_patching.py`` checks the two agree). ``attribution_patching`` reports that estimate per (layer, head), summed
 over positions and d_head, normalised like ``activation_patching``:
 ``estimate / (LD_clean - LD_corrupt)`` — so the two can be compared cell by cell; they agree
 where the model is close to linear between the clean and corrupted activations and can

@@ -1,0 +1,1 @@
+"""The fast tier (`make test-fast`): no trained fixture, no study run."""
