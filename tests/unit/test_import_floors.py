@@ -108,3 +108,13 @@ def test_the_check_sees_a_lazy_upward_import(tmp_path):
         assert len(_upward(found)) == 2
     finally:
         ROOT = saved
+
+
+def test_views_read_results_never_execute():
+    """Diffs, plots and the report read results (``mispec.results``), not the executors."""
+    found = [
+        f"{i.path.relative_to(ROOT)}:{i.line}: {i.imported}"
+        for i in imports(ROOT)
+        if room(i.importer) in ("diffing", "plot") and room(i.imported) == "execute"
+    ]
+    assert found == []
