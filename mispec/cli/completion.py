@@ -1,47 +1,144 @@
 """``mispec completion bash|zsh``: a shell completion script generated from the CLI's own
-parser (verbs, their options, and the choices an option or argument takes), so it never
-falls behind the verbs. Install: ``eval "$(mispec completion bash)"`` in ``~/.bashrc``
-(zsh: ``eval "$(mispec completion zsh)"`` in ``~/.zshrc``). Paths complete as files."""
+parser, so it never falls behind the verbs. Install: ``eval "$(mispec completion bash)"`` in
+``~/.bashrc`` (zsh: ``eval "$(mispec completion zsh)"`` in ``~/.zshrc``).
+
+What completes depends on where the cursor is:
+
+- the verb, then the verb's options (a word starting with ``-``);
+- an option's value from its choices (``--format <TAB>``: ``text json``);
+- ``--executor``/``-e``: the profile names, built-in ones and ``./executors/*.yaml``;
+- a positional argument from its choices (``list <TAB>``: the kinds), ``plot RUN <TAB>``
+  the metric names of that run's results (read from the results' zarr metadata, no array
+  opened); anything else (specs, run folders, ``-o`` files) completes as a path.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
 import sys
+from pathlib import Path
 from typing import Any
 
+PROFILE_OPTIONS = ("--executor", "-e")
+METRICS = "@metrics"  # a positional that completes as the metric names of the run before it
 
-def _words(parser: argparse.ArgumentParser) -> tuple[list[str], list[str]]:
-    """(option strings, choices of positionals and options) of one parser."""
-    options, choices = [], []
-    for action in parser._actions:
-        options += [o for o in action.option_strings if o.startswith("--") or len(o) == 2]
-        if action.choices and not isinstance(action.choices, dict):
-            choices += [str(c) for c in action.choices]
-    return options, choices
+
+def _options(parser: argparse.ArgumentParser) -> list[str]:
+    return [
+        o
+        for a in parser._actions
+        if a.help != argparse.SUPPRESS
+        for o in a.option_strings
+        if o.startswith("--") or len(o) == 2
+    ]
+
+
+def _valued(parser: argparse.ArgumentParser) -> list[str]:
+    """The option strings that take a value (the word after them is not a positional)."""
+    return [
+        o for a in parser._actions if a.option_strings and a.nargs != 0 for o in a.option_strings
+    ]
+
+
+def _value_words(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """What the value of each option completes to: its choices, or the profile names."""
+    out = {}
+    for a in parser._actions:
+        if a.choices and a.option_strings:
+            out["|".join(a.option_strings)] = " ".join(map(str, a.choices))
+        elif set(a.option_strings) & set(PROFILE_OPTIONS):
+            out["|".join(a.option_strings)] = "$(_mispec_profiles)"
+    return out
+
+
+def _positional_words(verb: str, parser: argparse.ArgumentParser) -> list[tuple[str, str]]:
+    """(bash case pattern of the positional's index, what it completes to) per positional."""
+    from mispec.catalogue.entries import KINDS
+
+    out = []
+    positionals = [a for a in parser._actions if not a.option_strings]
+    for i, a in enumerate(positionals):
+        if (verb, a.dest) == ("plot", "metrics"):
+            words = METRICS
+        elif (verb, a.dest) == ("list", "kind"):
+            words = " ".join(KINDS)
+        else:
+            words = " ".join(map(str, a.choices or ()))  # none: a path
+        out.append(("*" if a.nargs in ("+", "*") else str(i), words))
+    return out
+
+
+def _verb_case(verb: str, parser: argparse.ArgumentParser) -> str:
+    options = " ".join(sorted(set(_options(parser))))
+    values = "".join(f'\n        {pat}) words="{w}" ;;' for pat, w in _value_words(parser).items())
+    valued = "|".join(_valued(parser))
+    if valued:
+        values += "\n        " + valued + ") ;;  # a value with no choices: a path"
+    slots = _positional_words(verb, parser)
+    if not any(pat == "*" for pat, _ in slots):
+        slots.append(("*", options))  # every positional given: the options
+    positional = "".join(
+        f"\n            {pat}) "
+        + ('words="$(_mispec_metrics "${pos[0]}")"' if w == METRICS else f'words="{w}"')
+        + " ;;"
+        for pat, w in slots
+    )
+    return f"""    {verb})
+      case "$prev" in{values}
+        *) if [[ $cur == -* ]]; then words="{options}"
+           else case ${{#pos[@]}} in{positional}
+           esac; fi ;;
+      esac ;;"""
 
 
 def bash_script(parser: argparse.ArgumentParser) -> str:
-    from mispec.catalogue.entries import KINDS
+    from mispec.execute.profile import BUILTIN_PROFILES
 
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     verbs = sorted(sub.choices)
-    top, _ = _words(parser)
-    cases = []
-    for verb, p in sorted(sub.choices.items()):
-        options, choices = _words(p)
-        if verb == "list":
-            choices += list(KINDS)
-        cases.append(f'    {verb}) words="{" ".join(sorted(set(options + choices)))}" ;;')
-    body = "\n".join(cases)
+    profiles = sorted(
+        Path(p.name).stem for p in BUILTIN_PROFILES.iterdir() if p.name.endswith(".yaml")
+    )
+    valued = "\n".join(
+        f'    {verb}) valued="|{"|".join(_valued(p))}|" ;;'
+        for verb, p in sorted(sub.choices.items())
+    )
+    cases = "\n".join(_verb_case(verb, p) for verb, p in sorted(sub.choices.items()))
+    python = shlex.quote(sys.executable)
     return f"""# mispec shell completion (generated by `mispec completion bash`)
+_mispec_profiles() {{  # built-in execution profiles, then ./executors/*.yaml
+  local f names="{" ".join(profiles)}"
+  for f in executors/*.yaml; do [[ -f $f ]] && {{ f=${{f##*/}}; names+=" ${{f%.yaml}}"; }}; done
+  echo "$names"
+}}
+_mispec_metrics() {{  # the metric names in a run folder's results
+  {python} -m mispec.cli.main completion --metrics-of "${{1/#\\~/$HOME}}" 2>/dev/null
+}}
 _mispec() {{
-  local cur="${{COMP_WORDS[COMP_CWORD]}}" verb="" words="" i
+  local cur="${{COMP_WORDS[COMP_CWORD]}}" prev="" verb="" valued="" words="" w i skip=0
+  local -a pos=()
+  ((COMP_CWORD > 0)) && prev="${{COMP_WORDS[COMP_CWORD - 1]}}"
+  [[ $cur == "=" ]] && cur=""  # --format=<TAB>
+  [[ $prev == "=" && COMP_CWORD -gt 1 ]] && prev="${{COMP_WORDS[COMP_CWORD - 2]}}"
   for ((i = 1; i < COMP_CWORD; i++)); do
-    case "${{COMP_WORDS[i]}}" in -*) ;; *) verb="${{COMP_WORDS[i]}}"; break ;; esac
+    w="${{COMP_WORDS[i]}}"
+    if [[ -z $verb ]]; then
+      case "$w" in -*) ;; *) verb="$w"
+        case "$verb" in
+{valued}
+        esac ;;
+      esac
+      continue
+    fi
+    if [[ $w == "=" ]]; then skip=1; continue; fi
+    if ((skip)); then skip=0; continue; fi
+    case "$w" in -*) [[ $valued == *"|$w|"* ]] && skip=1 ;; *) pos+=("$w") ;; esac
   done
   case "$verb" in
-    "") words="{" ".join(verbs + top)}" ;;
-{body}
+    "") words="{" ".join(verbs + _options(parser))}" ;;
+{cases}
   esac
   COMPREPLY=($(compgen -W "$words" -- "$cur"))
 }}
@@ -49,9 +146,44 @@ complete -o default -o bashdefault -F _mispec mispec
 """
 
 
+def run_metric_names(run: str | Path) -> list[str]:
+    """The metric names (data variables, not coordinates) in a run's results, read from the
+    zarr metadata alone; none when ``run`` is not a run folder or ``results.zarr``."""
+    p = Path(run)
+    if (p / "results.zarr").is_dir():
+        p = p / "results.zarr"
+    try:
+        root = json.loads((p / "zarr.json").read_text())
+        nodes = (root.get("consolidated_metadata") or {}).get("metadata") or {
+            str(f.parent.relative_to(p)): json.loads(f.read_text())
+            for f in p.rglob("zarr.json")
+            if f.parent != p
+        }
+    except (OSError, ValueError):
+        return []
+    arrays = {k: v for k, v in nodes.items() if v.get("node_type") == "array"}
+    coordinates = {
+        (k.rpartition("/")[0], c)
+        for k, v in arrays.items()
+        for c in str((v.get("attributes") or {}).get("coordinates", "")).split()
+    }
+    names = set()
+    for key, meta in arrays.items():
+        group, _, name = key.rpartition("/")
+        if name not in (meta.get("dimension_names") or ()) and (group, name) not in coordinates:
+            names.add(name)
+    return sorted(names)
+
+
 def cmd_completion(args: argparse.Namespace) -> int:
     from mispec.cli.main import build_parser
+    from mispec.errors import UserError
 
+    if args.metrics_of is not None:  # called by the script: `plot RUN <TAB>`
+        sys.stdout.write("".join(f"{n}\n" for n in run_metric_names(args.metrics_of)))
+        return 0
+    if args.shell is None:
+        raise UserError("name the shell: `mispec completion bash` or `mispec completion zsh`")
     script = bash_script(build_parser())
     if args.shell == "zsh":
         script = "autoload -U +X bashcompinit && bashcompinit\n" + script
@@ -63,7 +195,8 @@ def _register_completion(sub: Any) -> None:
     p = sub.add_parser(
         "completion", help='print a shell completion script: eval "$(mispec completion bash)"'
     )
-    p.add_argument("shell", choices=["bash", "zsh"])
+    p.add_argument("shell", nargs="?", choices=["bash", "zsh"])
+    p.add_argument("--metrics-of", metavar="RUN", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_completion)
 
 

@@ -1,4 +1,12 @@
-"""The three layers of a diff — spec, plan, results — as one structured object."""
+"""The three layers of a diff — spec, plan, results — as one structured object.
+
+A value's relative change is ``|new - old| / max(|old|, |new|)``: symmetric, between 0 and 2
+(at most 1 when the sign is kept), and exactly 1 when a value moves from 0 or to 0, so it
+never explodes for a value that starts at 0. ``max_rel`` is the largest one among the values
+beyond tolerance (0 when none is); ``n_from_zero`` counts those whose old value was 0.
+A model renamed between the two sides (same weights, see ``renames``) is compared under its
+new name, with ``renamed_from`` set.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +17,13 @@ import numpy as np
 
 from mispec.diffing.sides import Side
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: symmetric max_rel, n_from_zero, renames
 
 
 @dataclass
 class SpecChange:
     path: str
-    change: str  # added | removed | changed
+    change: str  # added | removed | changed | renamed (a model: old name → new name)
     old: Any = None
     new: Any = None
 
@@ -43,6 +51,8 @@ class VariableDiff:
     shifts: list[dict[str, Any]] = field(default_factory=list)  # reductions: old -> new
     coords_added: dict[str, list[Any]] = field(default_factory=dict)
     coords_removed: dict[str, list[Any]] = field(default_factory=dict)
+    n_from_zero: int = 0  # values beyond tolerance whose old value was 0
+    renamed_from: str | None = None  # the model's name in A, when it was renamed
 
 
 @dataclass
@@ -55,6 +65,7 @@ class Diff:
     results_note: str
     atol: float
     rtol: float
+    renamed: dict[str, str] = field(default_factory=dict)  # model: name in A → name in B
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -104,18 +115,27 @@ def spec_changes(a: Any, b: Any, prefix: str = "") -> list[SpecChange]:
     return out
 
 
-def _spec_data(side: Side) -> dict[str, Any]:
+def _spec_data(side: Side, renames: dict[str, str] | None = None) -> dict[str, Any]:
     data = side.loaded.spec.model_dump(mode="json")
     data.pop("include", None)
+    if renames and isinstance(data.get("models"), dict):  # A's models under their B names
+        data["models"] = {renames.get(k, k): v for k, v in data["models"].items()}
     return data
 
 
+def renamed_spec_changes(a: Side, b: Side, renames: dict[str, str]) -> list[SpecChange]:
+    """The spec layer with each renamed model compared to itself under its new name."""
+    renamed = [SpecChange("models", "renamed", old, new) for old, new in sorted(renames.items())]
+    return renamed + spec_changes(_spec_data(a, renames), _spec_data(b))
+
+
 # --------------------------------------------------------------------------- plan
-def plan_diff(a: Side, b: Side) -> PlanDiff:
+def plan_diff(a: Side, b: Side, renames: dict[str, str] | None = None) -> PlanDiff:
+    from mispec.diffing.renames import renamed_id
     from mispec.results.status import plan_status
     from mispec.store.store import Store
 
-    ka = {n.id: n.key for n in a.plan.nodes()}
+    ka = {renamed_id(n, renames or {}): n.key for n in a.plan.nodes()}
     kb = {n.id: n.key for n in b.plan.nodes()}
     status = plan_status(b.plan, Store(b.store_dir) if b.store_dir.exists() else None)
     return PlanDiff(
@@ -130,13 +150,21 @@ def plan_diff(a: Side, b: Side) -> PlanDiff:
 
 # --------------------------------------------------------------------------- results
 def results_diff(
-    ta: Any, tb: Any, *, atol: float, rtol: float, max_where: int = 10
+    ta: Any,
+    tb: Any,
+    *,
+    atol: float,
+    rtol: float,
+    max_where: int = 10,
+    renames: dict[str, str] | None = None,
 ) -> list[VariableDiff]:
     out: list[VariableDiff] = []
-    models = sorted(set(ta.children) | set(tb.children))
+    in_a = {(renames or {}).get(m, m): m for m in ta.children}  # B's name → A's name
+    models = sorted(set(in_a) | set(tb.children))
     for model in models:
-        da = ta[model].to_dataset() if model in ta.children else None
+        da = ta[in_a[model]].to_dataset() if model in in_a else None
         db = tb[model].to_dataset() if model in tb.children else None
+        start = len(out)
         names = sorted(
             set(da.data_vars if da is not None else ())
             | set(db.data_vars if db is not None else ())
@@ -150,6 +178,9 @@ def results_diff(
                 out.append(
                     _compare_variable(model, name, da[name], db[name], atol, rtol, max_where)
                 )
+        if model in in_a and in_a[model] != model:
+            for vd in out[start:]:
+                vd.renamed_from = in_a[model]
     return out
 
 
@@ -175,12 +206,12 @@ def _compare_variable(
     both_nan = np.isnan(x) & np.isnan(y)
     delta = np.where(both_nan, 0.0, np.abs(x - y))
     delta = np.where(np.isnan(delta), np.inf, delta)  # NaN on one side only: a change
-    rel = delta / np.maximum(np.abs(x), 1e-12)
     exceed = delta > atol + rtol * np.abs(x)
     vd.n_compared = int(x.size)
     vd.n_changed = int(exceed.sum())
     vd.max_abs = float(delta.max()) if delta.size else 0.0
-    vd.max_rel = float(np.where(both_nan, 0, rel).max()) if rel.size else 0.0
+    vd.max_rel = float(relative_change(x[exceed], y[exceed]).max()) if vd.n_changed else 0.0
+    vd.n_from_zero = int((exceed & (x == 0)).sum())
     if vd.n_changed or vd.coords_added or vd.coords_removed:
         vd.change = "changed"
     order = np.argsort(-np.where(exceed, delta, -1).ravel(), kind="stable")[
@@ -205,6 +236,17 @@ def _compare_variable(
     return vd
 
 
+def relative_change(old: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """``|new - old| / max(|old|, |new|)`` per value: 0 when both are equal (0 included), 1
+    when one of them is 0, at most 2 (a sign flip); NaN on one side only counts as 1."""
+    old, new = np.asarray(old, dtype=float), np.asarray(new, dtype=float)
+    scale = np.maximum(np.abs(old), np.abs(new))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel = np.abs(new - old) / scale
+    rel = np.where(old == new, 0.0, rel)
+    return np.where(np.isnan(rel) | np.isinf(rel), 1.0, rel)
+
+
 def _py(v: Any) -> Any:
     if isinstance(v, np.generic):
         v = v.item()
@@ -224,6 +266,7 @@ def diff(
     results: bool = True,
 ) -> Diff:
     """Compare two specs / run folders / ``spec.yaml@rev``: spec, plan and results layers."""
+    from mispec.diffing.renames import model_renames
     from mispec.diffing.sides import open_side
     from mispec.errors import DiffError
 
@@ -233,17 +276,19 @@ def diff(
             f"{a} and {b} are different studies ('{side_a.loaded.spec.name}' vs "
             f"'{side_b.loaded.spec.name}', no model in common)"
         )
-    changes = spec_changes(_spec_data(side_a), _spec_data(side_b))
-    pdiff = plan_diff(side_a, side_b)
+    renames = model_renames(side_a.plan, side_b.plan)  # within one study
+    changes = renamed_spec_changes(side_a, side_b, renames)
+    pdiff = plan_diff(side_a, side_b, renames)
     missing = [f"{s.label}: {s.results_note}" for s in (side_a, side_b) if s.results is None]
     if not results:
-        return Diff(a, b, changes, pdiff, None, "results not compared (--no-results)", atol, rtol)
+        note = "results not compared (--no-results)"
+        return Diff(a, b, changes, pdiff, None, note, atol, rtol, renames)
     if missing:  # a side that has not run: the spec and plan layers still say what changed
         note = "; ".join(missing) + " (run `mispec run SPEC` to compare the results too)"
-        return Diff(a, b, changes, pdiff, None, note, atol, rtol)
-    rdiff = results_diff(side_a.results, side_b.results, atol=atol, rtol=rtol)
+        return Diff(a, b, changes, pdiff, None, note, atol, rtol, renames)
+    rdiff = results_diff(side_a.results, side_b.results, atol=atol, rtol=rtol, renames=renames)
     note = f"A: {side_a.results_note}; B: {side_b.results_note}"
-    return Diff(a, b, changes, pdiff, rdiff, note, atol, rtol)
+    return Diff(a, b, changes, pdiff, rdiff, note, atol, rtol, renames)
 
 
 def _same_models(a: Side, b: Side) -> bool:

@@ -17,6 +17,15 @@ def _num(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
+def _rel(v: float | None) -> str:
+    """A relative change (``|Δ| / max(|old|, |new|)``, 0..2) as a percentage."""
+    return "—" if v is None else f"{100 * v:.3g}%"
+
+
+def _was(old_name: str | None) -> str:
+    return f" (renamed from {old_name})" if old_name else ""
+
+
 def _coords(d: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in d.items() if k not in ("old", "new"))
 
@@ -26,7 +35,9 @@ def render_text(d: Diff) -> str:
     if not d.spec:
         lines.append("  identical")
     for c in d.spec:
-        if c.change == "changed":
+        if c.change == "renamed":
+            lines.append(f"  ~ {c.path}: renamed {c.old} → {c.new} (same weights: compared)")
+        elif c.change == "changed":
             lines.append(f"  ~ {c.path}: {_short(c.old)} → {_short(c.new)}")
         elif c.change == "added":
             lines.append(f"  + {c.path}: {_short(c.new)}")
@@ -61,11 +72,12 @@ def render_text(d: Diff) -> str:
         for v in d.results:
             if v.change == "same":
                 continue
-            head = f"  {v.model}/{v.variable}: {v.change}"
+            head = f"  {v.model}/{v.variable}{_was(v.renamed_from)}: {v.change}"
             if v.change == "changed" and v.max_abs is not None:
                 head += (
                     f" — {v.n_changed}/{v.n_compared} values beyond tolerance, "
-                    f"max |Δ| {_num(v.max_abs)}, max rel {_num(v.max_rel)}"
+                    f"max |Δ| {_num(v.max_abs)}, max rel {_rel(v.max_rel)}"
+                    + (f" ({v.n_from_zero} from 0)" if v.n_from_zero else "")
                 )
             lines.append(head)
             for dim, vals in v.coords_added.items():
@@ -136,9 +148,9 @@ def render_markdown(d: Diff) -> str:
         for v in d.results:
             if v.change != "same":
                 lines.append(
-                    f"| `{v.model}/{v.variable}` | {v.change} | {v.n_changed}/{v.n_compared} | "
-                    f"{_num(v.max_abs) if v.max_abs is not None else '—'} | "
-                    f"{_num(v.max_rel) if v.max_rel is not None else '—'} |"
+                    f"| `{v.model}/{v.variable}`{_was(v.renamed_from)} | {v.change} | "
+                    f"{v.n_changed}/{v.n_compared} | "
+                    f"{_num(v.max_abs) if v.max_abs is not None else '—'} | {_rel(v.max_rel)} |"
                 )
         for v in d.results:
             for s in v.shifts:

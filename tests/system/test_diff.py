@@ -47,7 +47,7 @@ def test_default_study_icl_change_reports_exactly_that(default_study, capsys):
     # the JSON carries the same facts
     assert main(["diff", str(spec), str(edited), "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["schema_version"] == 1 and data["has_differences"] is True
+    assert data["schema_version"] == 2 and data["has_differences"] is True
     assert data["spec"] == [
         {"path": "metrics.icl.args.late", "change": "changed", "old": 40, "new": 45}
     ]
