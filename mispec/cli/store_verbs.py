@@ -1,5 +1,6 @@
-"""Verbs over the store itself: ``cache`` (what it holds) and ``gc`` (remove what nothing
-references); see :mod:`mispec.store.lifecycle`."""
+"""Verbs over the store itself: ``cache`` (what it holds), ``forget`` (drop runs from its
+record) and ``gc`` (remove what nothing references); see :mod:`mispec.store.lifecycle` and
+:mod:`mispec.store.forget`."""
 
 from __future__ import annotations
 
@@ -84,6 +85,58 @@ def cmd_gc(args: argparse.Namespace) -> int:
         lines.append("dry run: nothing removed; run `mispec gc --apply` to remove them")
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    from mispec.store.forget import forget
+
+    report = forget(
+        store_root(args.store),
+        args.runs,
+        study=args.study,
+        keep_last=args.keep_last,
+        dry_run=args.dry_run,
+    )
+    if args.format == "json":
+        sys.stdout.write(json.dumps(report.to_json(), indent=1) + "\n")
+        return 0
+    verb = "would forget" if report.dry_run else "forgot"
+    lines = [f"{verb} {len(report.runs)} run(s)"]
+    for r in report.runs:
+        where = f"removed {r.folder}" if r.folder else "its run folder was already gone"
+        if report.dry_run:
+            where = f"would remove {r.folder}" if r.folder else "no run folder"
+        lines.append(f"  {r.run_id}  {r.study}: {where}")
+    if report.runs:
+        lines.append(
+            "what only these runs used stays in the store until `mispec gc --apply` "
+            "(`mispec gc` lists it)"
+        )
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+def _register_forget(sub: Any) -> None:
+    p = sub.add_parser(
+        "forget",
+        help="drop runs from the store's record and their run files (results, plan), so "
+        "`mispec gc --apply` reclaims what only they used",
+    )
+    p.add_argument(
+        "runs",
+        nargs="*",
+        metavar="RUN",
+        help="a run id (`mispec runs --all`) or a run folder (runs/NAME: its current run; "
+        "runs/NAME/history/ID)",
+    )
+    p.add_argument("--store", help="store folder (default: $MISPEC_STORE or ./.mispec)")
+    p.add_argument("--study", help="with --keep-last: the study whose older runs to forget")
+    p.add_argument(
+        "--keep-last", type=int, metavar="N", help="forget all runs of --study but the N latest"
+    )
+    p.add_argument("--dry-run", action="store_true", help="only list what would be forgotten")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(func=cmd_forget)
 
 
 def _register_cache(sub: Any) -> None:
@@ -186,4 +239,4 @@ def _register_runs(sub: Any) -> None:
     p.set_defaults(func=cmd_runs)
 
 
-REGISTER = [_register_cache, _register_gc, _register_runs]
+REGISTER = [_register_cache, _register_gc, _register_forget, _register_runs]
