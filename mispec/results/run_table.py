@@ -60,6 +60,12 @@ def run_rows(store_root: Path, *, last: int = 20, study: str | None = None) -> l
     return out
 
 
+def latest_study(store_root: Path) -> str | None:
+    """The study of the run recorded last (None: no run recorded)."""
+    records = Store(store_root).runs()
+    return str(records[-1]["study"]) if records else None
+
+
 def changed_keys(rows: list[RunRow]) -> list[str]:
     """Spec keys whose value is not the same in every row (absent counts as a value)."""
     keys = sorted({k for r in rows if r.folder for k in r.spec})
