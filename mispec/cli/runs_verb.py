@@ -11,7 +11,7 @@ import statistics
 import sys
 from typing import Any
 
-CELL = 14  # the widest cell once the table has to shrink
+CELL = 16  # the widest cell once the table has to shrink
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -66,15 +66,18 @@ def cmd_runs(args: argparse.Namespace) -> int:
             ]
         )
     lines, hidden = fit_table(header, table, args.width, spec_columns=len(keys))
+    shrunk = bool(hidden) or lines[0] != _lay_out(header, table)[0]
+    if shrunk and len({r.study for r in rows}) == 1:  # the study column goes first
+        header, table = header[:1] + header[2:], [row[:1] + row[2:] for row in table]
+        lines, hidden = fit_table(header, table, args.width, spec_columns=len(keys), fixed=1)
     note = "values at the last step per seed (0/1; over 2 seeds: mean±sd)"
     if keys:
         note += f"; the {len(keys)} spec key(s) that differ"
     others = len(rows_all_studies(root)) - 1 if study is not None else 0
-    if others > 0:  # runs of other studies were left out: say so
-        note += (
-            f"\nstudy '{study}'{'' if args.study else ' (the latest run' + chr(39) + 's)'}; "
-            f"{others} other stud{'y' if others == 1 else 'ies'}: --study NAME, --all"
-        )
+    if others > 0 or header[1] != "study":  # say which study, when the table does not
+        note += f"\nstudy '{rows[0].study}'" + ("" if args.study else " (the latest run's)")
+        if others > 0:
+            note += f"; {others} other stud{'y' if others == 1 else 'ies'}: --study NAME, --all"
     if hidden:
         note += (
             f"\n{len(hidden)} more column(s) not shown: {', '.join(hidden)} "
@@ -104,20 +107,27 @@ def compact_values(per_seed: list[float | None] | None) -> str:
 
 
 def fit_table(
-    header: list[str], table: list[list[str]], width: int, *, spec_columns: int = 0
+    header: list[str],
+    table: list[list[str]],
+    width: int,
+    *,
+    spec_columns: int = 0,
+    fixed: int = 2,
 ) -> tuple[list[str], list[str]]:
     """The table's lines (header, rule, rows), no wider than ``width`` (0: no limit), and
-    the headers of the columns left out. To fit, spec keys (the ``spec_columns`` after
-    ``run`` and ``study``) become their shortest distinct dotted tail, cells past ``CELL``
-    characters are cut with ``…``, then columns are left out from the right."""
+    the headers of the columns left out. To fit, spec keys (the ``spec_columns`` after the
+    ``fixed`` columns: ``run`` and ``study``) become their shortest distinct dotted tail,
+    cells past ``CELL`` characters are cut with ``…`` (never the run id), then columns are
+    left out from the right (never the fixed ones)."""
     lines = _lay_out(header, table)
     if not width or _widest(lines) <= width:
         return lines, []
-    header = header[:2] + short_keys(header[2 : 2 + spec_columns]) + header[2 + spec_columns :]
+    end = fixed + spec_columns
+    header = header[:fixed] + short_keys(header[fixed:end]) + header[end:]
     header = [_cut(h) for h in header]
     table = [[row[0], *(_cut(c) for c in row[1:])] for row in table]
     hidden: list[str] = []
-    while len(header) > 2:
+    while len(header) > fixed:
         lines = _lay_out(header, table)
         if _widest(lines) <= width:
             break

@@ -45,3 +45,16 @@ def test_runs_defaults_to_the_latest_study_in_readable_lines(write_spec, tmp_pat
     assert [r["run_id"] for r in json.loads(capsys.readouterr().out)["runs"]] == ids[:1]
     assert main(["runs", "--store", str(store), "--study", "tinny"]) == 2
     assert "did you mean 'tiny'" in capsys.readouterr().err
+
+    # a narrow terminal: the study column goes first (the note names the study), then cells
+    # are cut and columns left out, each named
+    assert main(["runs", "--store", str(store), "--width", "60"]) == 0
+    narrow = capsys.readouterr().out.splitlines()
+    table = narrow[: narrow.index(next(x for x in narrow if x.startswith("values at")))]
+    assert max(map(len, table)) <= 60 and table[0].split()[:2] == ["run", "late"]
+    assert [line.split()[0] for line in table[2:]] == ids[1:]
+    assert "study 'tiny' (the latest run's); 1 other study" in narrow[-2]
+    hidden = (
+        narrow[-1].split("not shown: ")[1].removesuffix(" (--width 0 for all, or --format json)")
+    )
+    assert table[0].split() + hidden.split(", ") == ["run", "late", "seeds", *header[4:]]
