@@ -32,7 +32,7 @@ from typing import Any
 from mispec.errors import UserError
 from mispec.store.files import remove_tree, write_bytes_atomic
 from mispec.store.leases import gc_lock, read_leases
-from mispec.store.run_folder import RUN_FILES, RunFolder, read_run_json
+from mispec.store.run_folder import RUN_FILES, RunFolder, folder_of, read_run_json
 from mispec.store.run_refs import index_records
 from mispec.store.store import Store
 
@@ -91,8 +91,7 @@ def forget(
         report.runs.append(ForgottenRun(run_id, study_name, str(folder) if folder else None, lines))
     if dry_run:
         return report
-    with gc_lock(store.root, exclusive=True):  # no record appended while the index is rewritten
-        _rewrite_index(store, set(wanted))
+    _rewrite_index(store, set(wanted))
     for run_id, (_, folder) in wanted.items():
         if folder is not None:
             in_history = folder.parent.name == "history"
@@ -154,19 +153,6 @@ def _resolve(
     return out
 
 
-def folder_of(run_dir: Path, run_id: str) -> Path | None:
-    """The folder holding run ``run_id`` of ``run_dir``: the folder itself (its current
-    run) or ``history/<run_id>``; None when neither does."""
-    for folder in (run_dir, run_dir / "history" / run_id):
-        try:
-            prov = json.loads((folder / "provenance.json").read_text("utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(prov, dict) and prov.get("run_id") == run_id:
-            return folder
-    return None
-
-
 def _run_in_folder(store: Store, path: Path) -> tuple[str, Path]:
     prov = read_run_json(path, "provenance.json")  # a damaged one is a ResultsError (exit 2)
     if prov is None or not isinstance(prov.get("run_id"), str):
@@ -211,8 +197,13 @@ def _rewrite_index(store: Store, run_ids: set[str]) -> None:
     path = store.index_path
     if not path.is_file():
         return
+    with gc_lock(store.root, exclusive=True):  # no record is appended meanwhile
+        write_bytes_atomic(path, _without(path.read_bytes(), run_ids))
+
+
+def _without(index: bytes, run_ids: set[str]) -> bytes:
     kept = []
-    for raw in path.read_bytes().split(b"\n"):
+    for raw in index.split(b"\n"):
         try:
             record = json.loads(raw.decode("utf-8")) if raw.strip() else None
         except (UnicodeDecodeError, ValueError, RecursionError):
@@ -225,7 +216,7 @@ def _rewrite_index(store: Store, run_ids: set[str]) -> None:
             continue
         if raw.strip():
             kept.append(raw)
-    write_bytes_atomic(path, b"".join(line + b"\n" for line in kept))
+    return b"".join(line + b"\n" for line in kept)
 
 
 def _remove_run_files(run_dir: Path, run_id: str) -> None:

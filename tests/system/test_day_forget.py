@@ -119,6 +119,9 @@ def test_forgetting_the_current_run_by_folder_keeps_history(tmp_path, capsys):
 
 def test_keep_last_forgets_the_older_runs_of_a_study(tmp_path, capsys):
     store, run_dir, first_id, second_id = _two_runs(tmp_path)
+    index = store / "runs.jsonl"
+    lines = index.read_text().splitlines()
+    index.write_text("\n".join([lines[0], "{torn", lines[1]]) + "\n")  # kept byte for byte
     args = ["forget", "--study", "tiny", "--keep-last", "1", "--store", str(store)]
     assert main([*args, "--dry-run", "--format", "json"]) == 0
     dry = json.loads(capsys.readouterr().out)
@@ -127,6 +130,7 @@ def test_keep_last_forgets_the_older_runs_of_a_study(tmp_path, capsys):
     assert main([*args, "--format", "json"]) == 0
     assert [r["run_id"] for r in json.loads(capsys.readouterr().out)["forgotten"]] == [first_id]
     assert not (run_dir / "history" / first_id).exists()
+    assert index.read_text() == "{torn\n" + lines[1] + "\n"
     assert main([*args, "--format", "json"]) == 0  # nothing left to forget
     assert json.loads(capsys.readouterr().out)["forgotten"] == []
 
