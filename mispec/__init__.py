@@ -1,7 +1,7 @@
 """mispec: declarative experiment specs for mechanistic interpretability over training.
 
 ``load_spec`` → ``plan`` → ``run`` → ``open_results`` (and ``diff``; the store's
-``cache_usage`` and ``gc``); heavy libraries load lazily.
+``cache_usage``, ``forget`` and ``gc``); heavy libraries load lazily.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ __all__ = [
     "Diff",
     "cache_usage",
     "gc",
+    "forget",
     "__version__",
 ]
 
@@ -39,6 +40,7 @@ _LAZY = {
     "Diff": "mispec.diffing",
     "cache_usage": "mispec.store.lifecycle",
     "gc": "mispec.api",
+    "forget": "mispec.store.forget",
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -77,9 +78,24 @@ def cmd_init(args: argparse.Namespace) -> int:
         raise UserError(f"{path} exists; pass --force to overwrite it")
     study = args.name or path.stem.replace(" ", "-") or "study"
     path.parent.mkdir(parents=True, exist_ok=True)
+    schema_file = _schema_file(path, args.schema)
+    if schema_file is not None:  # the file the `$schema` line names, as `mispec schema` writes it
+        from mispec.catalogue.editor_schema import editor_schema
+
+        schema_file.parent.mkdir(parents=True, exist_ok=True)
+        schema_file.write_text(json.dumps(editor_schema(), indent=2) + "\n", "utf-8")
     path.write_text(STARTER.format(schema=args.schema, name=path.name, study=study))
-    sys.stdout.write(f"wrote {path}; next: mispec validate {path}\n")
+    also = f" and its schema {schema_file}" if schema_file is not None else ""
+    sys.stdout.write(f"wrote {path}{also}; next: mispec validate {path}\n")
     return 0
+
+
+def _schema_file(spec: Path, schema: str) -> Path | None:
+    """The file a spec's ``$schema=`` line names (relative to the spec's folder, as editors
+    read it), or None for a URL (nothing to write)."""
+    if "://" in schema:
+        return None
+    return spec.parent / schema
 
 
 def _register_init(sub: Any) -> None:
@@ -89,7 +105,8 @@ def _register_init(sub: Any) -> None:
     p.add_argument(
         "--schema",
         default="spec.schema.json",
-        help="where editors find the JSON Schema (write it with `mispec schema > FILE`)",
+        help="the JSON Schema the spec's $schema line names, relative to the spec; written "
+        "there (as `mispec schema` prints it) unless it is a URL (default: spec.schema.json)",
     )
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     p.set_defaults(func=cmd_init)

@@ -1,5 +1,6 @@
-"""Verbs over the store itself: ``cache`` (what it holds) and ``gc`` (remove what nothing
-references); see :mod:`mispec.store.lifecycle`."""
+"""Verbs over the store itself: ``cache`` (what it holds), ``forget`` (drop runs from its
+record) and ``gc`` (remove what nothing references); see :mod:`mispec.store.lifecycle` and
+:mod:`mispec.store.forget`."""
 
 from __future__ import annotations
 
@@ -86,6 +87,58 @@ def cmd_gc(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_forget(args: argparse.Namespace) -> int:
+    from mispec.store.forget import forget
+
+    report = forget(
+        store_root(args.store),
+        args.runs,
+        study=args.study,
+        keep_last=args.keep_last,
+        dry_run=args.dry_run,
+    )
+    if args.format == "json":
+        sys.stdout.write(json.dumps(report.to_json(), indent=1) + "\n")
+        return 0
+    verb = "would forget" if report.dry_run else "forgot"
+    lines = [f"{verb} {len(report.runs)} run(s)"]
+    for r in report.runs:
+        where = f"removed {r.folder}" if r.folder else "its run folder was already gone"
+        if report.dry_run:
+            where = f"would remove {r.folder}" if r.folder else "no run folder"
+        lines.append(f"  {r.run_id}  {r.study}: {where}")
+    if report.runs:
+        lines.append(
+            "what only these runs used stays in the store until `mispec gc --apply` "
+            "(`mispec gc` lists it)"
+        )
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+def _register_forget(sub: Any) -> None:
+    p = sub.add_parser(
+        "forget",
+        help="drop runs from the store's record and their run files (results, plan), so "
+        "`mispec gc --apply` reclaims what only they used",
+    )
+    p.add_argument(
+        "runs",
+        nargs="*",
+        metavar="RUN",
+        help="a run id (`mispec runs --all`) or a run folder (runs/NAME: its current run; "
+        "runs/NAME/history/ID)",
+    )
+    p.add_argument("--store", help="store folder (default: $MISPEC_STORE or ./.mispec)")
+    p.add_argument("--study", help="with --keep-last: the study whose older runs to forget")
+    p.add_argument(
+        "--keep-last", type=int, metavar="N", help="forget all runs of --study but the N latest"
+    )
+    p.add_argument("--dry-run", action="store_true", help="only list what would be forgotten")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(func=cmd_forget)
+
+
 def _register_cache(sub: Any) -> None:
     p = sub.add_parser("cache", help="what the store holds: size by kind, model, hook and run")
     p.add_argument("--store", help="store folder (default: $MISPEC_STORE or ./.mispec)")
@@ -114,76 +167,10 @@ def _register_gc(sub: Any) -> None:
     p.set_defaults(func=cmd_gc)
 
 
-def cmd_runs(args: argparse.Namespace) -> int:
-    from mispec.results.run_table import changed_keys, changed_values, run_rows
-
-    rows = run_rows(store_root(args.store), last=args.n, study=args.study)
-    keys = changed_keys(rows)
-    values = (
-        changed_values(rows) if args.only_changed else sorted({k for r in rows for k in r.values})
-    )
-    if args.format == "json":
-        data = [
-            {
-                **{k: v for k, v in r.to_json().items() if k not in ("spec", "values")},
-                "spec": {k: r.spec.get(k) for k in keys},
-                "values": {k: r.values.get(k) for k in values},
-            }
-            for r in rows
-        ]
-        sys.stdout.write(json.dumps({"changed_keys": keys, "runs": data}, indent=1) + "\n")
-        return 0
-    if not rows:
-        sys.stdout.write("no runs recorded\n")
-        return 0
-    header = ["run", "study", *keys, *values]
-    table = [header]
-    for r in rows:
-        run = r.run_id + (f" (+{r.reruns} unchanged)" if r.reruns else "")
-        if r.folder is None:
-            table.append([run, r.study, *(["(run folder gone)"] + [""] * (len(header) - 3))])
-            continue
-        table.append(
-            [
-                run,
-                r.study,
-                *(_cell(r.spec.get(k, "—")) for k in keys),
-                *("/".join(_num(v) for v in r.values.get(k) or []) or "—" for k in values),
-            ]
-        )
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    lines = [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    note = "values at the last step, per seed (seed 0/seed 1/...)"
-    if keys:
-        note += f"; spec keys shown: the {len(keys)} that differ"
-    sys.stdout.write("\n".join(lines) + f"\n{note}\n")
-    return 0
-
-
-def _cell(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def _num(v: float | None) -> str:
-    return "nan" if v is None else f"{v:.4g}"
-
-
 def _register_runs(sub: Any) -> None:
-    p = sub.add_parser(
-        "runs",
-        help="compare recorded runs: the spec keys that differ and headline values per seed",
-    )
-    p.add_argument("--store", help="store folder (default: $MISPEC_STORE or ./.mispec)")
-    p.add_argument("--study", help="only this study's runs")
-    p.add_argument("-n", type=int, default=20, help="how many of the latest runs")
-    p.add_argument(
-        "--only-changed", action="store_true", help="only the values that differ between runs"
-    )
-    p.add_argument("--format", choices=["text", "json"], default="text")
-    p.set_defaults(func=cmd_runs)
+    from mispec.cli.runs_verb import register_runs
+
+    register_runs(sub)
 
 
-REGISTER = [_register_cache, _register_gc, _register_runs]
+REGISTER = [_register_cache, _register_gc, _register_forget, _register_runs]

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mispec.store.run_folder import folder_of
 from mispec.store.store import Store
 
 
@@ -44,7 +45,7 @@ def run_rows(store_root: Path, *, last: int = 20, study: str | None = None) -> l
                 same.reruns += 1
             continue
         run_dir = Path(record["run_dir"])
-        folder = _folder_of(run_dir, record["run_id"])
+        folder = folder_of(run_dir, record["run_id"])
         rows[record["run_id"]] = RunRow(
             record["run_id"],
             record["time"],
@@ -60,6 +61,12 @@ def run_rows(store_root: Path, *, last: int = 20, study: str | None = None) -> l
     return out
 
 
+def latest_study(store_root: Path) -> str | None:
+    """The study of the run recorded last (None: no run recorded)."""
+    records = Store(store_root).runs()
+    return str(records[-1]["study"]) if records else None
+
+
 def changed_keys(rows: list[RunRow]) -> list[str]:
     """Spec keys whose value is not the same in every row (absent counts as a value)."""
     keys = sorted({k for r in rows if r.folder for k in r.spec})
@@ -72,17 +79,6 @@ def changed_keys(rows: list[RunRow]) -> list[str]:
 def changed_values(rows: list[RunRow]) -> list[str]:
     keys = sorted({k for r in rows for k in r.values})
     return [k for k in keys if len({json.dumps(r.values.get(k)) for r in rows if r.folder}) > 1]
-
-
-def _folder_of(run_dir: Path, run_id: str) -> Path | None:
-    for folder in (run_dir, run_dir / "history" / run_id):
-        try:
-            prov = json.loads((folder / "provenance.json").read_text("utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(prov, dict) and prov.get("run_id") == run_id:
-            return folder
-    return None
 
 
 def _flat_spec(path: Path) -> dict[str, Any]:

@@ -7,8 +7,9 @@ read from the runs the store has recorded (``runs.jsonl``): each run folder that
 keeps a ``plan.json`` (and ``history/<run-id>/plan.json`` for its earlier runs) naming every
 cell, reduction and forward pass (with its stored hooks) of that run, and the training
 identity of every trained series. A spec given with ``--keep`` is planned and kept too.
-Everything else is garbage: the entries of a run whose folder was deleted, of specs edited
-since, and the temporary files of killed writers (``.tmp-*`` names). What an entry is, kind
+Everything else is garbage: the entries of a run whose folder was deleted or that was
+forgotten (:mod:`mispec.store.forget`), of specs edited since, and the temporary files of
+killed writers (``.tmp-*`` names). What an entry is, kind
 by kind: :mod:`mispec.store.entries`.
 
 Safety: gc removes only what it can prove unreferenced (:mod:`mispec.store.run_refs`).

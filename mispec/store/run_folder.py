@@ -81,6 +81,19 @@ def read_run_json(folder: Path, name: str) -> dict[str, Any] | None:
     return data
 
 
+def folder_of(run_dir: Path, run_id: str) -> Path | None:
+    """The folder holding run ``run_id`` of ``run_dir``: the folder itself (its current
+    run) or ``history/<run_id>``; None when neither does."""
+    for folder in (run_dir, run_dir / "history" / run_id):
+        try:
+            prov = json.loads((folder / "provenance.json").read_text("utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(prov, dict) and prov.get("run_id") == run_id:
+            return folder
+    return None
+
+
 def default_run_dir(loaded: LoadedSpec) -> Path:
     """``runs/<study name>/`` in the spec's project root."""
     from mispec.store.store import project_root

@@ -115,19 +115,25 @@ class Store:
         ``O_APPEND``, atomic against other appenders. A torn last line (a writer killed
         mid-line) is closed with a newline first, so it never swallows this record: it stays
         one bad line, which :meth:`runs` reports and skips."""
+        from mispec.store.leases import gc_lock
+
         line = (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8")
         try:
-            fd = os.open(self.index_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
-            try:
-                size = os.fstat(fd).st_size
-                if size and os.pread(fd, 1, size - 1) != b"\n":
-                    line = b"\n" + line
-                while line:  # a regular file takes it in one write; a short one goes on
-                    line = line[os.write(fd, line) :]
-            finally:
-                os.close(fd)
+            with gc_lock(self.root, exclusive=False):  # `forget` rewrites the index under it
+                self._append_index(line)
         except OSError as exc:
             raise CacheError(f"cannot update the run index {self.index_path}: {exc}") from exc
+
+    def _append_index(self, line: bytes) -> None:
+        fd = os.open(self.index_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                line = b"\n" + line
+            while line:  # a regular file takes it in one write; a short one goes on
+                line = line[os.write(fd, line) :]
+        finally:
+            os.close(fd)
 
     def runs(self) -> list[dict[str, Any]]:
         """The run index's records, oldest first. A line that is not a record (not UTF-8,
