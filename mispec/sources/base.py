@@ -31,10 +31,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from mispec.errors import CheckpointError, Problem
 from mispec.registry import Registry, subclass_of
+from mispec.sources.plugin_entry import PluginModelSpec
 from mispec.spec.model_entry import MODEL_ENTRIES, ModelSpecBase
 from mispec.spec.selectors import Selector
 
@@ -43,24 +44,6 @@ if TYPE_CHECKING:
     from mispec.models.init_weights import Start
     from mispec.spec.train import TrainSpec
     from mispec.spec.yaml_source import KeyPath, SourceMap
-
-
-class PluginModelSpec(ModelSpecBase):
-    """``source:`` a model source from a plugin (a registered name or ``module:Class``) with
-    its own ``options``, which the source itself checks."""
-
-    source_key = "source"
-    source_key_hint = "'source' naming a plugin's model source"
-
-    source: str = Field(
-        description="a model source from a plugin: a registered name (`mispec list sources`) or module:Class"
-    )
-    options: dict[str, Any] = Field(
-        default_factory=dict, description="the plugin source's own options"
-    )
-
-    def source_name(self) -> str:
-        return self.source
 
 
 class CheckpointHandle(Protocol):

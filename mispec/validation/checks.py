@@ -12,7 +12,7 @@ from typing import Any
 from mispec.errors import Problem, UserError
 from mispec.metrics.dag import find_cycle
 from mispec.registry import did_you_mean
-from mispec.sources.base import PluginModelSpec
+from mispec.sources.plugin_entry import PluginModelSpec
 from mispec.spec.references import check_args, lookup
 from mispec.spec.schema import Spec
 from mispec.spec.yaml_source import KeyPath, SourceMap

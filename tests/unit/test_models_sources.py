@@ -20,8 +20,8 @@ from mispec.sources import (
     TrainedSource,
     source_for,
 )
-from mispec.sources.base import PluginModelSpec
 from mispec.sources.local_folder import LocalFolderModelSpec
+from mispec.sources.plugin_entry import PluginModelSpec
 from mispec.sources.pretrained import PretrainedModelSpec
 from mispec.sources.trained import TrainedModelSpec
 from mispec.spec.selectors import (
