@@ -27,7 +27,6 @@ from mispec.errors import UserError
 from mispec.prompts.core import PromptSet
 from mispec.tasks.base import TRAIN_STREAM, Task, TaskBatch, positive, rng_for
 
-
 # How the table is split into train and test rows (``split_method``); the first is the default.
 SPLIT_METHODS = ("permutation", "python_shuffle")
 
