@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mispec.errors import CheckpointError, ResultsError, UserError
+from mispec.errors import CheckpointError, ResultsError, SpecError, UserError
 from mispec.spec.load import LoadedSpec
 
 if TYPE_CHECKING:
@@ -126,10 +126,15 @@ def _spec_of(
     if not spec_file.is_file() or provenance is None:
         raise ResultsError(f"{path}: not a mispec run folder (needs spec.yaml and provenance.json)")
     check_run_folder(path)
-    loaded = load_spec(spec_file, check=True)
+    loaded = load_spec(spec_file, check=False)
     original = Path(provenance.get("spec_path", spec_file))
     if original.parent.is_dir():  # relative paths resolve where the spec lived
         loaded = LoadedSpec(loaded.spec, original, loaded.source, loaded.text)
+    from mispec.validation.checks import check_spec
+
+    problems = check_spec(loaded.spec, loaded.source, loaded.base_dir)
+    if problems:
+        raise SpecError(problems)
     return loaded, store or provenance.get("store")
 
 
