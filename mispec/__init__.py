@@ -1,7 +1,8 @@
 """mispec: declarative experiment specs for mechanistic interpretability over training.
 
 ``load_spec`` → ``plan`` → ``run`` → ``open_results`` (and ``diff``; the store's
-``cache_usage``, ``forget`` and ``gc``); heavy libraries load lazily.
+``cache_usage``, ``forget`` and ``gc``; a run's model back: ``load_model``,
+``export_checkpoint``); heavy libraries load lazily.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ __all__ = [
     "cache_usage",
     "gc",
     "forget",
+    "load_model",
+    "export_checkpoint",
     "__version__",
 ]
 
@@ -41,6 +44,8 @@ _LAZY = {
     "cache_usage": "mispec.store.lifecycle",
     "gc": "mispec.api",
     "forget": "mispec.store.forget",
+    "load_model": "mispec.api",
+    "export_checkpoint": "mispec.api",
 }
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from mispec.errors import ResultsError
 from mispec.results.open import open_results
 from mispec.results.planned import PlannedSpec, plan, replanner
+from mispec.results.run_models import export_checkpoint, load_model
 from mispec.spec.load import LoadedSpec
 from mispec.validation.load import load_spec
 
@@ -23,7 +24,17 @@ if TYPE_CHECKING:
     from mispec.store.lifecycle import GcReport
     from mispec.store.store import Store
 
-__all__ = ["load_spec", "plan", "run", "open_results", "gc", "RunResult", "PlannedSpec"]
+__all__ = [
+    "load_spec",
+    "plan",
+    "run",
+    "open_results",
+    "gc",
+    "load_model",
+    "export_checkpoint",
+    "RunResult",
+    "PlannedSpec",
+]
 
 
 @dataclass

@@ -26,12 +26,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    from mispec.cli import commands, completion, discover, store_verbs
+    from mispec.cli import commands, completion, discover, model_verbs, store_verbs
 
     for register in [
         *commands.REGISTER,
         *discover.REGISTER,
         *store_verbs.REGISTER,
+        *model_verbs.REGISTER,
         *completion.REGISTER,
     ]:
         register(sub)
