@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 CONSTRAINTS ?= constraints/cpu.txt
 LINT_DIRS := mispec tests $(wildcard benchmarks) $(wildcard scripts)
 
-.PHONY: venv browser run test test-fast test-slow test-cuda lint typecheck format docs bench clean
+.PHONY: venv browser run reproduce test test-fast test-slow test-cuda lint typecheck format docs bench clean
 
 venv: $(STAMP)
 
@@ -33,6 +33,11 @@ browser:
 
 run: venv
 	$(BIN)/mispec run specs/induction_heads.yaml
+
+# Every CPU-sized shipped study, its claims checked: one table (study, claim, verdict,
+# measured); exits 3 when a claim fails (scripts/reproduce.py).
+reproduce: venv
+	$(BIN)/python scripts/reproduce.py
 
 lint: venv
 	$(BIN)/ruff check $(LINT_DIRS)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from mispec.execute.context import RunContext
     from mispec.planning.graph import Plan
+    from mispec.results.claims import Verdict
     from mispec.store.lifecycle import GcReport
     from mispec.store.store import Store
 
@@ -28,6 +29,7 @@ __all__ = [
     "load_spec",
     "plan",
     "run",
+    "check",
     "open_results",
     "gc",
     "load_model",
@@ -47,6 +49,12 @@ class RunResult:
     seconds: float
     did_work: bool
     summary: list[str] = field(default_factory=list)
+    claims: list[Verdict] = field(default_factory=list)  # the spec's claims, checked
+
+    @property
+    def claims_failed(self) -> list[Verdict]:
+        """The claims that failed, could not be evaluated, or passed against ``expect: fail``."""
+        return [v for v in self.claims if v.failed]
 
     def open(self) -> xr.DataTree:
         """The run's results (``mispec.open_results(run_dir)``)."""
@@ -77,6 +85,7 @@ def run(
     from mispec.execute.context import RunContext
     from mispec.execute.profile import load_profile
     from mispec.planning.graph import plan_json
+    from mispec.results.claims import check_claims
     from mispec.store.leases import Lease
     from mispec.store.provenance import build_provenance, index_entry, new_run_id, utc_now
     from mispec.store.run_folder import RunFolder, default_run_dir
@@ -122,17 +131,23 @@ def run(
                 the_plan, planned.refinement, ctx.read_cell, replanner(loaded), execute_round
             )
         entry = index_entry(run_id, loaded, the_plan, folder.path, started)
+        claims = loaded.spec.claims
+        verdicts: list[Verdict] = []
         # nothing computed and the run folder already holds this run: leave it untouched
         current = None if _did_work(ctx) else folder.unchanged_provenance(loaded, the_plan)
         if current is not None:
             summary = list(current["summary"])
             folder.remove_stale_staging()
+            if claims:  # checked again on the results the folder holds: no forward pass
+                verdicts = check_claims(open_results(folder.results_path), claims)
+                entry["claims"] = {v.name: v.status for v in verdicts}
             st.record_run({**entry, "unchanged": True, "same_as": current.get("run_id")})
         else:
             from mispec.results.summary import summarize
 
             tree = _assemble(the_plan, st, execute, ctx.fresh)
             summary = summarize(tree)
+            verdicts = check_claims(tree, claims) if claims else []
             if planned.refinement is not None:
                 summary += planned.refinement.lines()
             provenance = build_provenance(
@@ -146,6 +161,9 @@ def run(
                 seconds=time.perf_counter() - t0,
                 summary=summary,
             )
+            if verdicts:
+                provenance["claims"] = [v.to_json() for v in verdicts]
+                entry["claims"] = {v.name: v.status for v in verdicts}
             folder.write(tree, loaded, the_plan, provenance)
             st.record_run(entry)
     return RunResult(
@@ -155,7 +173,33 @@ def run(
         time.perf_counter() - t0,
         _did_work(ctx),
         summary,
+        verdicts,
     )
+
+
+def check(run_dir: str | Path, spec: str | Path | None = None) -> list[Verdict]:
+    """``mispec check``: the claims of a finished run (those of the ``spec.yaml`` it ran, or
+    of ``spec``) checked again on its results. Reads results only."""
+    import mispec.sources  # noqa: F401 (their entry classes join the schema's models: union)
+    from mispec.errors import UserError
+    from mispec.results.claims import check_claims
+    from mispec.spec.load import read_spec_text
+
+    folder = Path(run_dir)
+    spec_path = Path(spec) if spec is not None else folder / "spec.yaml"
+    if spec is not None:
+        claims = load_spec(spec_path).spec.claims
+    else:
+        try:
+            text = spec_path.read_text("utf-8")
+        except OSError as exc:
+            raise UserError(
+                f"not a run folder (no spec.yaml): {folder.resolve()} ({exc})"
+            ) from None
+        claims = read_spec_text(text, str(spec_path))[0].claims
+    if not claims:
+        raise UserError(f"{spec_path}: the spec states no claims (add a claims: block)")
+    return check_claims(open_results(folder), claims)
 
 
 _WORK_COUNTERS = ("forward_passes", "cells_computed", "reductions_computed", "training_steps")

@@ -130,7 +130,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mispec.cli.render import render_run
 
     _out(render_run(result))
-    return 0
+    return CLAIMS_FAILED if (args.check and result.claims_failed) else 0
+
+
+# ``run --check`` and ``check``: a claim failed, could not be evaluated, or passed against
+# its ``expect: fail`` (docs/reliability.md, README)
+CLAIMS_FAILED = 3
 
 
 def _register_run(sub: Any) -> None:
@@ -146,7 +151,36 @@ def _register_run(sub: Any) -> None:
     p.add_argument(
         "--quiet", "-q", action="store_true", help="no progress on stderr (results still print)"
     )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help=f"exit {CLAIMS_FAILED} when a claim of the spec fails or cannot be evaluated",
+    )
     p.set_defaults(func=cmd_run)
+
+
+# --------------------------------------------------------------------------- check
+def cmd_check(args: argparse.Namespace) -> int:
+    from mispec.api import check
+
+    verdicts = check(args.run, spec=args.spec)
+    if args.format == "json":
+        _out(json.dumps([v.to_json() for v in verdicts], indent=1))
+    else:
+        _out("\n".join(v.line() for v in verdicts))
+    return CLAIMS_FAILED if any(v.failed for v in verdicts) else 0
+
+
+def _register_check(sub: Any) -> None:
+    p = sub.add_parser(
+        "check",
+        help=f"check a finished run's claims again on its results (exit {CLAIMS_FAILED} when "
+        "one fails)",
+    )
+    p.add_argument("run", metavar="RUN", help="a run folder (runs/<name>)")
+    p.add_argument("--spec", help="check this spec's claims instead of those the run ran with")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(func=cmd_check)
 
 
 # --------------------------------------------------------------------------- ls
@@ -224,6 +258,7 @@ REGISTER = [
     _register_schema,
     _register_plan,
     _register_run,
+    _register_check,
     _register_diff,
     register_plot,
     register_report,

@@ -1,7 +1,8 @@
 """``mispec`` command line: a thin layer over ``mispec.api``; renderers live beside each verb.
 
 Exit codes: 0 ok, 1 a machine fault (disk full, a killed worker) or an internal error (or
-differences with ``diff --exit-code``), 2 bad input, 130 interrupted (SIGINT), 143 SIGTERM.
+differences with ``diff --exit-code``), 2 bad input, 3 a claim failed (``run --check``,
+``check``), 130 interrupted (SIGINT), 143 SIGTERM.
 No traceback unless ``-v``. Heavy libraries (torch, transformer_lens, dask) load lazily.
 """
 

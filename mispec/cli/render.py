@@ -28,6 +28,12 @@ def render_run(result: Any) -> str:
             f"{c['reductions_computed']} reductions, {c['cells_cached']} reused from cache"
         )
     lines.extend(f"  {line}" for line in result.summary)
+    if result.claims:
+        from collections import Counter
+
+        counts = Counter(v.status for v in result.claims)
+        lines.append("claims: " + ", ".join(f"{n} {status}" for status, n in counts.items()))
+        lines.extend(f"  {v.line()}" for v in result.claims)
     lines.append(f"results: {result.results_path}")
     lines.append(f"  open with: mispec.open_results('{result.run_dir}')")
     return "\n".join(lines)

@@ -16,7 +16,13 @@ CELL = 16  # the widest cell once the table has to shrink
 
 def cmd_runs(args: argparse.Namespace) -> int:
     from mispec.cli.store_verbs import store_root
-    from mispec.results.run_table import changed_keys, changed_values, latest_study, run_rows
+    from mispec.results.run_table import (
+        changed_keys,
+        changed_values,
+        claims_cell,
+        latest_study,
+        run_rows,
+    )
 
     root = store_root(args.store)
     study = None if args.all else (args.study or latest_study(root))
@@ -50,7 +56,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if not rows:
         sys.stdout.write("no runs recorded" + (f" for study '{study}'" if study else "") + "\n")
         return 0
-    header = ["run", "study", *keys, *values]
+    with_claims = any(r.claims for r in rows)
+    header = ["run", "study", *(["claims"] if with_claims else []), *keys, *values]
     table = []
     for r in rows:
         run = r.run_id + (f" (+{r.reruns} unchanged)" if r.reruns else "")
@@ -61,15 +68,19 @@ def cmd_runs(args: argparse.Namespace) -> int:
             [
                 run,
                 r.study,
+                *([claims_cell(r.claims)] if with_claims else []),
                 *(_cell(r.spec.get(k, "—")) for k in keys),
                 *(compact_values(r.values.get(k)) for k in values),
             ]
         )
-    lines, hidden = fit_table(header, table, args.width, spec_columns=len(keys))
+    fixed = 2 + with_claims  # run, study and the claims' verdicts are never left out
+    lines, hidden = fit_table(header, table, args.width, spec_columns=len(keys), fixed=fixed)
     shrunk = bool(hidden) or lines[0] != _lay_out(header, table)[0]
     if shrunk and len({r.study for r in rows}) == 1:  # the study column goes first
         header, table = header[:1] + header[2:], [row[:1] + row[2:] for row in table]
-        lines, hidden = fit_table(header, table, args.width, spec_columns=len(keys), fixed=1)
+        lines, hidden = fit_table(
+            header, table, args.width, spec_columns=len(keys), fixed=fixed - 1
+        )
     note = "values at the last step per seed (0/1; over 2 seeds: mean±sd)"
     if keys:
         note += f"; the {len(keys)} spec key(s) that differ"

@@ -66,6 +66,7 @@ class Diff:
     atol: float
     rtol: float
     renamed: dict[str, str] = field(default_factory=dict)  # model: name in A → name in B
+    claims: list[dict[str, Any]] = field(default_factory=list)  # verdicts that changed
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -288,7 +289,10 @@ def diff(
         return Diff(a, b, changes, pdiff, None, note, atol, rtol, renames)
     rdiff = results_diff(side_a.results, side_b.results, atol=atol, rtol=rtol, renames=renames)
     note = f"A: {side_a.results_note}; B: {side_b.results_note}"
-    return Diff(a, b, changes, pdiff, rdiff, note, atol, rtol, renames)
+    from mispec.diffing.claims_diff import claim_changes
+
+    claims = claim_changes(side_a, side_b)
+    return Diff(a, b, changes, pdiff, rdiff, note, atol, rtol, renames, claims)
 
 
 def _same_models(a: Side, b: Side) -> bool:

@@ -99,7 +99,9 @@ def render_text(d: Diff) -> str:
         same = [f"{v.model}/{v.variable}" for v in d.results if v.change == "same"]
         if same:
             lines.append(f"  unchanged: {', '.join(same)}")
-    return "\n".join(lines)
+    from mispec.diffing.claims_diff import claim_lines
+
+    return "\n".join(lines + claim_lines(d.claims))
 
 
 def _node_kinds(ids: list[str]) -> dict[str, int]:
@@ -157,6 +159,9 @@ def render_markdown(d: Diff) -> str:
                 lines.append(
                     f"- `{v.model}/{v.variable}` {_coords(s)}: {_num(s['old'])} → {_num(s['new'])}"
                 )
+    if d.claims:
+        lines += ["", "**Claims** (verdicts that changed)", ""]
+        lines += [f"- `{c['name']}`: {c['a'] or '—'} → {c['b'] or '—'}" for c in d.claims]
     return "\n".join(lines)
 
 

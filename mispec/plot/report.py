@@ -65,6 +65,7 @@ def build_report(
 ) -> Path:
     """Write the report; ``steps``: heatmap steps (each snapped to the nearest checkpoint,
     with a note on the page when it is not one)."""
+    from mispec.plot.claim_marks import claims_table, draw_claimed_ranges
     from mispec.plot.figures import metric_figure
     from mispec.results.open import open_results
     from mispec.store.run_folder import read_run_json
@@ -76,6 +77,7 @@ def build_report(
     spec_text = (
         (run_dir / "spec.yaml").read_text("utf-8") if (run_dir / "spec.yaml").is_file() else ""
     )
+    claims = [c for c in prov.get("claims", []) if isinstance(c, dict)]
     metrics = sorted({str(v) for c in tree.children.values() for v in c.to_dataset().data_vars})
     rows, images = [], []
     for model, child in tree.children.items():
@@ -107,6 +109,7 @@ def build_report(
         if name in inputs_only:  # what comparisons read: drawn through them
             continue
         fig = metric_figure(tree, name, heatmap_steps=steps, notes=notes)
+        draw_claimed_ranges(fig, name, claims)
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=90)
         import matplotlib.pyplot as plt
@@ -140,11 +143,13 @@ figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; }}
 <p>run <code>{html.escape(str(prov.get("run_id", "")))}</code> · {html.escape(str(prov.get("finished", "")))}
  · {html.escape(str(prov.get("seconds", "")))} s</p>
 <nav><h2>Contents</h2><ul>
+{'<li><a href="#claims">Claims</a></li>' if claims else ""}
 <li><a href="#headline">Headline values</a></li>
 <li><a href="#plots">Plots</a><ul>{toc}</ul></li>
 <li><a href="#spec">Spec</a></li>
 <li><a href="#provenance">Provenance</a></li>
 </ul></nav>
+{claims_table(claims, drawn)}
 <h2 id="headline">Headline values (per seed, at its last step with values)</h2>
 <table><tr><th>model</th><th>variable</th><th>metric</th><th>dims</th><th>value</th><th>units</th></tr>
 {"".join(rows)}</table>

@@ -28,6 +28,7 @@ class RunRow:
     reruns: int = 0  # unchanged re-runs recorded after it
     spec: dict[str, Any] = field(default_factory=dict)  # flattened: "models.toy.seeds" -> [0, 1]
     values: dict[str, list[float | None]] = field(default_factory=dict)  # per seed
+    claims: dict[str, str] = field(default_factory=dict)  # claim -> verdict (the run index's)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,6 +53,7 @@ def run_rows(store_root: Path, *, last: int = 20, study: str | None = None) -> l
             record["study"],
             record["run_dir"],
             str(folder) if folder else None,
+            claims=dict(record.get("claims") or {}),
         )
     out = list(rows.values())[-last:]
     for row in out:
@@ -65,6 +67,18 @@ def latest_study(store_root: Path) -> str | None:
     """The study of the run recorded last (None: no run recorded)."""
     records = Store(store_root).runs()
     return str(records[-1]["study"]) if records else None
+
+
+def claims_cell(claims: dict[str, str]) -> str:
+    """``5/6 ✓, 1 fail`` (how many claims pass or fail as expected, and the others)."""
+    if not claims:
+        return "—"
+    good = sum(v in ("pass", "expected failure") for v in claims.values())
+    others: dict[str, int] = {}
+    for v in claims.values():
+        if v not in ("pass", "expected failure"):
+            others[v] = others.get(v, 0) + 1
+    return f"{good}/{len(claims)} ✓" + "".join(f", {n} {v}" for v, n in others.items())
 
 
 def changed_keys(rows: list[RunRow]) -> list[str]:
@@ -97,7 +111,8 @@ def _flat_spec(path: Path) -> dict[str, Any]:
         else:
             out[prefix] = node
 
-    walk(data if isinstance(data, dict) else {}, "")
+    data = data if isinstance(data, dict) else {}
+    walk({k: v for k, v in data.items() if k != "claims"}, "")  # claims: their own column
     out.pop("description", None)
     return out
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
+from mispec.spec.claims import ClaimSpec
 from mispec.spec.fields import CachePolicy, Name, Strict
 from mispec.spec.metrics import MetricSpec, PromptSpec
 from mispec.spec.model_entry import MODEL_ENTRIES, ModelEntry
@@ -44,6 +45,18 @@ class Spec(Strict):
         default_factory=dict,
         description="activation cache policy per hook name: store, float16 or skip",
     )  # hook name -> policy
+    claims: dict[Name, ClaimSpec] = Field(
+        default_factory=dict,
+        description="what the study claims about its results, checked at the end of every run",
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_absent_claims(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A spec without ``claims`` dumps as before the key existed (``spec_hash``)."""
+        data: dict[str, Any] = handler(self)
+        if not data.get("claims"):
+            data.pop("claims", None)
+        return data
 
 
 def json_schema() -> dict[str, Any]:

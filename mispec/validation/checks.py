@@ -32,6 +32,9 @@ def check_spec(spec: Spec, source: SourceMap, base_dir: Path) -> list[Problem]:
     from mispec.validation.pairs import check_pairs  # two sides of a comparison
 
     problems.extend(check_pairs(spec, source, base_dir))
+    from mispec.validation.claims import claim_problems  # what the study claims
+
+    problems.extend(claim_problems(spec, source))
     if not problems:
         from mispec.validation.zoom import zoom_problems  # refine: and live: keys
 
