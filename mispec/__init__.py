@@ -23,6 +23,7 @@ __all__ = [
     "cache_usage",
     "gc",
     "forget",
+    "export_run",
     "__version__",
 ]
 
@@ -41,6 +42,7 @@ _LAZY = {
     "cache_usage": "mispec.store.lifecycle",
     "gc": "mispec.api",
     "forget": "mispec.store.forget",
+    "export_run": "mispec.results.trackers",
 }
 
 

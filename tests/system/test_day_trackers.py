@@ -46,7 +46,10 @@ def _expected(run_dir: Path, seed: int) -> dict[str, list[tuple[int, float]]]:
     add("tokens_seen", ds.tokens_seen.values)
     for layer in ds.layer.values:
         for head in ds["head"].values:
-            add(f"induction/layer_{layer}/head_{head}", ds.induction.sel(layer=layer, head=head).values)
+            add(
+                f"induction/layer_{layer}/head_{head}",
+                ds.induction.sel(layer=layer, head=head).values,
+            )
     for pos in ds.pos.values:
         add(f"per_token_loss/pos_{pos}", ds.per_token_loss.sel(pos=pos).values)
     assert np.isnan(ds.transition.values).all()

@@ -93,3 +93,7 @@ def test_a_missing_tracker_library_names_the_extra_and_writes_nothing(
     assert "export --to mlflow needs the optional 'trackers' extra" in err
     assert "pip install 'mispec[trackers]'" in err and "Traceback" not in err
     assert not out.exists()
+    import mispec
+    from mispec.results.trackers import export_run
+
+    assert mispec.export_run is export_run  # the Python twin of `mispec export`
