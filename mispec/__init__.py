@@ -27,6 +27,7 @@ __all__ = [
     "forget",
     "load_model",
     "export_checkpoint",
+    "export_run",
     "__version__",
 ]
 
@@ -48,6 +49,7 @@ _LAZY = {
     "forget": "mispec.store.forget",
     "load_model": "mispec.api",
     "export_checkpoint": "mispec.api",
+    "export_run": "mispec.results.trackers",
 }
 
 

@@ -9,6 +9,7 @@ import json
 import sys
 from typing import Any
 
+from mispec.cli.export_verb import register_export
 from mispec.cli.figure_verbs import register_plot, register_report
 
 
@@ -263,4 +264,5 @@ REGISTER = [
     register_plot,
     register_report,
     _register_ls,
+    register_export,
 ]
