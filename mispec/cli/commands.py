@@ -9,7 +9,7 @@ import json
 import sys
 from typing import Any
 
-from mispec.cli.figure_verbs import register_plot, register_report
+from mispec.cli.figure_verbs import register_plot, register_report, register_view
 
 
 def _out(text: str) -> None:
@@ -227,5 +227,6 @@ REGISTER = [
     _register_diff,
     register_plot,
     register_report,
+    register_view,
     _register_ls,
 ]
