@@ -103,7 +103,7 @@ def patterns(name: str, var: Any, n_prompts: int) -> dict[str, Any]:
         "seeds": _seeds(data),
         "shape": list(quant.shape),
         "bytes": base64.b64encode(quant.tobytes()).decode(),
-        "missing": base64.b64encode(np.packbits(missing.ravel())).decode(),
+        "missing": base64.b64encode(np.packbits(missing.ravel()).tobytes()).decode(),
     }
 
 
