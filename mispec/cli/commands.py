@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from mispec.cli.export_verb import register_export
-from mispec.cli.figure_verbs import register_plot, register_report
+from mispec.cli.figure_verbs import register_plot, register_report, register_view
 
 
 def _out(text: str) -> None:
@@ -263,6 +263,7 @@ REGISTER = [
     _register_diff,
     register_plot,
     register_report,
+    register_view,
     _register_ls,
     register_export,
 ]

@@ -103,3 +103,41 @@ def register_report(sub: Any) -> None:
     p.add_argument("-o", "--output", metavar="FILE.html")
     p.add_argument("--steps", type=_steps_arg, help="comma-separated steps for the heatmaps")
     p.set_defaults(func=cmd_report)
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mispec.plot.view import build_view, serve, url_of
+
+    if args.output is not None:
+        check_output_path(args.output, REPORT_SUFFIXES, "view")
+    path = build_view(args.run, args.output, n_prompts=args.prompts)
+    size = Path(path).stat().st_size
+    sys.stdout.write(f"wrote {path} ({size / 1024:.0f} KiB)\n")
+    if args.no_serve:
+        return 0
+    server = serve(Path(path), args.port)
+    sys.stdout.write(f"serving {url_of(server, Path(path))} (Ctrl-C to stop)\n")
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def register_view(sub: Any) -> None:
+    p = sub.add_parser(
+        "view", help="an interactive page of a run (step slider, hover values, seed toggles)"
+    )
+    p.add_argument("run", metavar="RUN", help="run folder (runs/<name>)")
+    p.add_argument("-o", "--output", metavar="FILE.html", help="default: RUN/view.html")
+    p.add_argument("--no-serve", action="store_true", help="only write the page")
+    p.add_argument("--port", type=int, default=0, help="localhost port (default: a free one)")
+    p.add_argument(
+        "--prompts", type=int, default=2, help="prompts of attention patterns to include"
+    )
+    p.set_defaults(func=cmd_view)

@@ -60,6 +60,21 @@ def caption(name: str, var: Any) -> str:
     return f"{name}: {description}" + (f" [{units}]" if units else "") if description else name
 
 
+def view_link(run_dir: Path, out_path: Path) -> str:
+    """A link to the run's interactive view (``mispec view``) when it has been written, else
+    the command that writes it."""
+    import os
+
+    from mispec.plot.view import VIEW_NAME
+
+    view = run_dir / VIEW_NAME
+    if view.is_file():
+        href = Path(os.path.relpath(view.resolve(), out_path.resolve().parent)).as_posix()
+        return f'<p class=view>Interactive view: <a href="{html.escape(href)}">{VIEW_NAME}</a></p>'
+    command = html.escape(f"mispec view {run_dir}")
+    return f"<p class=view>Interactive view (step slider, hover values): <code>{command}</code></p>"
+
+
 def build_report(
     run_dir: str | Path, out: str | Path | None = None, *, steps: list[int] | None = None
 ) -> Path:
@@ -131,6 +146,7 @@ def build_report(
         else ""
     )
     study = tree.attrs.get("study", run_dir.name)
+    out_path = Path(out) if out else run_dir / "report.html"
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>mispec report — {html.escape(study)}</title>
 <style>
@@ -148,7 +164,7 @@ figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; }}
 <li><a href="#plots">Plots</a><ul>{toc}</ul></li>
 <li><a href="#spec">Spec</a></li>
 <li><a href="#provenance">Provenance</a></li>
-</ul></nav>
+</ul>{view_link(run_dir, out_path)}</nav>
 {claims_table(claims, drawn)}
 <h2 id="headline">Headline values (per seed, at its last step with values)</h2>
 <table><tr><th>model</th><th>variable</th><th>metric</th><th>dims</th><th>value</th><th>units</th></tr>
@@ -162,6 +178,5 @@ figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; }}
 <pre>{html.escape(json.dumps(prov, indent=2))}</pre>
 </body></html>
 """
-    out_path = Path(out) if out else run_dir / "report.html"
     out_path.write_text(page, encoding="utf-8")
     return out_path
