@@ -112,6 +112,9 @@ def validate_data(data: Any, source: SourceMap) -> Spec:
                 f"unsupported spec format {data.get('mispec')!r}; this mispec reads format 1",
             )
         )
+    from mispec.spec.sweep import expand_sweeps
+
+    data = expand_sweeps(data, source)
     try:
         return Spec.model_validate(data)
     except ValidationError as exc:
