@@ -24,7 +24,6 @@ import networkx as nx
 
 from mispec.errors import PlanError
 from mispec.hashing import content_key
-from mispec.spec.sweep import point_prompts
 from mispec.metrics.core import MetricDef
 from mispec.planning.nodes import (
     BoundArgs,
@@ -38,6 +37,7 @@ from mispec.planning.nodes import (
 from mispec.planning.resolve import Resolution
 from mispec.spec.metrics import InputRef
 from mispec.spec.schema import Spec
+from mispec.spec.sweep import point_prompts
 
 Where = tuple[str, int, int]  # (model, seed, step)
 _POLICY_RANK = {"store": 2, "float16": 1, "skip": 0}

@@ -30,7 +30,9 @@ def merge_sweeps(spec: Any, children: dict[str, Any]) -> dict[str, Any]:
             points[point.of].append((point, name))
     if not points:
         return children
-    out = {n: c for n, c in children.items() if n not in {m for ps in points.values() for _, m in ps}}
+    out = {
+        n: c for n, c in children.items() if n not in {m for ps in points.values() for _, m in ps}
+    }
     for swept, members in points.items():
         out[swept] = _merged(swept, sorted(members, key=lambda pm: pm[0].index), children)
     return out
@@ -78,7 +80,9 @@ def _with_checkpointed(ds: Any) -> Any:
     return ds.assign(checkpointed=mask.assign_coords(seed=ds.seed, step=ds.step))
 
 
-def _nest(datasets: list[tuple[SweepPoint, Any]], groups: list[list[str]], coords: dict, level: int) -> Any:
+def _nest(
+    datasets: list[tuple[SweepPoint, Any]], groups: list[list[str]], coords: dict, level: int
+) -> Any:
     """One dataset over the dims of ``groups[level:]``: the points split by the value of the
     level's first key, in grid order, concatenated along its dim (zipped keys as coordinates
     along it)."""
@@ -86,7 +90,7 @@ def _nest(datasets: list[tuple[SweepPoint, Any]], groups: list[list[str]], coord
     import xarray as xr
 
     if level == len(groups):
-        (_, ds), = datasets
+        ((_, ds),) = datasets
         return ds
     group = groups[level]
     first = group[0]

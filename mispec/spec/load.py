@@ -118,7 +118,10 @@ def validate_data(data: Any, source: SourceMap) -> Spec:
     try:
         return Spec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(problems_from(exc, data, source)) from None
+        from mispec.spec.sweep import relocate
+
+        problems = problems_from(exc, data, source)
+        raise SpecError(relocate(problems, data.get("models") or {}, source)) from None
 
 
 def problems_from(

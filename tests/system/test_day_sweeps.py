@@ -143,7 +143,9 @@ def test_adding_a_value_trains_and_measures_only_the_new_points(runs):
 def test_lanes_run_points_side_by_side_with_identical_results(runs, tmp_path):
     _, swept, _ = runs
     profile = tmp_path / "lanes.yaml"
-    profile.write_text("name: lanes\nkind: local\ntorch_threads: 1\nprocesses: 2\nparallel_min_steps: 1\n")
+    profile.write_text(
+        "name: lanes\nkind: local\ntorch_threads: 1\nprocesses: 2\nparallel_min_steps: 1\n"
+    )
     spec = _project(tmp_path, "c", sweep_spec(LRS))
     laned = mispec.run(spec, executor=str(profile), progress=False)
     assert laned.counters["training_steps"] == 80
