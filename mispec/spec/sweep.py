@@ -140,3 +140,35 @@ def expand_sweeps(data: Any, source: SourceMap) -> Any:
     from mispec.spec.sweep_expand import expand
 
     return expand(data, source)
+
+
+def fold_points(models: dict[str, Any]) -> dict[str, Any]:
+    """Dumped model entries with each sweep's points folded back under the swept entry's name:
+    ``{"entry": what every point shares, "points": {"lr=0.01, n_layers=2": values}}`` — so a
+    diff of two grids names the points added and removed, and a change of the entry once."""
+    out: dict[str, Any] = {}
+    for name, entry in models.items():
+        point = entry.get("sweep_point") if isinstance(entry, dict) else None
+        if point is None:
+            out[name] = entry
+            continue
+        shared = {k: v for k, v in entry.items() if k != "sweep_point"}
+        shared = {**shared, "train": _without(shared["train"], list(point["values"]))}
+        folded = out.setdefault(point["of"], {"entry": shared, "points": {}})
+        label = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in point["values"].items())
+        folded["points"][label] = point["values"]
+    return out
+
+
+def _without(train: dict[str, Any], keys: list[str]) -> dict[str, Any]:
+    import copy
+
+    train = copy.deepcopy(train)
+    for key in keys:
+        *parents, last = key.split(".")
+        node: Any = train
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return train

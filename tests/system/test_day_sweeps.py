@@ -124,7 +124,24 @@ def test_adding_a_value_trains_and_measures_only_the_new_points(runs):
     old = swept.open()["toy"].to_dataset().load()  # the run folder is the spec name's: read first
     grown = root / "a" / "grown.yaml"
     grown.write_text(sweep_spec([*LRS, 0.01]))
-    plan = mispec.plan(grown).status
+    planned = mispec.plan(grown)
+    (sweep,) = planned.sweeps()
+    assert (sweep.points, sweep.cached, sweep.training_points, sweep.training_steps) == (
+        6,
+        4,
+        2,
+        40,
+    )
+    assert sweep.dims == {"lr": 3, "n_layers": 2}
+    assert "toy: 6 points (3 lr x 2 n_layers), 4 cached, 2 to train (~40 steps in all)" in str(
+        planned._repr_markdown_()
+    )
+    changes = mispec.diff(str(root / "a" / "spec.yaml"), str(grown), results=False).spec
+    assert [(c.path, c.change) for c in changes] == [
+        ("models.toy.points.lr=0.01, n_layers=1", "added"),
+        ("models.toy.points.lr=0.01, n_layers=2", "added"),
+    ]
+    plan = planned.status
     assert plan.training_steps_todo == {
         "toy.lr_0.01.n_layers_1/s0": 20,
         "toy.lr_0.01.n_layers_2/s0": 20,
