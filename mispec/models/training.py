@@ -61,10 +61,11 @@ def make_optimizer(
 
 
 def learning_rate(train: TrainSpec, update: int) -> float:
-    """LR of update ``update`` (0-based): linear warmup over ``warmup_steps``, then flat."""
+    """LR of update ``update`` (0-based): linear warmup over ``warmup_steps`` (update ``u``
+    at ``lr * (u + warmup_offset) / warmup_steps``), then flat."""
     lr = train.optimizer.lr
     if train.warmup_steps and update < train.warmup_steps:
-        return lr * (update + 1) / train.warmup_steps
+        return lr * (update + train.warmup_offset) / train.warmup_steps
     return lr
 
 

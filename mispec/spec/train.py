@@ -69,6 +69,8 @@ class OptimizerSpec(Strict):
 # Keys added to ``train:`` after format 1 shipped: dumped only when set, so the training
 # identity (and spec hash) of a spec without them is what it always was.
 TRAIN_CONTROL_KEYS = ("mixture", "init_from", "init", "freeze")
+# ... and those dumped only when they differ from their default.
+TRAIN_DEFAULTS_UNDUMPED: dict[str, Any] = {"warmup_offset": 1}
 
 
 class TrainSpec(Strict):
@@ -108,6 +110,12 @@ class TrainSpec(Strict):
     warmup_steps: Annotated[int, Field(ge=0)] = Field(
         default=0, description="linear learning-rate warmup steps"
     )
+    warmup_offset: Literal[0, 1] = Field(
+        default=1,
+        description="update u < warmup_steps runs at lr * (u + warmup_offset) / warmup_steps: "
+        "1 (default) starts at lr / warmup_steps; 0 is torch's LambdaLR(min(u / n, 1)) as "
+        "Nanda et al. use it, whose update 0 has lr 0 but still feeds Adam's moments",
+    )
     grad_clip: Annotated[float, Field(gt=0)] | None = Field(
         default=None, description="clip the gradient norm to this value (default: no clipping)"
     )
@@ -133,6 +141,9 @@ class TrainSpec(Strict):
         for key in TRAIN_CONTROL_KEYS:
             if key in data and not data[key]:
                 del data[key]
+        for key, default in TRAIN_DEFAULTS_UNDUMPED.items():
+            if data.get(key, default) == default:
+                data.pop(key, None)
         if data.get("task", "") is None:
             del data["task"]
         return data

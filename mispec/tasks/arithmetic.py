@@ -10,13 +10,15 @@ next-token prediction.
 
 The dataset is the full ``p × p`` table in row-major order (row ``a * p + b``); a fixed
 permutation drawn from ``split_seed`` puts the first ``round(train_frac * p²)`` pairs in
-the training split. Training is full batch (``batch_size: null``) or, given a batch size,
+the training split (``split_method: python_shuffle`` instead reproduces Nanda et al.'s
+``random.shuffle`` split, the first ``int(train_frac * p²)``). Training is full batch (``batch_size: null``) or, given a batch size,
 draws pairs from the training split with the ``(seed, step)`` generator. ``train_mask``
 (over the table) is exposed so metrics can report train and test loss.
 """
 
 from __future__ import annotations
 
+import random
 from functools import cached_property
 
 import numpy as np
@@ -24,6 +26,9 @@ import numpy as np
 from mispec.errors import UserError
 from mispec.prompts.core import PromptSet
 from mispec.tasks.base import TRAIN_STREAM, Task, TaskBatch, positive, rng_for
+
+# How the table is split into train and test rows (``split_method``); the first is the default.
+SPLIT_METHODS = ("permutation", "python_shuffle")
 
 
 class ModularAddition(Task):
@@ -34,13 +39,27 @@ class ModularAddition(Task):
     full_batch = True
     prompt_count = None  # the prompt set is the full table
 
-    def __init__(self, p: int = 113, train_frac: float = 0.3, split_seed: int = 0):
+    def __init__(
+        self,
+        p: int = 113,
+        train_frac: float = 0.3,
+        split_seed: int = 0,
+        split_method: str = "permutation",
+    ):
         if not 0.0 < float(train_frac) <= 1.0:
             raise UserError(f"task argument 'train_frac' must be in (0, 1], got {train_frac!r}")
+        if split_method not in SPLIT_METHODS:
+            raise UserError(
+                f"task argument 'split_method' must be one of {', '.join(SPLIT_METHODS)}, "
+                f"got {split_method!r}"
+            )
         super().__init__(
             p=positive("p", p, 2), train_frac=float(train_frac), split_seed=int(split_seed)
         )
+        if split_method != "permutation":  # the default stays out: identities are unchanged
+            self.args["split_method"] = split_method
         self.p, self.train_frac, self.split_seed = p, float(train_frac), int(split_seed)
+        self.split_method = split_method
         self.d_vocab = p + 1
         self.n_ctx = 4
 
@@ -75,6 +94,8 @@ class ModularAddition(Task):
     def train_indices(self) -> np.ndarray:
         """Rows of the table in the training split (sorted)."""
         n = len(self.pairs()[0])
+        if self.split_method == "python_shuffle":
+            return python_shuffle_split(n, self.train_frac, self.split_seed)
         perm = np.random.default_rng(
             np.random.SeedSequence([3, self.split_seed, self.p])
         ).permutation(n)
@@ -112,9 +133,25 @@ class ModularAddition(Task):
         return self.to_prompt_set(self.table)
 
 
-def modular_addition(p: int = 113, train_frac: float = 0.3, split_seed: int = 0) -> ModularAddition:
-    """``a b =`` → ``(a + b) mod p`` on a fixed train/test split of the ``p × p`` table."""
-    return ModularAddition(p=p, train_frac=train_frac, split_seed=split_seed)
+def python_shuffle_split(n: int, train_frac: float, seed: int) -> np.ndarray:
+    """Nanda et al.'s split (``gen_train_test`` in their ``transformers.py``): the table's rows
+    in row order, shuffled by Python's ``random`` seeded with ``seed``, the first
+    ``int(train_frac * n)`` of them (sorted)."""
+    rows = list(range(n))
+    random.Random(seed).shuffle(rows)
+    return np.sort(np.asarray(rows[: max(1, int(train_frac * n))], dtype=np.int64))
+
+
+def modular_addition(
+    p: int = 113, train_frac: float = 0.3, split_seed: int = 0, split_method: str = "permutation"
+) -> ModularAddition:
+    """``a b =`` → ``(a + b) mod p`` on a fixed train/test split of the ``p × p`` table;
+    ``split_method``: ``permutation`` (mispec's: a NumPy permutation, the first
+    ``round(train_frac · p²)`` rows) or ``python_shuffle`` (Nanda et al.'s: ``random.shuffle``
+    seeded with ``split_seed``, the first ``int(train_frac · p²)``)."""
+    return ModularAddition(
+        p=p, train_frac=train_frac, split_seed=split_seed, split_method=split_method
+    )
 
 
 class _ModularOp(ModularAddition):
@@ -126,8 +163,11 @@ class _ModularOp(ModularAddition):
         train_frac: float = 0.3,
         split_seed: int = 0,
         eq_token: int | None = None,
+        split_method: str = "permutation",
     ):
-        super().__init__(p=p, train_frac=train_frac, split_seed=split_seed)
+        super().__init__(
+            p=p, train_frac=train_frac, split_seed=split_seed, split_method=split_method
+        )
         eq = p if eq_token is None else positive("eq_token", eq_token, p)
         self.args["eq_token"] = eq
         self._eq = eq
@@ -158,10 +198,11 @@ class ModularDivision(_ModularOp):
         train_frac: float = 0.3,
         split_seed: int = 0,
         eq_token: int | None = None,
+        split_method: str = "permutation",
     ):
         if isinstance(p, int) and p >= 2 and any(p % k == 0 for k in range(2, int(p**0.5) + 1)):
             raise UserError(f"task argument 'p' must be prime for division, got {p}")
-        super().__init__(p=p, train_frac=train_frac, split_seed=split_seed, eq_token=eq_token)
+        super().__init__(p, train_frac, split_seed, eq_token, split_method)
 
     def pairs(self) -> tuple[np.ndarray, np.ndarray]:
         """Row ``a * (p - 1) + (b - 1)`` for ``a < p`` and ``0 < b < p``."""
@@ -174,14 +215,28 @@ class ModularDivision(_ModularOp):
 
 
 def modular_subtraction(
-    p: int = 113, train_frac: float = 0.3, split_seed: int = 0, eq_token: int | None = None
+    p: int = 113,
+    train_frac: float = 0.3,
+    split_seed: int = 0,
+    eq_token: int | None = None,
+    split_method: str = "permutation",
 ) -> ModularSubtraction:
     """``a b =`` → ``(a - b) mod p``; ``eq_token`` (default ``p``) is the ``=`` token."""
-    return ModularSubtraction(p=p, train_frac=train_frac, split_seed=split_seed, eq_token=eq_token)
+    return ModularSubtraction(
+        p=p, train_frac=train_frac, split_seed=split_seed, eq_token=eq_token,
+        split_method=split_method,
+    )  # fmt: skip
 
 
 def modular_division(
-    p: int = 113, train_frac: float = 0.3, split_seed: int = 0, eq_token: int | None = None
+    p: int = 113,
+    train_frac: float = 0.3,
+    split_seed: int = 0,
+    eq_token: int | None = None,
+    split_method: str = "permutation",
 ) -> ModularDivision:
     """``a b =`` → ``a · b⁻¹ mod p`` (``p`` prime, ``b ≠ 0``); ``eq_token`` as for subtraction."""
-    return ModularDivision(p=p, train_frac=train_frac, split_seed=split_seed, eq_token=eq_token)
+    return ModularDivision(
+        p=p, train_frac=train_frac, split_seed=split_seed, eq_token=eq_token,
+        split_method=split_method,
+    )  # fmt: skip

@@ -1,4 +1,4 @@
-"""Nanda et al.'s grokking setting, trained for real (``specs/grokking_full.yaml``: 20 000
+"""Nanda et al.'s grokking setting, trained for real (``specs/grokking_full.yaml``: 15 000
 full-batch steps at p = 113, about an hour on one CPU thread): slow, on demand
 (``pytest -m slow tests/system/test_grokking_full.py``). It checks the paper's claims: the model
 memorises, then generalises much later; a handful of key frequencies (the paper: five);
@@ -54,7 +54,7 @@ def test_the_specs_init_and_frozen_biases_are_the_papers(write_spec):
     init with W_O and W_out scaled by sqrt(2) and W_U by sqrt(128/114) — the paper's
     N(0, 1/d_model), and N(0, 1/d_vocab) for W_U at p = 113 —, the attention biases are zero
     at step 0 and stay zero while the MLP biases train (weight decay 1 on everything)."""
-    text = SPEC.read_text().replace("113", "13").replace("steps: 20000", "steps: 10")
+    text = SPEC.read_text().replace("113", "13").replace("steps: 15000", "steps: 10")
     text = text.replace("{schedule: log, count: 60}", "{steps: [0, 10]}")
     loaded = load_spec(write_spec(text))
     source = sources_for(dict(loaded.spec.models), loaded.base_dir)["mod13"]
