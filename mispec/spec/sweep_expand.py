@@ -11,7 +11,7 @@ from typing import Any
 
 from mispec.errors import Problem, SpecError
 from mispec.spec.fields import NAME_PATTERN
-from mispec.spec.sweep import MAX_POINTS_DEFAULT, dim_names
+from mispec.spec.sweep import MAX_POINTS_DEFAULT, coord_names, dim_names
 from mispec.spec.sweep_keys import key_problem
 from mispec.spec.yaml_source import SourceMap
 
@@ -247,10 +247,10 @@ class _Sweep:
         ]
 
     def points(self, taken: set[str]) -> list[tuple[str, dict[str, Any]]]:
-        dims = dim_names(self.groups)
+        dims, labels = dim_names(self.groups), coord_names(self.groups)
         out = []
         for index, values in enumerate(self.grid()):
-            name = _point_name(self.name, values, dims, index, taken)
+            name = _point_name(self.name, values, labels, index, taken)
             taken.add(name)
             entry = copy.deepcopy({k: v for k, v in self.entry.items() if k != "sweep"})
             for key, value in values.items():

@@ -167,3 +167,19 @@ def test_lanes_run_points_side_by_side_with_identical_results(runs, tmp_path):
     laned = mispec.run(spec, executor=str(profile), progress=False)
     assert laned.counters["training_steps"] == 80
     xr.testing.assert_identical(laned.open()["toy"].to_dataset(), swept.open()["toy"].to_dataset())
+
+
+def test_points_of_different_lengths_align_by_step_and_say_what_is_measured(tmp_path):
+    text = sweep_spec(LRS).replace(
+        "arch.n_layers: [1, 2]", "steps: [10, 20]\n      zip: [[optimizer.lr, steps]]"
+    )
+    text = text.replace("checkpoints: {steps: [0, 10, 20]}", "checkpoints: {every: 10}")
+    result = mispec.run(_project(tmp_path, "z", text), progress=False)
+    assert result.counters["training_steps"] == 30
+    ds = result.open()["toy"].to_dataset()
+    assert ds.loss.dims == ("lr", "seed", "step") and list(ds.step.values) == [0, 10, 20]
+    assert list(ds.steps.values) == [10, 20] and ds.steps.dims == ("lr",)  # zipped: a coordinate
+    mask = ds.checkpointed.sel(seed=0).values
+    np.testing.assert_array_equal(mask, [[True, True, False], [True, True, True]])
+    assert np.isnan(ds.loss.sel(lr=0.001, step=20)).all()
+    assert np.isfinite(ds.loss.where(ds.checkpointed, 0.0)).all()
