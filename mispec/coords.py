@@ -25,6 +25,21 @@ COORD_ATTRS: dict[str, tuple[str, str]] = {
     "mode": ("composition mode", "name"),
     "split": ("data split", "name"),
     "digit": ("digit position", "index"),
+    # sweep dims (``mispec.spec.sweep``): a key of ``train:`` by its last component
+    "lr": ("learning rate", "per update"),
+    "weight_decay": ("weight decay", "coefficient"),
+    "train_frac": ("training fraction", "fraction of the task's examples"),
+    "p": ("modulus", "integer"),
+    "n_layers": ("layers", "blocks"),
+    "n_heads": ("attention heads per layer", "heads"),
+    "d_model": ("residual stream width", "dimensions"),
+    "d_head": ("attention head width", "dimensions"),
+    "d_mlp": ("MLP width", "neurons"),
+    "steps": ("training length", "optimizer updates"),
+    "batch_size": ("batch size", "sequences per update"),
+    "warmup_steps": ("learning-rate warmup", "optimizer updates"),
+    "init_range": ("initialisation std", "weight units"),
+    "momentum": ("SGD momentum", "coefficient"),
 }
 
 

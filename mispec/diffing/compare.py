@@ -121,6 +121,9 @@ def _spec_data(side: Side, renames: dict[str, str] | None = None) -> dict[str, A
     data.pop("include", None)
     if renames and isinstance(data.get("models"), dict):  # A's models under their B names
         data["models"] = {renames.get(k, k): v for k, v in data["models"].items()}
+    from mispec.spec.sweep import fold_points
+
+    data["models"] = fold_points(data.get("models") or {})
     return data
 
 

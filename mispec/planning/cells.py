@@ -37,6 +37,7 @@ from mispec.planning.nodes import (
 from mispec.planning.resolve import Resolution
 from mispec.spec.metrics import InputRef
 from mispec.spec.schema import Spec
+from mispec.spec.sweep import point_prompts
 
 Where = tuple[str, int, int]  # (model, seed, step)
 _POLICY_RANK = {"store": 2, "float16": 1, "skip": 0}
@@ -70,6 +71,11 @@ class CellPlanner:
         self._cells: dict[tuple[Any, ...], CellNode] = {}
         self.crossing = False  # some cell reads another checkpoint's cell
 
+    def prompts_of(self, model: str, prompts: str | None) -> str:
+        """The prompt set ``model`` reads for a metric's ``prompts`` (a sweep's point reads its
+        own copy of a prompt set of its task: ``mispec.spec.sweep``)."""
+        return point_prompts(self.spec.models[model], prompts or "")
+
     def metrics_on(self, model: str) -> list[str]:
         """The metrics that run on ``model``, in topological order."""
         return [m for m in self.order if model in (self.spec.metrics[m].models or [model])]
@@ -83,7 +89,7 @@ class CellPlanner:
             wanted: dict[str, list[str]] = defaultdict(list)
             for name in self.metrics_on(model):
                 if self.granularity[name] == "group" and defs[name].kind == "activation":
-                    wanted[spec.metrics[name].prompts or ""].append(name)
+                    wanted[self.prompts_of(model, spec.metrics[name].prompts)].append(name)
             out: dict[str, ForwardNode] = {}
             for pname, names in sorted(wanted.items()):
                 hooks = sorted({h for n in names for h in self.hooks[n]})
@@ -136,14 +142,14 @@ class CellPlanner:
         input_keys = {p: c.key for p, c in ups.items()}
         forward = None
         if mdef.kind == "activation":
-            fnode = self.forwards(model, seed, step)[m.prompts or ""]
+            fnode = self.forwards(model, seed, step)[self.prompts_of(model, m.prompts)]
             mine = {h: p for h, p in fnode.hooks if h in self.hooks[name]}
             parts: tuple[Any, ...] = (fnode.key, {h: p == "float16" for h, p in mine.items()})
             forward = fnode.id
         elif mdef.kind == "intervention":
             parts = (
                 ckpt_key,
-                self.resolution.prompt_ids[m.prompts or ""],
+                self.resolution.prompt_ids[self.prompts_of(model, m.prompts)],
                 self.spec.models[model].dtype,
                 self.resolution.source_ids[model],
             )
@@ -162,7 +168,7 @@ class CellPlanner:
             seed,
             step,
             name,
-            m.prompts,
+            None if m.prompts is None else self.prompts_of(model, m.prompts),
             forward,
             inputs,
             pair,

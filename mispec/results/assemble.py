@@ -102,6 +102,9 @@ def assemble(plan: Plan, store: Store, fresh: dict[str, Any] | None = None) -> A
             ds[coord].attrs.update(coord_attrs(str(coord)))
         ds.attrs.update(model=model, source=plan.resolution.sources[model].kind)
         children[model] = xr.DataTree(ds, name=model)
+    from mispec.results.assemble_sweeps import merge_sweeps
+
+    children = merge_sweeps(plan.spec, children)
     for (a, b), variables in comparisons.items():
         from mispec.results.assemble_pairs import comparison_node_name
 

@@ -45,7 +45,18 @@ class PlannedSpec:
         out["store"] = str(self.store_dir)
         if self.refinement is not None:
             out["refinement"] = self.refinement_lines()
+        sweeps = self.sweeps()
+        if sweeps:
+            out["sweeps"] = [s.to_json() for s in sweeps]
         return out
+
+    def sweeps(self) -> list[Any]:
+        """Each sweep's points: how many, how many cached, how much training is left."""
+        from mispec.results.sweep_status import sweep_status
+        from mispec.store.store import Store
+
+        store = Store(self.store_dir) if self.store_dir.exists() else None
+        return sweep_status(self.plan, self.status, store)
 
     def refinement_lines(self) -> list[str]:
         """Where ``refine:`` stands per seed, and how many checkpoints it may still add."""
@@ -92,6 +103,10 @@ def render_plan(planned: Any) -> str:
             else f"{', '.join(map(str, steps[:4]))}, ..., {', '.join(map(str, steps[-2:]))}"
         )
         lines.append(f"  {model} seed {seed}: {len(steps)} checkpoints [{shown}]")
+    sweeps = planned.sweeps() if hasattr(planned, "sweeps") else []
+    if sweeps:
+        lines.append("sweeps:")
+        lines += [f"  {s.line()}" for s in sweeps]
     refinement = planned.refinement_lines() if hasattr(planned, "refinement_lines") else []
     if refinement:
         lines.append("refine:")

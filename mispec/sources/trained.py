@@ -34,6 +34,7 @@ from mispec.sources.trained_start import start_from
 from mispec.spec.fields import Name
 from mispec.spec.model_entry import FirstSourceEntry
 from mispec.spec.selectors import Selector
+from mispec.spec.sweep import SweepPoint
 from mispec.spec.train import RefineSpec, TrainSpec
 from mispec.spec.weight_edits import CheckpointRef
 
@@ -47,7 +48,7 @@ class TrainedModelSpec(FirstSourceEntry):
     """``train:`` a toy model that mispec trains (every step exists)."""
 
     source_key = "train"
-    dumped_when_set = ("refine", "live")
+    dumped_when_set = ("refine", "live", "sweep", "sweep_point")
 
     train: TrainSpec = Field(description="a toy model mispec trains itself on an algorithmic task")
     refine: RefineSpec | None = Field(
@@ -56,6 +57,16 @@ class TrainedModelSpec(FirstSourceEntry):
     live: list[Name] | None = Field(
         default=None,
         description="metrics computed inside the training loop at checkpoint steps, shown live",
+    )
+    sweep: dict[str, Any] | None = Field(
+        default=None,
+        description="a grid of training settings: key paths under train (optimizer.lr, "
+        "task_args.train_frac, arch.n_layers, steps) -> lists of values; a full grid unless "
+        "zipped (zip: [[a, b]]); max_points: N for a grid over 64 points. Each point is the "
+        "entry with those values; its results gain one dim per swept key",
+    )
+    sweep_point: SweepPoint | None = Field(
+        default=None, description="set by mispec on each point of a sweep (not written by hand)"
     )
 
 

@@ -112,10 +112,16 @@ def validate_data(data: Any, source: SourceMap) -> Spec:
                 f"unsupported spec format {data.get('mispec')!r}; this mispec reads format 1",
             )
         )
+    from mispec.spec.sweep import expand_sweeps
+
+    data = expand_sweeps(data, source)
     try:
         return Spec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(problems_from(exc, data, source)) from None
+        from mispec.spec.sweep import relocate
+
+        problems = problems_from(exc, data, source)
+        raise SpecError(relocate(problems, data.get("models") or {}, source)) from None
 
 
 def problems_from(

@@ -19,9 +19,14 @@ def load_spec(path: str | Path, *, check: bool = True) -> LoadedSpec:
     _register_sources()
     loaded = read_spec(path)
     if check:
+        from mispec.spec.sweep import relocate
         from mispec.validation.checks import check_spec
 
-        problems = check_spec(loaded.spec, loaded.source, Path(path).parent)
+        problems = relocate(
+            check_spec(loaded.spec, loaded.source, Path(path).parent),
+            loaded.spec.models,
+            loaded.source,
+        )
         if problems:
             raise SpecError(problems)
     return loaded

@@ -1,0 +1,83 @@
+"""A sweep run in lanes (one worker process per point, ``processes: 2``) against its points
+one after another (``processes: 1``), side by side in one run, each into a fresh project.
+
+The sweep: the toy model of the default study (2-layer attention-only) at two learning rates,
+``--steps`` training steps each, 5 checkpoints, loss and induction score. The figure is the
+wall-time ratio lanes / serial (target <= 0.55 on 2 free cores); results are identical
+(tests/system/test_day_sweeps.py).
+
+    python -m benchmarks.sweep_lanes --steps 400 --repeats 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+SPEC = """\
+mispec: 1
+name: sweep-bench
+models:
+  toy:
+    train:
+      task: repeated_tokens
+      task_args: {{vocab: 64, half_len: 24}}
+      arch: {{n_layers: 2, n_heads: 4, d_model: 64, d_head: 16, attn_only: true}}
+      steps: {steps}
+      batch_size: 64
+    sweep:
+      optimizer.lr: [0.001, 0.002]
+    seeds: [0]
+    checkpoints: {{schedule: log, count: 5}}
+prompts:
+  rep: {{generator: repeated_tokens, args: {{n: 16, vocab: 64, half_len: 24}}, seed: 1}}
+metrics:
+  loss: {{fn: loss, prompts: rep}}
+  induction: {{fn: induction_score, prompts: rep}}
+"""
+
+
+def run_once(steps: int, processes: int, root: Path) -> float:
+    import mispec
+
+    project = root / f"p{processes}"
+    shutil.rmtree(project, ignore_errors=True)
+    (project / ".mispec").mkdir(parents=True)
+    (project / "spec.yaml").write_text(SPEC.format(steps=steps))
+    profile = root / f"lanes{processes}.yaml"
+    profile.write_text(
+        f"name: lanes{processes}\nkind: local\ntorch_threads: 1\nprocesses: {processes}\n"
+        "parallel_min_steps: 1\n"
+    )
+    start = time.perf_counter()
+    mispec.run(project / "spec.yaml", executor=str(profile), progress=False)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--repeats", type=int, default=1)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="sweep-bench-"))
+    serial, lanes = [], []
+    for _ in range(args.repeats):
+        serial.append(run_once(args.steps, 1, root))
+        lanes.append(run_once(args.steps, 2, root))
+    out = {
+        "serial_s": min(serial),
+        "lanes_s": min(lanes),
+        "ratio": min(lanes) / min(serial),
+        "points": 2,
+        "steps": args.steps,
+    }
+    print(json.dumps(out, indent=1))
+    shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
