@@ -51,15 +51,17 @@ class UserError(MispecError):
 class SpecError(UserError):
     """A spec failed to parse or validate; carries every problem found, with locations."""
 
-    def __init__(self, problems: list[Problem] | Problem | str):
+    def __init__(self, problems: list[Problem] | Problem | str, note: str = ""):
         if isinstance(problems, str):
             problems = [Problem(problems)]
         elif isinstance(problems, Problem):
             problems = [problems]
         self.problems = list(problems)
+        self.note = note  # what could not be checked yet, and why (no problem of its own)
         n = len(self.problems)
         head = "" if n == 1 else f"{n} problems in spec:\n"
-        super().__init__(head + "\n".join(str(p) for p in self.problems))
+        tail = f"\n{note}" if note else ""
+        super().__init__(head + "\n".join(str(p) for p in self.problems) + tail)
 
 
 class PlanError(UserError):

@@ -46,21 +46,34 @@ def editor_schema(*, builtin_only: bool = False) -> dict[str, Any]:
 
 
 def _name_enum(node: dict[str, Any], key: str, args_key: str, items: Sequence[Entry]) -> None:
-    """``node.properties[key]``: one of ``items`` (or a reference); per name, its args."""
+    """``node.properties[key]``: one of ``items`` (or a reference); per name, its args.
+
+    Each name is its own ``const`` alternative carrying its own description, so an editor's
+    hover over ``fn: induction_score`` shows that metric alone (one ``enum`` of all names
+    made VS Code's YAML extension list every name with its summary: a 15 KB popup). The
+    reference comes first and carries the key's description: a value that matches no name
+    (a typo) hovers with what the key is, and its diagnostic (``errorMessage``, which VS Code's
+    YAML extension reads) says where the names are listed."""
     prop = node["properties"][key]
     description = prop.get("description", "")
-    names = [e.name for e in items]
-    enum = {
-        "type": "string",
-        "enum": names,
-        "enumDescriptions": [e.summary for e in items],
-        "markdownEnumDescriptions": [e.summary for e in items],
+    named = [
+        {"const": e.name, "description": e.summary, "markdownDescription": _markdown(e, key)}
+        for e in items
+    ]
+    kind = {"fn": "metrics", "task": "tasks", "generator": "generators"}[key]
+    reference = {
+        **REFERENCE,
+        "description": description,
+        "errorMessage": f"no such {key}: not a registered name (`mispec list {kind}` lists them)"
+        " nor a plugin's module:function",
     }
-    new_prop: dict[str, Any] = {"description": description, "anyOf": [enum, REFERENCE]}
+    # oneOf (the alternatives exclude each other): a hover over an ``anyOf`` none of whose
+    # alternatives matches (a typo) would join all their descriptions
+    new_prop: dict[str, Any] = {"description": description, "oneOf": [reference, *named]}
     if "default" in prop:
         new_prop["default"] = prop["default"]
     if "null" in str(prop.get("anyOf", "")):  # an optional key (``generator``) may be null
-        new_prop["anyOf"].append({"type": "null"})
+        new_prop["oneOf"].append({"type": "null"})
     node["properties"][key] = new_prop
     rules = node.setdefault("allOf", [])
     for e in items:
@@ -72,13 +85,34 @@ def _name_enum(node: dict[str, Any], key: str, args_key: str, items: Sequence[En
         )
 
 
+def _markdown(e: Entry, key: str) -> str:
+    """A hover over ``key: <name>``: the name, what it is, and its arguments' meanings."""
+    lines = [f"`{key}: {e.name}`: {_md(e.summary)}"]
+    if e.args:
+        lines.append("")
+        lines += [f"* `{a.name}` ({a.type}): {_md(a.doc) or _default_text(a)}" for a in e.args]
+    return "\n".join(lines)
+
+
+def _md(text: str) -> str:
+    """A docstring's reStructuredText literals (````x````) as Markdown code (```x```)."""
+    return text.replace("``", "`")
+
+
+def _default_text(a: ArgEntry) -> str:
+    return "required" if a.required else f"default {a.default!r}"
+
+
 def args_schema(args: Sequence[ArgEntry], owner: str) -> dict[str, Any]:
     """An object of exactly these arguments (types from their annotations)."""
     props = {}
     for a in args:
         sub = annotation_schema(a.type)
-        default = "required" if a.required else f"default {a.default!r}"
-        sub["description"] = f"{a.type}, {default} ({owner})"
+        meaning = f"{a.doc} " if a.doc else ""
+        sub["description"] = f"{meaning}({a.type}, {_default_text(a)}; {owner})"
+        sub["markdownDescription"] = (
+            f"{_md(a.doc)}\n\n" if a.doc else ""
+        ) + f"`{a.name}: {a.type}`, {_default_text(a)} ({owner})"
         if not a.required:
             sub["default"] = a.default
         props[a.name] = sub

@@ -11,7 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from mispec.catalogue.records import Entry, arg_entries, origin_of, pydantic_args, summary_of
+from mispec.catalogue.records import (
+    Entry,
+    arg_docs,
+    arg_entries,
+    origin_of,
+    pydantic_args,
+    summary_of,
+)
 
 KINDS = ("metrics", "tasks", "generators", "sources", "executors")
 
@@ -60,7 +67,9 @@ def _metrics() -> list[Entry]:
                 kind="metric",
                 name=name,
                 summary=d.description,
-                args=arg_entries((a.name, a.default, a.annotation) for a in d.args),
+                args=arg_entries(
+                    ((a.name, a.default, a.annotation) for a in d.args), arg_docs(d.fn)
+                ),
                 origin=origin_of(d.fn),
                 dims=d.dims,
                 dims_note=dims_note,
@@ -91,7 +100,9 @@ def _tasks() -> list[Entry]:
                 kind="task",
                 name=name,
                 summary=summary_of(factory) or summary_of(cls),
-                args=arg_entries((n, d, a) for n, (d, a) in params.items()),
+                args=arg_entries(
+                    ((n, d, a) for n, (d, a) in params.items()), arg_docs(factory) or arg_docs(cls)
+                ),
                 origin=origin_of(factory),
                 details={"class": cls.__name__, "prompt_count": cls.prompt_count},
             )
@@ -117,7 +128,7 @@ def _generators() -> list[Entry]:
                 kind="generator",
                 name=name,
                 summary=summary.strip(),
-                args=arg_entries((n, d, a) for n, (d, a) in gen.params.items()),
+                args=arg_entries(((n, d, a) for n, (d, a) in gen.params.items()), arg_docs(source)),
                 origin=origin_of(source),
                 details={"from": "task" if is_task else "function"},
             )

@@ -19,6 +19,7 @@ class ArgEntry:
     type: str
     default: Any = None
     required: bool = False
+    doc: str = ""  # what it means: its entry in the docstring's ``Args:`` section
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,34 @@ def summary_of(obj: Any) -> str:
     """The first paragraph of ``obj``'s docstring, on one line."""
     doc = inspect.getdoc(obj) or ""
     return " ".join(doc.split("\n\n")[0].split())
+
+
+def arg_docs(obj: Any) -> dict[str, str]:
+    """The meaning of each argument from the ``Args:`` section of ``obj``'s docstring
+    (Google style: ``name: meaning``, continued on deeper-indented lines), each on one line."""
+    lines = (inspect.getdoc(obj) or "").splitlines()
+    start = next(
+        (i for i, line in enumerate(lines) if line.strip() in ("Args:", "Arguments:")), None
+    )
+    if start is None:
+        return {}
+    base = len(lines[start]) - len(lines[start].lstrip())
+    out: dict[str, list[str]] = {}
+    indent = None
+    for line in lines[start + 1 :]:
+        if not line.strip():
+            continue
+        depth = len(line) - len(line.lstrip())
+        if depth <= base:
+            break  # the section ended
+        indent = depth if indent is None else indent
+        head, colon, rest = line.strip().partition(":")
+        name = head.split("(")[0].strip().strip("`*")
+        if depth == indent and colon and name.isidentifier():
+            out[name] = [rest.strip()]
+        elif out:
+            out[next(reversed(out))].append(line.strip())
+    return {name: " ".join(" ".join(parts).split()) for name, parts in out.items()}
 
 
 def _json_default(value: Any) -> Any:
@@ -91,14 +120,22 @@ def _type_text(annotation: Any) -> str:
     return str(annotation).replace("typing.", "")
 
 
-def arg_entries(params: Iterable[tuple[str, Any, Any]]) -> tuple[ArgEntry, ...]:
-    """``(name, default or Parameter.empty, annotation)`` triples as ``ArgEntry`` records."""
+def arg_entries(
+    params: Iterable[tuple[str, Any, Any]], docs: dict[str, str] | None = None
+) -> tuple[ArgEntry, ...]:
+    """``(name, default or Parameter.empty, annotation)`` triples as ``ArgEntry`` records
+    (``docs``: each name's meaning, from :func:`arg_docs`)."""
+    docs = docs or {}
     out = []
     for name, default, annotation in params:
         required = default is inspect.Parameter.empty
         out.append(
             ArgEntry(
-                name, _type_text(annotation), None if required else _json_default(default), required
+                name,
+                _type_text(annotation),
+                None if required else _json_default(default),
+                required,
+                docs.get(name, ""),
             )
         )
     return tuple(out)

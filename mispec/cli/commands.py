@@ -43,6 +43,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                             }
                             for p in exc.problems
                         ],
+                        **({"not_yet_checked": exc.note} if exc.note else {}),
                     }
                 )
                 continue

@@ -6,6 +6,7 @@ problem is collected, none short-circuits.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,27 @@ from mispec.spec.schema import Spec
 from mispec.spec.yaml_source import KeyPath, SourceMap
 
 
-def check_spec(spec: Spec, source: SourceMap, base_dir: Path) -> list[Problem]:
+def check_spec(
+    spec: Spec, source: SourceMap, base_dir: Path, set_aside: dict[str, set[str]] | None = None
+) -> list[Problem]:
+    """Every problem the checks find (see :func:`check_spec_all`)."""
+    return check_spec_all(spec, source, base_dir, set_aside)[0]
+
+
+def check_spec_all(
+    spec: Spec,
+    source: SourceMap,
+    base_dir: Path,
+    set_aside: dict[str, set[str]] | None = None,
+    earlier: Sequence[Problem] = (),
+) -> tuple[list[Problem], list[str]]:
+    """``(problems, waiting)``: every problem found in one pass, and the entries (``metrics.x``)
+    the checks that build things could not run on because they read an entry with a problem
+    (``validation.sound_part``). ``set_aside``: entries the schema rejected (not in ``spec``);
+    a problem that only says one of them is unknown is theirs, not reported twice.
+    ``earlier``: the schema's problems (the entries they are in wait like the others')."""
+    from mispec.validation.sound_part import sound_part, without_set_aside
+
     problems: list[Problem] = []
     _check_models(spec, source, base_dir, problems)
     _check_prompts(spec, source, base_dir, problems)
@@ -35,16 +56,20 @@ def check_spec(spec: Spec, source: SourceMap, base_dir: Path) -> list[Problem]:
     from mispec.validation.claims import claim_problems  # what the study claims
 
     problems.extend(claim_problems(spec, source))
-    if not problems:
+    problems = without_set_aside(problems, set_aside)
+    sound, _ = sound_part(spec, [*earlier, *problems], set_aside)
+    if sound is not None:
         from mispec.validation.zoom import zoom_problems  # refine: and live: keys
 
-        problems.extend(zoom_problems(spec, source))
+        problems.extend(zoom_problems(sound, source))
     from mispec.validation import preflight  # files, sizes, prompt sets, dims along inputs
 
     problems.extend(preflight.check_resources(spec, source, base_dir))
-    if not problems:
-        problems.extend(preflight.check_built(spec, source, base_dir))
-    return sorted(problems, key=lambda p: (p.file or "", p.line or 0, p.col or 0))
+    sound, waiting = sound_part(spec, [*earlier, *problems], set_aside)
+    if sound is not None:
+        problems.extend(preflight.check_built(sound, source, base_dir))
+    problems = sorted(problems, key=lambda p: (p.file or "", p.line or 0, p.col or 0))
+    return problems, waiting
 
 
 # --------------------------------------------------------------------------- models

@@ -9,39 +9,76 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mispec.errors import SpecError
-from mispec.spec.load import LoadedSpec, read_spec, read_spec_text
+from mispec.errors import Problem, SpecError
+from mispec.spec.load import LoadedSpec, read_spec
+from mispec.spec.partial import blocks_entry, read_spec_partial, read_spec_text_partial
 from mispec.spec.schema import Spec
 
 
 def load_spec(path: str | Path, *, check: bool = True) -> LoadedSpec:
-    """Parse, merge ``include:``s, validate structure, then cross-check names and references."""
+    """Parse, merge ``include:``s, validate structure, then cross-check names and references:
+    every problem in one ``SpecError`` (the schema's and, on the part of the spec the schema
+    leaves sound, the cross-checks': ``mispec.spec.partial``)."""
     _register_sources()
-    loaded = read_spec(path)
-    if check:
+    if not check:
+        return read_spec(path)
+    loaded, problems, set_aside = read_spec_partial(path)
+    waiting: list[str] = []
+    if loaded is not None:
         from mispec.spec.sweep import relocate
-        from mispec.validation.checks import check_spec
+        from mispec.validation.checks import check_spec_all
 
-        problems = relocate(
-            check_spec(loaded.spec, loaded.source, Path(path).parent),
-            loaded.spec.models,
+        found, waiting = check_spec_all(
+            loaded.spec,
             loaded.source,
+            Path(path).parent,
+            set_aside,
+            [p for p in problems if blocks_entry(p)],
         )
-        if problems:
-            raise SpecError(problems)
+        problems = problems + relocate(found, loaded.spec.models, loaded.source)
+    if problems or loaded is None:
+        raise SpecError(_in_order(problems), note=_waiting_note(waiting, loaded is None))
     return loaded
 
 
 def load_spec_text(text: str, file: str = "<spec>", base_dir: Path | None = None) -> Spec:
     """Validate spec text (no includes); used for specs read from git history."""
-    from mispec.validation.checks import check_spec
+    from mispec.spec.sweep import relocate
+    from mispec.validation.checks import check_spec_all
 
     _register_sources()
-    spec, source = read_spec_text(text, file)
-    problems = check_spec(spec, source, base_dir or Path.cwd())
-    if problems:
-        raise SpecError(problems)
+    spec, source, problems, set_aside = read_spec_text_partial(text, file)
+    waiting: list[str] = []
+    if spec is not None:
+        found, waiting = check_spec_all(
+            spec,
+            source,
+            base_dir or Path.cwd(),
+            set_aside,
+            [p for p in problems if blocks_entry(p)],
+        )
+        problems = problems + relocate(found, spec.models, source)
+    if problems or spec is None:
+        raise SpecError(_in_order(problems), note=_waiting_note(waiting, spec is None))
     return spec
+
+
+def _in_order(problems: list[Problem]) -> list[Problem]:
+    return sorted(problems, key=lambda p: (p.file or "", p.line or 0, p.col or 0))
+
+
+def _waiting_note(waiting: list[str], nothing_sound: bool = False) -> str:
+    if nothing_sound:
+        return (
+            "not yet checked: names, references, files and sizes (the spec's structure has a "
+            "problem above that leaves nothing sound to check; they are checked once it is fixed)"
+        )
+    if not waiting:
+        return ""
+    return (
+        f"not yet checked: building the prompt sets and following dims for {', '.join(waiting)}"
+        " (they read an entry with a problem above; they are checked once it is fixed)"
+    )
 
 
 def _register_sources() -> None:

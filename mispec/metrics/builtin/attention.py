@@ -197,7 +197,16 @@ def induction_score(
 ) -> Any:
     """Induction-head score per (layer, head): attention from each token to the token that
     followed an earlier occurrence of it (``head_detector``'s induction pattern; see the module
-    docstring for the two normalisations). Use it on repeated random tokens."""
+    docstring for the two normalisations). Use it on repeated random tokens.
+
+    Args:
+        normalize: ``target_rows``: mean over only the query rows that have a target (a perfect
+            head scores ~1); ``all_rows``: TransformerLens ``head_detector``'s score, the fraction
+            of all the head's attention that lands on targets.
+        exclude_bos: drop attention to key 0 (the BOS token) from the pattern and the targets.
+        exclude_current_token: drop attention from each token to itself (``k == q``) from the
+            pattern and the targets.
+    """
     return _score(
         acts,
         prompts,
@@ -217,7 +226,16 @@ def previous_token_score(
     exclude_current_token: bool = False,
 ) -> Any:
     """Previous-token-head score per (layer, head): attention from each token to the one just
-    before it (``head_detector``'s previous-token pattern)."""
+    before it (``head_detector``'s previous-token pattern).
+
+    Args:
+        normalize: ``target_rows``: mean over only the query rows that have a target (a perfect
+            head scores ~1); ``all_rows``: TransformerLens ``head_detector``'s score, the fraction
+            of all the head's attention that lands on targets.
+        exclude_bos: drop attention to key 0 (the BOS token) from the pattern and the targets.
+        exclude_current_token: drop attention from each token to itself (``k == q``) from the
+            pattern and the targets.
+    """
     return _score(
         acts,
         prompts,
@@ -237,7 +255,16 @@ def duplicate_token_score(
     exclude_current_token: bool = False,
 ) -> Any:
     """Duplicate-token-head score per (layer, head): attention from each token to earlier
-    copies of itself (``head_detector``'s duplicate-token pattern)."""
+    copies of itself (``head_detector``'s duplicate-token pattern).
+
+    Args:
+        normalize: ``target_rows``: mean over only the query rows that have a target (a perfect
+            head scores ~1); ``all_rows``: TransformerLens ``head_detector``'s score, the fraction
+            of all the head's attention that lands on targets.
+        exclude_bos: drop attention to key 0 (the BOS token) from the pattern and the targets.
+        exclude_current_token: drop attention from each token to itself (``k == q``) from the
+            pattern and the targets.
+    """
     return _score(
         acts,
         prompts,

@@ -95,7 +95,16 @@ def start_of_word_score(
     exclude_bos: bool = False,
     exclude_current_token: bool = False,
 ) -> Any:
-    """Attention from a word's later tokens to its first token, per (layer, head)."""
+    """Attention from a word's later tokens to its first token, per (layer, head).
+
+    Args:
+        normalize: ``target_rows``: mean over only the query rows that have a target (a perfect
+            head scores ~1); ``all_rows``: the fraction of all the head's attention that lands on
+            targets (TransformerLens ``head_detector``'s score).
+        exclude_bos: drop attention to key 0 (the BOS token) from the pattern and the targets.
+        exclude_current_token: drop attention from each token to itself (``k == q``) from the
+            pattern and the targets.
+    """
     det = start_of_word_targets(extra(prompts, "word_start", why="start_of_word_score"))
     return _scores(acts, prompts, det, normalize, exclude_bos, exclude_current_token)
 
@@ -114,7 +123,17 @@ def open_bracket_score(
     exclude_bos: bool = False,
     exclude_current_token: bool = False,
 ) -> Any:
-    """Attention to the most recent still-open bracket, per (layer, head)."""
+    """Attention to the most recent still-open bracket, per (layer, head).
+
+    Args:
+        brackets: the bracket pairs, opening then closing character of each (default ``()[]{}``).
+        normalize: ``target_rows``: mean over only the query rows that have a target (a perfect
+            head scores ~1); ``all_rows``: the fraction of all the head's attention that lands on
+            targets (TransformerLens ``head_detector``'s score).
+        exclude_bos: drop attention to key 0 (the BOS token) from the pattern and the targets.
+        exclude_current_token: drop attention from each token to itself (``k == q``) from the
+            pattern and the targets.
+    """
     strings = extra(prompts, "token_strings", why="open_bracket_score")
     det = open_bracket_targets(strings, brackets)
     return _scores(acts, prompts, det, normalize, exclude_bos, exclude_current_token)
@@ -122,7 +141,13 @@ def open_bracket_score(
 
 @metric(dims=("layer", "head"), hooks=(PATTERN,), units="fraction of attention")
 def bos_score(acts: Any, prompts: Any, normalize: Normalize = "target_rows") -> Any:
-    """Attention to the first token from every later query, per (layer, head)."""
+    """Attention to the first token from every later query, per (layer, head).
+
+    Args:
+        normalize: ``target_rows``: mean over only the query rows that have a target (a perfect
+            head scores ~1); ``all_rows``: the fraction of all the head's attention that lands on
+            targets (TransformerLens ``head_detector``'s score).
+    """
     batch, n = np.asarray(prompts.tokens).shape
     det = torch.zeros(batch, n, n)
     det[:, 1:, 0] = 1.0
@@ -133,7 +158,14 @@ def bos_score(acts: Any, prompts: Any, normalize: Normalize = "target_rows") -> 
 def self_token_score(
     acts: Any, prompts: Any, normalize: Normalize = "target_rows", exclude_bos: bool = False
 ) -> Any:
-    """Attention of each query to its own position, per (layer, head)."""
+    """Attention of each query to its own position, per (layer, head).
+
+    Args:
+        normalize: ``target_rows``: mean over only the query rows that have a target (a perfect
+            head scores ~1); ``all_rows``: the fraction of all the head's attention that lands on
+            targets (TransformerLens ``head_detector``'s score).
+        exclude_bos: drop attention to key 0 (the BOS token) from the pattern and the targets.
+    """
     batch, n = np.asarray(prompts.tokens).shape
     det = torch.eye(n).expand(batch, n, n).clone()
     return _scores(acts, prompts, det, normalize, exclude_bos, False)

@@ -69,7 +69,15 @@ def loss(
 
     ``-mean(next_logprob)`` over every counted prediction, pooled over prompts by token (all
     predictions the prompt set's ``loss_mask`` scores by default — padding never counts;
-    ``mask`` / ``split`` choose them; see the module docstring). NaN when nothing counts."""
+    ``mask`` / ``split`` choose them; see the module docstring). NaN when nothing counts.
+
+    Args:
+        mask: which predictions count: ``auto`` the prompt set's ``loss_mask`` where it has one
+            (else every real prediction), ``none`` every real prediction, another name a ``[batch,
+            pos-1]`` prompt extra whose non-zero entries count.
+        split: ``train`` / ``test``: only the prompts whose ``train_mask`` extra is True / False (a
+            grokking run's train and test loss); ``all``: every prompt.
+    """
     lp = act(acts, "next_logprob")  # [batch, pos-1]
     w = prediction_weights(prompts, tuple(lp.shape), mask, split)
     return _scalar(-_weighted_mean(lp, w), prompts, mask)
@@ -85,7 +93,15 @@ def accuracy(
     """Fraction of counted next-token predictions whose argmax is the actual next token.
 
     Phase transitions often look sharper in accuracy than in loss; with ``mask: loss_mask``
-    and ``split: test`` this is the test accuracy of a grokking run."""
+    and ``split: test`` this is the test accuracy of a grokking run.
+
+    Args:
+        mask: which predictions count: ``auto`` the prompt set's ``loss_mask`` where it has one
+            (else every real prediction), ``none`` every real prediction, another name a ``[batch,
+            pos-1]`` prompt extra whose non-zero entries count.
+        split: ``train`` / ``test``: only the prompts whose ``train_mask`` extra is True / False (a
+            grokking run's train and test accuracy); ``all``: every prompt.
+    """
     correct = act(acts, "next_correct")  # [batch, pos-1]
     w = prediction_weights(prompts, tuple(correct.shape), mask, split)
     return _scalar(_weighted_mean(correct, w), prompts, mask)
@@ -104,7 +120,15 @@ def per_token_loss(
     ``pos=40`` is the mean loss on token 40 given tokens 0..39, over the prompts whose token 40
     is real (padding never counts). Positions where padding, ``mask`` or ``split`` leave
     nothing are NaN: with the default mask on a repeated-tokens prompt set, the first half;
-    ``mask: none`` gives every position (what ``icl_score`` compares)."""
+    ``mask: none`` gives every position (what ``icl_score`` compares).
+
+    Args:
+        mask: which predictions count: ``auto`` the prompt set's ``loss_mask`` where it has one
+            (else every real prediction), ``none`` every real prediction, another name a ``[batch,
+            pos-1]`` prompt extra whose non-zero entries count.
+        split: ``train`` / ``test``: only the prompts whose ``train_mask`` extra is True / False;
+            ``all``: every prompt.
+    """
     lp = act(acts, "next_logprob")  # [batch, pos-1]
     w = prediction_weights(prompts, tuple(lp.shape), mask, split)
     values = (-_weighted_mean(lp, w, dim=0)).numpy() + 0.0  # [pos-1]; 0/0 -> NaN
@@ -151,7 +175,13 @@ def icl_score(per_token_loss: Any, early: int, late: int) -> Any:
     Negative means the model predicts later tokens better than early ones — it learns in
     context; the score drops sharply when induction heads form. ``early`` / ``late`` are token
     positions in the ``pos`` coordinate of ``per_token_loss`` (Olsson et al. use 50 and 500 on
-    long text; 2 and 40 suit a 49-token repeated-tokens prompt). Other dims pass through."""
+    long text; 2 and 40 suit a 49-token repeated-tokens prompt). Other dims pass through.
+
+    Args:
+        early: the early position (of the predicted token, from 1) whose loss is subtracted, e.g.
+            50.
+        late: the late position whose loss the score starts from, e.g. 500; after ``early``.
+    """
     ptl = per_token_loss
     if not isinstance(ptl, xr.DataArray):
         values = np.asarray(ptl)
