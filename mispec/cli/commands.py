@@ -125,7 +125,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mispec.api import run
 
     result = run(
-        args.spec, executor=args.executor, out=args.out, store=args.store, progress=not args.quiet
+        args.spec,
+        executor=args.executor,
+        out=args.out,
+        store=args.store,
+        progress=not args.quiet,
+        progress_every=args.progress_every,
     )
     from mispec.cli.render import render_run
 
@@ -145,6 +150,13 @@ def _register_run(sub: Any) -> None:
     p.add_argument("--store", help="store folder (default: .mispec beside the spec)")
     p.add_argument(
         "--quiet", "-q", action="store_true", help="no progress on stderr (results still print)"
+    )
+    p.add_argument(
+        "--progress-every",
+        type=float,
+        metavar="SECONDS",
+        help="outside a terminal (nohup, SLURM, CI, a pipe): a plain progress line every "
+        "SECONDS (default: $MISPEC_PROGRESS_EVERY, else 30; 0: every change)",
     )
     p.set_defaults(func=cmd_run)
 
