@@ -75,9 +75,13 @@ def run(
     out: str | Path | None = None,
     store: str | Path | None = None,
     progress: bool = True,
+    progress_every: float | None = None,
 ) -> RunResult:
     """Run a spec: train what is missing, compute what is not cached, assemble the results
     into ``runs/<name>/results.zarr`` beside the exact spec, plan and provenance.
+
+    Progress (on stderr; none when ``progress`` is False): live bars in a terminal, else a
+    plain line every ``progress_every`` seconds (default: ``$MISPEC_PROGRESS_EVERY``, else 30).
 
     A re-run that computes nothing, into a run folder that already holds this very run,
     leaves the folder as it is (no new ``history/`` entry) and is recorded in the run index
@@ -86,6 +90,8 @@ def run(
     from mispec.execute.profile import load_profile
     from mispec.planning.graph import plan_json
     from mispec.results.claims import check_claims
+    from mispec.runtime.display import progress_every as checked_every
+    from mispec.runtime.display import run_display
     from mispec.store.leases import Lease
     from mispec.store.provenance import build_provenance, index_entry, new_run_id, utc_now
     from mispec.store.run_folder import RunFolder, default_run_dir
@@ -94,6 +100,7 @@ def run(
 
     t0 = time.perf_counter()
     started = utc_now()
+    every = checked_every(progress_every) if progress else None  # bad: refused before any work
     if out is not None:
         from mispec.store.store import check_run_dir
 
@@ -121,7 +128,11 @@ def run(
     folder = RunFolder(Path(out).resolve() if out else default_run_dir(loaded))
     run_id = new_run_id()
     lease = Lease(st.root)  # gc keeps what this run reads while it runs
-    with translate_write_errors(st.root, folder.path), contextlib.closing(lease):
+    with (
+        translate_write_errors(st.root, folder.path),
+        contextlib.closing(lease),
+        run_display(progress, every=every),  # one display for every round of the run
+    ):
         lease.hold(plan_json(the_plan))
         execute()
         if planned.refinement is not None:

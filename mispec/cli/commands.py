@@ -127,7 +127,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mispec.api import run
 
     result = run(
-        args.spec, executor=args.executor, out=args.out, store=args.store, progress=not args.quiet
+        args.spec,
+        executor=args.executor,
+        out=args.out,
+        store=args.store,
+        progress=not args.quiet,
+        progress_every=args.progress_every,
     )
     from mispec.cli.render import render_run
 
@@ -157,6 +162,13 @@ def _register_run(sub: Any) -> None:
         "--check",
         action="store_true",
         help=f"exit {CLAIMS_FAILED} when a claim of the spec fails or cannot be evaluated",
+    )
+    p.add_argument(
+        "--progress-every",
+        type=float,
+        metavar="SECONDS",
+        help="outside a terminal (nohup, SLURM, CI, a pipe): a plain progress line every "
+        "SECONDS (default: $MISPEC_PROGRESS_EVERY, else 30; 0: every change)",
     )
     p.set_defaults(func=cmd_run)
 

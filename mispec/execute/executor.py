@@ -106,18 +106,20 @@ class _Tally:
 
 def walk(ctx: RunContext, executor: Executor, *, progress: bool = True) -> None:
     """Run every work node of ``ctx.plan`` on ``executor``; raise the first failure (named
-    by its node, with a count of the others) after everything that could run has run."""
+    by its node, with a count of the others) after everything that could run has run.
+    Progress goes to the run's display (the one open, else one for this walk)."""
     import networkx as nx
 
-    from mispec.execute.progress import WorkProgress, progress_bars
+    from mispec.execute.progress import WorkProgress
     from mispec.execute.remote import summarize
+    from mispec.runtime.display import run_display
 
     plan = ctx.plan
     work = plan.work()
     order = plan.work_order()
     tally = _Tally()
-    with progress_bars(progress) as bars:
-        tracker = WorkProgress(bars, order, where=executor.profile.name)
+    with run_display(progress) as display:
+        tracker = WorkProgress(display, order, where=executor.profile.name, enabled=progress)
         executor.init(ctx, tracker)
         try:
             for node in order:

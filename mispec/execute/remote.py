@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from mispec.errors import CacheError, ExecutorError, MetricError, MispecError, Problem, SpecError
 from mispec.execute.context import Counters, RunContext
 from mispec.execute.executor import Outcome
+from mispec.runtime.display import forwarding
 from mispec.runtime.memory import tune_malloc
 from mispec.runtime.threads import pinned_torch_threads
 from mispec.store.write_errors import WRITE_ERRNOS
@@ -55,6 +56,9 @@ class Job:
     device: str
     batch_size: int | None
     threads: int | None
+    # where a task's progress goes (a training loop's bar, its live metrics): a picklable
+    # callable taking one message dict (mispec.runtime.display_forward); None: nowhere
+    progress: Callable[[dict[str, Any]], None] | None = None
 
 
 @contextlib.contextmanager
@@ -109,7 +113,8 @@ def run_remote(plan: Plan, job: Job, node_id: str, *upstream: Any) -> dict[str, 
         node = plan.node(node_id)
         assert isinstance(node, TrainNode | GroupNode | ReductionNode)
         ctx = worker_context(plan, job)
-        run_work_node(ctx, node)
+        with forwarding(job.progress):  # shown by the client's display
+            run_work_node(ctx, node, progress=job.progress is not None)
         return asdict(ctx.counters)
 
     return guarded(node_id, job, body)

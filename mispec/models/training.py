@@ -252,43 +252,36 @@ def train_alone(seat: Seat, *, progress: bool = True, begin: int | None = None) 
 
 def show(bar_state: Any, completed: int, loss: torch.Tensor, live: dict[str, float]) -> None:
     """Update the progress bar: updates done, the loss, the live metrics' values."""
-    shown = " ".join(f"{k}={v:.3g}" for k, v in live.items())
-    bar_state[0].update(bar_state[1], completed=completed, loss=f"{loss.item():.4f}", live=shown)
+    bar_state.show(completed, loss.item(), live)
 
 
 CHECK_EVERY = 10  # updates between finiteness checks that are not before a save
 
 
 class ProgressBar:
-    """A rich progress bar showing the training loss (context manager)."""
+    """A training loop's bar on the run's display (:mod:`mispec.runtime.display`: the one
+    open, else one of its own), showing the loss and the live metrics; removed when the loop
+    ends, so no finished training line stays frozen above the run's bars (context manager)."""
 
     def __init__(self, desc: str, start: int, last: int):
         self.desc = desc + (f" (resume @{start})" if start else "")
         self.total = max(last - start, 1)
+        self.shown_live = ""
 
-    def __enter__(self):
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
+    def __enter__(self) -> ProgressBar:
+        from mispec.runtime.display import run_display
 
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[live]}"),
-            transient=False,
-            console=Console(stderr=True),  # progress on stderr, results on stdout
-        )
-        self.progress.__enter__()
-        task = self.progress.add_task(self.desc, total=self.total, loss="-", live="")
-        return self.progress, task
+        self._display = run_display(True)
+        self.display = self._display.__enter__()
+        self.task = self.display.add(self.desc, self.total, status="loss -", kind="training")
+        return self
+
+    def show(self, completed: int, loss: float, live: dict[str, float]) -> None:
+        shown = " ".join(f"{k}={v:.3g}" for k, v in live.items())
+        new_value, self.shown_live = shown != self.shown_live, shown
+        status = f"loss {loss:.4f}" + (f" {shown}" if shown else "")
+        self.display.update(self.task, completed=completed, status=status, flush=new_value)
 
     def __exit__(self, *exc: Any) -> None:
-        self.progress.__exit__(*exc)
+        self.display.remove(self.task)
+        self._display.__exit__(*exc)

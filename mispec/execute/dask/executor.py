@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pydantic import Field
 
 from mispec.errors import ExecutorError, MissingDependencyError
+from mispec.execute.dask.progress_events import ClientMirror, WorkerEvents
 from mispec.execute.executor import Executor, ExecutorOptions, Outcome
 from mispec.execute.remote import Job, outcome_of, raised_record, run_remote, store_marker
 
@@ -74,6 +75,7 @@ class DaskExecutor(Executor):
         self._distributed = _distributed()
         self._client: Any = None
         self._cluster: Any = None
+        self._mirror: ClientMirror | None = None
         self._futures: dict[Any, _Task] = {}
         self._by_node: dict[str, Any] = {}
         self._stack = contextlib.ExitStack()
@@ -84,6 +86,7 @@ class DaskExecutor(Executor):
         self._token = token
         marker = self._stack.enter_context(store_marker(ctx.store.root, token))
         profile = self.profile
+        events = WorkerEvents(f"mispec-progress-{token}") if progress.enabled else None
         self._job = Job(
             base_dir=str(Path(ctx.base_dir).resolve()),
             store_dir=str(Path(ctx.store.root).resolve()),
@@ -91,8 +94,11 @@ class DaskExecutor(Executor):
             device=profile.device,
             batch_size=profile.batch_size,
             threads=profile.torch_threads,
+            progress=events,
         )
         self._client, self._cluster = self.connect(self._distributed, not progress.enabled)
+        if events is not None:  # the workers' training bars and live metrics, shown here
+            self._mirror = ClientMirror(self._client, events, progress.display)
         self._plan = self._client.submit(
             load_plan_task, pickle.dumps(ctx.plan), key=(f"mispec-plan-{token}",), pure=False
         )
@@ -130,10 +136,17 @@ class DaskExecutor(Executor):
                 yield task.node, Outcome(skipped=True)
             elif task.node is not None:
                 yield task.node, outcome_of(fut.result())
+        self._close_mirror()
+
+    def _close_mirror(self) -> None:
+        mirror, self._mirror = self._mirror, None
+        if mirror is not None:
+            mirror.close()
 
     def finalize(self) -> None:
         try:
             if self._client is not None:
+                self._close_mirror()
                 with contextlib.suppress(Exception):
                     self._client.cancel(list(self._futures))  # forget the results
                 self._futures.clear()
