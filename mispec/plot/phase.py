@@ -90,13 +90,29 @@ def plot_phase_maps(fig: Any, axes: list[Any], var: Any, *, title: str) -> None:
             if np.isfinite(v):
                 r, g, b, _ = image.cmap(image.norm(v))
                 light = 0.299 * r + 0.587 * g + 0.114 * b > 0.5
-                ax.text(j, i, f"{v:.4g}", ha="center", va="center", fontsize=8,
-                        color="k" if light else "w")  # fmt: skip
+                ax.text(
+                    j,
+                    i,
+                    f"{v:.4g}",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="k" if light else "w",
+                )
                 continue
             ax.add_patch(
                 Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch=NAN_HATCH, ec="0.55", lw=0)
             )
-            ax.text(j, i, "never", ha="center", va="center", fontsize=8, color="0.3")
+            ax.text(
+                j,
+                i,
+                "never",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="0.25",
+                bbox={"fc": "white", "ec": "none", "pad": 1},
+            )
         ax.set_xticks(range(var.sizes[cols_dim]), [tick_text(x) for x in var[cols_dim].values])
         ax.set_yticks(range(var.sizes[rows_dim]), [tick_text(x) for x in var[rows_dim].values])
         ax.set_xlabel(dim_label(var, cols_dim))
