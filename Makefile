@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 CONSTRAINTS ?= constraints/cpu.txt
 LINT_DIRS := mispec tests $(wildcard benchmarks) $(wildcard scripts)
 
-.PHONY: venv browser run reproduce test test-fast test-slow test-cuda lint typecheck format docs bench clean
+.PHONY: venv browser run reproduce studies study-frac-sweep test test-fast test-slow test-cuda lint typecheck format docs bench clean
 
 venv: $(STAMP)
 
@@ -38,6 +38,17 @@ run: venv
 # measured); exits 3 when a claim fails (scripts/reproduce.py).
 reproduce: venv
 	$(BIN)/python scripts/reproduce.py
+
+# The sweep studies (README, "Sweeps"): the grokking phase diagram (weight decay x training
+# fraction at p = 23) and induction heads by depth, each with its claims checked (exit 3 when
+# one fails); then `mispec plot runs/grokking-phase-diagram grokked` draws the phase diagram.
+studies: venv
+	$(BIN)/mispec run specs/grokking_phase_diagram.yaml --check
+	$(BIN)/mispec run specs/induction_depth.yaml --check
+
+# The grokking paper's own training-fraction sweep at p = 113: minutes of CPU per point.
+study-frac-sweep: venv
+	$(BIN)/mispec run specs/grokking_frac_sweep.yaml --check
 
 lint: venv
 	$(BIN)/ruff check $(LINT_DIRS)

@@ -7,7 +7,8 @@ scale also cold with ``BATCHED_K`` checkpoints per forward call, ``batch_checkpo
 peak RSS of a mispec run at 25 vs 100 checkpoints, training throughput, 4 seeds trained
 together vs one at a time (``seeds_together.py``), the default study end
 to end with serial vs parallel training processes (``study.py``: the one part that includes
-training), and CLI latency. Prints tables of ratios against the targets of issues 8 and 20 and
+training), a 2-point sweep in lanes vs its points one after another (``sweep_lanes.py``),
+and CLI latency. Prints tables of ratios against the targets of issues 8 and 20 and
 writes ``<work>/latest.json`` and ``<work>/latest.md``. Elsewhere training time is excluded:
 the toy is trained once into a shared checkpoint store before any timing (``fixtures.py``).
 """
@@ -34,6 +35,7 @@ from benchmarks import (  # noqa: E402
     mispec_runs,
     seeds_together,
     study,
+    sweep_lanes,
     throughput,
 )
 from benchmarks.common import (  # noqa: E402
@@ -363,6 +365,9 @@ def targets(report: dict[str, Any]) -> list[list[str]]:
         mine = t["minimal loop (same TL NativeModel)"]["steps_per_s"]
         r = t["mispec ensure_trained, 1 save"]["steps_per_s"] / mine
         add("training ≥ 0.9 × minimal loop (steps/s)", fmt_ratio(r), r >= 0.9)
+    if "sweep" in report:
+        r = report["sweep"]["ratio"]
+        add("sweep in lanes ≤ 0.55 × its points one after another", fmt_ratio(r), r <= 0.55)
     if "study" in report:
         r = report["study"]["ratio"]
         add("default study end to end ≤ 0.6 × serial", fmt_ratio(r), r <= 0.6)
@@ -493,6 +498,27 @@ def render(report: dict[str, Any]) -> str:
             ),
             "",
         ]
+    if "sweep" in report:
+        sw = report["sweep"]
+        parts += [
+            f"### A sweep of {sw['points']} points ({sw['steps']} training steps each): lanes "
+            f"vs one after another (best of {sw['repeats']}, alternating; load average "
+            f"{sw['load_before'][0]:.2f} before, {sw['load_after'][0]:.2f} after)",
+            "",
+            markdown_table(
+                ["points run", "wall (best)", "all runs", "÷ serial"],
+                [
+                    [
+                        k,
+                        fmt_s(sw[f"{k}_s"]),
+                        ", ".join(f"{x:.1f}" for x in sw["walls"][k]),
+                        fmt_ratio(sw[f"{k}_s"] / sw["serial_s"]),
+                    ]
+                    for k in ("serial", "lanes")
+                ],
+            ),
+            "",
+        ]
     if "cli" in report:
         parts += [
             "### CLI latency (median of subprocess runs)",
@@ -515,8 +541,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="small smoke version (a few minutes)")
     p.add_argument(
         "--only",
-        default="toy,neox,toy@2,neox@2,rss,train,seeds,study,cli",
-        help="comma-separated parts: toy,neox,rss,train,seeds,study,cli; toy@N / neox@N measure "
+        default="toy,neox,toy@2,neox@2,rss,train,seeds,study,sweep,cli",
+        help="comma-separated parts: toy,neox,rss,train,seeds,study,sweep,cli; toy@N / neox@N measure "
         "that scale again with N torch threads for every contender (default: all, and both "
         "scales at 2 threads too)",
     )
@@ -598,6 +624,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     if "study" in parts:
         report["study"] = study.measure(work, 1 if quick else 2, log)
+    if "sweep" in parts:
+        log("a 2-point sweep: lanes vs its points one after another")
+        report["sweep"] = sweep_lanes.measure(100 if quick else 400, 1 if quick else 2, work)
     if "cli" in parts:
         log("CLI latency")
         report["cli"] = cli_latency.measure(3 if quick else 7)

@@ -17,6 +17,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 SPEC = """\
 mispec: 1
@@ -58,25 +59,39 @@ def run_once(steps: int, processes: int, root: Path) -> float:
     return time.perf_counter() - start
 
 
+def measure(steps: int, repeats: int, root: Path) -> dict[str, Any]:
+    """Serial and lanes alternately, ``repeats`` times each, into fresh projects under
+    ``root``: the best wall of each, every wall, and the ratio lanes / serial."""
+    from benchmarks.common import load_average
+
+    walls: dict[str, list[float]] = {"serial": [], "lanes": []}
+    load_before = load_average()
+    for _ in range(repeats):
+        walls["serial"].append(run_once(steps, 1, root))
+        walls["lanes"].append(run_once(steps, 2, root))
+    return {
+        "serial_s": min(walls["serial"]),
+        "lanes_s": min(walls["lanes"]),
+        "walls": walls,
+        "ratio": min(walls["lanes"]) / min(walls["serial"]),
+        "points": 2,
+        "steps": steps,
+        "repeats": repeats,
+        "load_before": load_before,
+        "load_after": load_average(),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="sweep-bench-"))
-    serial, lanes = [], []
-    for _ in range(args.repeats):
-        serial.append(run_once(args.steps, 1, root))
-        lanes.append(run_once(args.steps, 2, root))
-    out = {
-        "serial_s": min(serial),
-        "lanes_s": min(lanes),
-        "ratio": min(lanes) / min(serial),
-        "points": 2,
-        "steps": args.steps,
-    }
-    print(json.dumps(out, indent=1))
-    shutil.rmtree(root, ignore_errors=True)
+    try:
+        print(json.dumps(measure(args.steps, args.repeats, root), indent=1))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -57,7 +57,8 @@ def metric_figure(
 ) -> Any:
     """A figure for one metric, a row per model: its series over steps (one line per seed,
     or per head with the top-k highlighted), layer × head heatmaps per seed at a few steps,
-    or a point per seed for a value per seed. ``heatmap_steps`` that are not checkpoints
+    or a point per seed for a value per seed; a value per sweep point is a phase diagram
+    (``mispec.plot.phase``). ``heatmap_steps`` that are not checkpoints
     snap to the nearest one, and ``notes`` (when given) gets a line saying so. A dim the
     maps cannot show (``pos`` of a per-position patching) is averaged over, and the title
     says so."""
@@ -74,6 +75,10 @@ def metric_figure(
         from mispec.plot.comparisons import comparison_figure
 
         return comparison_figure(found, metric=metric, log_x=log_x)
+    from mispec.plot.phase import is_phase_value, phase_figure
+
+    if all(is_phase_value(v) for _, v in found):  # a value per sweep point: a phase diagram
+        return phase_figure(found, metric=metric)
     rows = []
     for model, var in found:
         has_heads = set(HEAD_DIMS) <= set(var.dims)

@@ -18,9 +18,13 @@ def headline(var: Any) -> str:
     over seeds: a per-seed value, or for an indexed one (per head ...) each seed's maximum and
     where it is (seeds grow different heads); with several seeds, the spread (max - min) of
     the values. When the seeds' last steps differ (``refine:`` added checkpoints to one),
-    each value says its step."""
+    each value says its step. A value per sweep point: per seed, how many points have one
+    and their range."""
+    from mispec.plot.phase import is_phase_value, phase_headline
     from mispec.plot.shown import steps_with_values
 
+    if is_phase_value(var):
+        return phase_headline(var)
     seeds = list(var.seed.values) if "seed" in var.dims else [None]
     lasts = []
     for seed in seeds:

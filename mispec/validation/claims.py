@@ -53,10 +53,36 @@ class _MetricFacts:
             self.graph = None
 
     def homes(self, metric: str) -> list[str]:
+        """The result nodes holding ``metric``: a sweep's points are one node, under the swept
+        entry's name (``mispec.results.assemble_sweeps``)."""
+        from mispec.spec.sweep import sweep_point
+
         m = self.spec.metrics[metric]
         if m.pairs is not None and m.pairs.models is not None:
             return ["{}_vs_{}".format(*m.pairs.models)]
-        return list(m.models or self.spec.models)
+        out: list[str] = []
+        for name in m.models or self.spec.models:
+            point = sweep_point(self.spec.models.get(name))
+            home = point.of if point is not None else name
+            if home not in out:
+                out.append(home)
+        return out
+
+    def entry(self, home: str) -> Any:
+        """The model entry behind a result node (a sweep's: its first point), or None."""
+        from mispec.spec.sweep import sweep_point
+
+        if home in self.spec.models:
+            return self.spec.models[home]
+        points = [e for e in self.spec.models.values() if getattr(sweep_point(e), "of", 0) == home]
+        return points[0] if points else None
+
+    def sweep_dims(self, home: str) -> set[str]:
+        """The dims a sweep's node has beyond its metrics' own (none for another node)."""
+        from mispec.spec.sweep import sweep_point
+
+        point = sweep_point(self.entry(home))
+        return set(point.dims.values()) if point is not None else set()
 
     def dims(self, metric: str) -> set[str] | None:
         """Every dim its results have, or None when they are not known before running."""
@@ -70,9 +96,8 @@ class _MetricFacts:
             for key, extra in PAIR_DIMS.items():
                 if getattr(m.pairs, key) is not None:
                     dims.update(extra)
-        for home in self.homes(metric):  # a sweep's dims, where a model entry declares them
-            entry = self.spec.models.get(home)
-            dims.update(getattr(entry, "sweep_dims", lambda: ())())
+        for home in self.homes(metric):  # a sweep's dims
+            dims.update(self.sweep_dims(home))
         return dims
 
     def units(self, metric: str) -> str | None:
@@ -119,8 +144,8 @@ class _MetricFacts:
                         f"{did_you_mean(dim, sorted(dims))}",
                     )
                 )
-            elif dim == "seed" and model in self.spec.models:
-                seeds = list(self.spec.models[model].seeds)
+            elif dim == "seed" and self.entry(model) is not None:
+                seeds = list(self.entry(model).seeds)
                 if label not in seeds:
                     problems.append(
                         source.problem(
