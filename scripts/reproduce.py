@@ -3,9 +3,11 @@ table — study, claim, verdict, measured — then exit 3 when a claim failed, c
 evaluated or passed against its ``expect: fail`` (as ``mispec run --check`` does).
 
     python scripts/reproduce.py [--studies induction_heads grokking ...] [--format markdown]
+                                [--store DIR] [--out DIR]
 
-Each study runs in the project's store (``.mispec`` beside ``specs/``), so a second
-``make reproduce`` is served from the cache and only checks the claims again.
+Each study runs in the project's store (``.mispec`` beside ``specs/``, or ``--store``), so a
+second ``make reproduce`` is served from the cache and only checks the claims again; its run
+folder is ``runs/<name>/`` (or ``<--out>/<study>/``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--studies", nargs="+", default=list(CPU_STUDIES), metavar="NAME")
     parser.add_argument("--format", choices=["text", "markdown"], default="text")
+    parser.add_argument("--store", type=Path, default=None, help="store folder for every study")
+    parser.add_argument("--out", type=Path, default=None, help="parent of the run folders")
     args = parser.parse_args(argv)
     import mispec
 
@@ -40,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     for study in args.studies:
         spec = REPO / "specs" / f"{study}.yaml"
         print(f"running {spec.name} ...", file=sys.stderr, flush=True)
-        result = mispec.run(spec, progress=False)
+        out = args.out / study if args.out is not None else None
+        result = mispec.run(spec, progress=False, store=args.store, out=out)
         if not result.claims:
             rows.append((study, "—", "no claims", ""))
         for v in result.claims:
