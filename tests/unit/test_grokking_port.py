@@ -159,7 +159,9 @@ def test_in_float32_the_losses_agree_as_far_as_rounding_allows(runs):
     which the training pairs are summed changes."""
     diff = show("float32", runs["paper32"], runs["mispec32"])
     floor = show("port vs port, pairs reversed", runs["paper32"], runs["paper32_reversed"])
-    assert diff[:11].max() < 1e-6
+    within = int(np.argmax(floor > 1e-6)) or len(floor)  # the floor itself: 1.4e-6 at update 10
+    assert within >= 5
+    assert diff[:within].max() < 1e-6
     assert diff.max() < 5 * floor.max()
 
 
