@@ -626,7 +626,7 @@ def main(argv: list[str] | None = None) -> int:
         report["study"] = study.measure(work, 1 if quick else 2, log)
     if "sweep" in parts:
         log("a 2-point sweep: lanes vs its points one after another")
-        report["sweep"] = sweep_lanes.measure(100 if quick else 400, 1 if quick else 2, work)
+        report["sweep"] = sweep_lanes.measure(100 if quick else 1500, 1 if quick else 2, work)
     if "cli" in parts:
         log("CLI latency")
         report["cli"] = cli_latency.measure(3 if quick else 7)

@@ -44,9 +44,10 @@ class RunSettings(BaseModel):
     # MiB one batched call may hold (stacked weights, activations, its outputs); auto: 1024 on
     # CPU, a quarter of the device's free memory on CUDA
     batch_memory: Annotated[float, Field(gt=0)] | Literal["auto"] = "auto"
-    # seeds of a `train:` model trained together in one set of batched kernels (1: one at a
-    # time; auto: all of a model's seeds when it trains on CUDA, one at a time on CPU, where
-    # batching measured slower). See mispec/execute/local/train_together.py.
+    # training runs of one architecture (a `train:` model's seeds, a sweep's points) trained
+    # together in one set of batched kernels, each with its own optimizer settings (1: one at a
+    # time; auto: all of them when they train on CUDA, one at a time on CPU, where batching
+    # measured slower). See mispec/execute/local/train_together.py.
     batch_seeds: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
 
 

@@ -41,6 +41,7 @@ from mispec.spec.weight_edits import CheckpointRef
 if TYPE_CHECKING:
     from mispec.models.info import ModelInfo
     from mispec.models.init_weights import Start
+    from mispec.models.training_batched import SeedJob
     from mispec.spec.yaml_source import SourceMap
 
 
@@ -199,25 +200,22 @@ class TrainedSource(ModelSource):
         )
         return report.steps_trained
 
-    def prepare_together(
+    def train_job(
         self,
-        steps: dict[int, list[int]],
+        seed: int,
+        steps: list[int],
         store_dir: Path,
         *,
-        progress: bool = True,
-        on_checkpoint: dict[int, Callable[..., dict[str, float]]] | None = None,
-    ) -> int:
-        """:meth:`prepare` for several seeds (``seed -> steps``), trained together where
-        they can be (:mod:`mispec.models.training_batched`); the steps trained in all."""
-        from mispec.models.training_batched import SeedJob, ensure_trained_together
+        on_checkpoint: Callable[..., dict[str, float]] | None = None,
+    ) -> SeedJob:
+        """What :func:`~mispec.models.training_batched.ensure_runs_trained_together` needs to
+        train ``seed`` of this model to ``steps`` beside other runs."""
+        from mispec.models.training_batched import SeedJob
 
-        live = on_checkpoint or {}
-        jobs = [
-            SeedJob(seed, s, on_checkpoint=live.get(seed), **self._how(seed, store_dir))
-            for seed, s in steps.items()
-        ]
-        reports = ensure_trained_together(self.name, self.train, jobs, store_dir, progress=progress)
-        return sum(r.steps_trained for r in reports.values())
+        how = self._how(seed, store_dir)
+        return SeedJob(
+            seed, steps, on_checkpoint=on_checkpoint, name=self.name, train=self.train, **how
+        )
 
     def _how(self, seed: int, store_dir: Path) -> dict:
         """``ensure_trained``'s lineage, start and hold for this seed."""

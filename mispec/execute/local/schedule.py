@@ -27,7 +27,7 @@ from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 from mispec.execute.executor import Outcome
-from mispec.execute.local.train_together import seed_groups, train_ready_together
+from mispec.execute.local.train_together import stack_groups, train_ready_together
 from mispec.execute.work.run_node import run_work_node
 
 if TYPE_CHECKING:
@@ -53,8 +53,8 @@ class LocalSchedule:
         self.pending = {node.id: node for node in queue}  # in queue order; O(1) removal
         self.done: set[str] = set()
         self.seconds: dict[str, list[float]] = defaultdict(list)  # model -> group times
-        # seeds of a train: model trained together here (batch_seeds): never in a lane
-        self.together = seed_groups(ctx, queue, profile.batch_seeds)
+        # train: runs of one architecture trained together here (batch_seeds): never in a lane
+        self.together = stack_groups(ctx, queue, profile.batch_seeds)
         self.pool = self._pool(stack)
 
     def _pool(self, stack: ExitStack) -> LanePool | None:
@@ -120,7 +120,7 @@ class LocalSchedule:
             if ended:
                 continue  # a lane's nodes may have made other nodes ready, or lanes startable
             assert here is not None
-            if here.id in self.together:  # with its model's other seeds that are ready
+            if here.id in self.together:  # with the other runs of its stack group that are ready
                 self.progress.starting(here)
                 for node in train_ready_together(
                     self.ctx,

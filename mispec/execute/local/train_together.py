@@ -1,19 +1,22 @@
-"""Training several seeds of one ``train:`` model together, as the profile's ``batch_seeds`` asks.
+"""Training several runs of one architecture together, as the profile's ``batch_seeds`` asks.
 
-``batch_seeds`` (execution profile): how many seeds of a ``train:`` model train in one set of
-batched kernels (:mod:`mispec.models.training_batched`); 1 trains them one at a time. ``auto``
-(the default) batches all of a model's seeds when it trains on CUDA, where a toy model leaves
-the device idle, and keeps CPU at one at a time, where batching measured slower (4 seeds of
-the default study's model, 1 thread: 15.8 seed-steps/s together against 19.4 one at a time,
-``python -m benchmarks.seeds_together``). Results are those of one-at-a-time training: bitwise on
-CPU (tests/system/test_training_batched.py). On a GPU this is not measured yet: batched kernels may
-round differently from one seed's, and Adam turns rounding differences into whole steps in
+``batch_seeds`` (execution profile): how many training runs of one architecture — the seeds of
+a ``train:`` model, and the points of a ``sweep:`` (or any ``train:`` models) whose models
+compute the same forward (:func:`~mispec.models.training_batched.stack_signature`) — train in
+one set of batched kernels (:mod:`mispec.models.training_batched`), each with its own
+optimizer settings and data; 1 trains them one at a time. ``auto`` (the default) batches all
+of them when they train on CUDA, where a toy model leaves the device idle, and keeps CPU at
+one at a time, where batching measured slower (4 seeds of the default study's model, 1 thread:
+15.8 seed-steps/s together against 19.4 one at a time, ``python -m benchmarks.seeds_together``).
+Results are those of one-at-a-time training: bitwise on CPU (tests/system/test_training_batched.py,
+tests/system/test_sweep_points_stacked.py). On a GPU this is not measured yet: batched kernels
+may round differently from one run's, and Adam turns rounding differences into whole steps in
 entries whose true gradient is zero (see :mod:`mispec.models.seedwise`); the same tests run
 on CUDA where it is present.
 
-An executor asks :func:`seed_groups` which training nodes may go together (and keeps those out
-of its training processes); when it reaches one, :func:`train_ready_together` trains it with
-the nodes of its group that are ready, and the executor counts them all as done.
+An executor asks :func:`stack_groups` which training nodes may go together (and keeps those
+out of its training processes); when it reaches one, :func:`train_ready_together` trains it
+with the nodes of its group that are ready, and the executor counts them all as done.
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ if TYPE_CHECKING:
 
 
 def seeds_per_batch(setting: int | str, seeds: int, device: str) -> int:
-    """How many seeds train together for ``batch_seeds: setting``, a model with ``seeds`` seeds
-    that trains on ``device`` (``train.device``): ``auto`` is all of them on CUDA, else 1."""
+    """How many runs train together for ``batch_seeds: setting``, ``seeds`` runs of one
+    architecture that train on ``device`` (``train.device``): ``auto`` is all of them on CUDA,
+    else 1."""
     if setting != "auto":
         return min(int(setting), seeds)
     if device == "auto":
@@ -40,29 +44,39 @@ def seeds_per_batch(setting: int | str, seeds: int, device: str) -> int:
     return seeds if device.startswith("cuda") else 1
 
 
-def seed_groups(
+def stack_groups(
     ctx: RunContext, queue: Sequence[WorkNode], setting: int | str
 ) -> dict[str, list[TrainNode]]:
-    """Training node id -> the nodes of its model it trains together with (chunks of
-    :func:`seeds_per_batch` in queue order), for ``train:`` models that batch more than one
-    seed; nodes absent train as before."""
+    """Training node id -> the nodes it trains together with: the ``train:`` runs of one
+    :func:`~mispec.models.training_batched.stack_signature` (a model's seeds, a sweep's points
+    of one architecture), in chunks of :func:`seeds_per_batch` in queue order; nodes absent
+    train as before."""
+    from mispec.models.training_batched import stack_signature
     from mispec.sources.trained import TrainedSource
 
-    by_model: dict[str, list[TrainNode]] = {}
+    by_signature: dict[str, list[TrainNode]] = {}
+    signatures: dict[str, str] = {}
     for node in queue:
-        if isinstance(node, TrainNode):
-            by_model.setdefault(node.model, []).append(node)
-    out: dict[str, list[TrainNode]] = {}
-    for model, nodes in by_model.items():
-        source = ctx.plan.resolution.sources[model]
+        if not isinstance(node, TrainNode):
+            continue
+        source = ctx.plan.resolution.sources[node.model]
         if not isinstance(source, TrainedSource):
             continue
-        size = seeds_per_batch(setting, len(nodes), source.train.device)
+        if seeds_per_batch(setting, 2, source.train.device) < 2:
+            continue  # this model's runs train one at a time (CPU under auto, or 1)
+        if node.model not in signatures:
+            signatures[node.model] = stack_signature(source.train)
+        by_signature.setdefault(signatures[node.model], []).append(node)
+    out: dict[str, list[TrainNode]] = {}
+    for nodes in by_signature.values():
+        device = ctx.plan.resolution.sources[nodes[0].model].train.device  # type: ignore[attr-defined]
+        size = seeds_per_batch(setting, len(nodes), device)
         if size < 2:
             continue
         for i in range(0, len(nodes), size):
             chunk = nodes[i : i + size]
-            out.update({node.id: chunk for node in chunk})
+            if len(chunk) > 1:
+                out.update({node.id: chunk for node in chunk})
     return out
 
 
@@ -90,7 +104,7 @@ def train_ready_together(
     *,
     progress: bool = False,
 ) -> list[TrainNode]:
-    """Train ``node`` (a key of :func:`seed_groups`' ``groups``) with the nodes of its group
+    """Train ``node`` (a key of :func:`stack_groups`' ``groups``) with the nodes of its group
     that are ready (:func:`ready_now`); the nodes trained, ``node`` among them: the executor
     counts them all as done."""
     group = ready_now(node, groups[node.id], upstream, done)
@@ -101,24 +115,22 @@ def train_ready_together(
 def train_series_together(
     ctx: RunContext, nodes: list[TrainNode], *, progress: bool = False
 ) -> None:
-    """:func:`~mispec.execute.work.run_node.train_series` for several seeds of ONE ``train:`` model,
-    trained together; what they trained is added to ``ctx.counters``."""
+    """:func:`~mispec.execute.work.run_node.train_series` for several ``train:`` runs (seeds
+    of a model, sweep points), trained together; what they trained is added to
+    ``ctx.counters``."""
     from mispec.execute.work.live import live_callback
+    from mispec.models.training_batched import ensure_runs_trained_together
     from mispec.sources.trained import TrainedSource
 
-    model = nodes[0].model
-    if any(node.model != model for node in nodes):
-        raise ValueError(f"train_series_together: nodes of several models: {nodes}")
-    source = ctx.plan.resolution.sources[model]
-    assert isinstance(source, TrainedSource)
-    steps: dict[int, list[int]] = {}
+    jobs = []
     for node in nodes:
-        wanted = list(ctx.plan.resolution.series[(model, node.seed)].steps)
+        source = ctx.plan.resolution.sources[node.model]
+        assert isinstance(source, TrainedSource)
+        wanted = list(ctx.plan.resolution.series[(node.model, node.seed)].steps)
         if source.pending_training(node.seed, wanted, ctx.store.root):
-            steps[node.seed] = wanted
-    if not steps:
+            live = live_callback(ctx, node.model, node.seed)
+            jobs.append(source.train_job(node.seed, wanted, ctx.store.root, on_checkpoint=live))
+    if not jobs:
         return
-    live = {seed: cb for seed in steps if (cb := live_callback(ctx, model, seed)) is not None}
-    ctx.counters.training_steps += source.prepare_together(
-        steps, ctx.store.root, progress=progress, on_checkpoint=live
-    )
+    reports = ensure_runs_trained_together(jobs, ctx.store.root, progress=progress)
+    ctx.counters.training_steps += sum(r.steps_trained for r in reports.values())
