@@ -59,7 +59,6 @@ def _assemble_if_complete(planned: Any) -> tuple[Any | None, str]:
 def _run_folder_side(folder: Path, store: str | Path | None) -> Side:
     from mispec.results.open import open_results
     from mispec.results.planned import plan
-    from mispec.validation.load import load_spec
 
     spec_file = folder / "spec.yaml"
     if not spec_file.is_file() or not (folder / "results.zarr").exists():
@@ -71,11 +70,9 @@ def _run_folder_side(folder: Path, store: str | Path | None) -> Side:
     from mispec.store.checksums import check_run_folder
 
     check_run_folder(folder)  # spec.yaml and provenance are used below: they must verify
-    # the spec's relative paths resolve against where it originally lived
-    original = Path(provenance.get("spec_path", spec_file))
-    loaded = load_spec(spec_file, check=True)
-    if original.parent.is_dir():
-        loaded = LoadedSpec(loaded.spec, original, loaded.source, loaded.text)
+    from mispec.results.run_models import run_folder_spec
+
+    loaded = run_folder_spec(folder, provenance)  # relative paths: where the spec lived
     planned = plan(loaded, store=store or provenance.get("store"))
     return Side(
         str(folder),

@@ -126,16 +126,25 @@ def _spec_of(
     if not spec_file.is_file() or provenance is None:
         raise ResultsError(f"{path}: not a mispec run folder (needs spec.yaml and provenance.json)")
     check_run_folder(path)
+    return run_folder_spec(path, provenance), store or provenance.get("store")
+
+
+def run_folder_spec(folder: Path, provenance: dict[str, Any]) -> LoadedSpec:
+    """The ``spec.yaml`` of a (verified) run folder, validated with its relative paths
+    (``path:`` models, plugins) resolved where the spec lived when it ran (provenance's
+    ``spec_path``), not in the run folder."""
+    from mispec.validation.checks import check_spec
+    from mispec.validation.load import load_spec
+
+    spec_file = folder / "spec.yaml"
     loaded = load_spec(spec_file, check=False)
     original = Path(provenance.get("spec_path", spec_file))
     if original.parent.is_dir():  # relative paths resolve where the spec lived
         loaded = LoadedSpec(loaded.spec, original, loaded.source, loaded.text)
-    from mispec.validation.checks import check_spec
-
     problems = check_spec(loaded.spec, loaded.source, loaded.base_dir)
     if problems:
         raise SpecError(problems)
-    return loaded, store or provenance.get("store")
+    return loaded
 
 
 def load_model(

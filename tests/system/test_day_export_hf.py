@@ -86,3 +86,15 @@ def test_an_hf_model_is_exported_as_it_is(study, tmp_path, capsys):
     assert (ours - theirs).abs().max().item() < 1e-4
     stored = results["neox"]["per_token_loss"].sel(seed=0, step=10).values
     np.testing.assert_allclose(_per_token_loss(theirs, tokens), stored, rtol=0, atol=1e-5)
+
+
+def test_diff_of_the_run_folder_finds_its_path_model_where_the_spec_lived(study):
+    """The run folder holds a copy of spec.yaml, not the `path: neox` folder beside the
+    original: `mispec diff RUN SPEC` resolves the relative path where the spec lived (before,
+    it validated the copy against the run folder and refused: checkpoint folder not found)."""
+    project, run_dir, results = study
+    assert not (run_dir / "neox").exists() and (project / "neox").is_dir()
+    d = mispec.diff(str(run_dir), str(project / "spec.yaml"))
+    assert d.spec == [] and not d.has_differences
+    assert d.results is not None and [v.change for v in d.results] == ["same"]
+    assert main(["diff", str(run_dir), str(project / "spec.yaml")]) == 0
