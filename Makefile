@@ -68,7 +68,7 @@ docs: venv
 	$(BIN)/mispec schema --builtin > docs/spec.schema.json
 
 test: venv browser lint typecheck
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 # The unit tier (tests/unit/): no trained fixture, no study run; for the edit-test loop.
 test-fast: venv
