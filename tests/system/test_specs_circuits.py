@@ -79,6 +79,8 @@ def test_ioi_over_training_small_logit_difference_rises(tmp_path):
         "checkpoints: {schedule: log, count: 20}", "checkpoints: {steps: [0, 600]}"
     )
     text = text.replace("args: {n: 64, n_names: 16}", "args: {n: 16, n_names: 16}")
+    assert "seeds: [0, 1, 2]" in text  # the seeds the claims are stated over: one is enough here
+    text = text.replace("seeds: [0, 1, 2]", "seeds: [0]")
     (tmp_path / "ioi.yaml").write_text(text)
     ds = mispec.run(tmp_path / "ioi.yaml", progress=False).open()["ioi2l"].to_dataset().sel(seed=0)
     ld = ds.logit_diff.values
