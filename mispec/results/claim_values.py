@@ -55,6 +55,29 @@ def select(tree: Any, op: Operand) -> Any:
     return v
 
 
+def computed_pairs(v: Any) -> Any:
+    """``v`` with only the seed pairs a ``pairs: seeds`` result computes (``seed < seed_b``;
+    the diagonal and ``seed > seed_b`` are NaN by construction, not by measurement): the two
+    dims stacked into one ``pair`` dim labelled ``"0-1"``, ``"0-2"``, ...; with one side
+    chosen (``where: {seed: 0}``) the other side's dim keeps its computed labels. Other arrays
+    are returned as they are."""
+    dims = set(v.dims)
+    if "seed_b" not in v.coords or "seed" not in v.coords:
+        return v
+    if {"seed", "seed_b"} <= dims:
+        stacked = v.stack(pair=("seed", "seed_b"))
+        keep = stacked["seed"].values < stacked["seed_b"].values
+        stacked = stacked.isel(pair=np.flatnonzero(keep))
+        sides = zip(stacked["seed"].values, stacked["seed_b"].values, strict=True)
+        labels = [f"{a}-{b}" for a, b in sides]
+        return stacked.drop_vars(["pair", "seed", "seed_b"]).assign_coords(pair=labels)
+    if "seed_b" in dims:
+        return v.isel(seed_b=np.flatnonzero(v["seed_b"].values > v["seed"].values))
+    if "seed" in dims:
+        return v.isel(seed=np.flatnonzero(v["seed"].values < v["seed_b"].values))
+    return v
+
+
 def _at_label(v: Any, dim: str, label: Any) -> Any:
     if dim not in v.dims:
         raise Unevaluable(f"no dim '{dim}' in '{v.name}' (dims {list(v.dims)})")
@@ -72,6 +95,7 @@ def _at_label(v: Any, dim: str, label: Any) -> Any:
 
 def measured(claim: ClaimSpec, arrays: list[Any]) -> str:
     """The values the claim was judged on, short: by seed when few, else a summary."""
+    arrays = [computed_pairs(a) for a in arrays]
     if claim.kind == "argmax":
         from mispec.results.claims import argmax_labels
 

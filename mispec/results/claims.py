@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from mispec.results.claim_logic import overall, quantify, truth
-from mispec.results.claim_values import Unevaluable, measured, select
+from mispec.results.claim_values import Unevaluable, computed_pairs, measured, select
 from mispec.spec.claims import ClaimSpec
 
 FAILING = ("fail", "unevaluable", "unexpected pass")
@@ -67,12 +67,12 @@ def check_claim(tree: Any, name: str, claim: ClaimSpec) -> Verdict:
     low, high = _range(claim)
     try:
         arrays = [select(tree, op) for _, op in claim.operands()]
-        truths = _truths(claim, arrays)
+        truths = computed_pairs(_truths(claim, arrays))  # a pairs: seeds result's pairs only
         truths = quantify(
-            truths, [d for d in truths.dims if d not in ("seed", "step")], claim.points
+            truths, [d for d in truths.dims if d not in ("seed", "pair", "step")], claim.points
         )
         truths = quantify(truths, ["step"], claim.steps)
-        truths = quantify(truths, ["seed"], claim.seeds)
+        truths = quantify(truths, ["seed", "pair"], claim.seeds)
         value = overall(truths)
         shown = measured(claim, arrays)
         model = arrays[0].attrs.get("_model")
