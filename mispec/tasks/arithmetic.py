@@ -145,7 +145,10 @@ def python_shuffle_split(n: int, train_frac: float, seed: int) -> np.ndarray:
 def modular_addition(
     p: int = 113, train_frac: float = 0.3, split_seed: int = 0, split_method: str = "permutation"
 ) -> ModularAddition:
-    """``a b =`` → ``(a + b) mod p`` on a fixed train/test split of the ``p × p`` table.
+    """``a b =`` → ``(a + b) mod p`` on a fixed train/test split of the ``p × p`` table;
+    ``split_method``: ``permutation`` (mispec's: a NumPy permutation, the first
+    ``round(train_frac · p²)`` rows) or ``python_shuffle`` (Nanda et al.'s: ``random.shuffle``
+    seeded with ``split_seed``, the first ``int(train_frac · p²)``).
 
     Args:
         p: the modulus: numbers are tokens ``0 … p-1`` (at least 2; default 113).

@@ -183,8 +183,10 @@ def transition_step(
     (e.g. per (layer, head) for an induction score) — NaN where that change is no transition:
     a lasting jump smaller than ``min_size`` times the series' noise, the larger of its
     checkpoint-to-checkpoint scatter and its wander about the levels before and after
-    (``transition_size``; ``min_size: 0`` keeps every steepest change, as before version 2;
-    see the module docstring).
+    (``transition_size``; ``min_size: 0`` keeps every steepest change, as before version 2).
+    ``smooth``: Gaussian bandwidth in decades of step;
+    ``min_interval``: shortest interval in decades; ``tolerance``: how much less steep an
+    earlier interval may be and still start the steep stretch (see the module docstring).
 
     Args:
         smooth: bandwidth of the Gaussian smoothing, in decades of step (0 = off; default 0.05).
