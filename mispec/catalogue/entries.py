@@ -113,7 +113,7 @@ def _tasks() -> list[Entry]:
 def _generators() -> list[Entry]:
     from mispec.prompts.generators import GENERATORS
     from mispec.tasks import TASKS
-    from mispec.tasks.generators import PROMPT_GENERATORS
+    from mispec.tasks.generators import PROMPT_COUNT_DOC, PROMPT_GENERATORS
 
     out = []
     for name in _registered(PROMPT_GENERATORS.names()):
@@ -121,14 +121,17 @@ def _generators() -> list[Entry]:
         is_task = name not in GENERATORS.names()
         source: Callable[..., Any] = TASKS.get(name) if is_task else GENERATORS.get(name)
         summary = summary_of(source)
+        docs = arg_docs(source)
         if is_task:
             summary = f"the prompts of task '{name}' (its training format). {summary}"
+            if "n" in gen.params and "n" not in docs:  # the prompt count the generator adds
+                docs = {"n": PROMPT_COUNT_DOC, **docs}
         out.append(
             Entry(
                 kind="generator",
                 name=name,
                 summary=summary.strip(),
-                args=arg_entries(((n, d, a) for n, (d, a) in gen.params.items()), arg_docs(source)),
+                args=arg_entries(((n, d, a) for n, (d, a) in gen.params.items()), docs),
                 origin=origin_of(source),
                 details={"from": "task" if is_task else "function"},
             )

@@ -147,12 +147,17 @@ def origin_of(obj: Any) -> str:
 
 
 def pydantic_args(model: Any, skip: Iterable[str] = ()) -> tuple[ArgEntry, ...]:
-    """The fields of a pydantic model class as arguments (``skip``: fields to leave out)."""
+    """The fields of a pydantic model class as arguments (``skip``: fields to leave out), each
+    with its meaning: the field's ``description``, else its entry in the ``Args:`` section of
+    the docstring of the model or of the base class that declares it."""
     if model is None:
         return ()
     from pydantic import BaseModel
     from pydantic_core import PydanticUndefined
 
+    docs: dict[str, str] = {}
+    for klass in reversed(model.__mro__):  # a subclass's entry wins over its base's
+        docs.update(arg_docs(klass) if vars(klass).get("__doc__") else {})
     out = []
     for name, f in model.model_fields.items():
         if name in skip:
@@ -169,6 +174,7 @@ def pydantic_args(model: Any, skip: Iterable[str] = ()) -> tuple[ArgEntry, ...]:
                 _type_text(f.annotation),
                 None if required else _json_default(default),
                 required,
+                " ".join((f.description or docs.get(name, "")).split()),
             )
         )
     return tuple(out)

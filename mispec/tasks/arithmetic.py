@@ -148,7 +148,18 @@ def modular_addition(
     """``a b =`` → ``(a + b) mod p`` on a fixed train/test split of the ``p × p`` table;
     ``split_method``: ``permutation`` (mispec's: a NumPy permutation, the first
     ``round(train_frac · p²)`` rows) or ``python_shuffle`` (Nanda et al.'s: ``random.shuffle``
-    seeded with ``split_seed``, the first ``int(train_frac · p²)``)."""
+    seeded with ``split_seed``, the first ``int(train_frac · p²)``).
+
+    Args:
+        p: the modulus: numbers are tokens ``0 … p-1`` (at least 2; default 113).
+        train_frac: fraction of the (a, b) pairs in the training split, in (0, 1] (default 0.3); the
+            rest are the test split (``train_mask`` extra).
+        split_seed: seed of the fixed train/test split (not of training: the same split for every
+            ``seed``).
+        split_method: ``permutation`` (mispec's: a NumPy permutation, the first ``round(train_frac ·
+            rows)`` rows) or ``python_shuffle`` (Nanda et al.'s: ``random.shuffle`` seeded with
+            ``split_seed``, the first ``int(train_frac · rows)``).
+    """
     return ModularAddition(
         p=p, train_frac=train_frac, split_seed=split_seed, split_method=split_method
     )
@@ -221,7 +232,20 @@ def modular_subtraction(
     eq_token: int | None = None,
     split_method: str = "permutation",
 ) -> ModularSubtraction:
-    """``a b =`` → ``(a - b) mod p``; ``eq_token`` (default ``p``) is the ``=`` token."""
+    """``a b =`` → ``(a - b) mod p``; ``eq_token`` (default ``p``) is the ``=`` token.
+
+    Args:
+        p: the modulus: numbers are tokens ``0 … p-1`` (at least 2; default 113).
+        train_frac: fraction of the (a, b) pairs in the training split, in (0, 1] (default 0.3); the
+            rest are the test split (``train_mask`` extra).
+        split_seed: seed of the fixed train/test split (not of training: the same split for every
+            ``seed``).
+        eq_token: the token id of ``=``, at least ``p`` (``null``: ``p``); ``d_vocab = eq_token +
+            1``, so a mixture can give each operation an ``=`` of its own.
+        split_method: ``permutation`` (mispec's: a NumPy permutation, the first ``round(train_frac ·
+            rows)`` rows) or ``python_shuffle`` (Nanda et al.'s: ``random.shuffle`` seeded with
+            ``split_seed``, the first ``int(train_frac · rows)``).
+    """
     return ModularSubtraction(
         p=p, train_frac=train_frac, split_seed=split_seed, eq_token=eq_token,
         split_method=split_method,
@@ -235,7 +259,20 @@ def modular_division(
     eq_token: int | None = None,
     split_method: str = "permutation",
 ) -> ModularDivision:
-    """``a b =`` → ``a · b⁻¹ mod p`` (``p`` prime, ``b ≠ 0``); ``eq_token`` as for subtraction."""
+    """``a b =`` → ``a · b⁻¹ mod p`` (``p`` prime, ``b ≠ 0``); ``eq_token`` as for subtraction.
+
+    Args:
+        p: the modulus, a prime: numbers are tokens ``0 … p-1`` (default 113).
+        train_frac: fraction of the (a, b) pairs in the training split, in (0, 1] (default 0.3); the
+            rest are the test split (``train_mask`` extra).
+        split_seed: seed of the fixed train/test split (not of training: the same split for every
+            ``seed``).
+        eq_token: the token id of ``=``, at least ``p`` (``null``: ``p``); ``d_vocab = eq_token +
+            1``, so a mixture can give each operation an ``=`` of its own.
+        split_method: ``permutation`` (mispec's: a NumPy permutation, the first ``round(train_frac ·
+            rows)`` rows) or ``python_shuffle`` (Nanda et al.'s: ``random.shuffle`` seeded with
+            ``split_seed``, the first ``int(train_frac · rows)``).
+    """
     return ModularDivision(
         p=p, train_frac=train_frac, split_seed=split_seed, eq_token=eq_token,
         split_method=split_method,

@@ -112,5 +112,9 @@ class BracketMatching(Task):
 
 def bracket_matching(length: int = 12) -> BracketMatching:
     """``BOS`` + ``length`` brackets + ``=`` → ``YES`` if balanced, else ``NO`` (half each;
-    every string has as many ``(`` as ``)``, starts with ``(`` and ends with ``)``)."""
+    every string has as many ``(`` as ``)``, starts with ``(`` and ends with ``)``).
+
+    Args:
+        length: brackets per string: even and at least 6 (default 12); ``n_ctx = length + 3``.
+    """
     return BracketMatching(length=length)

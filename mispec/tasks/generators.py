@@ -92,6 +92,13 @@ def _find(name: str, base_dir: Path | None) -> PromptGenerator | None:
     return task_generator(name, TASKS.register(name, obj, base_dir))
 
 
+# What the ``n`` a task's prompt generator adds means (the catalogue's entry for it).
+PROMPT_COUNT_DOC = (
+    "how many prompts to draw (default: the task's ``prompt_count``), from a random stream "
+    "disjoint from the training batches."
+)
+
+
 def task_generator(name: str, factory: TaskFactory) -> PromptGenerator:
     """The prompt generator of the task ``factory`` builds (see the module doc)."""
     params = argument_schema(factory)

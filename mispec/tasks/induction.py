@@ -86,5 +86,13 @@ def repeated_tokens(
     vocab: int = 64, half_len: int = 24, min_len: int | None = None
 ) -> RepeatedTokens:
     """BOS + ``half_len`` random tokens + the same tokens again (induction heads); with
-    ``min_len``, a random repeat length per sequence so only real induction solves it."""
+    ``min_len``, a random repeat length per sequence so only real induction solves it.
+
+    Args:
+        vocab: ``d_vocab``: token 0 is BOS, the others are drawn from ``1 … vocab-1`` (at least 3;
+            default 64).
+        half_len: tokens per copy (at least 1; default 24); ``n_ctx = 1 + 2 * half_len``.
+        min_len: draw each sequence's repeat length from ``min_len … half_len``, random filler
+            before it (``null``: always ``half_len``, a fixed offset a model can copy by position).
+    """
     return RepeatedTokens(vocab=vocab, half_len=half_len, min_len=min_len)

@@ -104,5 +104,11 @@ class ToyIOI(Task):
 
 
 def toy_ioi(n_names: int = 16, abc_frac: float = 0.5) -> ToyIOI:
-    """``BOS A B A MID → B`` (and ``B A A``), with ``abc_frac`` of three-name ``A B C → C``."""
+    """``BOS A B A MID → B`` (and ``B A A``), with ``abc_frac`` of three-name ``A B C → C``.
+
+    Args:
+        n_names: names are tokens ``0 … n_names-1`` (at least 3; default 16).
+        abc_frac: fraction of the training sequences with three distinct names (``A B C → C``;
+            default 0.5); the rest are IOI-shaped. The prompts are always IOI-shaped.
+    """
     return ToyIOI(n_names=n_names, abc_frac=abc_frac)

@@ -60,5 +60,16 @@ def min_max(
     split_seed: int = 0,
 ) -> MinMax:
     """``OP a b =`` → ``min(a, b)`` / ``max(a, b)`` for ``a, b < max_value`` (a finite table
-    with a train / test split)."""
+    with a train / test split).
+
+    Args:
+        max_value: numbers are ``0 … max_value-1`` (at least 2; default 24): ``max_value²`` rows per
+            operation.
+        op: ``min`` or ``max``: that operation only; ``both`` (default): both in one table, the
+            first token says which.
+        train_frac: fraction of the rows of the table in the training split, in (0, 1] (default
+            0.5); the rest are the test split (``train_mask`` extra).
+        split_seed: seed of the fixed train/test split (not of training: the same split for every
+            ``seed``).
+    """
     return MinMax(max_value=max_value, op=op, train_frac=train_frac, split_seed=split_seed)

@@ -101,5 +101,13 @@ def multi_digit_addition(
     n_digits: int = 5, order: Literal["normal", "reversed"] = "normal", subtract: bool = False
 ) -> MultiDigitAddition:
     """``a + b = c`` (or ``a - b``, ``a >= b``) with ``n_digits``-digit operands, answer digits
-    most significant first (``normal``) or units first (``reversed``)."""
+    most significant first (``normal``) or units first (``reversed``).
+
+    Args:
+        n_digits: digits per operand, leading zeros included (1 to 17; default 5).
+        order: the answer's digits most significant first (``normal``) or units first (``reversed``,
+            the order carries are computed in).
+        subtract: true: ``a - b`` with the operands ordered so ``a >= b`` (``n_digits`` answer
+            digits); false (default): ``a + b`` (``n_digits + 1``).
+    """
     return MultiDigitAddition(n_digits=n_digits, order=order, subtract=subtract)

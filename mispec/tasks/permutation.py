@@ -53,5 +53,14 @@ class Permutation(TableTask):
 
 
 def permutation(n: int = 4, train_frac: float = 0.5, split_seed: int = 0) -> Permutation:
-    """``g h =`` → ``g ∘ h`` in ``S_n`` (a finite table with a train / test split)."""
+    """``g h =`` → ``g ∘ h`` in ``S_n`` (a finite table with a train / test split).
+
+    Args:
+        n: the group ``S_n``: permutations of ``0 … n-1``, ``2 <= n <= 6`` (default 4: ``(4!)² =
+            576`` rows).
+        train_frac: fraction of the (g, h) pairs in the training split, in (0, 1] (default 0.5); the
+            rest are the test split (``train_mask`` extra).
+        split_seed: seed of the fixed train/test split (not of training: the same split for every
+            ``seed``).
+    """
     return Permutation(n=n, train_frac=train_frac, split_seed=split_seed)

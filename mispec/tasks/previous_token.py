@@ -40,5 +40,11 @@ class PreviousToken(Task):
 
 
 def previous_token(vocab: int = 32, length: int = 12) -> PreviousToken:
-    """``BOS x_1 y_1 … x_L y_L`` with ``y_i = x_{i-1}``: predict the previous input token."""
+    """``BOS x_1 y_1 … x_L y_L`` with ``y_i = x_{i-1}``: predict the previous input token.
+
+    Args:
+        vocab: random tokens are ``0 … vocab-1`` (at least 2; default 32); ``BOS = vocab``.
+        length: input tokens ``x`` per sequence (at least 2; default 12); ``n_ctx = 2 * length +
+            1``.
+    """
     return PreviousToken(vocab=vocab, length=length)

@@ -57,5 +57,16 @@ def recurrence(
     split_seed: int = 0,
 ) -> Recurrence:
     """``x_0 x_1 …`` with ``x_t = (a x_{t-1} + b x_{t-2}) mod p`` (Fibonacci for ``a = b = 1``),
-    one sequence per starting pair, split into train and test."""
+    one sequence per starting pair, split into train and test.
+
+    Args:
+        p: the modulus: tokens ``0 … p-1`` (at least 2; default 17), ``p²`` starting pairs.
+        length: elements per sequence, the starting pair included (at least 3; default 8).
+        a: coefficient of ``x_{t-1}`` (taken mod ``p``; default 1).
+        b: coefficient of ``x_{t-2}`` (taken mod ``p``; default 1).
+        train_frac: fraction of the starting pairs in the training split, in (0, 1] (default 0.5);
+            the rest are the test split (``train_mask`` extra).
+        split_seed: seed of the fixed train/test split (not of training: the same split for every
+            ``seed``).
+    """
     return Recurrence(p=p, length=length, a=a, b=b, train_frac=train_frac, split_seed=split_seed)

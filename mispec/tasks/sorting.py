@@ -95,5 +95,14 @@ def sorting(
     length: int = 6, max_value: int = 32, distinct: bool = True, min_length: int | None = None
 ) -> Sorting:
     """``START`` + values + ``MID`` + the values sorted ascending; ``length`` values, or a
-    length drawn from ``min_length … length`` per list (padded with ``PAD``)."""
+    length drawn from ``min_length … length`` per list (padded with ``PAD``).
+
+    Args:
+        length: values per list (at least 2; default 6); ``n_ctx = 2 * length + 2``.
+        max_value: values are ``0 … max_value-1`` (at least 2; default 32).
+        distinct: true (default): no value repeats within a list (needs ``length <= max_value``);
+            false: values drawn with repetition.
+        min_length: draw each list's length from ``min_length … length``, padded with ``PAD``
+            (``null``: every list has ``length`` values).
+    """
     return Sorting(length=length, max_value=max_value, distinct=distinct, min_length=min_length)

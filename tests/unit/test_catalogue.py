@@ -77,7 +77,8 @@ def test_list_other_kinds(capsys):
     tasks = {e["name"]: e for e in json.loads(capsys.readouterr().out)["tasks"]}
     assert set(tasks) >= {"repeated_tokens", "modular_addition", "sorting", "toy_ioi"}
     p = {a["name"]: a for a in tasks["modular_addition"]["args"]}["p"]
-    assert p == {"name": "p", "type": "int", "default": 113, "required": False, "doc": ""}
+    doc = "the modulus: numbers are tokens ``0 … p-1`` (at least 2; default 113)."
+    assert p == {"name": "p", "type": "int", "default": 113, "required": False, "doc": doc}
     assert main(["list", "generators", "--format", "json"]) == 0
     gens = {e["name"]: e for e in json.loads(capsys.readouterr().out)["generators"]}
     assert [a["name"] for a in gens["repeated_tokens"]["args"]][0] == "n"  # n before task args

@@ -62,6 +62,13 @@ class DaskExecutor(Executor):
     """The Dask client side; subclasses say which cluster (:meth:`connect`)."""
 
     class Options(ExecutorOptions):
+        """The profile keys of every Dask executor.
+
+        Args:
+            retries: reruns of a task that raised an error other than mispec's own (default 2;
+                0: none).
+        """
+
         retries: Retries = 2  # reruns of a task that raised a non-mispec error
 
     options: Options
@@ -159,6 +166,13 @@ class DaskLocalExecutor(DaskExecutor):
     """``kind: dask-local``: a ``LocalCluster`` of worker processes on this machine."""
 
     class Options(DaskExecutor.Options):
+        """``dask-local``'s profile keys.
+
+        Args:
+            workers: worker processes of the local cluster (default 2; about one per core).
+            threads_per_worker: threads in each worker process (default 1).
+        """
+
         workers: Annotated[int, Field(gt=0)] = 2  # worker processes; about one per core
         threads_per_worker: Annotated[int, Field(gt=0)] = 1
 
@@ -183,6 +197,12 @@ class DaskRemoteExecutor(DaskExecutor):
     """``kind: dask-remote``: an existing scheduler at ``address``."""
 
     class Options(DaskExecutor.Options):
+        """``dask-remote``'s profile keys.
+
+        Args:
+            address: the running Dask scheduler's address, e.g. ``tcp://host:8786``.
+        """
+
         address: str  # tcp://host:8786
 
     options: Options
@@ -199,6 +219,14 @@ class DaskSlurmExecutor(DaskExecutor):
     """``kind: dask-slurm``: ``jobs`` SLURM jobs through dask-jobqueue."""
 
     class Options(DaskExecutor.Options):
+        """``dask-slurm``'s profile keys.
+
+        Args:
+            slurm: keyword arguments of dask-jobqueue's ``SLURMCluster`` (queue, cores, memory,
+                walltime, ...).
+            jobs: SLURM jobs to start (default 1).
+        """
+
         slurm: dict[str, object] = Field(default_factory=dict)  # SLURMCluster kwargs
         jobs: Annotated[int, Field(gt=0)] = 1
 

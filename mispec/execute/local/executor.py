@@ -24,13 +24,18 @@ if TYPE_CHECKING:
 
 
 class LocalOptions(ExecutorOptions):
-    """``processes``: how many (model, seed) runs may train and be evaluated at once, each in
-    its own process (``auto``: as many as the cores hold ``torch_threads`` each; 1: all in
-    this process); ``parallel_min_steps``: runs with fewer training steps left run in this
-    process (starting one costs about as much as training a few hundred toy steps);
-    ``parallel_min_seconds``: another (model, seed)'s checkpoint groups get their own process
-    once this run has timed a group of that model and the groups left are estimated at this
-    many seconds or more (a worker starts in ~3 s)."""
+    """The local executor's profile keys.
+
+    Args:
+        processes: how many (model, seed) runs may train and be evaluated at once, each in its
+            own process (``auto``: as many as the cores hold ``torch_threads`` each; 1: all in
+            this process).
+        parallel_min_steps: runs with fewer training steps left run in this process (starting
+            one costs about as much as training a few hundred toy steps).
+        parallel_min_seconds: another (model, seed)'s checkpoint groups get their own process
+            once this run has timed a group of that model and the groups left are estimated at
+            this many seconds or more (a worker starts in ~3 s).
+    """
 
     processes: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
     parallel_min_steps: Annotated[int, Field(ge=0)] = 500

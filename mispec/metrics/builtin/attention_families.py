@@ -242,7 +242,24 @@ def attention_to(
     exclude_bos: bool = False,
 ) -> Any:
     """Attention to the keys a declared rule picks, per (layer, head); e.g. IOI head classes:
-    ``{query_position: END, key_position: IO}`` (see the module docstring)."""
+    ``{query_position: END, key_position: IO}`` (see the module docstring).
+
+    Args:
+        offset: keys at ``k = q + offset`` (``-1`` the previous token; only keys at or before the
+            query count, so a positive offset matches nothing).
+        key_position: the key at a named position of each prompt (``IO`` reads the ``pos_IO``
+            extra).
+        key_regex: keys whose token string (``token_strings`` extra) matches this regular expression
+            (``re.search``).
+        key_token: keys holding this token id.
+        same_token: keys holding the query's own token, strictly before it (earlier copies).
+        query_position: count only the query at this named position (``pos_<name>`` extra);
+            ``null``: every query.
+        normalize: ``target_rows``: mean over only the query rows that have a target (a perfect head
+            scores ~1); ``all_rows``: the fraction of all the head's attention that lands on targets
+            (TransformerLens ``head_detector``'s score).
+        exclude_bos: drop attention to key 0 (the BOS token) from the pattern and the targets.
+    """
     det = declared_targets(
         prompts,
         offset=offset,

@@ -72,7 +72,13 @@ def z_gradients(bridge: Any, tokens: Any, prompts: Any, names: list[str]) -> tup
 )
 def attribution_patching(bridge: Any, prompts: Any, min_gap_z: float = 3.0) -> Any:
     """First-order estimate of ``activation_patching`` per (layer, head) from one gradient
-    of the corrupted run (see the module docstring)."""
+    of the corrupted run (see the module docstring).
+
+    Args:
+        min_gap_z: the least clean-minus-corrupted logit difference, in standard errors over the
+            prompts (``patching_gap_z``), for the checkpoint to be scored; at or below it every cell
+            is NaN (default 3; 0 masks only an exactly zero difference).
+    """
     clean, corrupt = _clean_and_corrupt(prompts, "attribution_patching")
     n_layers, n_heads = int(bridge.cfg.n_layers), int(bridge.cfg.n_heads)
     names = [Z.format(layer=layer) for layer in range(n_layers)]

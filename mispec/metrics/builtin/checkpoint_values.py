@@ -80,7 +80,14 @@ def token_logprobs(
     ``log p(token[pos] | tokens[:pos])`` (``pos`` = 1 … seq_len-1, the PREDICTED token's
     position, as in ``per_token_loss``). NaN where either token is padding, and where
     ``mask`` (as for ``loss``: the prompt set's ``loss_mask`` by default) leaves the
-    prediction out."""
+    prediction out.
+
+    Args:
+        n_prompts: keep only the first ``n_prompts`` prompts (``null``: all of them); at least 1.
+        mask: which predictions count: ``auto`` the prompt set's ``loss_mask`` where it has one
+            (else every real prediction), ``none`` every real prediction, another name a ``[batch,
+            pos-1]`` prompt extra whose non-zero entries count. Predictions it leaves out are NaN.
+    """
     lp = act(acts, "next_logprob").numpy().astype(np.float32)  # [batch, pos-1]
     rows = _rows(lp.shape[0], n_prompts)
     counted = _counted(prompts, lp.shape, mask, rows)
@@ -107,7 +114,14 @@ def next_token_logprobs(
     after the prompt). NaN where the predicting token is padding, and where ``mask`` (as for
     ``loss``: the prompt set's ``loss_mask`` by default) leaves the prediction out — then also
     at ``pos = seq_len``, which predicts no token of the prompt. What ``kl_divergence`` and
-    ``top1_agreement`` compare."""
+    ``top1_agreement`` compare.
+
+    Args:
+        n_prompts: keep only the first ``n_prompts`` prompts (``null``: all of them); at least 1.
+        mask: which predictions count: ``auto`` the prompt set's ``loss_mask`` where it has one
+            (else every real prediction), ``none`` every real prediction, another name a ``[batch,
+            pos-1]`` prompt extra whose non-zero entries count. Predictions it leaves out are NaN.
+    """
     from mispec.metrics.forward import log_softmax64
 
     logits = act(acts, "logits")  # [batch, pos, vocab]
@@ -151,7 +165,15 @@ def activations(
     stream before / between / after the blocks, or a block's attention or MLP output) or
     ``[layer, batch, pos, head, d_head]`` for ``z`` (each head's value-weighted sum, what
     ``W_O`` reads). NaN at padded positions. What ``representation_similarity`` and
-    ``cross_model_patching`` read."""
+    ``cross_model_patching`` read.
+
+    Args:
+        hook: which activation: ``resid_pre`` / ``resid_mid`` / ``resid_post`` (the residual stream
+            before, between, after a block's attention and MLP), ``attn_out`` / ``mlp_out`` (a
+            block's attention or MLP output), ``z`` (each head's ``hook_z``, adds dims ``head,
+            d_head``).
+        n_prompts: keep only the first ``n_prompts`` prompts (``null``: all of them); at least 1.
+    """
     if hook not in ACTIVATION_HOOKS:
         raise UserError(f"arg 'hook' must be one of {sorted(ACTIVATION_HOOKS)}, got {hook!r}")
     template, rest = ACTIVATION_HOOKS[hook]
@@ -171,7 +193,12 @@ def activations(
 def attention_patterns(acts: Any, prompts: Any, n_prompts: int | None = 8) -> Any:
     """Every head's attention pattern ``A[q, k]`` on the first ``n_prompts`` prompts, as
     ``[layer, head, batch, pos, k_pos]`` (``pos`` the query). Padded query rows are NaN.
-    What ``head_matching`` compares."""
+    What ``head_matching`` compares.
+
+    Args:
+        n_prompts: keep only the first ``n_prompts`` prompts (default 8: the patterns are ``pos x
+            pos`` per head; ``null``: all of them); at least 1.
+    """
     pattern = act(acts, PATTERN)  # [layer, batch, head, q, k]
     rows = _rows(pattern.shape[1], n_prompts)
     values = pattern[:, :rows].permute(0, 2, 1, 3, 4).numpy().copy()

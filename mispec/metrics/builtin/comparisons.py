@@ -105,7 +105,12 @@ _LOGPROBS = InputDims(("batch", "pos", "vocab"), why="next-token log-probabiliti
 )
 def kl_divergence(p: Any, q: Any, per: Literal["mean", "position", "token"] = "mean") -> Any:
     """``KL(P_a || P_b)`` of the next-token distributions (``next_token_logprobs`` cells of
-    the two sides), per token, per position (mean over prompts) or the mean over all."""
+    the two sides), per token, per position (mean over prompts) or the mean over all.
+
+    Args:
+        per: ``token``: one value per (batch, pos); ``position``: per ``pos``, mean over prompts;
+            ``mean``: one number over every token (NaN at padding skipped; default ``mean``).
+    """
     p, q = _aligned(p, q, "kl_divergence")
     lp, lq = p.values.astype(np.float64), q.values.astype(np.float64)
     kl = (np.exp(lp) * (lp - lq)).sum(axis=p.dims.index("vocab"))
@@ -125,7 +130,12 @@ _TOKENS = InputDims(("batch", "pos"), why="per-token values (dims batch, pos)")
 )
 def logprob_diff(a: Any, b: Any, per: Literal["mean", "position", "token"] = "token") -> Any:
     """``log P_a(next token) - log P_b(next token)`` (``token_logprobs`` cells of the two
-    sides), per token, per position (mean over prompts) or the mean over all."""
+    sides), per token, per position (mean over prompts) or the mean over all.
+
+    Args:
+        per: ``token``: one value per (batch, pos); ``position``: per ``pos``, mean over prompts;
+            ``mean``: one number over every token (NaN at padding skipped; default ``token``).
+    """
     a, b = _aligned(a, b, "logprob_diff")
     diff = a.values.astype(np.float64) - b.values.astype(np.float64)
     return _pool(diff, a, per, b)
@@ -142,7 +152,12 @@ def logprob_diff(a: Any, b: Any, per: Literal["mean", "position", "token"] = "to
 )
 def top1_agreement(p: Any, q: Any, per: Literal["mean", "position", "token"] = "mean") -> Any:
     """1 where the two sides' most likely next token is the same, else 0 (NaN at padding);
-    per token, per position (fraction of prompts) or the fraction of all tokens."""
+    per token, per position (fraction of prompts) or the fraction of all tokens.
+
+    Args:
+        per: ``token``: one value per (batch, pos); ``position``: per ``pos``, mean over prompts;
+            ``mean``: one number over every token (NaN at padding skipped; default ``mean``).
+    """
     p, q = _aligned(p, q, "top1_agreement")
     axis = p.dims.index("vocab")
     lp, lq = p.values, q.values

@@ -110,7 +110,20 @@ def cross_model_patching(
 ) -> Any:
     """Side a's loss with one piece of side b's activations patched in, per (layer, head),
     layer, or (layer, position), normalised to the fraction of the loss gap between the two
-    sides it recovers (see the module docstring)."""
+    sides it recovers (see the module docstring).
+
+    Args:
+        per: which piece of side b is patched in: ``head`` one head's ``hook_z`` at every position
+            (source ``hook: z``), ``layer`` the whole residual stream entering a block, ``position``
+            that stream at one position (source ``hook: resid_pre``).
+        normalize: true: the fraction of the loss gap between the sides recovered (1 = side b's
+            loss); false: the patched loss itself (nats).
+        min_gap: the least loss difference between the two sides (nats) to normalise by; below it
+            every cell is NaN. Only with ``normalize: true``.
+        mask: which predictions count: ``auto`` the prompt set's ``loss_mask`` where it has one
+            (else every real prediction), ``none`` every real prediction, another name a ``[batch,
+            pos-1]`` prompt extra whose non-zero entries count.
+    """
     check_choice("per", per, ("head", "layer", "position"))
     if not min_gap >= 0:
         raise UserError(f"cross_model_patching: min_gap must be >= 0, got {min_gap}")

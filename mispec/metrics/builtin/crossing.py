@@ -143,7 +143,14 @@ def crossing_step(series: Any, level: Level = "half", min_size: float = MIN_SIZE
     ``half``: half-way from its first to its last value), for every other dim; NaN when it
     never does, the series is flat, or the crossing is no more than noise (``crossing_size``
     below ``min_size``). Exact to ``crossing_width`` steps; ``refine:`` narrows that width
-    (see the module docstring)."""
+    (see the module docstring).
+
+    Args:
+        level: the level to cross: ``half`` (half-way from the series' first value to its last) or a
+            number in the series' units.
+        min_size: the least ``|crossing_size|`` (the crossing over the series' noise) that counts;
+            below it the result is NaN (default 8; 0 takes every crossing).
+    """
     return _per_crossing(series, "crossing_step", "step", level, min_size)
 
 
@@ -151,7 +158,15 @@ def crossing_step(series: Any, level: Level = "half", min_size: float = MIN_SIZE
 def crossing_width(series: Any, level: Level = "half", min_size: float = MIN_SIZE) -> Any:
     """Steps between ``crossing_step`` and the checkpoint before it: the crossing happened
     after ``crossing_step - crossing_width`` and by ``crossing_step``. NaN where there is no
-    crossing. Give it the same ``level`` and ``min_size`` as ``crossing_step``."""
+    crossing. Give it the same ``level`` and ``min_size`` as ``crossing_step``.
+
+    Args:
+        level: the level to cross: ``half`` (half-way from the series' first value to its last) or a
+            number in the series' units. Give the same as ``crossing_step``.
+        min_size: the least ``|crossing_size|`` (the crossing over the series' noise) that counts;
+            below it the result is NaN (default 8; 0 takes every crossing). Give the same as
+            ``crossing_step``.
+    """
     return _per_crossing(series, "crossing_width", "width", level, min_size)
 
 
@@ -161,5 +176,10 @@ def crossing_size(series: Any, level: Level = "half") -> Any:
     twice the smaller distance of the levels before and after the crossing from ``level``,
     over the series' noise, signed by the crossing's direction (module docstring); 0 for a flat
     series, NaN where the level is never reached. ``crossing_step`` is NaN where
-    ``|crossing_size| < min_size``."""
+    ``|crossing_size| < min_size``.
+
+    Args:
+        level: the level to cross: ``half`` (half-way from the series' first value to its last) or a
+            number in the series' units.
+    """
     return _per_crossing(series, "crossing_size", "size", level, 0.0)

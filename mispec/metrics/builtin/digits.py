@@ -61,7 +61,14 @@ def digit_loss(
 ) -> Any:
     """Next-token cross-entropy (nats) of each answer digit, by place (``digit`` 0 = units),
     mean over the prompts ``split`` and ``carry`` keep (see the module docstring); the
-    log-probabilities are float64-exact (see ``loss``)."""
+    log-probabilities are float64-exact (see ``loss``).
+
+    Args:
+        split: ``train`` / ``test``: only the prompts whose ``train_mask`` extra is True / False (a
+            grokking run's train and test loss); ``all``: every prompt.
+        carry: ``with`` / ``without``: per place, only the prompts whose that place does / does not
+            receive a carry (the ``carry`` extra); ``any``: every prompt.
+    """
     return per_digit(-act(acts, "next_logprob"), prompts, split, carry, "digit_loss") + 0.0
 
 
@@ -73,5 +80,12 @@ def digit_accuracy(
     carry: Literal["any", "with", "without"] = "any",
 ) -> Any:
     """Fraction of prompts whose answer digit at each place is predicted exactly (argmax),
-    by place (``digit`` 0 = units; see the module docstring)."""
+    by place (``digit`` 0 = units; see the module docstring).
+
+    Args:
+        split: ``train`` / ``test``: only the prompts whose ``train_mask`` extra is True / False (a
+            grokking run's train and test loss); ``all``: every prompt.
+        carry: ``with`` / ``without``: per place, only the prompts whose that place does / does not
+            receive a carry (the ``carry`` extra); ``any``: every prompt.
+    """
     return per_digit(act(acts, "next_correct"), prompts, split, carry, "digit_accuracy")

@@ -153,7 +153,14 @@ def direct_logit_attribution(
     """Each head's (or each layer's attention and MLP) direct contribution to the logit
     difference (or the answer's logit), the final LayerNorm's scale folded in as
     TransformerLens does; attrs ``remainder`` (and ``embed``) complete the sum to the logit
-    difference (attr ``logit_diff``). See the module docstring."""
+    difference (attr ``logit_diff``). See the module docstring.
+
+    Args:
+        per: ``head``: one value per (layer, head); ``component``: per layer, its attention output
+            and its MLP output (``component`` = ``attn``, ``mlp``).
+        target: ``logit_diff``: the answer's minus the wrong answer's logit (needs
+            ``wrong_answer``); ``logit``: the answer's logit alone.
+    """
     check_choice("per", per, ("head", "component"))
     parts = residual_parts(bridge, prompts)
     u, const = unembed_direction(bridge, prompts, target)
@@ -204,7 +211,12 @@ def logit_lens(
 ) -> Any:
     """The logit difference (or the answer's log-probability) read from the residual stream
     after each layer through the final LayerNorm and the unembedding (see the module
-    docstring), mean over prompts at their answer positions."""
+    docstring), mean over prompts at their answer positions.
+
+    Args:
+        measure: ``logit_diff``: answer minus wrong-answer logit (logits); ``logprob``: the answer's
+            log-probability (nats).
+    """
     check_choice("measure", measure, ("logit_diff", "logprob"))
     n_layers = int(bridge.cfg.n_layers)
     names = [f"blocks.{layer}.hook_resid_post" for layer in range(n_layers)]

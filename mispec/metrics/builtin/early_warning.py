@@ -193,7 +193,23 @@ def warning_step(
 ) -> Any:
     """First step of the early-warning alarm episode still on just before ``target``'s
     crossing; the alarm reads ``progress`` at steps up to each checkpoint only. NaN: missed
-    (see the module docstring for the rule and the scoring)."""
+    (see the module docstring for the rule and the scoring).
+
+    Args:
+        window: ``w``: checkpoints per trend; the alarm compares the slope over the last ``w``
+            checkpoints with the ``w`` before (a positive integer, default 3; the first ``2w``
+            checkpoints are never alarmed).
+        threshold: the alarm is on where the acceleration is at least this many standard errors of
+            the progress measure's noise (> 0, default 4).
+        direction: ``up``: alarm when the measure speeds up rising; ``down``: falling; ``either``:
+            both.
+        level: the target's crossing level, as ``crossing_step``: ``half`` (half-way from its first
+            value to its last) or a number in its units.
+        log_count: judge the alarm only at the checkpoints of a log schedule of this many steps from
+            the first to the last (>= 2; ``null``: every checkpoint, refined ones included).
+        min_size: the least size of the target's crossing over its noise for it to count as a
+            transition, as ``crossing_step`` (default 8); without one every score is NaN.
+    """
     return _one(
         progress,
         target,
@@ -214,7 +230,23 @@ def warning_lead(
     min_size: float = MIN_SIZE,
 ) -> Any:
     """Steps from ``warning_step`` to ``target``'s crossing (the lead time); NaN when the
-    transition was missed or there is none (module docstring)."""
+    transition was missed or there is none (module docstring).
+
+    Args:
+        window: ``w``: checkpoints per trend; the alarm compares the slope over the last ``w``
+            checkpoints with the ``w`` before (a positive integer, default 3; the first ``2w``
+            checkpoints are never alarmed).
+        threshold: the alarm is on where the acceleration is at least this many standard errors of
+            the progress measure's noise (> 0, default 4).
+        direction: ``up``: alarm when the measure speeds up rising; ``down``: falling; ``either``:
+            both.
+        level: the target's crossing level, as ``crossing_step``: ``half`` (half-way from its first
+            value to its last) or a number in its units.
+        log_count: judge the alarm only at the checkpoints of a log schedule of this many steps from
+            the first to the last (>= 2; ``null``: every checkpoint, refined ones included).
+        min_size: the least size of the target's crossing over its noise for it to count as a
+            transition, as ``crossing_step`` (default 8); without one every score is NaN.
+    """
     return _one(
         progress,
         target,
@@ -235,7 +267,23 @@ def false_alarms(
     min_size: float = MIN_SIZE,
 ) -> Any:
     """Alarm episodes that started and ended before ``target``'s crossing with no transition
-    following them (module docstring)."""
+    following them (module docstring).
+
+    Args:
+        window: ``w``: checkpoints per trend; the alarm compares the slope over the last ``w``
+            checkpoints with the ``w`` before (a positive integer, default 3; the first ``2w``
+            checkpoints are never alarmed).
+        threshold: the alarm is on where the acceleration is at least this many standard errors of
+            the progress measure's noise (> 0, default 4).
+        direction: ``up``: alarm when the measure speeds up rising; ``down``: falling; ``either``:
+            both.
+        level: the target's crossing level, as ``crossing_step``: ``half`` (half-way from its first
+            value to its last) or a number in its units.
+        log_count: judge the alarm only at the checkpoints of a log schedule of this many steps from
+            the first to the last (>= 2; ``null``: every checkpoint, refined ones included).
+        min_size: the least size of the target's crossing over its noise for it to count as a
+            transition, as ``crossing_step`` (default 8); without one every score is NaN.
+    """
     return _one(
         progress,
         target,

@@ -179,7 +179,14 @@ def key_frequencies(acts: Any, prompts: Any, layer: int = 0, min_share: float = 
     """Per frequency ``k = 1 … (p-1)//2``, how many MLP neurons of ``layer`` have ``k`` as
     their best frequency with at least ``min_share`` of their variance over the table in its
     2D Fourier terms (see the module docstring); the key frequencies are those with a count
-    > 0. ``attrs``: the fraction of live neurons so explained (``explained_neurons``)."""
+    > 0. ``attrs``: the fraction of live neurons so explained (``explained_neurons``).
+
+    Args:
+        layer: the block whose MLP neurons (``mlp.hook_post`` at the answer position) are counted
+            (default 0).
+        min_share: the least share of a neuron's variance over the table, in [0, 1], that its best
+            frequency's 2D Fourier terms must explain for it to count (default 0.85).
+    """
     if not 0 <= min_share <= 1:
         raise UserError(f"key_frequencies: min_share must be in [0, 1], got {min_share}")
     p, _, pos = table_of(prompts, "key_frequencies")
@@ -234,7 +241,12 @@ def restricted_loss(
     the key-frequency directions ``cos/sin(w_k(a+b))`` with the paper's bias correction (see the
     module docstring). ``frequencies``: a ``freq`` series whose non-zero entries are the key
     frequencies (``key_frequencies``, chosen at a reference step: ``{metric: freqs, step:
-    last}``)."""
+    last}``).
+
+    Args:
+        split: ``train`` / ``test``: only the (a, b) pairs whose ``train_mask`` extra is True /
+            False; ``all``: the whole table. Default ``all``.
+    """
     return _restricted_excluded(acts, prompts, frequencies, split, "restricted_loss", keep=True)
 
 
@@ -250,7 +262,12 @@ def excluded_loss(
     acts: Any, prompts: Any, frequencies: Any, split: Literal["all", "train", "test"] = "train"
 ) -> float:
     """Cross-entropy (nats, on ``split``; default the training pairs) of the logits with their
-    key-frequency directions ``cos/sin(w_k(a+b))`` removed (see the module docstring)."""
+    key-frequency directions ``cos/sin(w_k(a+b))`` removed (see the module docstring).
+
+    Args:
+        split: ``train`` / ``test``: only the (a, b) pairs whose ``train_mask`` extra is True /
+            False; ``all``: the whole table. Default ``train``.
+    """
     return _restricted_excluded(acts, prompts, frequencies, split, "excluded_loss", keep=False)
 
 
@@ -258,7 +275,12 @@ def excluded_loss(
 def fourier_sparsity(bridge: Any, p: int, layer: int = 0) -> Any:
     """Gini coefficient of the Fourier-component norms of the embedding (component ``embed``)
     and of the neuron-logit map ``W_out[layer] W_U`` (component ``neuron_logit``), over the
-    ``p`` number tokens (see the module docstring); NaN for ``neuron_logit`` without MLPs."""
+    ``p`` number tokens (see the module docstring); NaN for ``neuron_logit`` without MLPs.
+
+    Args:
+        p: the modulus: the first ``p`` tokens are the numbers (between 2 and the vocabulary size).
+        layer: the block whose ``W_out`` gives the ``neuron_logit`` map (default 0).
+    """
     w_e = bridge.W_E.detach().to("cpu", torch.float64).numpy()  # [d_vocab, d_model]
     if not 2 <= p <= w_e.shape[0]:
         raise UserError(f"fourier_sparsity: p={p} must be between 2 and d_vocab={w_e.shape[0]}")

@@ -143,7 +143,16 @@ def activation_patching(
     per (layer, head) on ``hook_z`` or per (layer, pos) on ``hook_resid_pre`` (see the module
     docstring). Needs the extras ``corrupt_tokens``, ``answer``, ``wrong_answer``. NaN at
     every cell when the clean and corrupted runs do not differ by more than ``min_gap_z``
-    standard errors (``patching_gap_z``)."""
+    standard errors (``patching_gap_z``).
+
+    Args:
+        per: ``head``: patch one head's output ``hook_z`` at every position, dims ``(layer, head)``;
+            ``position``: patch the residual stream ``hook_resid_pre`` at one position, dims
+            ``(layer, pos)``.
+        min_gap_z: the least clean-minus-corrupted logit difference, in standard errors over the
+            prompts (``patching_gap_z``), for the checkpoint to be scored; at or below it every cell
+            is NaN (default 3; 0 masks only an exactly zero difference).
+    """
     check_choice("per", per, ("head", "position"))
     if not min_gap_z >= 0:
         raise UserError(f"activation_patching: min_gap_z must be >= 0, got {min_gap_z}")
@@ -216,7 +225,20 @@ def head_ablation(
     """Change of the loss or logit difference when one head's output is zero- or
     mean-ablated, per (layer, head) (see the module docstring). ``mask`` / ``split`` select the
     predictions that count in the loss, as for ``loss``; padding never counts (nor enters the
-    mean of a mean ablation)."""
+    mean of a mean ablation).
+
+    Args:
+        method: ``zero``: replace the head's output ``hook_z`` by zeros; ``mean``: by its mean over
+            the prompts at each position (padding left out), keeping its constant part.
+        measure: ``loss``: change of the next-token loss (nats; positive = the head helps);
+            ``logit_diff``: change of the mean answer-minus-wrong-answer logit difference (negative
+            = the head helps; needs the ``answer``/``wrong_answer`` extras).
+        mask: which predictions count: ``auto`` the prompt set's ``loss_mask`` where it has one
+            (else every real prediction), ``none`` every real prediction, another name a ``[batch,
+            pos-1]`` prompt extra whose non-zero entries count. Only for ``measure: loss``.
+        split: ``train`` / ``test``: only the prompts whose ``train_mask`` extra is True / False (a
+            grokking run's train and test loss); ``all``: every prompt. Only for ``measure: loss``.
+    """
     check_choice("method", method, ("zero", "mean"))
     check_choice("measure", measure, ("loss", "logit_diff"))
     tokens = tokens_of(prompts)

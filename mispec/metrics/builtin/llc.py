@@ -138,7 +138,34 @@ def llc(
     ``mask`` / ``split`` choose the predictions the loss counts (default: the task's
     ``loss_mask`` on the ``train_mask`` rows); the other args are devinterp's ``sample()``
     settings and defaults (``n_beta``: ``batch_size / log(batch_size)``; ``init_seed`` seeds
-    the chains). See the module docstring."""
+    the chains). See the module docstring.
+
+    Args:
+        mask: which predictions the sampled loss counts: a ``[batch, pos-1]`` prompt extra (default
+            ``loss_mask``, which the prompt set must then have: the ones the task trains on),
+            ``auto`` the ``loss_mask`` where there is one, ``none`` every real prediction.
+        split: the rows sampled: ``train`` (default) / ``test`` the ``train_mask`` rows / the
+            others; ``all`` every row (a task without a split).
+        loss_dtype: dtype the cross-entropy is computed in: ``float32`` or ``float64`` (as a
+            ``loss_dtype: float64`` training does).
+        lr: SGLD step size (default 0.01, devinterp's ``SGLD`` default); lower it when chains
+            diverge.
+        n_beta: the inverse temperature ``nβ`` of the local posterior (``null``: ``batch_size /
+            log(batch_size)``, devinterp's ``default_nbeta``).
+        localization: strength ``γ`` of the pull towards the checkpoint's weights (default 0: none);
+            raise it when chains wander off.
+        llc_weight_decay: weight decay of the SGLD sampler (default 0).
+        num_chains: independent SGLD chains, each seeded ``init_seed + chain`` (default 4); the
+            result is their mean, ``<name>__std`` their spread.
+        num_draws: loss draws per chain that enter the estimate (default 200).
+        num_burnin_steps: SGLD steps per chain discarded before the first draw (default 0).
+        num_steps_bw_draws: SGLD steps between two draws (default 1).
+        batch_size: rows per SGLD batch (default 32); at least this many rows must have counted
+            predictions.
+        num_init_loss_batches: batches over which the loss at the checkpoint (``<name>__init_loss``)
+            is estimated (default 32).
+        init_seed: seed of the first chain; chain ``c`` uses ``init_seed + c`` (default 100).
+    """
     _require_devinterp()
     check_choice("loss_dtype", loss_dtype, LOSS_DTYPES)
     from devinterp.slt.llc import llc as devinterp_llc

@@ -69,7 +69,13 @@ def logit_diff(acts: Any, prompts: Any, position: Literal["last", "answer_pos"] 
     ``position="last"`` reads the cheap ``final_logits`` pseudo hook (the answer is predicted
     at the last token of every prompt); ``position="answer_pos"`` reads the full logits at each
     prompt's ``answer_pos`` extra, or at each prompt's last real token when there is none
-    (prompts of different lengths padded to one width)."""
+    (prompts of different lengths padded to one width).
+
+    Args:
+        position: ``last``: read the logits at the last position of every prompt (the cheap
+            ``final_logits``); ``answer_pos``: at each prompt's ``answer_pos`` extra, else its last
+            real token (prompts of different lengths).
+    """
     check_choice("position", position, ("last", "answer_pos"))
     if position == "last":
         _check_answer_pos(prompts, position)

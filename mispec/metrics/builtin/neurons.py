@@ -59,7 +59,12 @@ def _real(prompts: Any, shape: tuple[int, int]) -> Any:
 
 @metric(dims=("layer", "neuron"), hooks=(POST,), units="activation")
 def neuron_activation(acts: Any, prompts: Any, position: Literal["all", "answer"] = "all") -> Any:
-    """Each MLP neuron's mean activation over the real tokens (or at the answer position)."""
+    """Each MLP neuron's mean activation over the real tokens (or at the answer position).
+
+    Args:
+        position: ``all``: mean over every real token; ``answer``: at each prompt's answer position
+            (``answer_pos``, else the last real token).
+    """
     check_choice("position", position, ("all", "answer"))
     post = act(acts, POST)  # [layer, batch, pos, d_mlp]
     if position == "answer":
@@ -98,7 +103,14 @@ NEURON_INDEXES = {"layer": "layer", "neurons": "neuron"}
 def neuron_top_examples(
     acts: Any, prompts: Any, layer: int, neurons: list[int] | None = None, k: int = 10
 ) -> Any:
-    """1 at each chosen neuron's ``k`` highest-activating (prompt, position) pairs."""
+    """1 at each chosen neuron's ``k`` highest-activating (prompt, position) pairs.
+
+    Args:
+        layer: the block whose MLP neurons (``blocks.{layer}.mlp.hook_post``) are read.
+        neurons: the neuron ids of that layer (each in ``0..d_mlp-1``); ``null``: every neuron.
+        k: how many (prompt, position) pairs each neuron marks, between 1 and the number of real
+            tokens (default 10).
+    """
     post, ids = _chosen(layer, neurons, act(acts, POST))
     batch, pos, _ = post.shape
     real = _real(prompts, (batch, pos))
@@ -128,7 +140,13 @@ def top_examples(
     acts: Any, prompts: Any, examples: Any, layer: int, neurons: list[int] | None = None
 ) -> Any:
     """Each neuron's mean activation over the examples ``examples`` marks (a
-    ``neuron_top_examples`` result, typically from a reference step)."""
+    ``neuron_top_examples`` result, typically from a reference step).
+
+    Args:
+        layer: the block whose MLP neurons (``blocks.{layer}.mlp.hook_post``) are read. The same as
+            the ``neuron_top_examples`` that chose the examples.
+        neurons: the neuron ids of that layer (each in ``0..d_mlp-1``); ``null``: every neuron.
+    """
     post, ids = _chosen(layer, neurons, act(acts, POST))
     marks = examples.sel(neuron=ids).transpose("neuron", "batch", "pos").values
     if marks.shape[1:] != tuple(post.shape[:2]):
@@ -165,7 +183,19 @@ def neuron_ablation(
     """Change of the loss (or logit difference) when one neuron of ``layer`` is zeroed (or
     set to its mean over the prompts at each position), per neuron. ``mask`` selects the
     predictions the loss counts, as for ``loss`` (the prompt set's ``loss_mask`` by
-    default)."""
+    default).
+
+    Args:
+        layer: the block whose MLP neurons (``blocks.{layer}.mlp.hook_post``) are read.
+        neurons: the neuron ids of that layer (each in ``0..d_mlp-1``); ``null``: every neuron.
+        method: ``zero``: set the neuron's activation to 0; ``mean``: to its mean over the prompts
+            at each position (padding left out).
+        measure: ``loss``: change of the next-token loss (nats; positive = the neuron helps);
+            ``logit_diff``: change of the mean answer-minus-wrong-answer logit difference.
+        mask: which predictions count: ``auto`` the prompt set's ``loss_mask`` where it has one
+            (else every real prediction), ``none`` every real prediction, another name a ``[batch,
+            pos-1]`` prompt extra whose non-zero entries count. Only for ``measure: loss``.
+    """
     check_choice("method", method, ("zero", "mean"))
     check_choice("measure", measure, ("loss", "logit_diff"))
     tokens = tokens_of(prompts)

@@ -77,7 +77,13 @@ def _pair_runs(bridge: Any, prompts: Any, names: list[str], why: str) -> dict[st
 )
 def head_position_patching(bridge: Any, prompts: Any, min_gap_z: float = 3.0) -> Any:
     """Normalised logit difference after patching one head's clean output at one position
-    into the corrupted run, per (layer, head, pos) (see the module docstring)."""
+    into the corrupted run, per (layer, head, pos) (see the module docstring).
+
+    Args:
+        min_gap_z: the least clean-minus-corrupted logit difference, in standard errors over the
+            prompts (``patching_gap_z``), for the checkpoint to be scored; at or below it every cell
+            is NaN (default 3; 0 masks only an exactly zero difference).
+    """
     n_layers, n_heads = int(bridge.cfg.n_layers), int(bridge.cfg.n_heads)
     names = _z_names(n_layers)
     run = _pair_runs(bridge, prompts, names, "head_position_patching")
@@ -151,7 +157,19 @@ def path_patching(
 ) -> Any:
     """Wang et al.'s path patching: each sender head's effect on the logit difference through
     the ``receivers``' queries (keys, values), per sender (layer, head); see the module
-    docstring. ``receiver_pos`` names a position extra (``END`` reads ``pos_END``)."""
+    docstring. ``receiver_pos`` names a position extra (``END`` reads ``pos_END``).
+
+    Args:
+        receivers: the receiver heads, as ``[layer, head]`` pairs of this model (at least one); only
+            senders in layers before the last receiver's are scored.
+        receiver_input: which input of the receivers carries the sender's effect: ``q`` (queries),
+            ``k`` (keys) or ``v`` (values).
+        receiver_pos: patch the receivers' input only at this named position (``END`` reads the
+            ``pos_END`` extra); ``null``: at every position.
+        min_gap_z: the least clean-minus-corrupted logit difference, in standard errors over the
+            prompts (``patching_gap_z``), for the checkpoint to be scored; at or below it every cell
+            is NaN (default 3; 0 masks only an exactly zero difference).
+    """
     if receiver_input not in ("q", "k", "v"):
         raise UserError(f"path_patching: receiver_input must be q, k or v, got {receiver_input!r}")
     n_layers, n_heads = int(bridge.cfg.n_layers), int(bridge.cfg.n_heads)
@@ -229,7 +247,12 @@ def _run_cached(bridge: Any, tokens: Any, hooks: list, names: list[str]) -> tupl
 def backup_heads(bridge: Any, prompts: Any, method: Literal["mean", "zero"] = "mean") -> Any:
     """The change of every later head's direct logit attribution when one head is ablated,
     per (src head ablated, dst head): positive where dst compensates (see the module
-    docstring)."""
+    docstring).
+
+    Args:
+        method: how the source head is ablated: ``mean`` replaces its ``hook_z`` by its mean over
+            the prompts at each position (padding left out); ``zero`` by zeros.
+    """
     if method not in ("mean", "zero"):
         raise UserError(f"backup_heads: method must be mean or zero, got {method!r}")
     n_layers, n_heads = int(bridge.cfg.n_layers), int(bridge.cfg.n_heads)

@@ -78,7 +78,12 @@ def flat_weights(bridge: Any, include: list[str] | None = None) -> Any:
     """Every floating-point parameter of the checkpoint (``state_dict`` order; tensors that
     share storage once), flattened and concatenated into one ``param`` vector; ``include``:
     only the parameters whose name starts with one of these prefixes (e.g. ``[embed,
-    blocks.0.mlp]``). ``attrs``: the parameter names taken (``parameters``)."""
+    blocks.0.mlp]``). ``attrs``: the parameter names taken (``parameters``).
+
+    Args:
+        include: only the parameters whose name starts with one of these prefixes (e.g. ``[embed,
+            blocks.0.mlp]``); ``null``: every floating-point parameter.
+    """
     parts, names = [], []
     keep = None if include is None else (lambda name: any(name.startswith(p) for p in include))
     for name, value in weight_tensors(bridge, keep):
@@ -192,7 +197,16 @@ def grokking_phases(
     ``circuit_formation``, ``cleanup``), by the threshold rule of the module docstring on the
     train and test accuracy series; NaN for a phase that does not end, or whose end is no
     more than noise (``grokking_phase_size`` below ``min_size``; ``min_size: 0`` takes every
-    first touch of a threshold, as before version 2)."""
+    first touch of a threshold, as before version 2).
+
+    Args:
+        memorised: train accuracy, in (0, 1], that ends memorisation (default 0.95).
+        cleanup_start: test accuracy, in (0, 1] and at most ``grokked``, that ends circuit formation
+            (cleanup starts; default 0.5).
+        grokked: test accuracy, in (0, 1], that ends cleanup (default 0.9).
+        min_size: the least size of an end over its series' noise (``grokking_phase_size``) for it
+            to count (default 8; 0: every first touch of a threshold).
+    """
     _check_thresholds("grokking_phases", memorised, cleanup_start, grokked)
     if isinstance(min_size, bool) or not min_size >= 0:
         raise UserError(f"grokking_phases: min_size must be a number >= 0, got {min_size!r}")
@@ -219,7 +233,14 @@ def grokking_phase_size(
     the series' noise (module docstring), for the first touch of each threshold after the
     previous phase's first touch; NaN where there is none. ``grokking_phases`` keeps an end
     whose size is at least its ``min_size`` and is NaN from the first that is not; give both
-    the same thresholds."""
+    the same thresholds.
+
+    Args:
+        memorised: train accuracy, in (0, 1], that ends memorisation (default 0.95).
+        cleanup_start: test accuracy, in (0, 1] and at most ``grokked``, that ends circuit formation
+            (cleanup starts; default 0.5).
+        grokked: test accuracy, in (0, 1], that ends cleanup (default 0.9).
+    """
     _check_thresholds("grokking_phase_size", memorised, cleanup_start, grokked)
     steps, train, test = _aligned(train_accuracy, test_accuracy)
     _, sizes = phase_events(steps, train, test, memorised, cleanup_start, grokked, 0.0)

@@ -186,7 +186,17 @@ def transition_step(
     (``transition_size``; ``min_size: 0`` keeps every steepest change, as before version 2).
     ``smooth``: Gaussian bandwidth in decades of step;
     ``min_interval``: shortest interval in decades; ``tolerance``: how much less steep an
-    earlier interval may be and still start the steep stretch (see the module docstring)."""
+    earlier interval may be and still start the steep stretch (see the module docstring).
+
+    Args:
+        smooth: bandwidth of the Gaussian smoothing, in decades of step (0 = off; default 0.05).
+        min_interval: shortest interval the slope is measured over, in decades of step (default
+            0.05).
+        tolerance: how much less steep, as a fraction in [0, 1), an earlier interval may be and
+            still start the steep stretch (default 0.3).
+        min_size: the least ``|transition_size|`` (the lasting jump over the series' noise) for a
+            step to be reported; below it NaN (default 8; 0 keeps every steepest change).
+    """
     _check_args("transition_step", smooth, min_interval, tolerance)
     if not min_size >= 0:
         raise UserError(f"transition_step: min_size must be >= 0, got {min_size}")
@@ -211,7 +221,16 @@ def transition_size(
     of the series' noise, for every other dim: its lasting jump over the noise, signed
     (positive for a rise; measured with one checkpoint on a side too); 0 for a flat series,
     NaN for fewer than three checkpoints. ``transition_step`` is NaN where ``|transition_size| < min_size``; give both
-    the same ``smooth`` / ``min_interval`` / ``tolerance`` (see the module docstring)."""
+    the same ``smooth`` / ``min_interval`` / ``tolerance`` (see the module docstring).
+
+    Args:
+        smooth: bandwidth of the Gaussian smoothing, in decades of step (0 = off; default 0.05).
+            Give the same as ``transition_step``.
+        min_interval: shortest interval the slope is measured over, in decades of step (default
+            0.05). Give the same as ``transition_step``.
+        tolerance: how much less steep, as a fraction in [0, 1), an earlier interval may be and
+            still start the steep stretch (default 0.3). Give the same as ``transition_step``.
+    """
     _check_args("transition_size", smooth, min_interval, tolerance)
 
     def size(steps: np.ndarray, row: np.ndarray) -> float:
@@ -265,7 +284,13 @@ def pca_over_steps(series: Any, k: int = 2, fit: Literal["all", "past"] = "all")
     projected onto the components fitted (and centred) on the checkpoints at steps ``<= t``
     only, so its value never changes when later checkpoints are added (each step has its own
     basis, so the trajectory is not one rigid picture; the explained variances are those of
-    the last fit, over every step)."""
+    the last fit, over every step).
+
+    Args:
+        k: how many principal components to keep (at least 1): the ``pc`` dim is ``1..k``.
+        fit: ``all``: one fit over every step; ``past``: each step projected onto components fitted
+            on the steps up to it only (no information from the future).
+    """
     if k < 1:
         raise UserError(f"pca_over_steps: k must be >= 1, got {k}")
     if fit not in ("all", "past"):

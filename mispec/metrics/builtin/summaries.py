@@ -21,7 +21,12 @@ def _without_over(x: tuple[str, ...], over: list[str]) -> tuple[str, ...]:
 def reduce(x: Any, over: list[str], how: Literal["max", "mean", "min", "sum"] = "max") -> Any:
     """``how`` of the input over the dims ``over`` (e.g. the strongest induction head:
     ``{fn: reduce, inputs: {x: induction}, args: {over: [layer, head]}}``). Other dims pass
-    through; units follow the input."""
+    through; units follow the input.
+
+    Args:
+        over: the input's dims to reduce over (each must be one of its dims).
+        how: the reduction: ``max``, ``mean``, ``min`` or ``sum`` (NaN skipped, as xarray does).
+    """
     missing = [d for d in over if d not in x.dims]
     if missing:
         raise UserError(f"reduce: the input has no dims {missing} (its dims: {list(x.dims)})")

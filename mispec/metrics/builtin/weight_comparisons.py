@@ -78,7 +78,15 @@ def weight_distance(
     relative: bool = False,
 ) -> Any:
     """``||W_a - W_b||`` per ``state_dict`` entry, per layer or in total (see the module
-    docstring); ``relative`` divides by ``||W_b||``."""
+    docstring); ``relative`` divides by ``||W_b||``.
+
+    Args:
+        group: ``layer`` (default): one distance per top-level component (``embed``, ``blocks.0``,
+            ..., ``unembed``); ``parameter``: per ``state_dict`` entry; ``total``: one over every
+            parameter.
+        relative: true: divide each distance by the same group's ``||W_b||`` (dimensionless);
+            default false: the L2 distance itself.
+    """
     check_choice("group", group, ("parameter", "layer", "total"))
     names_a = [str(n) for n in a.coords["component"].values]
     names_b = [str(n) for n in b.coords["component"].values]

@@ -55,8 +55,12 @@ def composition_score(
     (dst), ``||W_OV(src) W(dst)||_F / (||W_OV(src)||_F ||W(dst)||_F)`` (see the module
     docstring); NaN where ``src_layer >= dst_layer``.
 
-    ``fold_ln``: fold each layer's ``ln1`` into the weights that read through it first
-    (TransformerLens-style; default: the raw weights)."""
+    Args:
+        mode: ``Q``, ``K`` or ``V``: which input of the later head reads what the earlier head
+            writes (default ``K``: previous-token head into induction head).
+        fold_ln: fold each layer's ``ln1`` into the weights that read through it first
+            (TransformerLens-style); default false: the raw ``W_Q``, ``W_K``, ``W_V``, ``W_O``.
+    """
     check_choice("mode", mode, ("Q", "K", "V"))
     if not isinstance(fold_ln, bool):
         raise UserError(f"composition_score: fold_ln must be true or false, got {fold_ln!r}")
@@ -141,7 +145,13 @@ def weight_norm(bridge: Any, group: Literal["parameter", "layer", "total"] = "to
     """L2 (Frobenius) norm of the weights: ``group="total"`` one number over all parameters
     (component ``total``); ``"layer"`` per top-level component (``embed``, ``blocks.0``, …,
     ``unembed``); ``"parameter"`` per ``state_dict`` entry (``blocks.0.attn.q.weight`` …).
-    Tensors that share storage (tied embeddings) count once."""
+    Tensors that share storage (tied embeddings) count once.
+
+    Args:
+        group: ``total``: one norm over every parameter; ``layer``: one per top-level component
+            (``embed``, ``blocks.0``, ..., ``unembed``); ``parameter``: one per ``state_dict``
+            entry.
+    """
     check_choice("group", group, ("parameter", "layer", "total"))
     sums: dict[str, float] = {}
     for name, value in weight_tensors(bridge):
@@ -177,7 +187,13 @@ def fourier_norms(embed: np.ndarray) -> np.ndarray:
 def embed_fourier(bridge: Any, p: int | None = None) -> Any:
     """Norm of the token embedding ``W_E[:p]`` in each Fourier frequency ``k = 0 … p//2`` over
     the token index (Nanda et al.'s key frequencies; see ``fourier_norms``). ``p`` defaults to
-    the vocabulary size; for ``a + b mod p`` tasks give ``p`` so the ``=`` token is left out."""
+    the vocabulary size; for ``a + b mod p`` tasks give ``p`` so the ``=`` token is left out.
+
+    Args:
+        p: how many token rows ``W_E[:p]`` to transform, between 2 and the vocabulary size
+            (``null``: the whole vocabulary); the modulus of an ``a + b mod p`` task leaves its
+            ``=`` token out.
+    """
     w_e = bridge.W_E.detach().to("cpu", torch.float64).numpy()  # [d_vocab, d_model]
     p = int(p) if p is not None else w_e.shape[0]
     if not 2 <= p <= w_e.shape[0]:
