@@ -94,12 +94,16 @@ def check_claim(tree: Any, name: str, claim: ClaimSpec) -> Verdict:
 
 
 def _status(value: float, expect: str) -> str:
+    """A claim's verdict from its truth value (1, 0 or NaN: unknown). A claim marked
+    ``expect: fail`` is known not to hold in this study (its ``reason`` says why): failing or
+    unknown (e.g. the event never happens in the budget, so an order of events cannot be
+    judged) is the expected failure, holding is the surprise. Every other claim passes only
+    on a known 1."""
+    if expect == "fail":
+        return "unexpected pass" if value == 1 else "expected failure"
     if np.isnan(value):
         return "unevaluable"
-    passed = value == 1
-    if expect == "fail":
-        return "unexpected pass" if passed else "expected failure"
-    return "pass" if passed else "fail"
+    return "pass" if value == 1 else "fail"
 
 
 def _range(claim: ClaimSpec) -> tuple[float | None, float | None]:

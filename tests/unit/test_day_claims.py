@@ -179,6 +179,22 @@ def test_expected_failure_is_reported_as_such():
     assert v.status == "unexpected pass" and v.failed
 
 
+def test_an_expected_failure_that_cannot_be_evaluated_is_still_the_expected_failure():
+    """`expect: fail` says the claim is not established here: unknown (a NaN event step, as
+    when a point never groks in the budget) is that expectation, shown with its NaN; the same
+    claim without `expect: fail` stays unevaluable, never a pass."""
+    tree = _tree(m=_model(transition=(500.0, float("nan"))))
+    claim = {"before": ["prev_transition", "transition"]}
+    assert _verdict(tree, claim) == (
+        "unevaluable",
+        "prev_transition seed 0: 200, seed 1: 300; transition seed 0: 500, seed 1: NaN",
+    )
+    marked = {**claim, "expect": "fail", "reason": "seed 1 never forms one"}
+    v = check_claim(tree, "c", ClaimSpec.model_validate({"text": "t", **marked}))
+    assert v.status == "expected failure" and not v.failed
+    assert "seed 1: NaN" in v.line() and "(seed 1 never forms one)" in v.line()
+
+
 def test_quantify_is_kleene():
     t = xr.DataArray([[1.0, np.nan], [0.0, np.nan], [1.0, 1.0]], dims=("seed", "x"))
     assert list(quantify(t, ["x"], "every").values.astype(str)) == ["nan", "0.0", "1.0"]
