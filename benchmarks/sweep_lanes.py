@@ -6,9 +6,10 @@ The sweep: the toy model of the default study (2-layer attention-only) at two le
 5 checkpoints, loss and induction score. The figure is the wall-time ratio lanes / serial
 (target <= 0.55 on 2 free cores); results are identical (tests/system/test_day_sweeps.py).
 
-Lanes pay a fixed cost serial training does not: each worker process starts and imports
-torch and mispec (about 4 s here). Short points therefore gain less: measured on one quiet
-machine, 0.74x at 400 steps per point, 0.54x at 1 500.
+Lanes pay a fixed cost serial training does not: each worker process starts, imports torch
+and TransformerLens (about 5 s here) and rebuilds the plan. Short points therefore gain less:
+measured with ``benchmarks/run_all.py --only sweep`` (best of 2), 0.74x at 400 steps per
+point, 0.58x at 1 500 (6.7 s above half the serial wall).
 
     python -m benchmarks.sweep_lanes --steps 1500 --repeats 1
 """
