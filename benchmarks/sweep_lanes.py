@@ -3,13 +3,14 @@ one after another (``processes: 1``), side by side in one run, each into a fresh
 
 The sweep: the toy model of the default study (2-layer attention-only) at two learning rates,
 ``--steps`` training steps each (default 1 500, a point of specs/grokking_phase_diagram.yaml),
-5 checkpoints, loss and induction score. The figure is the wall-time ratio lanes / serial
-(target <= 0.55 on 2 free cores); results are identical (tests/system/test_day_sweeps.py).
+5 checkpoints, loss and induction score. Each run is a whole ``mispec run`` process, as a user
+starts it, imports included. The figure is the wall-time ratio lanes / serial (target <= 0.55
+on 2 free cores); results are identical (tests/system/test_day_sweeps.py).
 
 Lanes pay a fixed cost serial training does not: each worker process starts, imports torch
-and TransformerLens (about 5 s here) and rebuilds the plan. Short points therefore gain less:
-measured with ``benchmarks/run_all.py --only sweep`` (best of 2), 0.74x at 400 steps per
-point, 0.58x at 1 500 (6.7 s above half the serial wall).
+and TransformerLens and rebuilds the plan (at 10 steps per point a whole run took 9.5 s one
+after another, 11.6 s in lanes). Measured with ``benchmarks/run_all.py --only sweep`` (best of
+2): 0.51x at 1 500 steps per point (59.3 s against 115.3 s).
 
     python -m benchmarks.sweep_lanes --steps 1500 --repeats 1
 """
@@ -19,6 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -48,8 +51,8 @@ metrics:
 
 
 def run_once(steps: int, processes: int, root: Path) -> float:
-    import mispec
-
+    """One whole ``mispec run`` process, as a user starts it (its imports included), into a
+    fresh project: its wall time."""
     project = root / f"p{processes}"
     shutil.rmtree(project, ignore_errors=True)
     (project / ".mispec").mkdir(parents=True)
@@ -59,8 +62,10 @@ def run_once(steps: int, processes: int, root: Path) -> float:
         f"name: lanes{processes}\nkind: local\ntorch_threads: 1\nprocesses: {processes}\n"
         "parallel_min_steps: 1\n"
     )
+    mispec = Path(sys.executable).with_name("mispec")  # the console script of this environment
+    argv = [str(mispec), "run", "spec.yaml", "--executor", str(profile), "--quiet"]
     start = time.perf_counter()
-    mispec.run(project / "spec.yaml", executor=str(profile), progress=False)
+    subprocess.run(argv, cwd=project, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
 
 

@@ -222,3 +222,24 @@ def test_no_evaluation_lane_below_the_estimate(tmp_path, monkeypatch):
     lanes = _profile(tmp_path, "lanes", "processes: 2\nparallel_min_steps: 100000\n")
     result = mispec.run(tmp_path / "spec.yaml", executor=str(lanes), progress=False)
     assert result.counters["forward_passes"] == 6  # 20 s default: a toy's groups stay here
+
+
+def test_a_run_whose_training_all_goes_to_lanes_never_imports_transformerlens_here(tmp_path):
+    """The run's own process waits while its workers import TransformerLens (~3 s each, in
+    parallel): it imports it only when it trains or evaluates something itself. Imported
+    before the lanes start (once deciding whether seeds train stacked read a model's
+    signature), it held every worker back by those seconds (benchmarks/sweep_lanes.py)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "spec.yaml").write_text(TWO_SEEDS)
+    profile = _profile(tmp_path, "lanes", "processes: 2\nparallel_min_steps: 1\n")
+    script = (
+        "import sys, mispec\n"
+        f"r = mispec.run({str(tmp_path / 'spec.yaml')!r}, executor={str(profile)!r}, progress=False)\n"
+        "print(r.counters['training_steps'], 'transformer_lens' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=300
+    ).stdout.split()
+    assert out == ["80", "False"]  # both seeds trained (in the workers), TL never imported here

@@ -12,7 +12,8 @@ serial run's (tests/system/test_lanes.py). A node that reads another lane's work
 cell, a comparison across seeds) runs in this process once that lane is done; a lane whose
 training waits on another run (``init_from``) starts once that run is trained.
 
-When it pays: a process costs a fresh import of torch (~2-3 s), so only runs with at least
+When it pays: a process costs a fresh import of torch and TransformerLens (~5 s), so only
+runs with at least
 ``parallel_min_steps`` training steps left get a lane; ``processes: auto`` uses as many
 processes as the cores hold ``torch_threads`` each, and none for a model on CUDA (one GPU is
 shared best by one process that batches seeds and checkpoints: ``docs/speed.md``).

@@ -51,7 +51,6 @@ def stack_groups(
     :func:`~mispec.models.training_batched.stack_signature` (a model's seeds, a sweep's points
     of one architecture), in chunks of :func:`seeds_per_batch` in queue order; nodes absent
     train as before."""
-    from mispec.models.training_batched import stack_signature
     from mispec.sources.trained import TrainedSource
 
     by_signature: dict[str, list[TrainNode]] = {}
@@ -65,6 +64,10 @@ def stack_groups(
         if seeds_per_batch(setting, 2, source.train.device) < 2:
             continue  # this model's runs train one at a time (CPU under auto, or 1)
         if node.model not in signatures:
+            # imported only here: it imports TransformerLens, which a run whose training all
+            # goes to lane processes never needs in this one (seconds before they start)
+            from mispec.models.training_batched import stack_signature
+
             signatures[node.model] = stack_signature(source.train)
         by_signature.setdefault(signatures[node.model], []).append(node)
     out: dict[str, list[TrainNode]] = {}
