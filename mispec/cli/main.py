@@ -47,6 +47,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     stop_on_sigterm()
+    if argv is None:  # the mispec program: end at once after the command, see the function
+        import atexit
+
+        from mispec.runtime.exit import end_without_gc_walk
+
+        atexit.register(end_without_gc_walk)  # the last exit handler to run
     return run_command(args.func, args)
 
 
