@@ -3,7 +3,10 @@ every ``every`` seconds, as tqdm and Lightning write into logs, and a last one w
 ends. A line holds every task: what it is at, done/total, and its rate and time left once
 known::
 
-    [mispec 0:01:05] training 1/2 (toy seed 1) | checkpoints 3/40 0.9/s ETA 0:00:41 (toy seed 0 step 12) | train toy seed 1 300/1000 25.1/s ETA 0:00:28 (loss 2.9312 icl=0.41)
+    [mispec 0:01:05] training 1/2 (toy seed 1) | checkpoints 3/40 ETA after training (toy seed 0 step 12) | train toy seed 1 300/1000 25.1/s ETA 0:00:28 (loss 2.9312 icl=0.41)
+
+Checkpoints and reductions wait on training while it is under way, so their time left is
+told once it is over (``checkpoints 23/40 2.1/s ETA 0:00:08``).
 
 A change shows at once when the last line is ``every`` seconds old (``every=0``: every
 change); a ticker thread writes a line every ``every`` seconds while nothing changes (a long
@@ -30,6 +33,7 @@ class TaskState:
     status: str
     started: float
     completed: int = 0
+    base: int = 0  # done before ``started``: the rate counts from there
 
 
 class LogDisplay(Display):
@@ -49,6 +53,7 @@ class LogDisplay(Display):
         self.begun = clock()
         self.last_line = self.begun  # the first line comes ``every`` seconds in
         self._next = 1
+        self._training = False  # training under way at the last change
         self._stop = threading.Event()
         if ticker and every > 0:
             threading.Thread(target=self._tick_forever, daemon=True).start()
@@ -89,12 +94,13 @@ class LogDisplay(Display):
             state = self.tasks.get(task)
             if state is not None:
                 state.total, state.completed, state.status = total, 0, status
-                state.started = self.clock()
+                state.started, state.base = self.clock(), 0
                 self._changed()
 
     def remove(self, task: int) -> None:
         with self.lock:
             self.tasks.pop(task, None)
+            self._training_over()
 
     def note(self, text: str, *, style: str = "") -> None:
         with self.lock:
@@ -113,13 +119,25 @@ class LogDisplay(Display):
             if self.tasks and self.clock() - self.last_line >= self.every:
                 self._write(self.line())
 
+    def _training_over(self) -> None:
+        """When training ends, the work that waited on it starts its rate afresh: what it
+        did at training's pace does not count toward its time left."""
+        training = any(waits_for(state) for state in self.tasks.values())
+        if self._training and not training:
+            now = self.clock()
+            for state in self.tasks.values():
+                state.started, state.base = now, state.completed
+        self._training = training
+
     def _changed(self) -> None:
+        self._training_over()
         if self.clock() - self.last_line >= self.every:
             self._write(self.line())
 
     def line(self) -> str:
         now = self.clock()
-        parts = [describe(state, now) for state in self.tasks.values()]
+        training = any(waits_for(state) for state in self.tasks.values())
+        parts = [describe(state, now, after_training=training) for state in self.tasks.values()]
         return f"[mispec {clock_text(now - self.begun)}] " + " | ".join(parts)
 
     def _write(self, text: str) -> None:
@@ -132,13 +150,26 @@ class LogDisplay(Display):
             self.tick()
 
 
-def describe(state: TaskState, now: float) -> str:
+def waits_for(state: TaskState) -> bool:
+    """Whether ``state`` is training still under way: a training loop's bar, or the run's
+    bar counting its training runs."""
+    return (state.kind == "training" or state.label == "training") and (
+        state.completed < state.total
+    )
+
+
+def describe(state: TaskState, now: float, *, after_training: bool = False) -> str:
     """``label done/total [rate ETA] [(status)]``: the rate once something is done, the
-    time left while something is left."""
+    time left while something is left. Work that follows training (``after_training``: the
+    checkpoints, the reductions) goes at training's pace while training is under way, so
+    its rate so far says nothing of its end: ``ETA after training`` instead."""
     text = f"{state.label} {state.completed}/{state.total}"
     seconds = now - state.started
-    if 0 < state.completed < state.total and seconds > 0:
-        rate = state.completed / seconds
+    if after_training and state.kind != "training" and state.label != "training":
+        if state.base < state.completed < state.total:  # where a time left would show
+            text += " ETA after training"
+    elif state.base < state.completed < state.total and seconds > 0:
+        rate = (state.completed - state.base) / seconds
         text += f" {rate:.3g}/s ETA {clock_text((state.total - state.completed) / rate)}"
     if state.status:
         text += f" ({state.status})"

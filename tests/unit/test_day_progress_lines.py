@@ -68,7 +68,7 @@ def test_every_zero_writes_a_line_at_every_change_and_notes_at_once():
     assert lines(stream) == [
         "[mispec 0:00:00] training 0/2",
         "[mispec 0:00:00] training 0/2 | checkpoints 0/3",
-        "[mispec 0:00:00] training 0/2 | checkpoints 1/3 (toy seed 0 step 0)",
+        "[mispec 0:00:00] training 0/2 | checkpoints 1/3 ETA after training (toy seed 0 step 0)",
         "failed cell:x: boom (other tasks continue; finished cells are kept)",
     ]
     display.update(a, completed=2)
@@ -172,3 +172,32 @@ def test_a_workers_progress_is_throttled_forwarded_and_applied_once():
     assert lines(stream)[-1] == "[mispec 0:00:00] training 1/1"
     mirror.apply(sent[3])  # a late remove of a task gone: nothing happens
     assert len(lines(stream)) == 5
+
+
+def test_work_waiting_on_training_tells_no_time_left_until_training_is_over():
+    """Checkpoints evaluated as training saves them go at training's pace: 3 of 40 in an
+    hour of training would extrapolate to 12 hours. While training is under way their line
+    says ``ETA after training``; once it is over, their rate counts from that moment."""
+    display, stream, clock = log_display(0)
+    runs = display.add("training", 2)
+    work = display.add("checkpoints", 40)
+    train = display.add("train toy seed 0", 1000, kind="training")
+    clock.now += 3600
+    display.update(train, completed=900)
+    display.update(work, completed=3, status="toy seed 0 step 12")
+    assert lines(stream)[-1] == (
+        "[mispec 1:00:00] training 0/2 | checkpoints 3/40 ETA after training "
+        "(toy seed 0 step 12) | train toy seed 0 900/1000 0.25/s ETA 0:06:40"
+    )
+    display.remove(train)  # the loop ended, but the run's second training run is still to come
+    display.update(runs, advance=1)
+    assert "checkpoints 3/40 ETA after training" in lines(stream)[-1]
+    display.update(runs, advance=1)  # training over: the rate starts here
+    assert (
+        lines(stream)[-1] == "[mispec 1:00:00] training 2/2 | checkpoints 3/40 (toy seed 0 step 12)"
+    )
+    clock.now += 10
+    display.update(work, completed=8)  # 5 in 10 s -> 0.5/s, 32 left -> 64 s
+    assert lines(stream)[-1] == (
+        "[mispec 1:00:10] training 2/2 | checkpoints 8/40 0.5/s ETA 0:01:04 (toy seed 0 step 12)"
+    )
