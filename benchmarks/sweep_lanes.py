@@ -10,7 +10,9 @@ on 2 free cores); results are identical (tests/system/test_day_sweeps.py).
 Lanes pay a fixed cost serial training does not: each worker process starts, imports torch
 and TransformerLens and rebuilds the plan (at 10 steps per point a whole run took 9.5 s one
 after another, 11.6 s in lanes). Measured with ``benchmarks/run_all.py --only sweep`` (best of
-2): 0.51x at 1 500 steps per point (59.3 s against 115.3 s).
+2): 0.51x and 0.55x in two runs at 1 500 steps per point (59.3 s against 115.3 s, 57.6 s
+against 105.2 s). Two plain torch loops side by side on this machine's 2 cores each ran
+1.05-1.13x as long as one alone: no two-process scheme does much better here.
 
     python -m benchmarks.sweep_lanes --steps 1500 --repeats 1
 """
