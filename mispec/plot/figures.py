@@ -126,7 +126,7 @@ def metric_figure(
                 if notes is not None:
                     notes.extend(f"{metric} ({model}): {n}" for n in snapped)
             else:
-                at = [v for t in transitions for v in t.steps.values()]
+                at = [v for t in transitions for v in t.steps]
                 steps = heatmap_steps_for(available, at)
             cell = grid[r, 1] if has_step else grid[r, :]
             sub = cell.subgridspec(n_seeds, len(steps))

@@ -82,17 +82,20 @@ def plot_series(
             else:
                 ax.plot(x, line, lw=0.8, color="0.6", alpha=0.35)
             shown_rank += 1
+    color_of = {int(seed): colors[si] for si, seed in enumerate(seeds) if seed is not None}
     for ti, transition in enumerate(transitions):
-        for si, seed in enumerate(seeds):
-            if seed is None or int(seed) not in transition.steps:
+        for (on_seed, unit), t in transition.at.items():
+            if on_seed not in color_of:
                 continue
-            t = transition.steps[int(seed)]
+            which = unit_label(list(transition.unit_dims), unit)
+            how = f", {transition.how}" if transition.how else ""
             ax.axvline(
                 t + 1 if log_x else t,
-                color=colors[si],
+                color=color_of[on_seed],
                 ls=_TRANSITION_STYLES[ti % len(_TRANSITION_STYLES)],
                 lw=1,
-                label=transition.label(int(seed)),
+                label=f"{transition.name} seed {on_seed}{' ' + which if which else ''}: "
+                f"step {t:.0f}{how}",
             )
     if log_x:
         ax.set_xscale("log")

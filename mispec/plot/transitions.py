@@ -19,15 +19,18 @@ TRANSITION_FNS = frozenset({"transition_step"})
 
 @dataclass(frozen=True)
 class Transition:
-    """One transition variable's step per seed, as drawn on a series."""
+    """One transition variable's step per line of its series: per seed, and per value of
+    each dim the series draws a line for too (a sweep's ``n_layers``: each depth's
+    transition on that depth's line, never a median across depths)."""
 
     name: str  # the transition variable
-    steps: dict[int, float]  # per seed with a value
-    how: str  # how it became one step per seed ("" or "median over layer, head")
+    at: dict[tuple[int, tuple[Any, ...]], float]  # (seed, its coords on unit_dims) -> step
+    how: str  # how it became one step per line ("" or "median over layer, head")
+    unit_dims: tuple[str, ...] = ()  # dims of the series' lines the transition has too
 
-    def label(self, seed: int) -> str:
-        how = f", {self.how}" if self.how else ""
-        return f"{self.name} seed {seed}: step {self.steps[seed]:.0f}{how}"
+    @property
+    def steps(self) -> list[float]:
+        return list(self.at.values())
 
 
 def series_read(ds: Any, name: str) -> list[str]:
@@ -47,26 +50,33 @@ def series_read(ds: Any, name: str) -> list[str]:
 
 def transitions_of(tree: Any, model: str, variable: str) -> list[Transition]:
     """The transitions computed from ``variable`` (or from a ``reduce`` of it) in this
-    model's results, per seed: a per-head transition is the median over the cells that have
-    one (said in the label); seeds without a transition (NaN) are left out."""
+    model's results, one step per line the series draws: per seed, and per value of every
+    dim both have besides ``step`` (a sweep dim). Over the dims only the transition has (a
+    per-head transition of a series reduced over heads) it is the median over the cells
+    that have one, said in ``how``; lines without a transition (NaN) are left out."""
     if model not in tree.children:
         return []
     ds = tree[model].to_dataset()
+    lines = set(ds[variable].dims) - {"seed", "step"} if variable in ds.data_vars else set()
     found = []
     for name, var in ds.data_vars.items():
         if var.attrs.get("metric_fn") not in TRANSITION_FNS or "seed" not in var.dims:
             continue
         if variable not in series_read(ds, str(name)):
             continue
-        steps = {}
-        for s in var.seed.values:
-            values = np.asarray(var.sel(seed=s).values, dtype=float)
+        units = tuple(str(d) for d in var.dims if d != "seed" and d in lines)
+        other = [str(d) for d in var.dims if d != "seed" and d not in units]
+        stacked = var.stack(_line=["seed", *units]) if units else var.rename(seed="_line")
+        at: dict[tuple[int, tuple[Any, ...]], float] = {}
+        for i in range(stacked.sizes["_line"]):
+            values = np.asarray(stacked.isel(_line=i).values, dtype=float)
             values = values[np.isfinite(values)]
-            if values.size:
-                steps[int(s)] = float(np.median(values))
-        other = [str(d) for d in var.dims if d != "seed"]
+            if not values.size:
+                continue
+            key = np.atleast_1d(np.asarray(stacked._line.values[i], dtype=object)).tolist()
+            at[(int(key[0]), tuple(key[1:]))] = float(np.median(values))
         how = f"median over {', '.join(other)}" if other else ""
-        found.append(Transition(str(name), steps, how))
+        found.append(Transition(str(name), at, how, units))
     return sorted(found, key=lambda t: t.name)
 
 

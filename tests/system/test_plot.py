@@ -126,4 +126,37 @@ def test_seeds_without_a_transition_get_no_marker():
     ds = xr.Dataset({"induction": series, "transition": var})
     tree = xr.DataTree(children={"toy": xr.DataTree(ds)})
     (found,) = transitions_of(tree, "toy", "induction")
-    assert found.steps == {0: 534.0}
+    assert found.at == {(0, ()): 534.0} and found.how == "median over head"
+
+
+def test_a_sweep_points_transition_is_marked_on_its_own_line_not_a_median_across_points():
+    """induction_depth: the transition per (n_layers, seed) on the line of that depth and seed
+    (390 for 1 layer, 534 / 624 for 2), never one median over the depths per seed."""
+    import xarray as xr
+
+    from mispec.plot.panels import _plt, plot_series
+    from mispec.plot.transitions import transitions_of
+
+    coords = {"n_layers": [1, 2], "seed": [0, 1], "step": [0, 10, 20]}
+    series = xr.DataArray(np.zeros((2, 2, 3)), dims=("n_layers", "seed", "step"), coords=coords)
+    var = xr.DataArray(
+        [[390.0, np.nan], [534.0, 624.0]],
+        dims=("n_layers", "seed"),
+        coords={"n_layers": [1, 2], "seed": [0, 1]},
+        attrs={"metric_fn": "transition_step", "inputs": ["induction_max"]},
+    )
+    ds = xr.Dataset({"induction_max": series, "transition": var})
+    tree = xr.DataTree(children={"depth": xr.DataTree(ds)})
+    (found,) = transitions_of(tree, "depth", "induction_max")
+    assert found.at == {(0, (1,)): 390.0, (0, (2,)): 534.0, (1, (2,)): 624.0}
+    assert found.how == "" and found.unit_dims == ("n_layers",)
+    plt = _plt()  # matplotlib as mispec draws with it (Agg)
+    fig, ax = plt.subplots()
+    plot_series(ax, series, title="t", transitions=[found])
+    labels = [line.get_label() for line in ax.get_lines() if line.get_linestyle() == "--"]
+    assert labels == [
+        "transition seed 0 n_layers=1: step 390",
+        "transition seed 0 n_layers=2: step 534",
+        "transition seed 1 n_layers=2: step 624",
+    ]
+    plt.close(fig)
