@@ -10,10 +10,14 @@ from mispec.results.summary_pairs import COMPARISON_INPUTS, comparison_lines, is
 
 
 def summarize(tree: Any) -> list[str]:
+    """Headline lines per model. A sweep's points are never pooled: a value per seed is
+    told per point (``n_layers=1: 390, n_layers=2: 534``), and the strongest head names the
+    point it is in."""
     lines = []
     for child in tree.children.values():
         ds = child.to_dataset()
         model = child.name
+        sweep = [str(d) for d in np.atleast_1d(child.attrs.get("sweep_dims", [])).tolist()]
         for name, var in ds.data_vars.items():
             fn = var.attrs.get("metric_fn", "")
             if fn in COMPARISON_INPUTS:
@@ -22,15 +26,23 @@ def summarize(tree: Any) -> list[str]:
                 lines.extend(comparison_lines(model, name, var))
             elif fn in _PER_SEED and "seed" in var.dims:
                 fmt = ".3g" if fn == "transition_size" else ".0f"
+                none = _NONE.get(fn, "none (no transition)")
+                points = [d for d in sweep if d in var.dims]
+                over = ", ".join(str(d) for d in var.dims if d != "seed" and d not in points)
+                median = f" median over {over}" if over else ""
                 for seed in var.seed.values:
-                    v = np.asarray(var.sel(seed=seed).values, dtype=float)
-                    none = "none (missed)" if fn.startswith("warning") else "none (no transition)"
-                    shown = _value(v, fmt, none=none)
-                    if v.size == 1:
-                        lines.append(f"{model} seed {seed}: {name} = {shown}")
+                    one = var.sel(seed=seed)
+                    if points:  # each point's own value, never a median over the points
+                        short = none.split(" (")[0]  # "never", "none": the name says of what
+                        told = ", ".join(
+                            f"{_point(points, key)}: "
+                            f"{_value(np.asarray(one.sel(at).values, dtype=float), fmt, none=short)}"
+                            for key, at in _points(one, points)
+                        )
+                        lines.append(f"{model} seed {seed}: {name}{median}: {told}")
                     else:
-                        over = ", ".join(d for d in var.dims if d != "seed")
-                        lines.append(f"{model} seed {seed}: {name} median over {over} = {shown}")
+                        shown = _value(np.asarray(one.values, dtype=float), fmt, none=none)
+                        lines.append(f"{model} seed {seed}: {name}{median} = {shown}")
             elif fn == "grokking_phases" and set(var.dims) == {"seed", "phase"}:
                 for seed in var.seed.values:
                     ends = ", ".join(
@@ -51,6 +63,14 @@ def summarize(tree: Any) -> list[str]:
                 )
     return lines
 
+
+# what a NaN of each says: an event that did not happen within the run
+_NONE = {
+    "crossing_step": "never (not crossed)",
+    "crossing_width": "never (not crossed)",
+    "warning_step": "none (missed)",
+    "warning_lead": "none (missed)",
+}
 
 _PER_SEED = (
     "transition_step",
@@ -81,11 +101,26 @@ def _strongest_head(model: str, name: str, last: Any) -> str:
         where = {
             d: (v[d].values[i] if d in v.coords else i) for d, i in zip(v.dims, idx, strict=True)
         }
+        # any other dim (a sweep's point) is named: the strongest over it, and where it is
+        point = " ".join(f"{d}={where[d]}" for d in v.dims if d not in ("layer", "head"))
         parts.append(
-            f"{who}layer {int(where['layer'])} head {int(where['head'])} = "
-            f"{float(v.values[idx]):.3f}"
+            f"{who}{point + ' ' if point else ''}layer {int(where['layer'])} "
+            f"head {int(where['head'])} = {float(v.values[idx]):.3f}"
         )
     return f"{model}: strongest {name} at the last step: " + ", ".join(parts)
+
+
+def _points(var: Any, dims: list[str]) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+    """Every sweep point of ``var`` over ``dims``, in coordinate order: its values, and the
+    selection that picks it."""
+    import itertools
+
+    axes = [var[d].values.tolist() for d in dims]
+    return [(key, dict(zip(dims, key, strict=True))) for key in itertools.product(*axes)]
+
+
+def _point(dims: list[str], key: tuple[Any, ...]) -> str:
+    return " ".join(f"{d}={v}" for d, v in zip(dims, key, strict=True))
 
 
 def _value(values: np.ndarray, fmt: str, *, none: str) -> str:
