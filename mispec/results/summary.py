@@ -111,8 +111,8 @@ def _strongest_head(model: str, name: str, last: Any) -> str:
 
 
 def _points(var: Any, dims: list[str]) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
-    """Every sweep point of ``var`` over ``dims``, in coordinate order: its values, and the
-    selection that picks it."""
+    """Every sweep point of ``var`` over ``dims``, in coordinate order: its coordinates, and
+    the selection that picks it."""
     import itertools
 
     axes = [var[d].values.tolist() for d in dims]

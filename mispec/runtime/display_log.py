@@ -150,12 +150,14 @@ class LogDisplay(Display):
             self.tick()
 
 
+def is_training(state: TaskState) -> bool:
+    """A training loop's bar, or the run's bar counting its training runs."""
+    return state.kind == "training" or state.label == "training"
+
+
 def waits_for(state: TaskState) -> bool:
-    """Whether ``state`` is training still under way: a training loop's bar, or the run's
-    bar counting its training runs."""
-    return (state.kind == "training" or state.label == "training") and (
-        state.completed < state.total
-    )
+    """Whether ``state`` is training still under way (other work goes at its pace)."""
+    return is_training(state) and state.completed < state.total
 
 
 def describe(state: TaskState, now: float, *, after_training: bool = False) -> str:
@@ -165,7 +167,7 @@ def describe(state: TaskState, now: float, *, after_training: bool = False) -> s
     its rate so far says nothing of its end: ``ETA after training`` instead."""
     text = f"{state.label} {state.completed}/{state.total}"
     seconds = now - state.started
-    if after_training and state.kind != "training" and state.label != "training":
+    if after_training and not is_training(state):
         if state.base < state.completed < state.total:  # where a time left would show
             text += " ETA after training"
     elif state.base < state.completed < state.total and seconds > 0:

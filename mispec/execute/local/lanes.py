@@ -13,10 +13,9 @@ cell, a comparison across seeds) runs in this process once that lane is done; a 
 training waits on another run (``init_from``) starts once that run is trained.
 
 When it pays: a process costs a fresh import of torch and TransformerLens (~5 s), so only
-runs with at least
-``parallel_min_steps`` training steps left get a lane; ``processes: auto`` uses as many
-processes as the cores hold ``torch_threads`` each, and none for a model on CUDA (one GPU is
-shared best by one process that batches seeds and checkpoints: ``docs/speed.md``).
+runs with at least ``parallel_min_steps`` training steps left get a lane; ``processes: auto``
+uses as many processes as the cores hold ``torch_threads`` each, and none for a model on CUDA
+(one GPU is shared best by one process that batches seeds and checkpoints: ``docs/speed.md``).
 """
 
 from __future__ import annotations
